@@ -1,0 +1,69 @@
+// Binary elementwise maps out = f(a, b), one invocation per element of a.
+// b either has as many elements as a or is broadcast along rows: b[i % b_len]
+// (a bias of length `cols` added to every row of a rows×cols matrix).
+
+struct Params {
+    n: u32,
+    b_len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 64u;
+const TANH_CLAMP: f32 = 15.0;
+const GELU_C: f32 = 0.7978845608028654;
+const GELU_A: f32 = 0.044715;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+@compute @workgroup_size(64)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = a[i] + b[i % p.b_len]; }
+}
+
+@compute @workgroup_size(64)
+fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = a[i] - b[i % p.b_len]; }
+}
+
+@compute @workgroup_size(64)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = a[i] * b[i % p.b_len]; }
+}
+
+// a = x (the ReLU input), b = upstream gradient dy.
+@compute @workgroup_size(64)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { out[i] = select(0.0, b[i % p.b_len], a[i] > 0.0); }
+}
+
+// a = y = tanh(x) (the forward output), b = dy: dx = (1 - y^2) dy.
+@compute @workgroup_size(64)
+fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) {
+        let t = a[i];
+        out[i] = (1.0 - t * t) * b[i % p.b_len];
+    }
+}
+
+// a = x (the GELU input), b = dy; derivative of the tanh approximation.
+@compute @workgroup_size(64)
+fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) {
+        let v = a[i];
+        let t = tanh(clamp(GELU_C * (v + GELU_A * v * v * v), -TANH_CLAMP, TANH_CLAMP));
+        let d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
+        out[i] = d * b[i % p.b_len];
+    }
+}

@@ -1,0 +1,166 @@
+//! Elementwise maps: unary (scale, relu, tanh, gelu) and binary (add, sub, mul with row
+//! broadcast of the right operand, and the activations' backward rules).
+
+use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+const UNARY: Shader = Shader {
+    name: "elementwise_unary",
+    source: include_str!("../../shaders/elementwise_unary.wgsl"),
+};
+const BINARY: Shader = Shader {
+    name: "elementwise_binary",
+    source: include_str!("../../shaders/elementwise_binary.wgsl"),
+};
+const WORKGROUP: u32 = 64;
+
+/// A unary elementwise map y = f(x).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// y = alpha · x.
+    Scale(f32),
+    /// y = max(x, 0).
+    Relu,
+    /// y = tanh(x).
+    Tanh,
+    /// GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
+    Gelu,
+}
+
+impl UnaryOp {
+    fn entry(self) -> &'static str {
+        match self {
+            UnaryOp::Scale(_) => "scale",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Tanh => "tanh_fwd",
+            UnaryOp::Gelu => "gelu",
+        }
+    }
+}
+
+/// A binary elementwise map out = f(a, b); `b` may be broadcast along the rows of `a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b.
+    Add,
+    /// a − b.
+    Sub,
+    /// a ∘ b.
+    Mul,
+    /// dx of ReLU: a = x, b = dy.
+    ReluBackward,
+    /// dx of tanh: a = y = tanh(x), b = dy.
+    TanhBackward,
+    /// dx of GELU: a = x, b = dy.
+    GeluBackward,
+}
+
+impl BinaryOp {
+    fn entry(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::ReluBackward => "relu_backward",
+            BinaryOp::TanhBackward => "tanh_backward",
+            BinaryOp::GeluBackward => "gelu_backward",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct UnaryParams {
+    n: u32,
+    alpha: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BinaryParams {
+    n: u32,
+    b_len: u32,
+}
+
+/// Shape rule of a binary op: `b` has `a`'s shape, or is a suffix of it (broadcast along the
+/// leading dimensions, e.g. a bias `[cols]` against `[rows, cols]`). Returns `a`'s shape.
+pub fn binary_shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    if a == b || (b.len() < a.len() && a.ends_with(b)) {
+        Ok(a.to_vec())
+    } else {
+        Err(Error::shape(
+            &format!("{op:?}"),
+            format!("right operand {b:?} must equal left {a:?} or be a trailing suffix of it"),
+        ))
+    }
+}
+
+/// A launch of `op` reading `n` elements of `x` into `y`.
+pub fn unary_dispatch(
+    device: &Device,
+    op: UnaryOp,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n: usize,
+) -> Result<Dispatch> {
+    let alpha = if let UnaryOp::Scale(a) = op { a } else { 1.0 };
+    let params = UnaryParams {
+        n: to_u32(op.entry(), n)?,
+        alpha,
+    };
+    let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
+    Dispatch::new(device, &UNARY, op.entry(), &params, &[x, y], grid)
+}
+
+/// A launch of `op` over `n` elements of `a` and `b_len` (dividing `n`) elements of `b`.
+pub fn binary_dispatch(
+    device: &Device,
+    op: BinaryOp,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n: usize,
+    b_len: usize,
+) -> Result<Dispatch> {
+    if b_len == 0 || n % b_len != 0 {
+        return Err(Error::shape(
+            op.entry(),
+            format!("broadcast length {b_len} does not divide {n}"),
+        ));
+    }
+    let params = BinaryParams {
+        n: to_u32(op.entry(), n)?,
+        b_len: b_len as u32,
+    };
+    let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
+    Dispatch::new(device, &BINARY, op.entry(), &params, &[a, b, out], grid)
+}
+
+/// y = op(x), a new tensor of `x`'s shape.
+pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+    let device = x.device();
+    let y = Tensor::zeros(device, x.shape())?;
+    let d = unary_dispatch(device, op, x.buffer(), y.buffer(), x.len())?;
+    super::run(device, &[&d])?;
+    Ok(y)
+}
+
+/// out = op(a, b), a new tensor of `a`'s shape (`b` broadcast along leading dimensions).
+pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let device = same_device(op.entry(), &[a, b])?;
+    let shape = binary_shape(op, a.shape(), b.shape())?;
+    let out = Tensor::zeros(&device, &shape)?;
+    let d = binary_dispatch(
+        &device,
+        op,
+        a.buffer(),
+        b.buffer(),
+        out.buffer(),
+        a.len(),
+        b.len(),
+    )?;
+    super::run(&device, &[&d])?;
+    Ok(out)
+}

@@ -1,0 +1,25 @@
+//! # eigengrad
+//!
+//! Portable GPU training on raw `wgpu` compute shaders, centred on layers that
+//! eigendecompose matrices on the GPU every step. See `DESIGN.md` in the shared folder and the
+//! README for the map.
+//!
+//! ```no_run
+//! use eigengrad::{Device, Tensor, kernels::elementwise::{unary, UnaryOp}};
+//! let device = Device::new()?;
+//! let x = Tensor::from_slice(&device, &[2, 2], &[-1.0, 0.5, 2.0, -3.0])?;
+//! let y = unary(UnaryOp::Relu, &x)?;
+//! assert_eq!(y.to_vec()?, vec![0.0, 0.5, 2.0, 0.0]);
+//! # Ok::<(), eigengrad::Error>(())
+//! ```
+
+pub mod device;
+pub mod error;
+pub mod kernels;
+pub mod reference;
+pub mod tensor;
+
+pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};
+pub use error::{Error, Result};
+pub use tensor::Tensor;
+pub use wgpu;

@@ -1,0 +1,26 @@
+//! CPU reference of every kernel, in nalgebra and plain Rust, generic over `f32` and `f64`.
+//!
+//! These functions are the oracle the tests compare the GPU against and the baseline the
+//! benches measure beside it. They take and return row-major slices with explicit shapes,
+//! exactly as the kernels see their buffers.
+
+pub mod elementwise;
+
+/// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
+/// (as ground truth).
+pub trait Real: nalgebra::RealField + Copy {
+    /// Converts an f64 constant.
+    fn c(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn c(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn c(v: f64) -> Self {
+        v
+    }
+}

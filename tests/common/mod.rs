@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests: the device, seeded random data, error measures.
+#![allow(dead_code)]
+
+use eigengrad::Device;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::OnceLock;
+
+/// The device every test runs on (`EIGENGRAD_BACKEND` picks the backend). A missing adapter
+/// fails the test: a kernel test that silently skips proves nothing.
+pub fn device() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let d = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
+            eprintln!("test device: {}", d.info());
+            d
+        })
+        .clone()
+}
+
+/// Seeded uniform values in [-scale, scale].
+pub fn random(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-scale..=scale)).collect()
+}
+
+/// f32 data widened to f64 for the ground-truth reference.
+pub fn widen(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// Largest |gpu − reference| over all elements, with the index where it occurs.
+pub fn max_abs_err(gpu: &[f32], reference: &[f64]) -> (f64, usize) {
+    assert_eq!(gpu.len(), reference.len(), "lengths differ");
+    gpu.iter()
+        .zip(reference)
+        .enumerate()
+        .map(|(i, (&g, &r))| ((g as f64 - r).abs(), i))
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+/// Asserts |gpu_i − ref_i| ≤ tol_i for every element, naming the first failure.
+pub fn assert_close_each(
+    what: &str,
+    gpu: &[f32],
+    reference: &[f64],
+    tol: impl Fn(usize, f64) -> f64,
+) {
+    assert_eq!(gpu.len(), reference.len(), "{what}: lengths differ");
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        let t = tol(i, r);
+        assert!(
+            g.is_finite() && (g as f64 - r).abs() <= t,
+            "{what}: element {i}: gpu {g} vs reference {r} (tolerance {t:e})"
+        );
+    }
+}
+
+/// f32 machine epsilon as f64.
+pub const EPS: f64 = f32::EPSILON as f64;

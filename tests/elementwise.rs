@@ -1,0 +1,112 @@
+//! Elementwise kernels against the f64 reference.
+//!
+//! Tolerances: add/sub/mul are single correctly rounded f32 operations on f32 inputs, so the
+//! error against exact arithmetic is at most ½ ulp of the result: we allow ε·|r| + 1e-30.
+//! tanh and GELU go through the driver's tanh, whose Vulkan/GL precision is not exactly
+//! specified; we allow 8ε absolute on tanh (|tanh| ≤ 1) and 8ε·(1 + |x|) on GELU and the
+//! backward rules (their values scale with |x| and |dy| ≤ 1).
+
+mod common;
+use common::*;
+use eigengrad::kernels::elementwise::{binary, unary, BinaryOp, UnaryOp};
+use eigengrad::{reference, Error, Tensor};
+
+/// Sizes: 1, primes, a non-multiple of the 64-wide workgroup, and more than one workgroup row.
+const SIZES: [usize; 6] = [1, 7, 31, 127, 1000, 65_537];
+
+#[test]
+fn unary_ops_match_reference() {
+    let dev = device();
+    for (k, &n) in SIZES.iter().enumerate() {
+        let x = random(k as u64, n, 6.0);
+        let t = Tensor::from_slice(&dev, &[n], &x).unwrap();
+        for op in [
+            UnaryOp::Scale(-1.75),
+            UnaryOp::Relu,
+            UnaryOp::Tanh,
+            UnaryOp::Gelu,
+        ] {
+            let gpu = unary(op, &t).unwrap().to_vec().unwrap();
+            let r = reference::elementwise::unary(op, &widen(&x));
+            assert_close_each(&format!("{op:?} n={n}"), &gpu, &r, |i, r| match op {
+                UnaryOp::Scale(_) | UnaryOp::Relu => EPS * r.abs(),
+                UnaryOp::Tanh => 8.0 * EPS,
+                UnaryOp::Gelu => 8.0 * EPS * (1.0 + x[i].abs() as f64),
+            });
+        }
+    }
+}
+
+#[test]
+fn tanh_and_gelu_stay_finite_for_huge_inputs() {
+    let dev = device();
+    let x = [-1e30f32, -100.0, -20.0, 20.0, 100.0, 1e30];
+    let t = Tensor::from_slice(&dev, &[6], &x).unwrap();
+    let tanh = unary(UnaryOp::Tanh, &t).unwrap().to_vec().unwrap();
+    assert_eq!(tanh, vec![-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]);
+    let gelu = unary(UnaryOp::Gelu, &t).unwrap().to_vec().unwrap();
+    let r = reference::elementwise::unary(UnaryOp::Gelu, &widen(&x));
+    // For x ≤ −20 GELU underflows to −0 (exactly 0 in f64 up to 1e-80); for x ≥ 20 it is x.
+    assert_close_each("gelu huge", &gelu, &r, |_, r| EPS * r.abs());
+}
+
+#[test]
+fn binary_ops_match_reference_with_and_without_broadcast() {
+    let dev = device();
+    let ops = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::ReluBackward,
+        BinaryOp::TanhBackward,
+        BinaryOp::GeluBackward,
+    ];
+    // (rows, cols): a single element, primes, a tall-skinny and a wide matrix.
+    for (k, &(rows, cols)) in [(1, 1), (7, 31), (127, 3), (3, 1000), (513, 129)]
+        .iter()
+        .enumerate()
+    {
+        let a = random(100 + k as u64, rows * cols, 3.0);
+        let full = random(200 + k as u64, rows * cols, 1.0);
+        let bias = random(300 + k as u64, cols, 1.0);
+        let ta = Tensor::from_slice(&dev, &[rows, cols], &a).unwrap();
+        let tfull = Tensor::from_slice(&dev, &[rows, cols], &full).unwrap();
+        let tbias = Tensor::from_slice(&dev, &[cols], &bias).unwrap();
+        for op in ops {
+            for (b, tb) in [(&full, &tfull), (&bias, &tbias)] {
+                let gpu = binary(op, &ta, tb).unwrap().to_vec().unwrap();
+                let r = reference::elementwise::binary(op, &widen(&a), &widen(b));
+                assert_close_each(
+                    &format!("{op:?} {rows}x{cols} b={:?}", tb.shape()),
+                    &gpu,
+                    &r,
+                    |i, r| {
+                        match op {
+                            BinaryOp::Add
+                            | BinaryOp::Sub
+                            | BinaryOp::Mul
+                            | BinaryOp::ReluBackward => EPS * r.abs() + 1e-30,
+                            // (1 − y²)·dy with |y| ≤ 3 here: the product of three rounded ops.
+                            BinaryOp::TanhBackward => 4.0 * EPS * (1.0 + (a[i] * a[i]) as f64),
+                            BinaryOp::GeluBackward => 8.0 * EPS * (1.0 + a[i].abs() as f64),
+                        }
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn binary_shape_mismatch_is_an_error() {
+    let dev = device();
+    let a = Tensor::zeros(&dev, &[4, 3]).unwrap();
+    let b = Tensor::zeros(&dev, &[4]).unwrap();
+    let err = binary(BinaryOp::Add, &a, &b).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let b = Tensor::zeros(&dev, &[3, 4]).unwrap();
+    assert!(matches!(
+        binary(BinaryOp::Mul, &a, &b),
+        Err(Error::Shape { .. })
+    ));
+}
