@@ -1,10 +1,12 @@
 // Binary elementwise maps out = f(a, b), one invocation per element of a.
-// b either has as many elements as a or is broadcast along rows: b[i % b_len]
-// (a bias of length `cols` added to every row of a rows×cols matrix).
+// b is read at (i / b_inner) % b_len: b_inner = 1, b_len = n for equal shapes; b_inner = 1,
+// b_len = cols for a bias added to every row of a rows×cols matrix; b_inner = cols,
+// b_len = rows for one value per row (the gradient of a row reduction).
 
 struct Params {
     n: u32,
     b_len: u32,
+    b_inner: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,29 +23,33 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+fn bi(i: u32) -> u32 {
+    return (i / p.b_inner) % p.b_len;
+}
+
 @compute @workgroup_size(64)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = a[i] + b[i % p.b_len]; }
+    if (i < p.n) { out[i] = a[i] + b[bi(i)]; }
 }
 
 @compute @workgroup_size(64)
 fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = a[i] - b[i % p.b_len]; }
+    if (i < p.n) { out[i] = a[i] - b[bi(i)]; }
 }
 
 @compute @workgroup_size(64)
 fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = a[i] * b[i % p.b_len]; }
+    if (i < p.n) { out[i] = a[i] * b[bi(i)]; }
 }
 
 // a = x (the ReLU input), b = upstream gradient dy.
 @compute @workgroup_size(64)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, b[i % p.b_len], a[i] > 0.0); }
+    if (i < p.n) { out[i] = select(0.0, b[bi(i)], a[i] > 0.0); }
 }
 
 // a = y = tanh(x) (the forward output), b = dy: dx = (1 - y^2) dy.
@@ -52,7 +58,7 @@ fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = flat(gid, nwg);
     if (i < p.n) {
         let t = a[i];
-        out[i] = (1.0 - t * t) * b[i % p.b_len];
+        out[i] = (1.0 - t * t) * b[bi(i)];
     }
 }
 
@@ -64,6 +70,6 @@ fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let v = a[i];
         let t = tanh(clamp(GELU_C * (v + GELU_A * v * v * v), -TANH_CLAMP, TANH_CLAMP));
         let d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
-        out[i] = d * b[i % p.b_len];
+        out[i] = d * b[bi(i)];
     }
 }

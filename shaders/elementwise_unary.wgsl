@@ -4,6 +4,9 @@
 struct Params {
     n: u32,
     alpha: f32,
+    // `expand` reads x[(i / inner) % len]; the other maps ignore these.
+    inner: u32,
+    len: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,4 +54,12 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let v = x[i];
         y[i] = 0.5 * v * (1.0 + safe_tanh(GELU_C * (v + GELU_A * v * v * v)));
     }
+}
+
+// Broadcast: y[i] = alpha * x[(i / inner) % len] — a row vector repeated down the rows
+// (inner = 1) or a column vector repeated across the columns (inner = cols).
+@compute @workgroup_size(64)
+fn expand(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i < p.n) { y[i] = p.alpha * x[(i / p.inner) % p.len]; }
 }

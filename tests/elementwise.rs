@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use eigengrad::kernels::elementwise::{binary, unary, BinaryOp, UnaryOp};
+use eigengrad::kernels::elementwise::{binary, expand, unary, BinaryOp, Broadcast, UnaryOp};
 use eigengrad::{reference, Error, Tensor};
 
 /// Sizes: 1, primes, a non-multiple of the 64-wide workgroup, and more than one workgroup row.
@@ -75,7 +75,12 @@ fn binary_ops_match_reference_with_and_without_broadcast() {
         for op in ops {
             for (b, tb) in [(&full, &tfull), (&bias, &tbias)] {
                 let gpu = binary(op, &ta, tb).unwrap().to_vec().unwrap();
-                let r = reference::elementwise::binary(op, &widen(&a), &widen(b));
+                let r = reference::elementwise::binary(
+                    op,
+                    &widen(&a),
+                    &widen(b),
+                    Broadcast::row_vector(b.len()),
+                );
                 assert_close_each(
                     &format!("{op:?} {rows}x{cols} b={:?}", tb.shape()),
                     &gpu,
@@ -107,6 +112,42 @@ fn binary_shape_mismatch_is_an_error() {
     let b = Tensor::zeros(&dev, &[3, 4]).unwrap();
     assert!(matches!(
         binary(BinaryOp::Mul, &a, &b),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn expand_broadcasts_rows_and_columns() {
+    let dev = device();
+    for (k, &(rows, cols)) in [(1, 1), (7, 31), (127, 3), (3, 1000)].iter().enumerate() {
+        let per_col = random(400 + k as u64, cols, 2.0);
+        let per_row = random(500 + k as u64, rows, 2.0);
+        for (x, from) in [
+            (&per_col, Broadcast::row_vector(cols)),
+            (&per_row, Broadcast::column_vector(rows, cols)),
+        ] {
+            let t = Tensor::from_slice(&dev, &[x.len()], x).unwrap();
+            let gpu = expand(&t, &[rows, cols], from, -0.5)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let r = reference::elementwise::expand(&widen(x), rows * cols, from, -0.5);
+            // A power-of-two scale is exact.
+            assert_close_each(
+                &format!("expand {rows}x{cols} {from:?}"),
+                &gpu,
+                &r,
+                |_, _| 0.0,
+            );
+        }
+    }
+    let t = Tensor::zeros(&dev, &[5]).unwrap();
+    assert!(matches!(
+        expand(&t, &[3, 4], Broadcast::row_vector(4), 1.0),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        expand(&t, &[3, 4], Broadcast::row_vector(5), 1.0),
         Err(Error::Shape { .. })
     ));
 }

@@ -1,5 +1,5 @@
-//! Elementwise maps: unary (scale, relu, tanh, gelu) and binary (add, sub, mul with row
-//! broadcast of the right operand, and the activations' backward rules).
+//! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`) and binary (add,
+//! sub, mul with a broadcast right operand, and the activations' backward rules).
 
 use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
 use crate::device::Device;
@@ -70,11 +70,68 @@ impl BinaryOp {
     }
 }
 
+/// How an operand of `len` elements is read against `n` output elements: element
+/// `(i / inner) % len` for output `i`. It covers equal shapes, a row vector repeated down the
+/// rows of a matrix (a bias) and a column vector repeated across its columns (one value per
+/// row, as the gradient of a row reduction needs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Elements of the operand.
+    pub len: usize,
+    /// How many consecutive outputs read the same element.
+    pub inner: usize,
+}
+
+impl Broadcast {
+    /// The operand has as many elements as the output.
+    pub fn full(n: usize) -> Broadcast {
+        Broadcast { len: n, inner: 1 }
+    }
+
+    /// A row vector of `cols` elements repeated down every row.
+    pub fn row_vector(cols: usize) -> Broadcast {
+        Broadcast {
+            len: cols,
+            inner: 1,
+        }
+    }
+
+    /// A column vector of `rows` elements, each repeated across the `cols` columns of its row.
+    pub fn column_vector(rows: usize, cols: usize) -> Broadcast {
+        Broadcast {
+            len: rows,
+            inner: cols,
+        }
+    }
+
+    /// The operand index read by output `i`.
+    pub fn index(&self, i: usize) -> usize {
+        (i / self.inner) % self.len
+    }
+
+    /// Checks that the pattern tiles `n` outputs exactly.
+    fn check(&self, op: &str, n: usize) -> Result<(u32, u32)> {
+        let span = self.len.checked_mul(self.inner).unwrap_or(0);
+        if span == 0 || n % span != 0 {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "broadcast of {} elements (inner {}) does not tile {n} outputs",
+                    self.len, self.inner
+                ),
+            ));
+        }
+        Ok((to_u32(op, self.len)?, to_u32(op, self.inner)?))
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct UnaryParams {
     n: u32,
     alpha: f32,
+    inner: u32,
+    len: u32,
 }
 
 #[repr(C)]
@@ -82,6 +139,7 @@ struct UnaryParams {
 struct BinaryParams {
     n: u32,
     b_len: u32,
+    b_inner: u32,
 }
 
 /// Shape rule of a binary op: `b` has `a`'s shape, or is a suffix of it (broadcast along the
@@ -106,15 +164,38 @@ pub fn unary_dispatch(
     n: usize,
 ) -> Result<Dispatch> {
     let alpha = if let UnaryOp::Scale(a) = op { a } else { 1.0 };
+    let n32 = to_u32(op.entry(), n)?;
     let params = UnaryParams {
-        n: to_u32(op.entry(), n)?,
+        n: n32,
         alpha,
+        inner: 1,
+        len: n32,
     };
     let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
     Dispatch::new(device, &UNARY, op.entry(), &params, &[x, y], grid)
 }
 
-/// A launch of `op` over `n` elements of `a` and `b_len` (dividing `n`) elements of `b`.
+/// A launch writing `n` elements of `y` = `alpha`·x broadcast as `from` says.
+pub fn expand_dispatch(
+    device: &Device,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n: usize,
+    from: Broadcast,
+    alpha: f32,
+) -> Result<Dispatch> {
+    let (len, inner) = from.check("expand", n)?;
+    let params = UnaryParams {
+        n: to_u32("expand", n)?,
+        alpha,
+        inner,
+        len,
+    };
+    let grid = grid_1d(device, "expand", n as u64, WORKGROUP)?;
+    Dispatch::new(device, &UNARY, "expand", &params, &[x, y], grid)
+}
+
+/// A launch of `op` over `n` elements of `a` with `b` read as `b_from` says.
 pub fn binary_dispatch(
     device: &Device,
     op: BinaryOp,
@@ -122,17 +203,13 @@ pub fn binary_dispatch(
     b: &wgpu::Buffer,
     out: &wgpu::Buffer,
     n: usize,
-    b_len: usize,
+    b_from: Broadcast,
 ) -> Result<Dispatch> {
-    if b_len == 0 || n % b_len != 0 {
-        return Err(Error::shape(
-            op.entry(),
-            format!("broadcast length {b_len} does not divide {n}"),
-        ));
-    }
+    let (b_len, b_inner) = b_from.check(op.entry(), n)?;
     let params = BinaryParams {
         n: to_u32(op.entry(), n)?,
-        b_len: b_len as u32,
+        b_len,
+        b_inner,
     };
     let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
     Dispatch::new(device, &BINARY, op.entry(), &params, &[a, b, out], grid)
@@ -144,6 +221,25 @@ pub fn unary(op: UnaryOp, x: &Tensor) -> Result<Tensor> {
     let y = Tensor::zeros(device, x.shape())?;
     let d = unary_dispatch(device, op, x.buffer(), y.buffer(), x.len())?;
     super::run(device, &[&d])?;
+    Ok(y)
+}
+
+/// y = `alpha`·x broadcast to `shape` as `from` says (x must have `from.len` elements).
+pub fn expand(x: &Tensor, shape: &[usize], from: Broadcast, alpha: f32) -> Result<Tensor> {
+    if x.len() != from.len {
+        return Err(Error::shape(
+            "expand",
+            format!(
+                "input {:?} has {} elements, broadcast expects {}",
+                x.shape(),
+                x.len(),
+                from.len
+            ),
+        ));
+    }
+    let y = Tensor::zeros(x.device(), shape)?;
+    let d = expand_dispatch(x.device(), x.buffer(), y.buffer(), y.len(), from, alpha)?;
+    super::run(x.device(), &[&d])?;
     Ok(y)
 }
 
@@ -159,7 +255,7 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         b.buffer(),
         out.buffer(),
         a.len(),
-        b.len(),
+        Broadcast::row_vector(b.len()),
     )?;
     super::run(&device, &[&d])?;
     Ok(out)

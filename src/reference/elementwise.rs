@@ -1,7 +1,7 @@
 //! Reference twins of `kernels::elementwise`.
 
 use super::Real;
-use crate::kernels::elementwise::{BinaryOp, UnaryOp};
+use crate::kernels::elementwise::{BinaryOp, Broadcast, UnaryOp};
 
 const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2/pi)
 const GELU_A: f64 = 0.044715;
@@ -21,12 +21,17 @@ pub fn unary<T: Real>(op: UnaryOp, x: &[T]) -> Vec<T> {
         .collect()
 }
 
-/// out = op(a, b) elementwise with `b` broadcast: `out[i] = f(a[i], b[i % b.len()])`.
-pub fn binary<T: Real>(op: BinaryOp, a: &[T], b: &[T]) -> Vec<T> {
+/// `n` elements of `alpha`·x broadcast as `from` says.
+pub fn expand<T: Real>(x: &[T], n: usize, from: Broadcast, alpha: f64) -> Vec<T> {
+    (0..n).map(|i| T::c(alpha) * x[from.index(i)]).collect()
+}
+
+/// out = op(a, b) elementwise with `b` read as `b_from` says: `out[i] = f(a[i], b[b_from.index(i)])`.
+pub fn binary<T: Real>(op: BinaryOp, a: &[T], b: &[T], b_from: Broadcast) -> Vec<T> {
     a.iter()
         .enumerate()
         .map(|(i, &x)| {
-            let y = b[i % b.len()];
+            let y = b[b_from.index(i)];
             match op {
                 BinaryOp::Add => x + y,
                 BinaryOp::Sub => x - y,
