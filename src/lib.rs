@@ -15,7 +15,9 @@
 
 pub mod device;
 pub mod error;
+pub mod graph;
 pub mod kernels;
+pub mod optim;
 pub mod reference;
 pub mod tensor;
 

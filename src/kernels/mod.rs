@@ -11,6 +11,7 @@
 //! buffers in the order the builder lists them.
 
 pub mod elementwise;
+pub mod optim;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -50,6 +51,24 @@ impl Dispatch {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
+        let bindings: Vec<(u32, &wgpu::Buffer)> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| (i as u32 + 1, b))
+            .collect();
+        Dispatch::with_bindings(device, shader, entry, params, &bindings, workgroups)
+    }
+
+    /// Like [`Dispatch::new`] with explicit binding numbers, for shaders whose entry points
+    /// use different subsets of one module's bindings (auto layouts keep only those used).
+    pub fn with_bindings<P: bytemuck::Pod>(
+        device: &Device,
+        shader: &Shader,
+        entry: &'static str,
+        params: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
         let max = device.info().limits.max_compute_workgroups_per_dimension;
         if let Some(&w) = workgroups.iter().find(|&&w| w > max) {
             return Err(Error::TooLarge {
@@ -74,15 +93,10 @@ impl Dispatch {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        entries.extend(
-            buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                }),
-        );
+        entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry {
+            binding,
+            resource: b.as_entire_binding(),
+        }));
         let bind_group = device
             .wgpu_device()
             .create_bind_group(&wgpu::BindGroupDescriptor {

@@ -1,0 +1,267 @@
+//! Reverse-mode autodiff: `graph.backward(loss)` appends the gradient ops of every op on a
+//! path from a trainable parameter to the loss, summing gradients where a value fans out.
+//! Each op's backward rule is written in terms of other graph ops, so the GPU and reference
+//! executors run gradients exactly as they run forward ops.
+
+use super::{rows_cols, Graph, Op, Role, Value};
+use crate::error::{Error, Result};
+use crate::kernels::elementwise::{BinaryOp, Broadcast, UnaryOp};
+use crate::kernels::reduce::{Axis, ReduceOp};
+use std::collections::BTreeMap;
+
+/// Gradients appended by [`Graph::backward`]: value → the value holding ∂loss/∂value.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    map: BTreeMap<Value, Value>,
+}
+
+impl Gradients {
+    /// The gradient of `v`, if `v` influences the loss through differentiable ops.
+    pub fn get(&self, v: Value) -> Option<Value> {
+        self.map.get(&v).copied()
+    }
+
+    /// (parameter, gradient) pairs for every value that has a gradient.
+    pub fn iter(&self) -> impl Iterator<Item = (Value, Value)> + '_ {
+        self.map.iter().map(|(&k, &v)| (k, v))
+    }
+}
+
+impl Graph {
+    /// Appends ∂loss/∂v for every value v between the trainable parameters and `loss`, which
+    /// must have exactly one element. Returns where each gradient lives.
+    pub fn backward(&mut self, loss: Value) -> Result<Gradients> {
+        self.check_value("backward", loss)?;
+        if self.shape(loss).iter().product::<usize>() != 1 {
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "the loss must have one element, got shape {:?}",
+                    self.shape(loss)
+                ),
+            ));
+        }
+        // Forward sweep: which values depend on a trainable parameter.
+        let n = loss.0 + 1;
+        let mut needs = vec![false; n];
+        for i in 0..n {
+            let node = &self.nodes[i];
+            needs[i] = matches!(
+                node.op,
+                Op::Param {
+                    role: Role::Trainable,
+                    ..
+                }
+            ) || node.inputs.iter().any(|v| needs[v.0]);
+        }
+        let seed = self.constant(&self.shape(loss).to_vec(), 1.0);
+        let mut grads: BTreeMap<Value, Value> = BTreeMap::new();
+        grads.insert(loss, seed);
+        for i in (0..n).rev() {
+            let v = Value(i);
+            if !needs[i] {
+                continue;
+            }
+            let Some(&dy) = grads.get(&v) else { continue };
+            let node = self.nodes[i].clone();
+            let contributions = self.backward_rule(v, &node.op, &node.inputs, dy, &needs)?;
+            for (input, g) in contributions {
+                let total = match grads.get(&input) {
+                    Some(&prev) => self.add(prev, g)?,
+                    None => g,
+                };
+                grads.insert(input, total);
+            }
+        }
+        grads.retain(|v, _| needs[v.0]);
+        Ok(Gradients { map: grads })
+    }
+
+    /// The gradient contributions of one op to those of its inputs that need them.
+    fn backward_rule(
+        &mut self,
+        y: Value,
+        op: &Op,
+        inputs: &[Value],
+        dy: Value,
+        needs: &[bool],
+    ) -> Result<Vec<(Value, Value)>> {
+        let want = |k: usize| inputs.get(k).is_some_and(|v| needs[v.0]);
+        let mut out = Vec::new();
+        match op {
+            Op::Input | Op::Param { .. } => {}
+            Op::MatMul { trans_a, trans_b } => {
+                let (a, b) = (inputs[0], inputs[1]);
+                // C = op(A)·op(B); each case is dA, dB as matmuls of dC with the other operand.
+                if want(0) {
+                    let da = match (trans_a, trans_b) {
+                        (false, false) => self.matmul(dy, b, false, true)?,
+                        (false, true) => self.matmul(dy, b, false, false)?,
+                        (true, false) => self.matmul(b, dy, false, true)?,
+                        (true, true) => self.matmul(b, dy, true, true)?,
+                    };
+                    out.push((a, da));
+                }
+                if want(1) {
+                    let db = match (trans_a, trans_b) {
+                        (false, false) => self.matmul(a, dy, true, false)?,
+                        (false, true) => self.matmul(dy, a, true, false)?,
+                        (true, false) => self.matmul(a, dy, false, false)?,
+                        (true, true) => self.matmul(dy, a, true, true)?,
+                    };
+                    out.push((b, db));
+                }
+            }
+            Op::Unary(u) => {
+                let x = inputs[0];
+                let dx = match u {
+                    UnaryOp::Scale(alpha) => self.scale(dy, *alpha)?,
+                    UnaryOp::Relu => self.binary(BinaryOp::ReluBackward, x, dy)?,
+                    UnaryOp::Tanh => self.binary(BinaryOp::TanhBackward, y, dy)?,
+                    UnaryOp::Gelu => self.binary(BinaryOp::GeluBackward, x, dy)?,
+                };
+                out.push((x, dx));
+            }
+            Op::Binary { op, b_from } => {
+                let (a, b) = (inputs[0], inputs[1]);
+                let b_shape = self.shape(b).to_vec();
+                match op {
+                    BinaryOp::Add | BinaryOp::Sub => {
+                        if want(0) {
+                            out.push((a, dy));
+                        }
+                        if want(1) {
+                            let alpha = if *op == BinaryOp::Add { 1.0 } else { -1.0 };
+                            let db = self.sum_to(dy, *b_from, &b_shape, alpha)?;
+                            out.push((b, db));
+                        }
+                    }
+                    BinaryOp::Mul => {
+                        if want(0) {
+                            let da = self.push_binary(BinaryOp::Mul, dy, b, *b_from)?;
+                            out.push((a, da));
+                        }
+                        if want(1) {
+                            let prod = self.mul(dy, a)?;
+                            let db = self.sum_to(prod, *b_from, &b_shape, 1.0)?;
+                            out.push((b, db));
+                        }
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "backward: {op:?} is itself a gradient op; second derivatives are not supported"
+                        )))
+                    }
+                }
+            }
+            Op::Expand { from, alpha } => {
+                let x = inputs[0];
+                let shape = self.shape(x).to_vec();
+                out.push((x, self.sum_to(dy, *from, &shape, *alpha)?));
+            }
+            Op::Reduce { op, axis } => {
+                let x = inputs[0];
+                let shape = self.shape(x).to_vec();
+                let (rows, cols) = rows_cols(&shape);
+                let from = match axis {
+                    Axis::Rows => Broadcast::column_vector(rows, cols),
+                    Axis::Cols => Broadcast::row_vector(cols),
+                };
+                let count = match axis {
+                    Axis::Rows => cols,
+                    Axis::Cols => rows,
+                };
+                let dx = match op {
+                    ReduceOp::Sum => self.expand(dy, &shape, from, 1.0)?,
+                    ReduceOp::Mean => self.expand(dy, &shape, from, 1.0 / count as f32)?,
+                    ReduceOp::SumSquares => {
+                        let xdy = self.push_binary(BinaryOp::Mul, x, dy, from)?;
+                        self.scale(xdy, 2.0)?
+                    }
+                    ReduceOp::Max => {
+                        return Err(Error::InvalidArgument(
+                            "backward: Reduce Max has no gradient here; use it for metrics".into(),
+                        ))
+                    }
+                };
+                out.push((x, dx));
+            }
+            Op::Transpose => out.push((inputs[0], self.transpose(dy)?)),
+            Op::Reshape => {
+                let shape = self.shape(inputs[0]).to_vec();
+                out.push((inputs[0], self.reshape(dy, &shape)?));
+            }
+            Op::SoftmaxXent => {
+                let (logits, targets) = (inputs[0], inputs[1]);
+                if want(1) {
+                    return Err(Error::InvalidArgument(
+                        "backward: gradients w.r.t. softmax cross-entropy targets are not supported"
+                            .into(),
+                    ));
+                }
+                let shape = self.shape(logits).to_vec();
+                let dl = self.push(Op::SoftmaxXentBackward, vec![logits, targets, dy], shape)?;
+                out.push((logits, dl));
+            }
+            Op::SoftmaxXentBackward | Op::Update(_) | Op::ClipGradients { .. } => {
+                return Err(Error::InvalidArgument(format!(
+                    "backward: {} has no gradient rule",
+                    op.name()
+                )))
+            }
+        }
+        Ok(out)
+    }
+
+    /// alpha·x broadcast to `shape` as `from` says.
+    pub(crate) fn expand(
+        &mut self,
+        x: Value,
+        shape: &[usize],
+        from: Broadcast,
+        alpha: f32,
+    ) -> Result<Value> {
+        self.push(Op::Expand { from, alpha }, vec![x], shape.to_vec())
+    }
+
+    /// A binary op with an explicit broadcast of b.
+    fn push_binary(
+        &mut self,
+        op: BinaryOp,
+        a: Value,
+        b: Value,
+        b_from: Broadcast,
+    ) -> Result<Value> {
+        let shape = self.shape(a).to_vec();
+        self.push(Op::Binary { op, b_from }, vec![a, b], shape)
+    }
+
+    /// The adjoint of a broadcast: sums `dy` back onto an operand of `shape` that was read as
+    /// `from`, times `alpha`.
+    fn sum_to(&mut self, dy: Value, from: Broadcast, shape: &[usize], alpha: f32) -> Result<Value> {
+        let n: usize = self.shape(dy).iter().product();
+        let summed = if from.len == n {
+            dy
+        } else if from.inner == 1 {
+            let m = self.reshape(dy, &[n / from.len, from.len])?;
+            self.reduce(ReduceOp::Sum, Axis::Cols, m)?
+        } else if from.len * from.inner == n {
+            let m = self.reshape(dy, &[from.len, from.inner])?;
+            self.reduce(ReduceOp::Sum, Axis::Rows, m)?
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "backward: cannot sum a broadcast {from:?} of {n} elements"
+            )));
+        };
+        let summed = if alpha == 1.0 {
+            summed
+        } else {
+            self.scale(summed, alpha)?
+        };
+        if self.shape(summed) == shape {
+            Ok(summed)
+        } else {
+            self.reshape(summed, shape)
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The command graph: symbolic values, ops with shapes checked as they are added, reverse-mode
+//! autodiff that appends gradient ops to the same graph, a planner that assigns pooled device
+//! buffers, and two executors over the same [`Plan`](plan::Plan) — the GPU one (one submission
+//! per step) and the CPU reference one (nalgebra, any precision).
+//!
+//! ```no_run
+//! use eigengrad::graph::{Graph, Init};
+//! use eigengrad::optim::Adam;
+//! # fn main() -> eigengrad::Result<()> {
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[32, 784]);
+//! let t = g.input("targets", &[32, 10]);
+//! let w = g.param("w", &[784, 10], Init::Normal { std: 0.03 });
+//! let b = g.param("b", &[10], Init::Zeros);
+//! let z = g.matmul(x, w, false, false)?;
+//! let logits = g.add(z, b)?;
+//! let loss = g.softmax_cross_entropy(logits, t)?;
+//! Adam::new(1e-3).minimize(&mut g, loss)?;
+//! # Ok(()) }
+//! ```
+
+pub mod autodiff;
+pub mod checkpoint;
+pub mod gpu;
+pub mod plan;
+pub mod reference;
+
+use crate::error::{Error, Result};
+use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
+use crate::kernels::matmul::matmul_shape;
+use crate::kernels::reduce::{Axis, ReduceOp};
+use crate::kernels::softmax::softmax_xent_shape;
+use crate::optim::Update;
+use crate::tensor::numel;
+
+/// A symbolic value of a [`Graph`]: the output of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Value(pub(crate) usize);
+
+impl Value {
+    /// The node index (values are numbered in the order they were added).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// How a parameter or state tensor is filled when a plan is compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// All zeros.
+    Zeros,
+    /// Every element `v`.
+    Constant(f32),
+    /// Gaussian with mean 0 and standard deviation `std`.
+    Normal {
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Uniform in [−limit, limit].
+    Uniform {
+        /// Half-width.
+        limit: f32,
+    },
+    /// A random matrix with orthonormal rows or columns (QR of a Gaussian), times `gain`:
+    /// every singular value equals `gain`.
+    Orthogonal {
+        /// The common singular value.
+        gain: f32,
+    },
+    /// `gain` on the diagonal, zero elsewhere (a rectangular identity).
+    Identity {
+        /// The diagonal value.
+        gain: f32,
+    },
+    /// Exactly these values (row-major, one per element).
+    Data(Vec<f32>),
+}
+
+/// What a resident tensor is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Trained by the optimizer, saved in checkpoints.
+    Trainable,
+    /// Optimizer state or running statistics: updated in place, saved in checkpoints.
+    State,
+    /// A constant the graph needs (e.g. the seed gradient 1 of the loss); never saved.
+    Constant,
+}
+
+/// One operation of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A placeholder written by the caller at every step.
+    Input,
+    /// A tensor resident on the device for the life of the plan.
+    Param {
+        /// How it is filled at compile time.
+        init: Init,
+        /// Trainable parameter, state or constant.
+        role: Role,
+    },
+    /// C = op(A)·op(B), optionally batched (both operands of the same rank).
+    MatMul {
+        /// Transpose A.
+        trans_a: bool,
+        /// Transpose B.
+        trans_b: bool,
+    },
+    /// y = f(x).
+    Unary(UnaryOp),
+    /// out = f(a, b) with b read as `b_from` says.
+    Binary {
+        /// The map.
+        op: BinaryOp,
+        /// How b is broadcast against a.
+        b_from: Broadcast,
+    },
+    /// y = alpha·x broadcast to the output shape.
+    Expand {
+        /// The broadcast pattern.
+        from: Broadcast,
+        /// Scale.
+        alpha: f32,
+    },
+    /// Reduce the input viewed as [rows, cols] (cols = last dimension).
+    Reduce {
+        /// Sum, max, mean or sum of squares.
+        op: ReduceOp,
+        /// Rows → one value per row; Cols → one value per column.
+        axis: Axis,
+    },
+    /// Swap the last two dimensions.
+    Transpose,
+    /// The same buffer under another shape (no kernel).
+    Reshape,
+    /// Per-row softmax cross-entropy of logits (input 0) against soft targets (input 1).
+    SoftmaxXent,
+    /// Gradient of [`Op::SoftmaxXent`] w.r.t. the logits: inputs logits, targets, dloss.
+    SoftmaxXentBackward,
+    /// Sets the step's gradient scale to min(1, max_norm/‖g‖) over all its inputs (the
+    /// gradients); the updates that follow read it. Produces no value.
+    ClipGradients {
+        /// Largest global L2 norm of the gradients.
+        max_norm: f32,
+    },
+    /// An in-place optimizer update of a parameter (input 0) from its gradient (input 1) and
+    /// its state tensors (inputs 2..). Produces no value.
+    Update(Update),
+}
+
+impl Op {
+    /// A short name for logs, errors and stats.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Unary(u) => format!("{u:?}"),
+            Op::Binary { op, .. } => format!("{op:?}"),
+            Op::Reduce { op, axis } => format!("Reduce{op:?}{axis:?}"),
+            Op::Update(u) => format!("Update{}", u.name()),
+            Op::Param { role, .. } => format!("Param{role:?}"),
+            other => {
+                let s = format!("{other:?}");
+                s.split([' ', '{', '(']).next().unwrap_or("op").to_string()
+            }
+        }
+    }
+}
+
+/// A node: an op, its inputs, its output shape and a name.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The operation.
+    pub op: Op,
+    /// Input values, in the order the op expects.
+    pub inputs: Vec<Value>,
+    /// Output shape (empty for ops without output).
+    pub shape: Vec<usize>,
+    /// Name: given for inputs and params, derived for the rest.
+    pub name: String,
+}
+
+/// A graph of ops over symbolic values, built in topological order.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    learning_rate: f32,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// The learning rate a compiled plan starts with (set by the optimizer).
+    pub fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    /// Sets the learning rate a compiled plan starts with.
+    pub fn set_learning_rate(&mut self, lr: f32) {
+        self.learning_rate = lr;
+    }
+
+    /// All nodes, in order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The value of node `index`, if the graph has that many nodes.
+    pub fn value(&self, index: usize) -> Option<Value> {
+        (index < self.nodes.len()).then_some(Value(index))
+    }
+
+    /// The node of `v`.
+    pub fn node(&self, v: Value) -> &Node {
+        &self.nodes[v.0]
+    }
+
+    /// The output shape of `v`.
+    pub fn shape(&self, v: Value) -> &[usize] {
+        &self.nodes[v.0].shape
+    }
+
+    /// The value named `name` (inputs and params), if any.
+    pub fn find(&self, name: &str) -> Option<Value> {
+        self.nodes.iter().position(|n| n.name == name).map(Value)
+    }
+
+    /// Trainable parameters, in the order they were added.
+    pub fn trainable_params(&self) -> Vec<Value> {
+        self.values_where(|op| {
+            matches!(
+                op,
+                Op::Param {
+                    role: Role::Trainable,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Every value whose op satisfies `pred`.
+    pub(crate) fn values_where(&self, pred: impl Fn(&Op) -> bool) -> Vec<Value> {
+        (0..self.nodes.len())
+            .filter(|&i| pred(&self.nodes[i].op))
+            .map(Value)
+            .collect()
+    }
+
+    fn check_value(&self, op: &str, v: Value) -> Result<()> {
+        match self.nodes.get(v.0) {
+            Some(n) if !n.shape.is_empty() => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(format!(
+                "{op}: value {} has no output",
+                v.0
+            ))),
+            None => Err(Error::InvalidArgument(format!(
+                "{op}: value {} is not in this graph",
+                v.0
+            ))),
+        }
+    }
+
+    /// Appends a node whose shape has been checked; returns its value.
+    pub(crate) fn push(&mut self, op: Op, inputs: Vec<Value>, shape: Vec<usize>) -> Result<Value> {
+        let name = op.name();
+        for &v in &inputs {
+            self.check_value(&name, v)?;
+        }
+        if !matches!(op, Op::Update(_) | Op::ClipGradients { .. }) {
+            numel(&name, &shape)?;
+        }
+        let name = format!("{}#{}", name, self.nodes.len());
+        self.nodes.push(Node {
+            op,
+            inputs,
+            shape,
+            name,
+        });
+        Ok(Value(self.nodes.len() - 1))
+    }
+
+    fn push_named(&mut self, name: &str, op: Op, shape: &[usize]) -> Value {
+        self.nodes.push(Node {
+            op,
+            inputs: vec![],
+            shape: shape.to_vec(),
+            name: name.to_string(),
+        });
+        Value(self.nodes.len() - 1)
+    }
+
+    /// A placeholder of `shape` that the caller writes at every step.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Value {
+        self.push_named(name, Op::Input, shape)
+    }
+
+    /// A trainable parameter of `shape`, resident on the device, filled by `init`.
+    pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Value {
+        self.resident(name, shape, init, Role::Trainable)
+    }
+
+    /// A resident tensor of any [`Role`].
+    pub fn resident(&mut self, name: &str, shape: &[usize], init: Init, role: Role) -> Value {
+        self.push_named(name, Op::Param { init, role }, shape)
+    }
+
+    /// A constant tensor of `shape` filled with `v`.
+    pub fn constant(&mut self, shape: &[usize], v: f32) -> Value {
+        let name = format!("const#{}", self.nodes.len());
+        self.resident(&name, shape, Init::Constant(v), Role::Constant)
+    }
+
+    /// C = op(A)·op(B) for rank-2 or (equal-rank) batched rank-3 operands.
+    pub fn matmul(&mut self, a: Value, b: Value, trans_a: bool, trans_b: bool) -> Result<Value> {
+        self.check_value("MatMul", a)?;
+        self.check_value("MatMul", b)?;
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        if sa.len() != sb.len() {
+            return Err(Error::shape(
+                "MatMul",
+                format!("graph matmul needs operands of equal rank, got {sa:?} and {sb:?}"),
+            ));
+        }
+        let (shape, _) = matmul_shape(&sa, &sb, trans_a, trans_b)?;
+        self.push(Op::MatMul { trans_a, trans_b }, vec![a, b], shape)
+    }
+
+    /// y = f(x) elementwise.
+    pub fn unary(&mut self, op: UnaryOp, x: Value) -> Result<Value> {
+        self.check_value("Unary", x)?;
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Unary(op), vec![x], shape)
+    }
+
+    /// max(x, 0).
+    pub fn relu(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Relu, x)
+    }
+
+    /// tanh(x).
+    pub fn tanh(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Tanh, x)
+    }
+
+    /// GELU (tanh approximation).
+    pub fn gelu(&mut self, x: Value) -> Result<Value> {
+        self.unary(UnaryOp::Gelu, x)
+    }
+
+    /// alpha·x.
+    pub fn scale(&mut self, x: Value, alpha: f32) -> Result<Value> {
+        self.unary(UnaryOp::Scale(alpha), x)
+    }
+
+    /// out = f(a, b); `b` has `a`'s shape or a trailing suffix of it (broadcast down the rows).
+    pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value) -> Result<Value> {
+        self.check_value("Binary", a)?;
+        self.check_value("Binary", b)?;
+        let shape = binary_shape(op, self.shape(a), self.shape(b))?;
+        let b_from = Broadcast::row_vector(self.shape(b).iter().product());
+        self.push(Op::Binary { op, b_from }, vec![a, b], shape)
+    }
+
+    /// a + b (b may be a bias broadcast down the rows of a).
+    pub fn add(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    /// a − b.
+    pub fn sub(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    /// a ∘ b.
+    pub fn mul(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    /// x viewed as [rows, cols] (cols = last dimension) reduced per row (`Axis::Rows`, shape
+    /// [rows]) or per column (`Axis::Cols`, shape [cols]).
+    pub fn reduce(&mut self, op: ReduceOp, axis: Axis, x: Value) -> Result<Value> {
+        self.check_value("Reduce", x)?;
+        let (rows, cols) = rows_cols(self.shape(x));
+        let shape = match axis {
+            Axis::Rows => vec![rows],
+            Axis::Cols => vec![cols],
+        };
+        self.push(Op::Reduce { op, axis }, vec![x], shape)
+    }
+
+    /// The mean of every element, shape [1].
+    pub fn mean_all(&mut self, x: Value) -> Result<Value> {
+        let n = self.shape(x).iter().product();
+        let flat = self.reshape(x, &[1, n])?;
+        self.reduce(ReduceOp::Mean, Axis::Rows, flat)
+    }
+
+    /// Swaps the last two dimensions.
+    pub fn transpose(&mut self, x: Value) -> Result<Value> {
+        self.check_value("Transpose", x)?;
+        let mut shape = self.shape(x).to_vec();
+        let r = shape.len();
+        if !(2..=3).contains(&r) {
+            return Err(Error::shape(
+                "Transpose",
+                format!("needs rank 2 or 3, got {shape:?}"),
+            ));
+        }
+        shape.swap(r - 2, r - 1);
+        self.push(Op::Transpose, vec![x], shape)
+    }
+
+    /// The same data viewed with another shape of the same element count.
+    pub fn reshape(&mut self, x: Value, shape: &[usize]) -> Result<Value> {
+        self.check_value("Reshape", x)?;
+        let n = numel("Reshape", shape)?;
+        if n != self.shape(x).iter().product::<usize>() {
+            return Err(Error::shape(
+                "Reshape",
+                format!("cannot view {:?} as {shape:?}", self.shape(x)),
+            ));
+        }
+        self.push(Op::Reshape, vec![x], shape.to_vec())
+    }
+
+    /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or
+    /// soft, same shape), shape [rows].
+    pub fn softmax_xent(&mut self, logits: Value, targets: Value) -> Result<Value> {
+        self.check_value("SoftmaxXent", logits)?;
+        self.check_value("SoftmaxXent", targets)?;
+        let shape = softmax_xent_shape(self.shape(logits), self.shape(targets))?;
+        self.push(Op::SoftmaxXent, vec![logits, targets], shape)
+    }
+
+    /// The batch mean of the softmax cross-entropy, shape [1]: the usual classification loss.
+    pub fn softmax_cross_entropy(&mut self, logits: Value, targets: Value) -> Result<Value> {
+        let per_row = self.softmax_xent(logits, targets)?;
+        self.mean_all(per_row)
+    }
+
+    /// Mean squared error mean((a − b)²), shape [1].
+    pub fn mse(&mut self, a: Value, b: Value) -> Result<Value> {
+        if self.shape(a) != self.shape(b) {
+            return Err(Error::shape(
+                "Mse",
+                format!(
+                    "operands differ: {:?} and {:?}",
+                    self.shape(a),
+                    self.shape(b)
+                ),
+            ));
+        }
+        let d = self.sub(a, b)?;
+        let n = self.shape(d).iter().product();
+        let flat = self.reshape(d, &[1, n])?;
+        let ss = self.reduce(ReduceOp::SumSquares, Axis::Rows, flat)?;
+        self.scale(ss, 1.0 / n as f32)
+    }
+}
+
+/// A shape viewed as a matrix: (product of all but the last dimension, last dimension).
+pub fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    match shape.split_last() {
+        Some((&cols, lead)) => (lead.iter().product(), cols),
+        None => (1, 1),
+    }
+}

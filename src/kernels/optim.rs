@@ -1,0 +1,194 @@
+//! Optimizer kernels: SGD with momentum and Adam/AdamW updating resident parameters and state
+//! in place, and clipping by global gradient norm — all reading the per-step hyperparameters
+//! (learning rate, step count, clip scale) from a small device buffer the host writes once per
+//! step, so changing the learning rate never recompiles anything.
+
+use super::{grid_1d, to_u32, Dispatch, Shader};
+use crate::device::Device;
+use crate::error::{Error, Result};
+
+const SHADER: Shader = Shader {
+    name: "optim",
+    source: include_str!("../../shaders/optim.wgsl"),
+};
+const WORKGROUP: u32 = 64;
+
+/// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, unused]`.
+pub const HYPER_WORDS: usize = 4;
+
+/// An in-place update rule with its constant hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpdateRule {
+    /// v = momentum·v + g + wd·p; p −= lr·v. One state tensor (v).
+    Sgd {
+        /// Momentum coefficient (0 for plain SGD).
+        momentum: f32,
+        /// L2 weight decay added to the gradient.
+        weight_decay: f32,
+    },
+    /// Adam with bias correction and decoupled weight decay (AdamW when `weight_decay` > 0).
+    /// Two state tensors (m, v).
+    Adam {
+        /// First-moment decay.
+        beta1: f32,
+        /// Second-moment decay.
+        beta2: f32,
+        /// Denominator guard.
+        eps: f32,
+        /// Decoupled weight decay.
+        weight_decay: f32,
+    },
+}
+
+impl UpdateRule {
+    /// How many state tensors of the parameter's shape the rule keeps.
+    pub fn state_count(&self) -> usize {
+        match self {
+            UpdateRule::Sgd { .. } => 1,
+            UpdateRule::Adam { .. } => 2,
+        }
+    }
+
+    /// Names of the state tensors (suffixes for checkpoints).
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match self {
+            UpdateRule::Sgd { .. } => &["momentum"],
+            UpdateRule::Adam { .. } => &["adam_m", "adam_v"],
+        }
+    }
+
+    /// A short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpdateRule::Sgd { .. } => "Sgd",
+            UpdateRule::Adam { .. } => "Adam",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    slot: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    max_norm: f32,
+    count: u32,
+}
+
+/// A buffer for the per-step hyperparameters ([`HYPER_WORDS`] f32).
+pub fn hyper_buffer(device: &Device) -> wgpu::Buffer {
+    device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("hyper"),
+        size: (HYPER_WORDS * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// The hyperparameter words for one step: the clip scale starts at 1 and the clip kernel, if
+/// any, lowers it on the device.
+pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
+    [learning_rate, step.max(1) as f32, 1.0, 0.0]
+}
+
+/// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
+/// `rule.state_count()`), reading `hyper`.
+pub fn update_dispatch(
+    device: &Device,
+    rule: &UpdateRule,
+    hyper: &wgpu::Buffer,
+    param: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    states: &[&wgpu::Buffer],
+    n: usize,
+) -> Result<Dispatch> {
+    if states.len() != rule.state_count() {
+        return Err(Error::InvalidArgument(format!(
+            "{} needs {} state buffers, got {}",
+            rule.name(),
+            rule.state_count(),
+            states.len()
+        )));
+    }
+    let mut params = Params {
+        n: to_u32("optimizer update", n)?,
+        ..Params::default()
+    };
+    let grid = grid_1d(device, "optimizer update", n as u64, WORKGROUP)?;
+    match *rule {
+        UpdateRule::Sgd {
+            momentum,
+            weight_decay,
+        } => {
+            params.beta1 = momentum;
+            params.weight_decay = weight_decay;
+            let b = [(1, hyper), (2, param), (3, grad), (4, states[0])];
+            Dispatch::with_bindings(device, &SHADER, "sgd", &params, &b, grid)
+        }
+        UpdateRule::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } => {
+            params.beta1 = beta1;
+            params.beta2 = beta2;
+            params.eps = eps;
+            params.weight_decay = weight_decay;
+            let b = [
+                (1, hyper),
+                (2, param),
+                (3, grad),
+                (4, states[0]),
+                (5, states[1]),
+            ];
+            Dispatch::with_bindings(device, &SHADER, "adam", &params, &b, grid)
+        }
+    }
+}
+
+/// A launch writing Σ grad² over `n` elements into `norms[slot]`.
+pub fn sumsq_dispatch(
+    device: &Device,
+    grad: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+    n: usize,
+    slot: usize,
+) -> Result<Dispatch> {
+    let params = Params {
+        n: to_u32("gradient norm", n)?,
+        slot: to_u32("gradient norm", slot)?,
+        ..Params::default()
+    };
+    let b = [(3, grad), (4, norms)];
+    Dispatch::with_bindings(device, &SHADER, "sumsq_slot", &params, &b, [1, 1, 1])
+}
+
+/// A launch setting the clip scale in `hyper` to min(1, max_norm/‖g‖) from the first `count`
+/// squared norms in `norms`.
+pub fn clip_dispatch(
+    device: &Device,
+    hyper: &wgpu::Buffer,
+    norms: &wgpu::Buffer,
+    count: usize,
+    max_norm: f32,
+) -> Result<Dispatch> {
+    if !(max_norm > 0.0 && max_norm.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "clip norm must be positive and finite, got {max_norm}"
+        )));
+    }
+    let params = Params {
+        max_norm,
+        count: to_u32("gradient clipping", count)?,
+        ..Params::default()
+    };
+    let b = [(1, hyper), (4, norms)];
+    Dispatch::with_bindings(device, &SHADER, "clip_scale", &params, &b, [1, 1, 1])
+}

@@ -1,0 +1,132 @@
+//! Optimizers as graph builders: `minimize` appends the backward pass and one in-place update
+//! op per trainable parameter (plus optional clipping by global norm), with the optimizer
+//! state resident beside the parameters. The learning rate is read from a device buffer at
+//! every step, so [`Plan::set_learning_rate`](crate::graph::plan::Plan::set_learning_rate)
+//! changes it without recompiling.
+
+use crate::error::{Error, Result};
+use crate::graph::autodiff::Gradients;
+use crate::graph::{Graph, Init, Op, Role, Value};
+pub use crate::kernels::optim::UpdateRule as Update;
+
+/// SGD with momentum (PyTorch's form) and optional L2 weight decay.
+#[derive(Clone, Copy, Debug)]
+pub struct Sgd {
+    /// Learning rate at the first step.
+    pub lr: f32,
+    /// Momentum coefficient (0 for plain SGD).
+    pub momentum: f32,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+    /// Clip the gradients by their global L2 norm to at most this, if set.
+    pub clip_norm: Option<f32>,
+}
+
+impl Sgd {
+    /// SGD with learning rate `lr`, momentum 0.9, no decay, no clipping.
+    pub fn new(lr: f32) -> Sgd {
+        Sgd {
+            lr,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            clip_norm: None,
+        }
+    }
+
+    /// Appends the backward pass of `loss` and the update of every trainable parameter.
+    pub fn minimize(&self, graph: &mut Graph, loss: Value) -> Result<Gradients> {
+        let rule = Update::Sgd {
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        };
+        append_updates(graph, loss, rule, self.lr, self.clip_norm)
+    }
+}
+
+/// Adam with bias correction; decoupled weight decay makes it AdamW.
+#[derive(Clone, Copy, Debug)]
+pub struct Adam {
+    /// Learning rate at the first step.
+    pub lr: f32,
+    /// First-moment decay (0.9).
+    pub beta1: f32,
+    /// Second-moment decay (0.999).
+    pub beta2: f32,
+    /// Denominator guard (1e-8).
+    pub eps: f32,
+    /// Decoupled weight decay (AdamW), 0 for Adam.
+    pub weight_decay: f32,
+    /// Clip the gradients by their global L2 norm to at most this, if set.
+    pub clip_norm: Option<f32>,
+}
+
+impl Adam {
+    /// Adam with learning rate `lr` and the usual defaults.
+    pub fn new(lr: f32) -> Adam {
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            clip_norm: None,
+        }
+    }
+
+    /// Appends the backward pass of `loss` and the update of every trainable parameter.
+    pub fn minimize(&self, graph: &mut Graph, loss: Value) -> Result<Gradients> {
+        let rule = Update::Adam {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        };
+        append_updates(graph, loss, rule, self.lr, self.clip_norm)
+    }
+}
+
+/// Backward of `loss`, optional clipping, then one update op per trainable parameter.
+fn append_updates(
+    graph: &mut Graph,
+    loss: Value,
+    rule: Update,
+    lr: f32,
+    clip_norm: Option<f32>,
+) -> Result<Gradients> {
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "learning rate must be finite and ≥ 0, got {lr}"
+        )));
+    }
+    let grads = graph.backward(loss)?;
+    let params: Vec<(Value, Value)> = graph
+        .trainable_params()
+        .into_iter()
+        .filter_map(|p| grads.get(p).map(|g| (p, g)))
+        .collect();
+    if params.is_empty() {
+        return Err(Error::InvalidArgument(
+            "minimize: no trainable parameter reaches the loss".into(),
+        ));
+    }
+    if let Some(max_norm) = clip_norm {
+        let all: Vec<Value> = params.iter().map(|&(_, g)| g).collect();
+        graph.push(Op::ClipGradients { max_norm }, all, vec![])?;
+    }
+    for (p, g) in params {
+        let shape = graph.shape(p).to_vec();
+        let pname = graph.node(p).name.clone();
+        let mut inputs = vec![p, g];
+        for suffix in rule.state_names() {
+            inputs.push(graph.resident(
+                &format!("{pname}.{suffix}"),
+                &shape,
+                Init::Zeros,
+                Role::State,
+            ));
+        }
+        graph.push(Op::Update(rule), inputs, vec![])?;
+    }
+    graph.set_learning_rate(lr);
+    Ok(grads)
+}

@@ -1,0 +1,190 @@
+//! Every op's backward rule against central finite differences, in f64 on the reference
+//! executor.
+//!
+//! For an op y = f(x) we take the scalar L = Σ R∘y with a fixed random R, let autodiff append
+//! ∂L/∂x, and compare it with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element i.
+//! With h = 1e-5 in f64 the truncation error is O(h²·|f'''|) ≈ 1e-10 and the rounding error
+//! ≈ 1e-16·|L|/h ≈ 1e-11, so a relative error of 1e-6 (against the largest gradient entry)
+//! leaves a wide margin while still catching any wrong rule (which is off by O(1)).
+
+mod common;
+use common::random;
+use eigengrad::graph::reference::ReferencePlan;
+use eigengrad::graph::{Graph, Init, Role, Value};
+use eigengrad::kernels::elementwise::UnaryOp;
+use eigengrad::kernels::reduce::{Axis, ReduceOp};
+
+const H: f64 = 1e-5;
+const REL_TOL: f64 = 1e-6;
+
+/// Inputs bounded away from 0 (ReLU's kink) by 0.1.
+fn data(seed: u64, n: usize) -> Vec<f32> {
+    random(seed, n, 1.0)
+        .into_iter()
+        .map(|v| v + 0.1f32.copysign(v))
+        .collect()
+}
+
+/// Builds L = Σ R∘f(params) and checks ∂L/∂p for every parameter by finite differences.
+fn gradcheck(name: &str, shapes: &[&[usize]], f: impl Fn(&mut Graph, &[Value]) -> Value) {
+    let mut g = Graph::new();
+    let params: Vec<Value> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let n = s.iter().product();
+            g.param(&format!("p{k}"), s, Init::Data(data(k as u64 + 1, n)))
+        })
+        .collect();
+    let y = f(&mut g, &params);
+    let ny: usize = g.shape(y).iter().product();
+    let r = g.resident(
+        "r",
+        &g.shape(y).to_vec(),
+        Init::Data(random(99, ny, 1.0)),
+        Role::Constant,
+    );
+    let ry = g.mul(y, r).unwrap();
+    let flat = g.reshape(ry, &[1, ny]).unwrap();
+    let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
+    let grads = g.backward(loss).unwrap();
+    let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
+    plan.step(&[]).unwrap();
+    let analytic_all: Vec<Vec<f64>> = params
+        .iter()
+        .map(|&p| plan.read(grads.get(p).expect("gradient")).unwrap().to_vec())
+        .collect();
+    for (&p, analytic) in params.iter().zip(analytic_all) {
+        let x0 = plan.read(p).unwrap().to_vec();
+        let scale = analytic.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for i in 0..x0.len() {
+            let mut loss_at = |delta: f64| {
+                let mut x = x0.clone();
+                x[i] += delta;
+                plan.write(p, &x).unwrap();
+                plan.step(&[]).unwrap();
+                plan.read(loss).unwrap()[0]
+            };
+            let numeric = (loss_at(H) - loss_at(-H)) / (2.0 * H);
+            let err = (numeric - analytic[i]).abs() / scale;
+            assert!(
+                err <= REL_TOL,
+                "{name}: d/d{}[{i}]: analytic {} vs numeric {numeric} (relative error {err:e})",
+                g.node(p).name,
+                analytic[i]
+            );
+        }
+        plan.write(p, &x0).unwrap();
+    }
+}
+
+#[test]
+fn matmul_all_transposes() {
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let a: &[usize] = if ta { &[5, 3] } else { &[3, 5] };
+        let b: &[usize] = if tb { &[4, 5] } else { &[5, 4] };
+        gradcheck(&format!("matmul {ta} {tb}"), &[a, b], |g, p| {
+            g.matmul(p[0], p[1], ta, tb).unwrap()
+        });
+    }
+}
+
+#[test]
+fn batched_matmul() {
+    gradcheck("batched matmul", &[&[2, 3, 4], &[2, 4, 3]], |g, p| {
+        g.matmul(p[0], p[1], false, false).unwrap()
+    });
+    gradcheck("batched matmul tt", &[&[2, 4, 3], &[2, 3, 4]], |g, p| {
+        g.matmul(p[0], p[1], true, true).unwrap()
+    });
+}
+
+#[test]
+fn activations_and_scale() {
+    for op in [
+        UnaryOp::Relu,
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+        UnaryOp::Scale(-2.5),
+    ] {
+        gradcheck(&format!("{op:?}"), &[&[3, 7]], |g, p| {
+            g.unary(op, p[0]).unwrap()
+        });
+    }
+}
+
+#[test]
+fn binary_with_and_without_bias_broadcast() {
+    gradcheck("add", &[&[3, 4], &[3, 4]], |g, p| {
+        g.add(p[0], p[1]).unwrap()
+    });
+    gradcheck("sub bias", &[&[3, 4], &[4]], |g, p| {
+        g.sub(p[0], p[1]).unwrap()
+    });
+    gradcheck("mul bias", &[&[5, 2], &[2]], |g, p| {
+        g.mul(p[0], p[1]).unwrap()
+    });
+    gradcheck("mul fan-out", &[&[3, 3]], |g, p| g.mul(p[0], p[0]).unwrap());
+}
+
+#[test]
+fn reductions_both_axes() {
+    for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::SumSquares] {
+        for axis in [Axis::Rows, Axis::Cols] {
+            gradcheck(&format!("{op:?} {axis:?}"), &[&[4, 3]], |g, p| {
+                g.reduce(op, axis, p[0]).unwrap()
+            });
+        }
+    }
+}
+
+#[test]
+fn transpose_and_reshape() {
+    gradcheck("transpose", &[&[3, 5]], |g, p| g.transpose(p[0]).unwrap());
+    gradcheck("transpose batched", &[&[2, 3, 5]], |g, p| {
+        g.transpose(p[0]).unwrap()
+    });
+    gradcheck("reshape", &[&[3, 4]], |g, p| {
+        let r = g.reshape(p[0], &[2, 6]).unwrap();
+        g.tanh(r).unwrap()
+    });
+}
+
+#[test]
+fn losses() {
+    gradcheck("softmax xent", &[&[4, 5]], |g, p| {
+        let t = g.resident("t", &[4, 5], Init::Data(soft_targets(4, 5)), Role::Constant);
+        g.softmax_xent(p[0], t).unwrap()
+    });
+    gradcheck("softmax cross-entropy mean", &[&[3, 7]], |g, p| {
+        let t = g.resident("t", &[3, 7], Init::Data(soft_targets(3, 7)), Role::Constant);
+        g.softmax_cross_entropy(p[0], t).unwrap()
+    });
+    gradcheck("mse", &[&[3, 4], &[3, 4]], |g, p| {
+        g.mse(p[0], p[1]).unwrap()
+    });
+}
+
+#[test]
+fn two_layer_network_end_to_end() {
+    gradcheck("mlp", &[&[4, 6], &[6, 5], &[5], &[5, 3]], |g, p| {
+        let h = g.matmul(p[0], p[1], false, false).unwrap();
+        let h = g.add(h, p[2]).unwrap();
+        let h = g.tanh(h).unwrap();
+        g.matmul(h, p[3], false, false).unwrap()
+    });
+}
+
+/// Rows of non-negative weights summing to 1.
+fn soft_targets(rows: usize, classes: usize) -> Vec<f32> {
+    let raw: Vec<f32> = random(7, rows * classes, 1.0)
+        .iter()
+        .map(|v| v.abs() + 0.05)
+        .collect();
+    raw.chunks(classes)
+        .flat_map(|r| {
+            let s: f32 = r.iter().sum();
+            r.iter().map(move |v| v / s).collect::<Vec<_>>()
+        })
+        .collect()
+}
