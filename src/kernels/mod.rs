@@ -11,6 +11,7 @@
 //! buffers in the order the builder lists them.
 
 pub mod elementwise;
+pub mod spectral;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
