@@ -12,6 +12,7 @@
 
 pub mod elementwise;
 pub mod optim;
+pub mod spectral;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -6,6 +6,7 @@
 
 pub mod elementwise;
 pub mod optim;
+pub mod spectral;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).
