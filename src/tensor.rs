@@ -41,7 +41,7 @@ impl Tensor {
     /// Checks `shape` and returns its byte size after checking it against the device limits.
     fn checked_bytes(device: &Device, op: &str, shape: &[usize]) -> Result<u64> {
         let n = numel(op, shape)? as u64;
-        let bytes = n.checked_mul(4).unwrap_or(u64::MAX);
+        let bytes = n.saturating_mul(4);
         device.check_buffer_size(&format!("{op}: tensor of shape {shape:?}"), bytes)?;
         Ok(bytes)
     }

@@ -37,10 +37,11 @@ fn gradcheck(name: &str, shapes: &[&[usize]], f: impl Fn(&mut Graph, &[Value]) -
         })
         .collect();
     let y = f(&mut g, &params);
-    let ny: usize = g.shape(y).iter().product();
+    let y_shape = g.shape(y).to_vec();
+    let ny: usize = y_shape.iter().product();
     let r = g.resident(
         "r",
-        &g.shape(y).to_vec(),
+        &y_shape,
         Init::Data(random(99, ny, 1.0)),
         Role::Constant,
     );

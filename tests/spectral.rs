@@ -189,7 +189,7 @@ fn gradcheck_rank_deficient_gram() {
         assert!(lam[..n - m].iter().all(|l| l.abs() < 1e-12), "{lam:?}");
         let v = DMatrix::from_row_slice(n, n, &v);
         let vn = v.columns(0, n - m);
-        let p = &vn * vn.transpose();
+        let p = vn * vn.transpose();
         let r0 = random_matrix(12, n, n);
         let r = rows(&(&r0 - &p * &r0 * &p));
         let e = gradcheck_g(&g, n, f, &r, 1e-7);

@@ -54,7 +54,8 @@ impl Graph {
                 }
             ) || node.inputs.iter().any(|v| needs[v.0]);
         }
-        let seed = self.constant(&self.shape(loss).to_vec(), 1.0);
+        let loss_shape = self.shape(loss).to_vec();
+        let seed = self.constant(&loss_shape, 1.0);
         let mut grads: BTreeMap<Value, Value> = BTreeMap::new();
         grads.insert(loss, seed);
         for i in (0..n).rev() {

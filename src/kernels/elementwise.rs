@@ -112,7 +112,7 @@ impl Broadcast {
     /// Checks that the pattern tiles `n` outputs exactly.
     fn check(&self, op: &str, n: usize) -> Result<(u32, u32)> {
         let span = self.len.checked_mul(self.inner).unwrap_or(0);
-        if span == 0 || n % span != 0 {
+        if span == 0 || !n.is_multiple_of(span) {
             return Err(Error::shape(
                 op,
                 format!(
