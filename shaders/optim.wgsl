@@ -82,3 +82,12 @@ fn clip_scale() {
     let norm = sqrt(total);
     hyper[2] = select(1.0, p.max_norm / norm, norm > p.max_norm);
 }
+
+// Running average in place: param = (1 - m) param + m grad, with m = beta1 (the new value is
+// bound where a gradient would be).
+@compute @workgroup_size(64)
+fn ema(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p.n) { return; }
+    param[i] = (1.0 - p.beta1) * param[i] + p.beta1 * grad[i];
+}

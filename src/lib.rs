@@ -17,6 +17,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod kernels;
+pub mod nn;
 pub mod optim;
 pub mod reference;
 pub mod tensor;

@@ -204,7 +204,16 @@ impl Graph {
                 let dl = self.push(Op::SoftmaxXentBackward, vec![logits, targets, dy], shape)?;
                 out.push((logits, dl));
             }
-            Op::SoftmaxXentBackward | Op::Update(_) | Op::ClipGradients { .. } => {
+            Op::SpectralFn(f) => {
+                let shape = self.shape(inputs[0]).to_vec();
+                let dg = self.push(Op::SpectralFnBackward(*f), vec![dy, y], shape)?;
+                out.push((inputs[0], dg));
+            }
+            Op::SoftmaxXentBackward
+            | Op::SpectralFnBackward(_)
+            | Op::Update(_)
+            | Op::ClipGradients { .. }
+            | Op::Ema { .. } => {
                 return Err(Error::InvalidArgument(format!(
                     "backward: {} has no gradient rule",
                     op.name()

@@ -7,9 +7,74 @@ use super::plan::{init_values, value_bytes, Layout, PlanStats, Storage};
 use super::{rows_cols, Graph, Op, Role, Value};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
+use crate::kernels::matmul::MatmulDims;
 use crate::kernels::{self, Dispatch};
-use crate::tensor::{read_buffer, TENSOR_USAGE};
+use crate::tensor::{read_buffer, read_words, TENSOR_USAGE};
+use std::collections::HashMap;
+use std::sync::Arc;
 use wgpu::util::DeviceExt;
+
+/// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
+/// from orthogonality by about ε per step, so every this many steps a solve starts cold (V0 = I).
+pub const COLD_RESTART_EVERY: u64 = 100;
+
+/// One item of a step's recording.
+enum Recorded {
+    /// A kernel launch inside a compute pass.
+    Dispatch(Dispatch),
+    /// An eigendecomposition (index into `GpuPlan::solves`): copies and passes of its own.
+    Solve(usize),
+}
+
+/// The warm-started Jacobi solve behind a spectral-function node.
+struct Solve {
+    /// The node whose input it decomposes.
+    node: usize,
+    plan: EighPlan,
+    /// The graph buffer holding the matrices to decompose.
+    source: Arc<wgpu::Buffer>,
+    /// Identity matrices, copied into the warm start for a cold restart.
+    identity: wgpu::Buffer,
+}
+
+impl Solve {
+    fn bytes(&self) -> u64 {
+        (self.plan.input().len() * 4) as u64
+    }
+}
+
+/// A private scratch buffer of `elems` f32 for one op's intermediate products.
+fn scratch(device: &Device, what: &str, elems: usize) -> Result<wgpu::Buffer> {
+    let bytes = elems as u64 * 4;
+    device.check_buffer_size(what, bytes)?;
+    Ok(device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(what),
+        size: bytes,
+        usage: TENSOR_USAGE,
+        mapped_at_creation: false,
+    }))
+}
+
+/// Batched n×n product dims: C = op(A)·op(B).
+fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
+    MatmulDims {
+        batch,
+        m: n,
+        n,
+        k: n,
+        trans_a,
+        trans_b,
+        a_batched: true,
+        b_batched: true,
+    }
+}
+
+/// (batch, n) of a shape [n, n] or [batch, n, n].
+fn batch_n(shape: &[usize]) -> (usize, usize) {
+    let n = shape[shape.len() - 1];
+    (shape.iter().product::<usize>() / (n * n), n)
+}
 
 /// A graph compiled for one device.
 pub struct GpuPlan {
@@ -18,7 +83,12 @@ pub struct GpuPlan {
     layout: Layout,
     /// Buffer of every node that has one (owned or pooled; aliases resolved).
     buffers: Vec<Option<std::sync::Arc<wgpu::Buffer>>>,
-    dispatches: Vec<Dispatch>,
+    recorded: Vec<Recorded>,
+    solves: Vec<Solve>,
+    /// Node index of a spectral-function node → its solve.
+    solve_of: HashMap<usize, usize>,
+    /// Scratch buffers owned by the plan (bound in dispatches; kept alive here).
+    _scratch: Vec<wgpu::Buffer>,
     hyper: wgpu::Buffer,
     learning_rate: f32,
     step: u64,
@@ -98,7 +168,10 @@ impl GpuPlan {
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });
-        let mut dispatches = Vec::new();
+        let mut dispatches: Vec<Recorded> = Vec::new();
+        let mut solves: Vec<Solve> = Vec::new();
+        let mut solve_of: HashMap<usize, usize> = HashMap::new();
+        let mut scratch_buffers: Vec<wgpu::Buffer> = Vec::new();
         for (i, node) in graph.nodes().iter().enumerate() {
             let buf = |v: Value| -> &wgpu::Buffer {
                 buffers[v.0].as_deref().expect("value has a buffer")
@@ -115,23 +188,19 @@ impl GpuPlan {
                         *trans_a,
                         *trans_b,
                     )?;
-                    dispatches.push(kernels::matmul::matmul_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::matmul::matmul_dispatch(
                         device,
                         &dims,
                         input(0),
                         input(1),
                         buf(Value(i)),
-                    )?);
+                    )?));
                 }
-                Op::Unary(op) => dispatches.push(kernels::elementwise::unary_dispatch(
-                    device,
-                    *op,
-                    input(0),
-                    buf(Value(i)),
-                    n,
-                )?),
+                Op::Unary(op) => dispatches.push(Recorded::Dispatch(
+                    kernels::elementwise::unary_dispatch(device, *op, input(0), buf(Value(i)), n)?,
+                )),
                 Op::Binary { op, b_from } => {
-                    dispatches.push(kernels::elementwise::binary_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::elementwise::binary_dispatch(
                         device,
                         *op,
                         input(0),
@@ -139,21 +208,21 @@ impl GpuPlan {
                         buf(Value(i)),
                         n,
                         *b_from,
-                    )?)
+                    )?))
                 }
                 Op::Expand { from, alpha } => {
-                    dispatches.push(kernels::elementwise::expand_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::elementwise::expand_dispatch(
                         device,
                         input(0),
                         buf(Value(i)),
                         n,
                         *from,
                         *alpha,
-                    )?)
+                    )?))
                 }
                 Op::Reduce { op, axis } => {
                     let (rows, cols) = rows_cols(shape_of(0));
-                    dispatches.push(kernels::reduce::reduce_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::reduce::reduce_dispatch(
                         device,
                         *op,
                         *axis,
@@ -161,68 +230,152 @@ impl GpuPlan {
                         buf(Value(i)),
                         rows,
                         cols,
-                    )?);
+                    )?));
                 }
                 Op::Transpose => {
                     let s = shape_of(0);
                     let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
                     let batch = s.iter().product::<usize>() / (rows * cols);
-                    dispatches.push(kernels::transpose::transpose_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::transpose::transpose_dispatch(
                         device,
                         input(0),
                         buf(Value(i)),
                         batch,
                         rows,
                         cols,
-                    )?);
+                    )?));
                 }
                 Op::SoftmaxXent => {
                     let (rows, classes) = rows_cols(shape_of(0));
-                    dispatches.push(kernels::softmax::softmax_xent_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::softmax::softmax_xent_dispatch(
                         device,
                         input(0),
                         input(1),
                         buf(Value(i)),
                         rows,
                         classes,
-                    )?);
+                    )?));
                 }
                 Op::SoftmaxXentBackward => {
                     let (rows, classes) = rows_cols(shape_of(0));
-                    dispatches.push(kernels::softmax::softmax_xent_backward_dispatch(
+                    dispatches.push(Recorded::Dispatch(
+                        kernels::softmax::softmax_xent_backward_dispatch(
+                            device,
+                            input(0),
+                            input(1),
+                            input(2),
+                            buf(Value(i)),
+                            rows,
+                            classes,
+                        )?,
+                    ));
+                }
+                Op::SpectralFn(f) => {
+                    let (batch, n) = batch_n(&node.shape);
+                    let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
+                    let eye = super::plan::init_values(
+                        &super::Init::Identity { gain: 1.0 },
+                        &node.shape,
+                        0,
+                    )?;
+                    let warm = plan.warm_start().expect("built with a warm start");
+                    device
+                        .queue()
+                        .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
+                    let identity = wd.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("identity"),
+                        contents: bytemuck::cast_slice(&eye),
+                        usage: wgpu::BufferUsages::COPY_SRC,
+                    });
+                    let source = buffers[node.inputs[0].0]
+                        .clone()
+                        .expect("input has a buffer");
+                    // H = (V·diag(f(λ)))·Vᵀ.
+                    let scaled = scratch(device, "spectral scaled vectors", batch * n * n)?;
+                    let fwd = [
+                        kernels::spectral::scale_columns_dispatch(
+                            device,
+                            *f,
+                            plan.values().buffer(),
+                            plan.vectors().buffer(),
+                            &scaled,
+                            batch,
+                            n,
+                        )?,
+                        kernels::matmul::matmul_dispatch(
+                            device,
+                            &square_dims(batch, n, false, true),
+                            &scaled,
+                            plan.vectors().buffer(),
+                            buf(Value(i)),
+                        )?,
+                    ];
+                    solve_of.insert(i, solves.len());
+                    dispatches.push(Recorded::Solve(solves.len()));
+                    solves.push(Solve {
+                        node: i,
+                        plan,
+                        source,
+                        identity,
+                    });
+                    dispatches.extend(fwd.into_iter().map(Recorded::Dispatch));
+                    scratch_buffers.push(scaled);
+                }
+                Op::SpectralFnBackward(f) => {
+                    let (batch, n) = batch_n(&node.shape);
+                    let solve = &solves[solve_of[&node.inputs[1].0]].plan;
+                    let (values, v) = (solve.values().buffer(), solve.vectors().buffer());
+                    let t1 = scratch(device, "spectral backward scratch", batch * n * n)?;
+                    let t2 = scratch(device, "spectral backward scratch", batch * n * n)?;
+                    let mm =
+                        |dims, a, b, c| kernels::matmul::matmul_dispatch(device, &dims, a, b, c);
+                    // S = Vᵀ·dH·V, P = Lw ∘ sym(S), dG = V·P·Vᵀ.
+                    let steps = [
+                        mm(square_dims(batch, n, false, false), input(0), v, &t1)?,
+                        mm(square_dims(batch, n, true, false), v, &t1, &t2)?,
+                        kernels::spectral::loewner_product_dispatch(
+                            device, *f, values, &t2, &t1, batch, n,
+                        )?,
+                        mm(square_dims(batch, n, false, false), v, &t1, &t2)?,
+                        mm(square_dims(batch, n, false, true), &t2, v, buf(Value(i)))?,
+                    ];
+                    dispatches.extend(steps.into_iter().map(Recorded::Dispatch));
+                    scratch_buffers.extend([t1, t2]);
+                }
+                Op::Ema { momentum } => {
+                    let len = graph.shape(node.inputs[0]).iter().product();
+                    dispatches.push(Recorded::Dispatch(kernels::optim::ema_dispatch(
                         device,
                         input(0),
                         input(1),
-                        input(2),
-                        buf(Value(i)),
-                        rows,
-                        classes,
-                    )?);
+                        len,
+                        *momentum,
+                    )?));
                 }
                 Op::ClipGradients { max_norm } => {
                     for (slot, &g) in node.inputs.iter().enumerate() {
                         let len = graph.shape(g).iter().product();
-                        dispatches.push(kernels::optim::sumsq_dispatch(
+                        dispatches.push(Recorded::Dispatch(kernels::optim::sumsq_dispatch(
                             device,
                             buf(g),
                             &norms,
                             len,
                             slot,
-                        )?);
+                        )?));
                     }
-                    dispatches.push(kernels::optim::clip_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::optim::clip_dispatch(
                         device,
                         &hyper,
                         &norms,
                         node.inputs.len(),
                         *max_norm,
-                    )?);
+                    )?));
                 }
                 Op::Update(rule) => {
                     let states: Vec<&wgpu::Buffer> =
                         node.inputs[2..].iter().map(|&v| buf(v)).collect();
                     let len = graph.shape(node.inputs[0]).iter().product();
-                    dispatches.push(kernels::optim::update_dispatch(
+                    dispatches.push(Recorded::Dispatch(kernels::optim::update_dispatch(
                         device,
                         rule,
                         &hyper,
@@ -230,7 +383,7 @@ impl GpuPlan {
                         input(1),
                         &states,
                         len,
-                    )?);
+                    )?));
                 }
             }
         }
@@ -243,7 +396,13 @@ impl GpuPlan {
             .sum();
         let stats = PlanStats {
             nodes: graph.nodes().len(),
-            dispatches_per_step: dispatches.len(),
+            dispatches_per_step: dispatches
+                .iter()
+                .map(|r| match r {
+                    Recorded::Dispatch(_) => 1,
+                    Recorded::Solve(k) => solves[*k].plan.dispatches_per_run(),
+                })
+                .sum(),
             submits_per_step: 1,
             peak_bytes: layout.peak_bytes(),
             unpooled_bytes: layout.unpooled_bytes,
@@ -257,7 +416,10 @@ impl GpuPlan {
             graph: graph.clone(),
             layout,
             buffers,
-            dispatches,
+            recorded: dispatches,
+            solves,
+            solve_of,
+            _scratch: scratch_buffers,
             hyper,
             learning_rate: graph.learning_rate(),
             step: 0,
@@ -304,11 +466,114 @@ impl GpuPlan {
         self.step += 1;
         let hyper = kernels::optim::hyper_values(self.learning_rate, self.step);
         queue.write_buffer(&self.hyper, 0, bytemuck::cast_slice(&hyper));
-        let refs: Vec<&Dispatch> = self.dispatches.iter().collect();
-        kernels::run(&self.device, &refs)?;
+        self.record_and_submit();
+        self.device.take_error()?;
         // Reclaim finished submissions without blocking.
         let _ = self.device.wgpu_device().poll(wgpu::PollType::Poll);
         Ok(())
+    }
+
+    /// Records the whole step into one encoder — compute passes for runs of dispatches, and
+    /// for each eigendecomposition the copy of its input, its solve and the warm-start
+    /// feedback — and submits it once.
+    fn record_and_submit(&self) {
+        let mut encoder =
+            self.device
+                .wgpu_device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                });
+        let cold = self.step % COLD_RESTART_EVERY == 0;
+        let mut items = self.recorded.iter().peekable();
+        while let Some(item) = items.next() {
+            match item {
+                Recorded::Solve(k) => {
+                    let s = &self.solves[*k];
+                    encoder.copy_buffer_to_buffer(
+                        &s.source,
+                        0,
+                        s.plan.input().buffer(),
+                        0,
+                        s.bytes(),
+                    );
+                    if let (true, Some(v0)) = (cold, s.plan.warm_start()) {
+                        encoder.copy_buffer_to_buffer(&s.identity, 0, v0.buffer(), 0, s.bytes());
+                    }
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("eigh"),
+                            timestamp_writes: None,
+                        });
+                        s.plan.record(&mut pass);
+                    }
+                    s.plan.record_feedback(&mut encoder);
+                }
+                Recorded::Dispatch(first) => {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("ops"),
+                        timestamp_writes: None,
+                    });
+                    first.record(&mut pass);
+                    while let Some(Recorded::Dispatch(d)) = items.peek() {
+                        d.record(&mut pass);
+                        items.next();
+                    }
+                }
+            }
+        }
+        self.device.queue().submit([encoder.finish()]);
+    }
+
+    /// Checks every eigendecomposition of the last step: a NaN or Inf in a spectral
+    /// function's input is `Error::NonFinite` naming the node (e.g. the layer's Gram matrix)
+    /// and the batch index. Reading the status waits for the step.
+    pub fn check_status(&self) -> Result<()> {
+        for s in &self.solves {
+            let status = read_words(&self.device, s.plan.status(), s.plan.batch())?;
+            if let Some(index) = status.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
+                let node = self.graph.node(self.graph.node(Value(s.node)).inputs[0]);
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "input of the eigendecomposition {} ({})",
+                        self.graph.node(Value(s.node)).name,
+                        node.name
+                    ),
+                    index: index as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn solve(&self, v: Value) -> Result<&Solve> {
+        self.solve_of
+            .get(&v.0)
+            .map(|&k| &self.solves[k])
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("value {} is not a spectral function", v.0))
+            })
+    }
+
+    /// Eigenvalues (ascending, `[batch, n]`) of the matrices a spectral-function node
+    /// decomposed at the last step: the spectrum the layer acts on.
+    pub fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
+        self.solve(v)?.plan.values().to_vec()
+    }
+
+    /// Eigenvectors (`[batch, n, n]`, column j for eigenvalue j) of a spectral-function node.
+    pub fn eigenvectors(&self, v: Value) -> Result<Vec<f32>> {
+        self.solve(v)?.plan.vectors().to_vec()
+    }
+
+    /// Jacobi sweeps each matrix of a spectral-function node needed at the last step.
+    pub fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
+        let s = self.solve(v)?;
+        read_words(&self.device, s.plan.sweeps(), s.plan.batch())
+    }
+
+    /// The spectral-function nodes of the plan, in graph order.
+    pub fn spectral_nodes(&self) -> Vec<Value> {
+        self.solves.iter().map(|s| Value(s.node)).collect()
     }
 
     fn buffer(&self, v: Value) -> Result<&wgpu::Buffer> {
@@ -355,6 +620,40 @@ impl GpuPlan {
             .queue()
             .write_buffer(self.buffer(v)?, 0, bytemuck::cast_slice(data));
         Ok(())
+    }
+
+    /// Copies on the device every trainable parameter and state tensor of `other` whose name
+    /// and shape match one of this plan's (e.g. from a training plan into an eval plan built
+    /// from a graph with the same layer names). Returns how many tensors were copied.
+    pub fn copy_resident_from(&self, other: &GpuPlan) -> Result<usize> {
+        if !self.device.same_as(&other.device) {
+            return Err(Error::InvalidArgument(
+                "copy_resident_from: plans on different devices".into(),
+            ));
+        }
+        let mut encoder =
+            self.device
+                .wgpu_device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("copy resident"),
+                });
+        let mut copied = 0;
+        for v in self.saved_values() {
+            let node = self.graph.node(v);
+            let Some(src) = other.graph.find(&node.name) else {
+                continue;
+            };
+            if other.saved_values().contains(&src)
+                && other.graph.shape(src) == node.shape.as_slice()
+            {
+                let bytes = value_bytes(&node.shape);
+                encoder.copy_buffer_to_buffer(other.buffer(src)?, 0, self.buffer(v)?, 0, bytes);
+                copied += 1;
+            }
+        }
+        self.device.queue().submit([encoder.finish()]);
+        self.device.take_error()?;
+        Ok(copied)
     }
 
     /// The learning rate used from the next step on (no recompilation).

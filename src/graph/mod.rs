@@ -30,6 +30,7 @@ use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
 use crate::kernels::matmul::matmul_shape;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::softmax::softmax_xent_shape;
+use crate::kernels::spectral::SpectralFn;
 use crate::optim::Update;
 use crate::tensor::numel;
 
@@ -137,6 +138,19 @@ pub enum Op {
     SoftmaxXent,
     /// Gradient of [`Op::SoftmaxXent`] w.r.t. the logits: inputs logits, targets, dloss.
     SoftmaxXentBackward,
+    /// H = V·diag(f(λ))·Vᵀ for each symmetric matrix G = V·diag(λ)·Vᵀ of the input
+    /// (`[n, n]` or `[batch, n, n]`): one batched, warm-started Jacobi solve on the GPU per
+    /// step. The eigenvalues and eigenvectors stay readable for introspection.
+    SpectralFn(SpectralFn),
+    /// Gradient of [`Op::SpectralFn`]: inputs dH and the forward value (whose eigenpairs it
+    /// reuses); dG = V·(Lw ∘ Vᵀ·sym(dH)·V)·Vᵀ with the Loewner matrix Lw of f.
+    SpectralFnBackward(SpectralFn),
+    /// Exponential moving average, in place: state (input 0) ← (1 − m)·state + m·value
+    /// (input 1). Produces no value; used for running statistics.
+    Ema {
+        /// Weight of the new value.
+        momentum: f32,
+    },
     /// Sets the step's gradient scale to min(1, max_norm/‖g‖) over all its inputs (the
     /// gradients); the updates that follow read it. Produces no value.
     ClipGradients {
@@ -267,7 +281,10 @@ impl Graph {
         for &v in &inputs {
             self.check_value(&name, v)?;
         }
-        if !matches!(op, Op::Update(_) | Op::ClipGradients { .. }) {
+        if !matches!(
+            op,
+            Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. }
+        ) {
             numel(&name, &shape)?;
         }
         let name = format!("{}#{}", name, self.nodes.len());
@@ -437,6 +454,42 @@ impl Graph {
     pub fn softmax_cross_entropy(&mut self, logits: Value, targets: Value) -> Result<Value> {
         let per_row = self.softmax_xent(logits, targets)?;
         self.mean_all(per_row)
+    }
+
+    /// H = f(G) for each symmetric matrix of `g` (`[n, n]` or `[batch, n, n]`), through its
+    /// eigendecomposition; the gradient uses the Daleckii–Krein divided differences of f, so
+    /// it stays finite on repeated eigenvalues.
+    pub fn spectral_fn(&mut self, g: Value, f: SpectralFn) -> Result<Value> {
+        self.check_value("SpectralFn", g)?;
+        let shape = self.shape(g).to_vec();
+        let r = shape.len();
+        if !(2..=3).contains(&r) || shape[r - 1] != shape[r - 2] {
+            return Err(Error::shape(
+                "SpectralFn",
+                format!("needs square matrices [n, n] or [batch, n, n], got {shape:?}"),
+            ));
+        }
+        f.validate(shape[r - 1])?;
+        self.push(Op::SpectralFn(f), vec![g], shape)
+    }
+
+    /// Running average: `state` ← (1 − momentum)·`state` + momentum·`value`, in place, once
+    /// per step (e.g. the running mean of a normalisation layer).
+    pub fn ema(&mut self, state: Value, value: Value, momentum: f32) -> Result<()> {
+        if self.shape(state) != self.shape(value)
+            || !matches!(self.node(state).op, Op::Param { .. })
+        {
+            return Err(Error::shape(
+                "Ema",
+                format!(
+                    "state must be a resident tensor shaped like the value: {:?} vs {:?}",
+                    self.shape(state),
+                    self.shape(value)
+                ),
+            ));
+        }
+        self.push(Op::Ema { momentum }, vec![state, value], vec![])
+            .map(|_| ())
     }
 
     /// Mean squared error mean((a − b)²), shape [1].

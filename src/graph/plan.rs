@@ -105,7 +105,7 @@ impl Layout {
         for (i, n) in nodes.iter().enumerate() {
             let bytes = value_bytes(&n.shape);
             storage[i] = match n.op {
-                Op::Update(_) | Op::ClipGradients { .. } => Storage::None,
+                Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. } => Storage::None,
                 Op::Input | Op::Param { .. } => {
                     owned_bytes += bytes;
                     unpooled_bytes += bytes;

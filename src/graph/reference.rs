@@ -13,6 +13,8 @@ use crate::reference::{self as r, Real};
 pub struct ReferencePlan<T: Real> {
     graph: Graph,
     values: Vec<Vec<T>>,
+    /// Eigenvalues and eigenvectors of each spectral-function node, from the last step.
+    eigen: std::collections::HashMap<usize, (Vec<T>, Vec<T>)>,
     learning_rate: f32,
     step: u64,
 }
@@ -30,6 +32,7 @@ impl<T: Real> ReferencePlan<T> {
         Ok(ReferencePlan {
             graph: graph.clone(),
             values,
+            eigen: Default::default(),
             learning_rate: graph.learning_rate(),
             step: 0,
         })
@@ -110,6 +113,29 @@ impl<T: Real> ReferencePlan<T> {
                         classes,
                     ))
                 }
+                Op::SpectralFn(f) => {
+                    let (h, lambda, v) = r::spectral::spectral_forward(x(0), last(&node.shape), *f);
+                    self.eigen.insert(i, (lambda, v));
+                    Some(h)
+                }
+                Op::SpectralFnBackward(f) => {
+                    let (lambda, v) = &self.eigen[&node.inputs[1].0];
+                    Some(r::spectral::spectral_backward(
+                        lambda,
+                        v,
+                        x(0),
+                        last(&node.shape),
+                        *f,
+                    ))
+                }
+                Op::Ema { momentum } => {
+                    let m = T::c(*momentum as f64);
+                    let value = self.values[node.inputs[1].0].clone();
+                    for (s, v) in self.values[node.inputs[0].0].iter_mut().zip(value) {
+                        *s = (T::one() - m) * *s + m * v;
+                    }
+                    None
+                }
                 Op::ClipGradients { max_norm } => {
                     let grads: Vec<&[T]> = node
                         .inputs
@@ -146,6 +172,17 @@ impl<T: Real> ReferencePlan<T> {
             }
         }
         Ok(())
+    }
+
+    /// Eigenvalues (ascending, `[batch, n]`) and eigenvectors (`[batch, n, n]`, column j for
+    /// value j) of the spectral-function node `v` at the last step.
+    pub fn eigenpairs(&self, v: Value) -> Result<(&[T], &[T])> {
+        self.eigen
+            .get(&v.0)
+            .map(|(l, q)| (l.as_slice(), q.as_slice()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("value {} is not a computed spectral function", v.0))
+            })
     }
 
     /// The current contents of `v` (after the last step; resident tensors at any time).
@@ -207,4 +244,9 @@ impl<T: Real> ReferencePlan<T> {
             )
         })
     }
+}
+
+/// The last dimension of a shape.
+fn last(shape: &[usize]) -> usize {
+    shape.last().copied().unwrap_or(1)
 }

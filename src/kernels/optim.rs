@@ -192,3 +192,27 @@ pub fn clip_dispatch(
     let b = [(1, hyper), (4, norms)];
     Dispatch::with_bindings(device, &SHADER, "clip_scale", &params, &b, [1, 1, 1])
 }
+
+/// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
+/// momentum·value: running statistics.
+pub fn ema_dispatch(
+    device: &Device,
+    state: &wgpu::Buffer,
+    value: &wgpu::Buffer,
+    n: usize,
+    momentum: f32,
+) -> Result<Dispatch> {
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(Error::InvalidArgument(format!(
+            "running-average momentum must lie in [0, 1], got {momentum}"
+        )));
+    }
+    let params = Params {
+        n: to_u32("running average", n)?,
+        beta1: momentum,
+        ..Params::default()
+    };
+    let grid = grid_1d(device, "running average", n as u64, WORKGROUP)?;
+    let b = [(2, state), (3, value)];
+    Dispatch::with_bindings(device, &SHADER, "ema", &params, &b, grid)
+}
