@@ -13,6 +13,7 @@
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod graph;
