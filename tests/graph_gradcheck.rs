@@ -13,6 +13,8 @@ use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Role, Value};
 use eigengrad::kernels::elementwise::UnaryOp;
 use eigengrad::kernels::reduce::{Axis, ReduceOp};
+use eigengrad::kernels::spectral::SpectralFn;
+use eigengrad::nn::{EigenLayer, EigenMode};
 
 const H: f64 = 1e-5;
 const REL_TOL: f64 = 1e-6;
@@ -27,14 +29,25 @@ fn data(seed: u64, n: usize) -> Vec<f32> {
 
 /// Builds L = Σ R∘f(params) and checks ∂L/∂p for every parameter by finite differences.
 fn gradcheck(name: &str, shapes: &[&[usize]], f: impl Fn(&mut Graph, &[Value]) -> Value) {
-    let mut g = Graph::new();
-    let params: Vec<Value> = shapes
+    let params: Vec<(&[usize], Vec<f32>)> = shapes
         .iter()
         .enumerate()
-        .map(|(k, s)| {
-            let n = s.iter().product();
-            g.param(&format!("p{k}"), s, Init::Data(data(k as u64 + 1, n)))
-        })
+        .map(|(k, s)| (*s, data(k as u64 + 1, s.iter().product())))
+        .collect();
+    gradcheck_at(name, &params, f)
+}
+
+/// [`gradcheck`] at given parameter values.
+fn gradcheck_at(
+    name: &str,
+    initial: &[(&[usize], Vec<f32>)],
+    f: impl Fn(&mut Graph, &[Value]) -> Value,
+) {
+    let mut g = Graph::new();
+    let params: Vec<Value> = initial
+        .iter()
+        .enumerate()
+        .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())))
         .collect();
     let y = f(&mut g, &params);
     let y_shape = g.shape(y).to_vec();
@@ -188,4 +201,76 @@ fn soft_targets(rows: usize, classes: usize) -> Vec<f32> {
             r.iter().map(move |v| v / s).collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Data for a square weight: `kind` 0 = identity (fully degenerate spectrum), 1 = orthogonal
+/// (a rotation, also degenerate), 2 = random, 3 = repeated singular values (2·I on a block).
+fn weight(kind: usize, n: usize) -> Vec<f32> {
+    let mut w = vec![0.0f32; n * n];
+    match kind {
+        0 => (0..n).for_each(|i| w[i * n + i] = 1.0),
+        1 => {
+            let (c, s) = (0.6f32, 0.8f32);
+            (0..n).for_each(|i| w[i * n + i] = 1.0);
+            w[0] = c;
+            w[1] = -s;
+            w[n] = s;
+            w[n + 1] = c;
+        }
+        2 => w = data(11, n * n),
+        _ => (0..n).for_each(|i| w[i * n + i] = if i < n / 2 { 2.0 } else { 0.5 }),
+    }
+    w
+}
+
+/// The EigenLayer composition W' = W·h(WᵀW) through the graph, on degenerate and random
+/// weights, for every mode: autodiff through the spectral op matches finite differences.
+#[test]
+fn eigen_layer_modes_on_degenerate_and_random_weights() {
+    let modes = [
+        EigenMode::Clamp { lo: 0.8, hi: 1.5 },
+        EigenMode::Clamp { lo: 0.9, hi: 1.1 },
+        EigenMode::Orthogonal,
+    ];
+    for mode in modes {
+        for kind in 0..4 {
+            let n = 4;
+            let name = format!("{mode:?} weight kind {kind}");
+            gradcheck_at(&name, &[(&[n, n], weight(kind, n))], |g, p| {
+                let gram = g.matmul(p[0], p[0], true, false).unwrap();
+                let h = g.spectral_fn(gram, mode.spectral_fn()).unwrap();
+                g.matmul(p[0], h, false, false).unwrap()
+            });
+        }
+    }
+}
+
+#[test]
+fn eigen_layer_builder_both_gram_sides() {
+    for (inputs, outputs) in [(5, 3), (3, 5)] {
+        gradcheck(
+            &format!("EigenLayer {inputs}->{outputs}"),
+            &[&[2, inputs]],
+            |g, p| {
+                let layer = EigenLayer::new(
+                    g,
+                    "layer",
+                    inputs,
+                    outputs,
+                    EigenMode::Clamp { lo: 0.7, hi: 1.2 },
+                    Init::Data(data(5, inputs * outputs)),
+                )
+                .unwrap();
+                layer.forward(g, p[0]).unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn whitening_spectral_function() {
+    gradcheck("InvSqrt of a covariance", &[&[6, 3]], |g, p| {
+        let c = g.matmul(p[0], p[0], true, false).unwrap();
+        g.spectral_fn(c, SpectralFn::InvSqrt { eps: 1e-3 }).unwrap()
+    });
 }

@@ -534,7 +534,7 @@ impl GpuPlan {
                 let node = self.graph.node(self.graph.node(Value(s.node)).inputs[0]);
                 return Err(Error::NonFinite {
                     what: format!(
-                        "input of the eigendecomposition {} ({})",
+                        "{} (the input {} of its eigendecomposition)",
                         self.graph.node(Value(s.node)).name,
                         node.name
                     ),

@@ -220,6 +220,11 @@ impl Graph {
         &self.nodes
     }
 
+    /// Renames the node of `v` (layers name their nodes so errors and stats say which layer).
+    pub fn set_name(&mut self, v: Value, name: &str) {
+        self.nodes[v.0].name = name.to_string();
+    }
+
     /// The value of node `index`, if the graph has that many nodes.
     pub fn value(&self, index: usize) -> Option<Value> {
         (index < self.nodes.len()).then_some(Value(index))

@@ -59,15 +59,18 @@ impl EigenLayer {
     ) -> Result<EigenLayer> {
         let linear = Linear::new(g, name, inputs, outputs, init);
         let w = linear.weight;
-        let (effective_weight, spectral) = if outputs <= inputs {
-            let gram = g.matmul(w, w, true, false)?;
-            let h = g.spectral_fn(gram, mode.spectral_fn())?;
-            (g.matmul(w, h, false, false)?, h)
+        let small_side = outputs <= inputs;
+        let gram = g.matmul(w, w, small_side, !small_side)?;
+        g.set_name(gram, &format!("{name}.gram"));
+        let h = g.spectral_fn(gram, mode.spectral_fn())?;
+        g.set_name(h, &format!("{name}.spectral"));
+        let effective_weight = if small_side {
+            g.matmul(w, h, false, false)?
         } else {
-            let gram = g.matmul(w, w, false, true)?;
-            let h = g.spectral_fn(gram, mode.spectral_fn())?;
-            (g.matmul(h, w, false, false)?, h)
+            g.matmul(h, w, false, false)?
         };
+        g.set_name(effective_weight, &format!("{name}.effective_weight"));
+        let spectral = h;
         Ok(EigenLayer {
             linear,
             effective_weight,
