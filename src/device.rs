@@ -195,10 +195,22 @@ impl Device {
     /// Opens a device as `options` ask.
     pub fn with_options(options: &DeviceOptions) -> Result<Device> {
         let backend = options.backend.resolve()?;
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backend.wgpu_backends();
-        let instance = wgpu::Instance::new(desc);
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backend.wgpu_backends()));
+        // Auto looks at the native compute APIs first and opens GL only when none has an
+        // adapter (probing GL starts EGL, which is slow and noisy on headless machines).
+        let tiers = match backend {
+            Backend::Auto => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+            b => vec![b.wgpu_backends()],
+        };
+        let mut adapters = Vec::new();
+        for backends in tiers {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = backends;
+            let instance = wgpu::Instance::new(desc);
+            adapters = pollster::block_on(instance.enumerate_adapters(backends));
+            if !adapters.is_empty() {
+                break;
+            }
+        }
         if let Some(name) = &options.adapter_name {
             let name = name.to_ascii_lowercase();
             adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&name));

@@ -69,3 +69,97 @@ pub fn scaled_normal(fan_in: usize, scale: f32) -> Init {
         std: scale / (fan_in as f32).sqrt(),
     }
 }
+
+/// What each layer of an [`MlpSpec`] is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerKind {
+    /// A plain dense layer.
+    Plain,
+    /// An [`EigenLayer`] in this mode.
+    Eigen(EigenMode),
+}
+
+/// A multilayer perceptron: `widths[0]` inputs, hidden layers with `activation`, and
+/// `widths.last()` outputs (logits, no activation). Layers are named `layer{i}`, so a
+/// training graph and an evaluation graph built from the same spec share parameter names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpSpec {
+    /// Layer widths, inputs first.
+    pub widths: Vec<usize>,
+    /// Nonlinearity after every hidden layer.
+    pub activation: Activation,
+    /// Plain or Eigen layers.
+    pub kind: LayerKind,
+    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in).
+    pub init_scale: f32,
+}
+
+/// One built layer of an MLP.
+#[derive(Clone, Copy, Debug)]
+pub enum MlpLayer {
+    /// A plain dense layer.
+    Plain(Linear),
+    /// An Eigen layer.
+    Eigen(EigenLayer),
+}
+
+impl MlpLayer {
+    /// The raw trainable weight.
+    pub fn weight(&self) -> Value {
+        match self {
+            MlpLayer::Plain(l) => l.weight,
+            MlpLayer::Eigen(e) => e.linear.weight,
+        }
+    }
+
+    /// The weight the layer applies (W' for an Eigen layer, W otherwise).
+    pub fn effective_weight(&self) -> Value {
+        match self {
+            MlpLayer::Plain(l) => l.weight,
+            MlpLayer::Eigen(e) => e.effective_weight,
+        }
+    }
+}
+
+/// An MLP built into a graph.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    /// The layers, input side first.
+    pub layers: Vec<MlpLayer>,
+    /// The output logits `[batch, widths.last()]`.
+    pub logits: Value,
+}
+
+impl MlpSpec {
+    /// Appends the network applied to `x` `[batch, widths[0]]`.
+    pub fn build(&self, g: &mut Graph, x: Value) -> Result<Mlp> {
+        if self.widths.len() < 2 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "an MLP needs at least two widths, got {:?}",
+                self.widths
+            )));
+        }
+        let mut h = x;
+        let mut layers = Vec::new();
+        let depth = self.widths.len() - 1;
+        for (i, w) in self.widths.windows(2).enumerate() {
+            let name = format!("layer{i}");
+            let init = scaled_normal(w[0], self.init_scale);
+            let layer = match self.kind {
+                LayerKind::Plain => MlpLayer::Plain(Linear::new(g, &name, w[0], w[1], init)),
+                LayerKind::Eigen(mode) => {
+                    MlpLayer::Eigen(EigenLayer::new(g, &name, w[0], w[1], mode, init)?)
+                }
+            };
+            h = match layer {
+                MlpLayer::Plain(l) => l.forward(g, h)?,
+                MlpLayer::Eigen(e) => e.forward(g, h)?,
+            };
+            if i + 1 < depth {
+                h = self.activation.apply(g, h)?;
+            }
+            layers.push(layer);
+        }
+        Ok(Mlp { layers, logits: h })
+    }
+}
