@@ -27,20 +27,106 @@ enum Recorded {
     Solve(usize),
 }
 
-/// The warm-started Jacobi solve behind a spectral-function node.
-struct Solve {
-    /// The node whose input it decomposes.
+/// One spectral-function node's share of a batched solve.
+struct Member {
+    /// The spectral-function node.
     node: usize,
-    plan: EighPlan,
-    /// The graph buffer holding the matrices to decompose.
+    /// The graph buffer holding its matrices.
     source: Arc<wgpu::Buffer>,
+    /// Its first matrix in the solve's batch, and how many it has.
+    first: usize,
+    count: usize,
+    /// Its eigenvalues `[count, n]` and eigenvectors `[count, n, n]`, copied out of the solve.
+    values: wgpu::Buffer,
+    vectors: wgpu::Buffer,
+}
+
+/// A warm-started batched Jacobi solve serving one or more spectral-function nodes of the
+/// same order n: the Gram matrices of all Eigen layers of a model with equal sizes are
+/// decomposed together.
+struct Solve {
+    members: Vec<Member>,
+    plan: EighPlan,
     /// Identity matrices, copied into the warm start for a cold restart.
     identity: wgpu::Buffer,
 }
 
 impl Solve {
-    fn bytes(&self) -> u64 {
-        (self.plan.input().len() * 4) as u64
+    /// A solve of `members` (node, source buffer, matrices), n×n each, warm-started from I.
+    fn new(
+        device: &Device,
+        n: usize,
+        members: Vec<(usize, Arc<wgpu::Buffer>, usize)>,
+    ) -> Result<Solve> {
+        let batch: usize = members.iter().map(|m| m.2).sum();
+        let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
+        let eye =
+            super::plan::init_values(&super::Init::Identity { gain: 1.0 }, &[batch, n, n], 0)?;
+        let warm = plan.warm_start().expect("built with a warm start");
+        device
+            .queue()
+            .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
+        let identity = device
+            .wgpu_device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("identity"),
+                contents: bytemuck::cast_slice(&eye),
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        let mut first = 0;
+        let members = members
+            .into_iter()
+            .map(|(node, source, count)| {
+                let m = Member {
+                    node,
+                    source,
+                    first,
+                    count,
+                    values: scratch(device, "eigenvalues", count * n)?,
+                    vectors: scratch(device, "eigenvectors", count * n * n)?,
+                };
+                first += count;
+                Ok(m)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Solve {
+            members,
+            plan,
+            identity,
+        })
+    }
+
+    /// Records input copies, the solve, the warm-start feedback and the output copies.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, cold: bool) {
+        let n = self.plan.n() as u64;
+        let input = self.plan.input().buffer();
+        for m in &self.members {
+            let (at, bytes) = (m.first as u64 * n * n * 4, m.count as u64 * n * n * 4);
+            encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
+        }
+        if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
+            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("eigh"),
+                timestamp_writes: None,
+            });
+            self.plan.record(&mut pass);
+        }
+        self.plan.record_feedback(encoder);
+        for m in &self.members {
+            let (values, vectors) = (self.plan.values().buffer(), self.plan.vectors().buffer());
+            encoder.copy_buffer_to_buffer(
+                values,
+                m.first as u64 * n * 4,
+                &m.values,
+                0,
+                m.count as u64 * n * 4,
+            );
+            let (at, bytes) = (m.first as u64 * n * n * 4, m.count as u64 * n * n * 4);
+            encoder.copy_buffer_to_buffer(vectors, at, &m.vectors, 0, bytes);
+        }
     }
 }
 
@@ -85,8 +171,8 @@ pub struct GpuPlan {
     buffers: Vec<Option<std::sync::Arc<wgpu::Buffer>>>,
     recorded: Vec<Recorded>,
     solves: Vec<Solve>,
-    /// Node index of a spectral-function node → its solve.
-    solve_of: HashMap<usize, usize>,
+    /// Node index of a spectral-function node → (its solve, its member index there).
+    solve_of: HashMap<usize, (usize, usize)>,
     /// Scratch buffers owned by the plan (bound in dispatches; kept alive here).
     _scratch: Vec<wgpu::Buffer>,
     hyper: wgpu::Buffer,
@@ -168,11 +254,35 @@ impl GpuPlan {
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });
-        let mut dispatches: Vec<Recorded> = Vec::new();
+        // Spectral functions of parameters only (an Eigen layer's Gram matrix) do not depend
+        // on the batch: those of equal order are solved together in one batched solve, hoisted
+        // before the rest of the step with everything else that depends only on parameters.
+        let param_only = graph.param_only();
+        let mut groups: std::collections::BTreeMap<usize, Vec<(usize, Arc<wgpu::Buffer>, usize)>> =
+            Default::default();
+        for (i, node) in graph.nodes().iter().enumerate() {
+            if matches!(node.op, Op::SpectralFn(_)) && param_only[i] {
+                let (batch, n) = batch_n(&node.shape);
+                let source = buffers[node.inputs[0].0]
+                    .clone()
+                    .expect("input has a buffer");
+                groups.entry(n).or_default().push((i, source, batch));
+            }
+        }
         let mut solves: Vec<Solve> = Vec::new();
-        let mut solve_of: HashMap<usize, usize> = HashMap::new();
+        let mut solve_of: HashMap<usize, (usize, usize)> = HashMap::new();
+        for (n, members) in groups {
+            for (k, m) in members.iter().enumerate() {
+                solve_of.insert(m.0, (solves.len(), k));
+            }
+            solves.push(Solve::new(device, n, members)?);
+        }
+        let hoisted_solves = solves.len();
+        let mut per_node: Vec<Vec<Recorded>> =
+            (0..graph.nodes().len()).map(|_| Vec::new()).collect();
         let mut scratch_buffers: Vec<wgpu::Buffer> = Vec::new();
         for (i, node) in graph.nodes().iter().enumerate() {
+            let dispatches = &mut per_node[i];
             let buf = |v: Value| -> &wgpu::Buffer {
                 buffers[v.0].as_deref().expect("value has a buffer")
             };
@@ -272,59 +382,43 @@ impl GpuPlan {
                 }
                 Op::SpectralFn(f) => {
                     let (batch, n) = batch_n(&node.shape);
-                    let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
-                    let eye = super::plan::init_values(
-                        &super::Init::Identity { gain: 1.0 },
-                        &node.shape,
-                        0,
-                    )?;
-                    let warm = plan.warm_start().expect("built with a warm start");
-                    device
-                        .queue()
-                        .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
-                    let identity = wd.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("identity"),
-                        contents: bytemuck::cast_slice(&eye),
-                        usage: wgpu::BufferUsages::COPY_SRC,
-                    });
-                    let source = buffers[node.inputs[0].0]
-                        .clone()
-                        .expect("input has a buffer");
+                    if !solve_of.contains_key(&i) {
+                        let source = buffers[node.inputs[0].0]
+                            .clone()
+                            .expect("input has a buffer");
+                        solve_of.insert(i, (solves.len(), 0));
+                        dispatches.push(Recorded::Solve(solves.len()));
+                        solves.push(Solve::new(device, n, vec![(i, source, batch)])?);
+                    }
+                    let (k, m) = solve_of[&i];
+                    let member = &solves[k].members[m];
                     // H = (V·diag(f(λ)))·Vᵀ.
                     let scaled = scratch(device, "spectral scaled vectors", batch * n * n)?;
-                    let fwd = [
+                    dispatches.push(Recorded::Dispatch(
                         kernels::spectral::scale_columns_dispatch(
                             device,
                             *f,
-                            plan.values().buffer(),
-                            plan.vectors().buffer(),
+                            &member.values,
+                            &member.vectors,
                             &scaled,
                             batch,
                             n,
                         )?,
-                        kernels::matmul::matmul_dispatch(
-                            device,
-                            &square_dims(batch, n, false, true),
-                            &scaled,
-                            plan.vectors().buffer(),
-                            buf(Value(i)),
-                        )?,
-                    ];
-                    solve_of.insert(i, solves.len());
-                    dispatches.push(Recorded::Solve(solves.len()));
-                    solves.push(Solve {
-                        node: i,
-                        plan,
-                        source,
-                        identity,
-                    });
-                    dispatches.extend(fwd.into_iter().map(Recorded::Dispatch));
+                    ));
+                    dispatches.push(Recorded::Dispatch(kernels::matmul::matmul_dispatch(
+                        device,
+                        &square_dims(batch, n, false, true),
+                        &scaled,
+                        &member.vectors,
+                        buf(Value(i)),
+                    )?));
                     scratch_buffers.push(scaled);
                 }
                 Op::SpectralFnBackward(f) => {
                     let (batch, n) = batch_n(&node.shape);
-                    let solve = &solves[solve_of[&node.inputs[1].0]].plan;
-                    let (values, v) = (solve.values().buffer(), solve.vectors().buffer());
+                    let (k, m) = solve_of[&node.inputs[1].0];
+                    let member = &solves[k].members[m];
+                    let (values, v) = (&member.values, &member.vectors);
                     let t1 = scratch(device, "spectral backward scratch", batch * n * n)?;
                     let t2 = scratch(device, "spectral backward scratch", batch * n * n)?;
                     let mm =
@@ -386,6 +480,29 @@ impl GpuPlan {
                     )?));
                 }
             }
+        }
+        // Order: parameter-only work feeding the hoisted solves, the solves, the rest of the
+        // parameter-only work, then everything else in graph order.
+        let nodes = graph.nodes();
+        let mut after_solve = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            let hoisted = solve_of.get(&i).is_some_and(|&(k, _)| k < hoisted_solves);
+            after_solve[i] = hoisted || node.inputs.iter().any(|v| after_solve[v.0]);
+        }
+        let mut dispatches: Vec<Recorded> = Vec::new();
+        for i in 0..nodes.len() {
+            if param_only[i] && !after_solve[i] {
+                dispatches.append(&mut per_node[i]);
+            }
+        }
+        dispatches.extend((0..hoisted_solves).map(Recorded::Solve));
+        for i in 0..nodes.len() {
+            if param_only[i] && after_solve[i] {
+                dispatches.append(&mut per_node[i]);
+            }
+        }
+        for i in 0..nodes.len() {
+            dispatches.append(&mut per_node[i]);
         }
         device.synchronize()?;
         let input_bytes: u64 = graph
@@ -487,27 +604,7 @@ impl GpuPlan {
         let mut items = self.recorded.iter().peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => {
-                    let s = &self.solves[*k];
-                    encoder.copy_buffer_to_buffer(
-                        &s.source,
-                        0,
-                        s.plan.input().buffer(),
-                        0,
-                        s.bytes(),
-                    );
-                    if let (true, Some(v0)) = (cold, s.plan.warm_start()) {
-                        encoder.copy_buffer_to_buffer(&s.identity, 0, v0.buffer(), 0, s.bytes());
-                    }
-                    {
-                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("eigh"),
-                            timestamp_writes: None,
-                        });
-                        s.plan.record(&mut pass);
-                    }
-                    s.plan.record_feedback(&mut encoder);
-                }
+                Recorded::Solve(k) => self.solves[*k].record(&mut encoder, cold),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),
@@ -530,50 +627,55 @@ impl GpuPlan {
     pub fn check_status(&self) -> Result<()> {
         for s in &self.solves {
             let status = read_words(&self.device, s.plan.status(), s.plan.batch())?;
-            if let Some(index) = status.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
-                let node = self.graph.node(self.graph.node(Value(s.node)).inputs[0]);
-                return Err(Error::NonFinite {
-                    what: format!(
-                        "{} (the input {} of its eigendecomposition)",
-                        self.graph.node(Value(s.node)).name,
-                        node.name
-                    ),
-                    index: index as u64,
-                });
+            for m in &s.members {
+                let words = &status[m.first..m.first + m.count];
+                if let Some(index) = words.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
+                    let node = self.graph.node(Value(m.node));
+                    return Err(Error::NonFinite {
+                        what: format!(
+                            "{} (the input {} of its eigendecomposition)",
+                            node.name,
+                            self.graph.node(node.inputs[0]).name
+                        ),
+                        index: index as u64,
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    fn solve(&self, v: Value) -> Result<&Solve> {
-        self.solve_of
-            .get(&v.0)
-            .map(|&k| &self.solves[k])
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("value {} is not a spectral function", v.0))
-            })
+    fn member(&self, v: Value) -> Result<(&Solve, &Member)> {
+        let &(k, m) = self.solve_of.get(&v.0).ok_or_else(|| {
+            Error::InvalidArgument(format!("value {} is not a spectral function", v.0))
+        })?;
+        Ok((&self.solves[k], &self.solves[k].members[m]))
     }
 
     /// Eigenvalues (ascending, `[batch, n]`) of the matrices a spectral-function node
     /// decomposed at the last step: the spectrum the layer acts on.
     pub fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
-        self.solve(v)?.plan.values().to_vec()
+        let (s, m) = self.member(v)?;
+        read_buffer(&self.device, &m.values, m.count * s.plan.n())
     }
 
     /// Eigenvectors (`[batch, n, n]`, column j for eigenvalue j) of a spectral-function node.
     pub fn eigenvectors(&self, v: Value) -> Result<Vec<f32>> {
-        self.solve(v)?.plan.vectors().to_vec()
+        let (s, m) = self.member(v)?;
+        read_buffer(&self.device, &m.vectors, m.count * s.plan.n() * s.plan.n())
     }
 
     /// Jacobi sweeps each matrix of a spectral-function node needed at the last step.
     pub fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
-        let s = self.solve(v)?;
-        read_words(&self.device, s.plan.sweeps(), s.plan.batch())
+        let (s, m) = self.member(v)?;
+        let words = read_words(&self.device, s.plan.sweeps(), s.plan.batch())?;
+        Ok(words[m.first..m.first + m.count].to_vec())
     }
 
-    /// The spectral-function nodes of the plan, in graph order.
-    pub fn spectral_nodes(&self) -> Vec<Value> {
-        self.solves.iter().map(|s| Value(s.node)).collect()
+    /// Batched eigendecompositions recorded per step (spectral functions of equal order that
+    /// depend only on parameters share one).
+    pub fn solves_per_step(&self) -> usize {
+        self.solves.len()
     }
 
     fn buffer(&self, v: Value) -> Result<&wgpu::Buffer> {

@@ -258,6 +258,20 @@ impl Graph {
         })
     }
 
+    /// For each node: whether its value depends only on resident tensors (no input), so it
+    /// is the same for every batch of a step — e.g. an Eigen layer's Gram matrix and W'.
+    pub fn param_only(&self) -> Vec<bool> {
+        let mut out = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            out[i] = match n.op {
+                Op::Param { .. } => true,
+                Op::Input | Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. } => false,
+                _ => !n.inputs.is_empty() && n.inputs.iter().all(|v| out[v.0]),
+            };
+        }
+        out
+    }
+
     /// Every value whose op satisfies `pred`.
     pub(crate) fn values_where(&self, pred: impl Fn(&Op) -> bool) -> Vec<Value> {
         (0..self.nodes.len())

@@ -3,7 +3,9 @@
 //! Values of compute ops share a pool of buffers: a buffer returns to the pool after the last
 //! op that reads its value, and a later value of the same size class takes it. Inputs and
 //! resident tensors (parameters, optimizer state, constants) own their buffers; reshapes alias
-//! their input; values the caller wants to read stay alive for the whole step.
+//! their input; values the caller wants to read stay alive for the whole step. Values that
+//! depend only on resident tensors (an Eigen layer's Gram matrix and effective weight) also
+//! own their buffers, because the GPU executor computes them ahead of the batch work.
 
 use super::{Graph, Init, Op, Value};
 use crate::error::{Error, Result};
@@ -98,6 +100,9 @@ impl Layout {
             }
             k
         };
+        // Parameter-only values may be computed out of graph order (hoisted before the batch
+        // work), so they get buffers of their own instead of pool slots.
+        let param_only = graph.param_only();
         let mut storage = vec![Storage::None; nodes.len()];
         let mut pool: Vec<u64> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
@@ -112,6 +117,11 @@ impl Layout {
                     Storage::Owned
                 }
                 Op::Reshape => Storage::Alias(root(Value(i))),
+                _ if param_only[i] => {
+                    owned_bytes += bytes;
+                    unpooled_bytes += bytes;
+                    Storage::Owned
+                }
                 _ => {
                     unpooled_bytes += bytes;
                     let class = size_class(bytes);
