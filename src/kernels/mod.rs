@@ -11,6 +11,10 @@
 //! buffers in the order the builder lists them.
 
 pub mod elementwise;
+pub mod finite;
+pub mod reduce;
+pub mod softmax;
+pub mod transpose;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

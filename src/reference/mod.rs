@@ -5,6 +5,10 @@
 //! exactly as the kernels see their buffers.
 
 pub mod elementwise;
+pub mod finite;
+pub mod reduce;
+pub mod softmax;
+pub mod transpose;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).
