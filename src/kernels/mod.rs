@@ -13,6 +13,10 @@
 pub mod elementwise;
 pub mod optim;
 pub mod spectral;
+pub mod finite;
+pub mod reduce;
+pub mod softmax;
+pub mod transpose;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

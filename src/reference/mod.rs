@@ -7,6 +7,10 @@
 pub mod elementwise;
 pub mod optim;
 pub mod spectral;
+pub mod finite;
+pub mod reduce;
+pub mod softmax;
+pub mod transpose;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).
