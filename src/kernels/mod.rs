@@ -11,6 +11,7 @@
 //! buffers in the order the builder lists them.
 
 pub mod elementwise;
+pub mod matmul;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 //! exactly as the kernels see their buffers.
 
 pub mod elementwise;
+pub mod matmul;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).
