@@ -17,6 +17,7 @@ pub mod finite;
 pub mod reduce;
 pub mod softmax;
 pub mod transpose;
+pub mod matmul;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -11,6 +11,7 @@ pub mod finite;
 pub mod reduce;
 pub mod softmax;
 pub mod transpose;
+pub mod matmul;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).

@@ -1,0 +1,229 @@
+//! Matmul kernels (both variants) against the f64 reference.
+//!
+//! Tolerance: the standard forward error bound of a dot product of length K computed in f32
+//! in any order, with or without fused multiply-add, is
+//! |ĉ_ij − c_ij| ≤ γ_K (|A|·|B|)_ij with γ_K = Kε/(1 − Kε) ≈ Kε (Higham, Accuracy and
+//! Stability, §3.5), where |A|·|B| is the product of the elementwise absolute values. The
+//! inputs are exact f32 values and the reference is computed in f64 (its own error is ~1e-16
+//! relative, negligible), so we assert |ĉ − c_ref| ≤ 2·K·ε·(|A|·|B|)_ij per element: γ = 2
+//! covers the 1/(1 − Kε) factor and the final rounding of the f64 reference, nothing more.
+
+mod common;
+use common::*;
+use eigengrad::kernels::matmul::{
+    matmul, matmul_dispatch_variant, matmul_shape, MatmulDims, MatmulVariant,
+};
+use eigengrad::kernels::run;
+use eigengrad::{reference, Error, Tensor};
+
+/// γ of the tolerance above.
+const GAMMA: f64 = 2.0;
+
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+/// (m, n, k): 1×1×1; primes; non-multiples of every tile size (RowBlock 16 rows × 256
+/// columns in groups of 4, Tiled 64×64 in 4×4 blocks with k steps of 16); tall/skinny and
+/// outer/inner products; and the largest, 300³.
+const SHAPES: [(usize, usize, usize); 12] = [
+    (1, 1, 1),
+    (7, 7, 7),
+    (31, 31, 31),
+    (127, 127, 127),
+    (7, 31, 127),
+    (127, 1, 7),
+    (65, 257, 17),
+    (17, 63, 33),
+    (513, 129, 3),
+    (1, 1, 1000),
+    (200, 150, 1),
+    (300, 300, 300),
+];
+
+/// Runs `variant` on random operands laid out as `dims` and checks every element against the
+/// f64 reference within the bound above.
+fn check(variant: MatmulVariant, dims: &MatmulDims, seed: u64) {
+    let dev = device();
+    let a = random(seed, dims.a_len(), 1.0);
+    let b = random(seed + 1, dims.b_len(), 1.0);
+    let ta = Tensor::from_slice(&dev, &[a.len()], &a).unwrap();
+    let tb = Tensor::from_slice(&dev, &[b.len()], &b).unwrap();
+    let tc = Tensor::zeros(&dev, &[dims.c_len()]).unwrap();
+    let d = matmul_dispatch_variant(&dev, dims, ta.buffer(), tb.buffer(), tc.buffer(), variant)
+        .unwrap();
+    run(&dev, &[&d]).unwrap();
+    let gpu = tc.to_vec().unwrap();
+    assert_matches_reference(&format!("{variant:?} {dims:?}"), &gpu, &a, &b, dims);
+}
+
+fn assert_matches_reference(what: &str, gpu: &[f32], a: &[f32], b: &[f32], dims: &MatmulDims) {
+    let r = reference::matmul::matmul(&widen(a), &widen(b), dims);
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs() as f64).collect::<Vec<_>>();
+    let bound = reference::matmul::matmul(&abs(a), &abs(b), dims);
+    let k = dims.k as f64;
+    assert_close_each(what, gpu, &r, |i, _| GAMMA * k * EPS * bound[i]);
+}
+
+#[test]
+fn both_variants_match_reference_for_all_transposes_and_awkward_shapes() {
+    for variant in MatmulVariant::ALL {
+        for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
+            for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let dims = MatmulDims {
+                    batch: 1,
+                    m,
+                    n,
+                    k,
+                    trans_a,
+                    trans_b,
+                    a_batched: false,
+                    b_batched: false,
+                };
+                check(variant, &dims, (100 * t + 2 * s) as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_with_both_broadcast_patterns() {
+    for variant in MatmulVariant::ALL {
+        for &(trans_a, trans_b) in &TRANSPOSES {
+            for (a_batched, b_batched) in [(true, true), (true, false), (false, true)] {
+                for (m, n, k) in [(1, 1, 1), (7, 31, 17), (65, 257, 19)] {
+                    let dims = MatmulDims {
+                        batch: 3,
+                        m,
+                        n,
+                        k,
+                        trans_a,
+                        trans_b,
+                        a_batched,
+                        b_batched,
+                    };
+                    check(variant, &dims, 7);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn more_workgroups_than_one_grid_dimension_allows_are_folded() {
+    // Batch past max_compute_workgroups_per_dimension: the one-tile-per-item grid must fold.
+    let batch = device().info().limits.max_compute_workgroups_per_dimension as usize + 3;
+    for variant in MatmulVariant::ALL {
+        let dims = MatmulDims {
+            batch,
+            m: 2,
+            n: 3,
+            k: 5,
+            trans_a: false,
+            trans_b: true,
+            a_batched: true,
+            b_batched: false,
+        };
+        check(variant, &dims, 11);
+    }
+}
+
+#[test]
+fn tensor_matmul_follows_the_shape_rule() {
+    let dev = device();
+    // (a shape, b shape, trans_a, trans_b, expected output shape)
+    type Case = (
+        &'static [usize],
+        &'static [usize],
+        bool,
+        bool,
+        &'static [usize],
+    );
+    let cases: [Case; 5] = [
+        (&[5, 7], &[7, 3], false, false, &[5, 3]),
+        (&[7, 5], &[3, 7], true, true, &[5, 3]),
+        (&[4, 5, 7], &[7, 3], false, false, &[4, 5, 3]),
+        (&[5, 7], &[4, 3, 7], false, true, &[4, 5, 3]),
+        (&[4, 7, 5], &[4, 7, 3], true, false, &[4, 5, 3]),
+    ];
+    for (i, (sa, sb, trans_a, trans_b, expected)) in cases.into_iter().enumerate() {
+        let a = random(40 + i as u64, sa.iter().product(), 2.0);
+        let b = random(50 + i as u64, sb.iter().product(), 2.0);
+        let ta = Tensor::from_slice(&dev, sa, &a).unwrap();
+        let tb = Tensor::from_slice(&dev, sb, &b).unwrap();
+        let c = matmul(&ta, &tb, trans_a, trans_b).unwrap();
+        assert_eq!(c.shape(), expected, "{sa:?} · {sb:?}");
+        let (shape, dims) = matmul_shape(sa, sb, trans_a, trans_b).unwrap();
+        assert_eq!(shape, expected);
+        assert_eq!(dims.a_batched, sa.len() == 3);
+        assert_eq!(dims.b_batched, sb.len() == 3);
+        let what = format!("matmul {sa:?} · {sb:?}");
+        assert_matches_reference(&what, &c.to_vec().unwrap(), &a, &b, &dims);
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let bad: [(&[usize], &[usize], bool, bool); 8] = [
+        (&[2, 3], &[4, 5], false, false),       // inner 3 vs 4
+        (&[2, 3], &[2, 5], true, true),         // op(a) 3×2, op(b) 5×2: inner 2 vs 5
+        (&[3, 2, 3], &[4, 3, 5], false, false), // batch 3 vs 4
+        (&[6], &[6, 2], false, false),          // rank 1
+        (&[2, 3], &[3], false, false),          // rank 1
+        (&[1, 2, 2, 3], &[3, 4], false, false), // rank 4
+        (&[2, 3], &[1, 1, 3, 4], false, false), // rank 4
+        (&[0, 3], &[3, 4], false, false),       // zero dimension
+    ];
+    for (sa, sb, trans_a, trans_b) in bad {
+        let err = matmul_shape(sa, sb, trans_a, trans_b).unwrap_err();
+        match &err {
+            Error::Shape { detail, .. } => assert!(
+                detail.contains(&format!("{sa:?}")) && detail.contains(&format!("{sb:?}")),
+                "the message names both shapes: {err}"
+            ),
+            other => panic!("{sa:?} · {sb:?}: expected Error::Shape, got {other}"),
+        }
+    }
+    // The same through tensors.
+    let dev = device();
+    for (sa, sb) in [
+        (&[2, 3][..], &[4, 6][..]),
+        (&[2, 2, 3], &[3, 3, 2]),
+        (&[24], &[24, 1]),
+        (&[1, 2, 3, 4], &[4, 1]),
+    ] {
+        let a = Tensor::zeros(&dev, sa).unwrap();
+        let b = Tensor::zeros(&dev, sb).unwrap();
+        let err = matmul(&a, &b, false, false).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{sa:?} · {sb:?}: {err}");
+    }
+}
+
+#[test]
+fn dispatch_rejects_zero_dims_and_short_buffers() {
+    let dev = device();
+    let small = Tensor::zeros(&dev, &[5]).unwrap();
+    let dims = MatmulDims {
+        batch: 1,
+        m: 2,
+        n: 2,
+        k: 2,
+        trans_a: false,
+        trans_b: false,
+        a_batched: false,
+        b_batched: false,
+    };
+    let buf = small.buffer();
+    for variant in MatmulVariant::ALL {
+        // 4 elements per operand fit in 5; a batch of 2 of batched A needs 8.
+        assert!(matmul_dispatch_variant(&dev, &dims, buf, buf, buf, variant).is_ok());
+        let batched = MatmulDims {
+            batch: 2,
+            a_batched: true,
+            ..dims
+        };
+        let err = matmul_dispatch_variant(&dev, &batched, buf, buf, buf, variant).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        let empty = MatmulDims { k: 0, ..dims };
+        let err = matmul_dispatch_variant(&dev, &empty, buf, buf, buf, variant).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+    }
+}
