@@ -1,11 +1,12 @@
 // Multi-dispatch path, second half of a round: applies this round's rotations to every
 // off-diagonal 2×2 block (k, l) of A (upper-triangle storage, so each entry has one owner)
-// and to every row of V. Invocations whose rotations are both identities do nothing.
+// and to every pair of rows of Vᵀ, a vec4 at a time. Invocations whose rotations are all
+// identities do nothing.
 
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read> live: array<u32>;
 @group(0) @binding(3) var<storage, read> rots: array<Rot>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 
@@ -47,12 +48,15 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
         }
     } else {
         let f = e - blocks;
-        let row = base + (f / np) * n;
-        let rl = rots[b * np + f % np];
+        let chunks = p.chunks;
+        let rl = rots[b * np + f / chunks];
         if (rl.s != 0.0) {
-            let y = rotate_pair(vec2<f32>(v[row + rl.i], v[row + rl.j]), rl);
-            v[row + rl.i] = y.x;
-            v[row + rl.j] = y.y;
+            let vi = (b * n + rl.i) * chunks + f % chunks;
+            let vj = (b * n + rl.j) * chunks + f % chunks;
+            let x = v[vi];
+            let y = v[vj];
+            v[vi] = rl.c * x - rl.s * y;
+            v[vj] = rl.s * x + rl.c * y;
         }
     }
 }

@@ -29,8 +29,7 @@ fn reset() {
 fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = wid.x;
     let n = p.n;
-    let nn = n * n;
-    let base = b * nn;
+    let base = b * n * n;
     if (lid == 0u) {
         flag = status[b];
         atomicStore(&count, 0u);
@@ -40,11 +39,12 @@ fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     }
     let floor = floor_of[b];
     var bad = 0u;
-    for (var e = lid; e < nn; e += WG) {
-        let i = e / n;
-        let j = e % n;
-        if (i < j && !negligible(a[base + e], a[base + i * n + i], a[base + j * n + j], floor)) {
-            bad += 1u;
+    for (var i = 0u; i < n; i++) {
+        let aii = a[base + i * n + i];
+        for (var j = i + 1u + lid; j < n; j += WG) {
+            if (!negligible(a[base + i * n + j], aii, a[base + j * n + j], floor)) {
+                bad += 1u;
+            }
         }
     }
     if (bad != 0u) {

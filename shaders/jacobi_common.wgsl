@@ -1,6 +1,11 @@
 // Helpers shared by every Jacobi kernel (prepended to each jacobi_*.wgsl file by
 // src/kernels/jacobi.rs). Notation: the batch holds `batch` symmetric n×n matrices, stored
-// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy up to date.
+// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy A up to
+// date, and holds the eigenvectors transposed, Vᵀ, each row padded to `chunks` vec4, so that
+// rotating two columns of V is rotating two contiguous rows of Vᵀ.
+//
+// llvmpipe ends any invocation after 65,535 loop iterations in total (silently), so every
+// kernel bounds the iterations of each invocation well below that.
 //
 // Parallel ordering: the round-robin ("chess tournament", Brent–Luk) schedule over
 // m = n rounded up to even indices. Round r (0 ≤ r < m−1) pairs index m−1 with r and
@@ -11,13 +16,15 @@
 struct Params {
     batch: u32,
     n: u32,
+    // vec4s per row of the working Vᵀ: ⌈n / 4⌉.
+    chunks: u32,
     // n rounded up to even, and m / 2 (the number of disjoint pairs per round).
     m: u32,
     pairs: u32,
     // The round this dispatch performs (multi-dispatch kernels only).
     round: u32,
     max_sweeps: u32,
-    // Invocations of `apply` per matrix: off-diagonal 2×2 blocks plus V row/pair updates.
+    // Invocations of `apply` per matrix: off-diagonal 2×2 blocks plus (pair, vec4 of Vᵀ).
     items: u32,
     // Workgroups per matrix of `rotate` and `apply` (written into the indirect arguments).
     groups_rotate: u32,

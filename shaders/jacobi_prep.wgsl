@@ -1,6 +1,6 @@
 // Prologue of every solve, one workgroup per matrix: detects NaN/Inf in the input, writes the
-// working copy (A + Aᵀ)/2 (upper triangle only) and V = I, and records the negligibility floor
-// 1e-30·‖A‖_F, the status and a zero sweep count.
+// working copy (A + Aᵀ)/2 (upper triangle only) and Vᵀ = I (padding included), and records
+// the negligibility floor 1e-30·‖A‖_F, the status and a zero sweep count.
 
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> a: array<f32>;
@@ -18,21 +18,23 @@ var<workgroup> partial: array<f32, WG>;
 fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = wid.x;
     let n = p.n;
-    let nn = n * n;
-    let base = b * nn;
+    let base = b * n * n;
+    let width = 4u * p.chunks;
     var bad = false;
     var biggest = 0.0;
-    for (var e = lid; e < nn; e += WG) {
-        let i = e / n;
-        let j = e % n;
-        let x = input[base + e];
-        bad = bad || non_finite(x);
-        if (i <= j) {
-            let s = 0.5 * x + 0.5 * input[base + j * n + i];
-            a[base + e] = s;
-            biggest = max(biggest, abs(s));
+    for (var i = 0u; i < n; i++) {
+        for (var j = lid; j < width; j += WG) {
+            v[(b * n + i) * width + j] = select(0.0, 1.0, i == j);
+            if (j < n) {
+                let x = input[base + i * n + j];
+                bad = bad || non_finite(x);
+                if (i <= j) {
+                    let s = 0.5 * x + 0.5 * input[base + j * n + i];
+                    a[base + i * n + j] = s;
+                    biggest = max(biggest, abs(s));
+                }
+            }
         }
-        v[base + e] = select(0.0, 1.0, i == j);
     }
     if (bad) {
         atomicOr(&any_bad, 1u);
@@ -44,11 +46,9 @@ fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // ‖A‖_F² / scale², accumulated without overflow; every thread rereads what it wrote.
     var acc = 0.0;
     if (scale > 0.0) {
-        for (var e = lid; e < nn; e += WG) {
-            let i = e / n;
-            let j = e % n;
-            if (i <= j) {
-                let s = a[base + e] / scale;
+        for (var i = 0u; i < n; i++) {
+            for (var j = i + lid; j < n; j += WG) {
+                let s = a[base + i * n + j] / scale;
                 acc += select(2.0, 1.0, i == j) * s * s;
             }
         }

@@ -1,7 +1,7 @@
 // Warm start: the solver works on V0ᵀ·A·V0 and accumulates its rotations onto V0, so the
 // eigenvectors it returns are V0·J₁·J₂·…  Two naive batched products, one invocation per
 // output element: T = A·V0 (T lives in the output-vectors buffer, unused until the end), then
-// the upper triangle of V0ᵀ·T, with V ← V0 and a NaN/Inf check of V0 on the side.
+// the upper triangle of V0ᵀ·T, with Vᵀ ← V0ᵀ and a NaN/Inf check of V0 on the side.
 
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read> v0: array<f32>;
@@ -52,7 +52,7 @@ fn warm_congruence(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
         a[idx] = acc;
     }
     let x = v0[idx];
-    v[idx] = x;
+    v[(idx / nn * n + j) * 4u * p.chunks + i] = x;
     if (non_finite(x)) {
         atomicOr(&status[idx / nn], NONFINITE_WARM_START);
     }

@@ -83,10 +83,15 @@ const FINALIZE: Shader = jacobi_shader!("jacobi_finalize", "", "jacobi_finalize.
 const WG_ROTATE: u32 = 64;
 const WG_APPLY: u32 = 256;
 const WG_WARM: u32 = 64;
+const WG_FINALIZE: u32 = 64;
 /// Size in bytes of one `Rot` record (c, s, i, j).
 const ROT_BYTES: u64 = 16;
 /// The most sweeps a plan may record (cuSOLVER's `syevj` default cap).
 pub const MAX_SWEEPS: u32 = 100;
+/// The largest order solved. The multi-dispatch path records 2(n − 1) dispatches per sweep,
+/// and its per-matrix kernels loop over n²/256 entries per invocation, which must stay well
+/// below the 65,535 loop iterations llvmpipe allows one invocation.
+pub const MAX_ORDER: usize = 2048;
 
 /// Status bit: the input matrix holds NaN or Inf.
 pub const STATUS_NONFINITE_INPUT: u32 = 1;
@@ -162,6 +167,7 @@ pub fn eigh_shape(shape: &[usize]) -> Result<(usize, usize)> {
 struct Params {
     batch: u32,
     n: u32,
+    chunks: u32,
     m: u32,
     pairs: u32,
     round: u32,
@@ -174,8 +180,8 @@ struct Params {
 
 /// How a plan runs the sweeps.
 enum Solver {
-    /// One workgroup per matrix, the whole solve in one dispatch.
-    Small(Dispatch),
+    /// One workgroup per matrix and sweep: `sweeps + 1` dispatches (the last one only tests).
+    Small { sweep: Dispatch, sweeps: u32 },
     /// Two indirect dispatches per round, a reset and a check between sweeps.
     Multi {
         reset: Dispatch,
@@ -215,7 +221,7 @@ pub struct EighPlan {
 impl std::fmt::Debug for EighPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.solver {
-            Solver::Small(_) => "one workgroup per matrix",
+            Solver::Small { .. } => "one workgroup per matrix",
             Solver::Multi { .. } => "multi-dispatch",
         };
         write!(
@@ -274,6 +280,14 @@ impl EighPlan {
                 "eigh: max_sweeps {max_sweeps} is over the cap of {MAX_SWEEPS}"
             )));
         }
+        if n > MAX_ORDER {
+            return Err(Error::TooLarge {
+                what: format!("eigh: matrices of order {n}"),
+                requested: n as u64,
+                limit_name: "eigengrad::kernels::jacobi::MAX_ORDER",
+                limit: MAX_ORDER as u64,
+            });
+        }
         let limits = device.info().limits.clone();
         let max_groups = limits.max_compute_workgroups_per_dimension;
         if batch > max_groups as usize {
@@ -284,11 +298,11 @@ impl EighPlan {
                 limit: max_groups as u64,
             });
         }
-        let elems = batch.checked_mul(n).and_then(|x| x.checked_mul(n));
-        let elems = to_u32(
-            &format!("eigh: {batch} matrices of order {n}"),
-            elems.unwrap_or(usize::MAX),
-        )? as usize;
+        // Vᵀ rows are padded to whole vec4s; every index the kernels form stays below 2³².
+        let chunks = n.div_ceil(4);
+        let elems = batch * n * n;
+        let v_elems = batch * n * 4 * chunks;
+        to_u32(&format!("eigh: {batch} matrices of order {n}"), v_elems)?;
 
         let input = Tensor::zeros(device, &[batch, n, n])?;
         let warm_start = match with_warm_start {
@@ -300,7 +314,7 @@ impl EighPlan {
         let storage = wgpu::BufferUsages::STORAGE;
         let readable = storage | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let work_a = words_buffer(device, "eigh working matrix", elems, storage)?;
-        let work_v = words_buffer(device, "eigh working vectors", elems, storage)?;
+        let work_v = words_buffer(device, "eigh working vectors", v_elems, storage)?;
         let floors = words_buffer(device, "eigh floors", batch, storage)?;
         let status = Arc::new(words_buffer(device, "eigh status", batch, readable)?);
         let sweeps = Arc::new(words_buffer(device, "eigh sweeps", batch, readable)?);
@@ -309,11 +323,12 @@ impl EighPlan {
         let pairs = m / 2;
         let items = to_u32(
             "eigh: rotation work items",
-            pairs * (pairs - 1) / 2 + n * pairs,
+            pairs * (pairs - 1) / 2 + chunks * pairs,
         )?;
         let mut params = Params {
             batch: batch as u32,
             n: n as u32,
+            chunks: chunks as u32,
             m: m as u32,
             pairs: pairs as u32,
             round: 0,
@@ -363,14 +378,17 @@ impl EighPlan {
             None
         };
         let solver = match small {
-            Some(shader) => Solver::Small(Dispatch::new(
-                device,
-                shader,
-                "solve_small",
-                &params,
-                &[&work_a, &work_v, &floors, &status, &sweeps],
-                per_matrix,
-            )?),
+            Some(shader) => Solver::Small {
+                sweep: Dispatch::new(
+                    device,
+                    shader,
+                    "sweep_small",
+                    &params,
+                    &[&work_a, &work_v, &floors, &status, &sweeps],
+                    per_matrix,
+                )?,
+                sweeps: max_sweeps,
+            },
             None => {
                 let rots_bytes = (batch * pairs) as u64 * ROT_BYTES;
                 let rots =
@@ -427,7 +445,7 @@ impl EighPlan {
             "finalize",
             &params,
             &[&work_a, &work_v, &status, values.buffer(), vectors.buffer()],
-            per_matrix,
+            [(n as u32).div_ceil(WG_FINALIZE), batch as u32, 1],
         )?;
         Ok(EighPlan {
             batch,
@@ -451,7 +469,11 @@ impl EighPlan {
             d.record(pass);
         }
         match &self.solver {
-            Solver::Small(d) => d.record(pass),
+            Solver::Small { sweep, sweeps } => {
+                for _ in 0..=*sweeps {
+                    sweep.record(pass);
+                }
+            }
             Solver::Multi {
                 reset,
                 check,
