@@ -23,25 +23,34 @@
 //!   the number of sweeps each matrix needed is recorded.
 //!
 //! # Kernels
+//! All in one command buffer, with no host round trip:
+//! - a prologue, one workgroup per matrix: finiteness check, symmetrisation, ‖A‖_F, V = I —
+//!   or, warm-started, V0ᵀ·A·V0 and V = V0;
 //! - n ≤ 32 (and n ≤ 64 where the device has the ~25 KiB of workgroup memory it needs): one
-//!   workgroup per matrix solves it completely in one dispatch, A (packed upper triangle) and
-//!   V in workgroup memory.
-//! - Larger n: two dispatches per round (`rotate`: the n/2 rotations; `apply`: every
-//!   off-diagonal 2×2 block of A and every row of V) with A and V in storage buffers, and a
-//!   convergence `check` between sweeps, all in one command buffer: `max_sweeps` sweeps are
-//!   recorded, and the round dispatches are *indirect*, sized by the check to the matrices still
-//!   iterating, so converged work costs one empty dispatch, not a pass over the batch.
-//! - Around both: a prologue (finiteness check, symmetrisation, ‖A‖_F, V = I or the warm
-//!   start V0ᵀ·A·V0) and an epilogue (rank sort and sign normalisation).
+//!   workgroup per matrix and one dispatch per sweep (`max_sweeps + 1` recorded), A (packed
+//!   upper triangle) and Vᵀ in workgroup memory; the test runs at the top, and a finished
+//!   matrix costs one status read;
+//! - larger n: two dispatches per round (`rotate`: the m/2 rotations; `apply`: every
+//!   off-diagonal 2×2 block of A and every pair of rows of Vᵀ) with A and Vᵀ in storage
+//!   buffers, and a convergence `check` between sweeps: `max_sweeps` sweeps are recorded, and
+//!   the round dispatches are *indirect*, sized by the check to the matrices still iterating,
+//!   so converged work costs an empty dispatch, not a pass over the batch;
+//! - an epilogue: rank sort of the eigenvalues, one Newton–Schulz step V ← V(3I − VᵀV)/2 (the
+//!   rotations leave ‖VᵀV − I‖_F ≈ 1.5·n^1.5·ε, the step ≈ 0.1·n·ε, with the residual
+//!   unchanged), sign normalisation, and the gather into ascending order.
+//!
+//! The work per matrix grows with n³ on both paths, so the time per matrix has no cliff where
+//! one hands over to the other (33 or 65). Every kernel keeps the loop iterations of one
+//! invocation far below 65,535: llvmpipe silently ends an invocation after that many.
 //!
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
 //! V0ᵀ·A·V0, which is nearly diagonal when A moved little, and returns V0·J₁·J₂·…: one or two
 //! sweeps instead of six to nine. V0 is read once, before anything is written, so an
 //! [`EighPlan`]'s V0 buffer may be refreshed from its own `vectors` output between steps
-//! ([`EighPlan::record_feedback`]). V0 must be orthogonal: its departure from orthogonality is
-//! inherited by the result, so a layer that feeds vectors back for many steps should restart
-//! cold from time to time.
+//! ([`EighPlan::record_feedback`]). V0 must be orthogonal; the result inherits its departure
+//! from orthogonality only until the closing Newton–Schulz step, so feeding the vectors back
+//! step after step does not drift.
 
 use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
 use crate::device::Device;
@@ -77,13 +86,15 @@ const SMALL64: Shader = jacobi_shader!(
 const ROTATE: Shader = jacobi_shader!("jacobi_rotate", "", "jacobi_rotate.wgsl");
 const APPLY: Shader = jacobi_shader!("jacobi_apply", "", "jacobi_apply.wgsl");
 const CHECK: Shader = jacobi_shader!("jacobi_check", "", "jacobi_check.wgsl");
-const FINALIZE: Shader = jacobi_shader!("jacobi_finalize", "", "jacobi_finalize.wgsl");
+const RANK: Shader = jacobi_shader!("jacobi_rank", "", "jacobi_rank.wgsl");
+const ORTHO: Shader = jacobi_shader!("jacobi_ortho", "", "jacobi_ortho.wgsl");
+const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl");
 
 /// Workgroup sizes of the kernels, as declared in their WGSL.
 const WG_ROTATE: u32 = 64;
 const WG_APPLY: u32 = 256;
-const WG_WARM: u32 = 64;
-const WG_FINALIZE: u32 = 64;
+const WG_FLAT: u32 = 64;
+const WG_PER_PAIR: u32 = 64;
 /// Size in bytes of one `Rot` record (c, s, i, j).
 const ROT_BYTES: u64 = 16;
 /// The most sweeps a plan may record (cuSOLVER's `syevj` default cap).
@@ -215,7 +226,7 @@ pub struct EighPlan {
     sweeps: Arc<wgpu::Buffer>,
     prologue: Vec<Dispatch>,
     solver: Solver,
-    finalize: Dispatch,
+    epilogue: Vec<Dispatch>,
 }
 
 impl std::fmt::Debug for EighPlan {
@@ -349,7 +360,7 @@ impl EighPlan {
             per_matrix,
         )?];
         if let Some(v0) = &warm_start {
-            let grid = grid_1d(device, "eigh warm start", elems as u64, WG_WARM)?;
+            let grid = grid_1d(device, "eigh warm start", elems as u64, WG_FLAT)?;
             // T = A·V0 goes to `vectors`, which only the epilogue writes for real.
             prologue.push(Dispatch::new(
                 device,
@@ -439,14 +450,46 @@ impl EighPlan {
                 }
             }
         };
-        let finalize = Dispatch::new(
-            device,
-            &FINALIZE,
-            "finalize",
-            &params,
-            &[&work_a, &work_v, &status, values.buffer(), vectors.buffer()],
-            [(n as u32).div_ceil(WG_FINALIZE), batch as u32, 1],
-        )?;
+        let order = words_buffer(device, "eigh order", batch * n, storage)?;
+        let per_pair = [(n as u32).div_ceil(WG_PER_PAIR), batch as u32, 1];
+        let flat = grid_1d(device, "eigh epilogue", elems as u64, WG_FLAT)?;
+        // After `rank` has read the diagonal, the working matrix holds the corrected vectors
+        // and the output-vectors buffer holds E, until `gather` writes the output over it.
+        let epilogue = vec![
+            Dispatch::new(
+                device,
+                &RANK,
+                "rank",
+                &params,
+                &[&work_a, &status, values.buffer(), &order],
+                per_pair,
+            )?,
+            Dispatch::new(
+                device,
+                &ORTHO,
+                "gram",
+                &params,
+                &[&work_v, vectors.buffer()],
+                flat,
+            )?,
+            Dispatch::new(
+                device,
+                &ORTHO,
+                "correct",
+                &params,
+                &[&work_v, vectors.buffer(), &work_a],
+                flat,
+            )?,
+            Dispatch::new(device, &GATHER, "sign", &params, &[&work_a], per_pair)?,
+            Dispatch::new(
+                device,
+                &GATHER,
+                "gather",
+                &params,
+                &[&work_a, &order, &status, vectors.buffer()],
+                flat,
+            )?,
+        ];
         Ok(EighPlan {
             batch,
             n,
@@ -458,7 +501,7 @@ impl EighPlan {
             sweeps,
             prologue,
             solver,
-            finalize,
+            epilogue,
         })
     }
 
@@ -493,7 +536,9 @@ impl EighPlan {
                 }
             }
         }
-        self.finalize.record(pass);
+        for d in &self.epilogue {
+            d.record(pass);
+        }
     }
 
     /// Records, into an encoder outside any pass, the copy of this run's `vectors` into the
@@ -547,7 +592,7 @@ impl EighPlan {
 }
 
 /// Eigendecomposition of the symmetric part of every matrix in `a` (`[batch, n, n]` or
-/// `[n, n]`): one upload-free run of a fresh [`EighPlan`].
+/// `[n, n]`): one run of a fresh [`EighPlan`], the input copied into it on the device.
 ///
 /// Errors: `Shape` unless `a` is square of rank 2 or 3 (or the warm start is not shaped like
 /// `a`), `NonFinite { what: "eigh input", index }` with the first batch index whose matrix
