@@ -25,5 +25,6 @@ pub mod tensor;
 
 pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};
 pub use error::{Error, Result};
+pub use kernels::jacobi::{eigh, Eigh, EighOptions};
 pub use tensor::Tensor;
 pub use wgpu;

@@ -18,6 +18,7 @@ pub mod reduce;
 pub mod softmax;
 pub mod transpose;
 pub mod matmul;
+pub mod jacobi;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -129,6 +130,19 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
+    }
+
+    /// Records the launch with its workgroup counts read on the device from `indirect` at
+    /// `offset` (three `u32`), so that an earlier kernel can shrink or cancel it.
+    pub fn record_indirect(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        indirect: &wgpu::Buffer,
+        offset: u64,
+    ) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups_indirect(indirect, offset);
     }
 }
 

@@ -4,6 +4,7 @@
 //! benches measure beside it. They take and return row-major slices with explicit shapes,
 //! exactly as the kernels see their buffers.
 
+pub mod eigh;
 pub mod elementwise;
 pub mod optim;
 pub mod spectral;

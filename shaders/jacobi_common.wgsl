@@ -1,0 +1,123 @@
+// Helpers shared by every Jacobi kernel (prepended to each jacobi_*.wgsl file by
+// src/kernels/jacobi.rs). Notation: the batch holds `batch` symmetric n×n matrices, stored
+// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy A up to
+// date, and holds the eigenvectors transposed, Vᵀ, each row padded to `chunks` vec4, so that
+// rotating two columns of V is rotating two contiguous rows of Vᵀ.
+//
+// llvmpipe ends any invocation after 65,535 loop iterations in total (silently), so every
+// kernel bounds the iterations of each invocation well below that.
+//
+// Parallel ordering: the round-robin ("chess tournament", Brent–Luk) schedule over
+// m = n rounded up to even indices. Round r (0 ≤ r < m−1) pairs index m−1 with r and
+// (r+k) with (r−k) mod (m−1) for k = 1 … m/2−1, so the m/2 pairs of a round are disjoint and
+// the m−1 rounds of a sweep meet every pair once. When n is odd, index m−1 = n is a dummy and
+// its pair is skipped.
+
+struct Params {
+    batch: u32,
+    n: u32,
+    // vec4s per row of the working Vᵀ: ⌈n / 4⌉.
+    chunks: u32,
+    // n rounded up to even, and m / 2 (the number of disjoint pairs per round).
+    m: u32,
+    pairs: u32,
+    // The round this dispatch performs (multi-dispatch kernels only).
+    round: u32,
+    max_sweeps: u32,
+    // Invocations of `apply` per matrix: off-diagonal 2×2 blocks plus (pair, vec4 of Vᵀ).
+    items: u32,
+    // Workgroups per matrix of `rotate` and `apply` (written into the indirect arguments).
+    groups_rotate: u32,
+    groups_apply: u32,
+    // Relative tolerance of the negligibility test.
+    tol: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// Status bits, per matrix (mirrored in src/kernels/jacobi.rs).
+const NONFINITE_INPUT: u32 = 1u;
+const NONFINITE_WARM_START: u32 = 2u;
+const NOT_CONVERGED: u32 = 4u;
+const FINISHED: u32 = 8u;
+
+// One rotation of a round: J = [[c, s], [−s, c]] acting on indices (i, j), i < j.
+// s == 0 means "no rotation" (negligible coupling or a dummy index).
+struct Rot {
+    c: f32,
+    s: f32,
+    i: u32,
+    j: u32,
+}
+
+// True for NaN and ±Inf (WGSL has no isnan/isinf): the exponent bits are all ones.
+fn non_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}
+
+// Pair k of round r: (lo, hi) with lo < hi.
+fn pair_of(k: u32, r: u32) -> vec2<u32> {
+    let mm = p.m - 1u;
+    var x = mm;
+    var y = r;
+    if (k != 0u) {
+        x = (r + k) % mm;
+        y = (r + mm - k) % mm;
+    }
+    return vec2<u32>(min(x, y), max(x, y));
+}
+
+// The Demmel–Veselić test: a_pq is negligible when |a_pq| ≤ tol·√|a_pp|·√|a_qq| (this keeps
+// the small eigenvalues of graded matrices to high relative accuracy), or when it is below
+// `floor` (a tiny absolute level, 1e-30·‖A‖_F, that stops work on underflowing entries).
+fn negligible(apq: f32, app: f32, aqq: f32, floor: f32) -> bool {
+    return abs(apq) <= max(p.tol * sqrt(abs(app)) * sqrt(abs(aqq)), floor);
+}
+
+// Rutishauser's rotation for [[app, apq], [apq, aqq]], apq ≠ 0: returns (c, s, t) with
+// t = tan φ the smaller root, so that app' = app − t·apq, aqq' = aqq + t·apq, apq' = 0.
+fn rotation(app: f32, aqq: f32, apq: f32) -> vec3<f32> {
+    // θ = (aqq − app) / (2·apq), scaled to avoid overflow of the difference.
+    let theta = (0.5 * aqq - 0.5 * app) / apq;
+    var t: f32;
+    if (abs(theta) > 1e18) {
+        t = 0.5 / theta;
+    } else {
+        t = select(-1.0, 1.0, theta >= 0.0) / (abs(theta) + sqrt(theta * theta + 1.0));
+    }
+    let c = inverseSqrt(1.0 + t * t);
+    return vec3<f32>(c, t * c, t);
+}
+
+// The two-sided update of one off-diagonal 2×2 block: R_kᵀ · X · R_l, where X holds rows
+// (i_k, j_k) and columns (i_l, j_l) as (x00, x01, x10, x11) and R = [[c, s], [−s, c]].
+fn rotate_block(x: vec4<f32>, rk: Rot, rl: Rot) -> vec4<f32> {
+    let y00 = rk.c * x.x - rk.s * x.z;
+    let y01 = rk.c * x.y - rk.s * x.w;
+    let y10 = rk.s * x.x + rk.c * x.z;
+    let y11 = rk.s * x.y + rk.c * x.w;
+    return vec4<f32>(
+        rl.c * y00 - rl.s * y01,
+        rl.s * y00 + rl.c * y01,
+        rl.c * y10 - rl.s * y11,
+        rl.s * y10 + rl.c * y11,
+    );
+}
+
+// Columns (i, j) of one row of V after V ← V·J.
+fn rotate_pair(x: vec2<f32>, r: Rot) -> vec2<f32> {
+    return vec2<f32>(r.c * x.x - r.s * x.y, r.s * x.x + r.c * x.y);
+}
+
+// Block (k, l), k ≠ l, number `idx` of the m/2·(m/2−1)/2 unordered pairs of pairs: k runs over
+// all pairs and l = k + d (mod m/2) over the offsets d up to half way round.
+fn block_of(idx: u32) -> vec2<u32> {
+    let np = p.pairs;
+    let half = (np - 1u) / 2u;
+    if (idx < np * half) {
+        let k = idx % np;
+        return vec2<u32>(k, (k + 1u + idx / np) % np);
+    }
+    let k = idx - np * half;
+    return vec2<u32>(k, k + np / 2u);
+}

@@ -1,0 +1,652 @@
+//! The batched Jacobi eigensolver against the f64 reference (nalgebra), on every family of
+//! matrices the Eigen layers meet.
+//!
+//! Bounds, with ε = 2⁻²³ (f32), ‖·‖ measured in f64 on the f32 input, and n read as
+//! max(n, 16) (small matrices still take a few sweeps, each rounding every entry a few times):
+//! - eigenvalues: |λ − λ_ref| ≤ C_VALUES·n·ε·‖A‖₂ (Jacobi is backward stable: each of the
+//!   O(n) rotations per sweep that touch an entry rounds it by O(ε)‖A‖, a few sweeps);
+//! - residual: ‖AV − VΛ‖_F ≤ C_RESIDUAL·n·ε·‖A‖_F, for the same reason;
+//! - orthogonality: ‖VᵀV − I‖_F ≤ C_ORTH·n·ε. The rotations alone leave ~1.5·n·√n·ε (every
+//!   column is rounded (n − 1)·sweeps times, a random walk); the solver's closing
+//!   Newton–Schulz step brings that down to the rounding of V itself. (LAPACK `ssyevd`,
+//!   ANCHORS.md: ~0.5·n·ε.)
+//! - graded SPD D·R·D: every eigenvalue to *relative* accuracy C_RELATIVE·n·ε, however small
+//!   (Demmel–Veselić: the relative test keeps the perturbations graded like A). The reference
+//!   there is σ(L)² with L the f64 Cholesky factor of A, whose SVD has relative accuracy;
+//!   nalgebra's f64 `SymmetricEigen` has only absolute accuracy, 1e-16·‖A‖ = 1e-8 here.
+//! - eigenvectors, where the gap g_j = min |λ_j − λ_k| is wide enough: ‖v_j − v_ref,j‖ ≤
+//!   C_VECTOR·n·ε·‖A‖₂ / g_j (the Davis–Kahan bound on the backward error above), which also
+//!   checks the sign convention against the reference.
+//!
+//! The measured worst ratios on lavapipe are noted at each constant.
+
+mod common;
+use common::*;
+use eigengrad::kernels::jacobi::{EighPlan, STATUS_FINISHED};
+use eigengrad::{eigh, reference, Eigh, EighOptions, Error, Tensor};
+use nalgebra::DMatrix;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// Eigenvalue error in units of n·ε·‖A‖₂ (measured ≤ 1.1, on clustered spectra at n = 16;
+/// ≤ 0.3 elsewhere).
+const C_VALUES: f64 = 4.0;
+/// Residual in units of n·ε·‖A‖_F (measured ≤ 1.2).
+const C_RESIDUAL: f64 = 4.0;
+/// Orthogonality in units of n·ε (measured ≤ 0.2).
+const C_ORTH: f64 = 1.0;
+/// Relative eigenvalue error of graded matrices in units of n·ε (measured ≤ 0.2).
+const C_RELATIVE: f64 = 2.0;
+/// Eigenvector error in units of n·ε·‖A‖₂ / gap (measured ≤ 0.55).
+const C_VECTOR: f64 = 4.0;
+
+fn sym(a: &DMatrix<f64>) -> DMatrix<f64> {
+    (a + a.transpose()) * 0.5
+}
+
+/// n×n row-major as an f64 matrix.
+fn mat(a: &[f32], n: usize) -> DMatrix<f64> {
+    DMatrix::from_fn(n, n, |i, j| a[i * n + j] as f64)
+}
+
+/// Uniform symmetric matrix, entries in [-1, 1].
+fn random_symmetric(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    let mut a = vec![0f32; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let x = rng.random_range(-1.0f32..=1.0);
+            a[i * n + j] = x;
+            a[j * n + i] = x;
+        }
+    }
+    a
+}
+
+/// WᵀW for a k×n W with uniform entries: rank min(k, n).
+fn gram(rng: &mut StdRng, n: usize, k: usize) -> Vec<f32> {
+    let w = DMatrix::from_fn(k, n, |_, _| rng.random_range(-1.0f64..=1.0) as f32 as f64);
+    let g = w.transpose() * w;
+    (0..n * n).map(|e| g[(e / n, e % n)] as f32).collect()
+}
+
+/// Q·diag(λ)·Qᵀ with a random orthogonal Q (QR of a random matrix).
+fn with_spectrum(rng: &mut StdRng, lambda: &[f64]) -> Vec<f32> {
+    let n = lambda.len();
+    let q = DMatrix::from_fn(n, n, |_, _| rng.random_range(-1.0f64..=1.0))
+        .qr()
+        .q();
+    let a =
+        &q * DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(lambda)) * q.transpose();
+    (0..n * n).map(|e| a[(e / n, e % n)] as f32).collect()
+}
+
+/// D·R·D with D = 10^linspace(-4, 4) (shuffled) and R a well-conditioned SPD matrix with unit
+/// diagonal: eigenvalues from ~1e-8 to ~1e8.
+fn graded(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    let g = DMatrix::from_fn(n, n, |_, _| rng.random_range(-1.0f64..=1.0));
+    let mut r = g.transpose() * g / n as f64 + DMatrix::identity(n, n) * 0.5;
+    let d: Vec<f64> = (0..n).map(|i| r[(i, i)].sqrt()).collect();
+    r = DMatrix::from_fn(n, n, |i, j| r[(i, j)] / (d[i] * d[j]));
+    let mut exps: Vec<f64> = (0..n)
+        .map(|i| -4.0 + 8.0 * i as f64 / (n.max(2) - 1) as f64)
+        .collect();
+    for i in (1..n).rev() {
+        exps.swap(i, rng.random_range(0..=i));
+    }
+    (0..n * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            (10f64.powf(exps[i]) * r[(i, j)] * 10f64.powf(exps[j])) as f32
+        })
+        .collect()
+}
+
+/// The families of the brief, by name.
+fn family(name: &str, rng: &mut StdRng, n: usize) -> Vec<f32> {
+    match name {
+        "random" => random_symmetric(rng, n),
+        "diagonal" => {
+            let mut a = vec![0f32; n * n];
+            for i in 0..n {
+                a[i * n + i] = rng.random_range(-10.0f32..=10.0);
+            }
+            a
+        }
+        "zero" => vec![0f32; n * n],
+        "identity" => (0..n * n)
+            .map(|e| if e % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect(),
+        // 1, 1 + 1e-6, 1 + 2e-6, …: every gap is ~8 ulps.
+        "clustered" => with_spectrum(
+            rng,
+            &(0..n).map(|i| 1.0 + 1e-6 * i as f64).collect::<Vec<_>>(),
+        ),
+        "graded" => graded(rng, n),
+        "rank-deficient" => gram(rng, n, n.div_ceil(2)),
+        // WᵀW for a W with orthonormal columns, perturbed by 1e-3: eigenvalues all near 1.
+        "near-orthogonal" => {
+            let q = with_spectrum(rng, &vec![1.0; n]);
+            let mut w = mat(&q, n);
+            w.iter_mut()
+                .for_each(|x| *x += rng.random_range(-1e-3f64..=1e-3));
+            let g = w.transpose() * w;
+            (0..n * n).map(|e| g[(e / n, e % n)] as f32).collect()
+        }
+        other => panic!("unknown family {other}"),
+    }
+}
+
+const FAMILIES: [&str; 8] = [
+    "random",
+    "diagonal",
+    "zero",
+    "identity",
+    "clustered",
+    "graded",
+    "rank-deficient",
+    "near-orthogonal",
+];
+
+/// Worst ratios seen by one check, in the units of the constants above.
+#[derive(Default, Debug)]
+struct Ratios {
+    values: f64,
+    residual: f64,
+    orth: f64,
+    vector: f64,
+}
+
+/// Checks one matrix's eigenpairs against the reference: order, sign convention, and the
+/// bounds in the header. Returns the ratios to the bounds' units.
+fn check_one(what: &str, a: &[f32], n: usize, values: &[f32], vectors: &[f32]) -> Ratios {
+    let eps = EPS;
+    let nf = n.max(16) as f64;
+    let a64 = sym(&mat(a, n));
+    let (ref_values, ref_vectors) = reference::eigh::eigh(&widen(a), n);
+    let norm_f = a64.norm();
+    let norm_2 = ref_values.iter().fold(0f64, |m, x| m.max(x.abs()));
+    let lambda: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+    let v = mat(vectors, n);
+    assert!(
+        values.iter().chain(vectors).all(|x| x.is_finite()),
+        "{what}: non-finite output"
+    );
+    for j in 1..n {
+        assert!(
+            values[j - 1] <= values[j],
+            "{what}: values not ascending at {j}: {values:?}"
+        );
+    }
+    for j in 0..n {
+        let col: Vec<f32> = (0..n).map(|r| vectors[r * n + j]).collect();
+        let lead = (0..n).fold(0, |l, r| if col[r].abs() > col[l].abs() { r } else { l });
+        assert!(
+            col[lead] > 0.0,
+            "{what}: vector {j} has a negative leading component"
+        );
+    }
+    let mut r = Ratios::default();
+    let scale = (nf * eps * norm_2).max(f64::MIN_POSITIVE);
+    r.values = lambda
+        .iter()
+        .zip(&ref_values)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f64::max);
+    let residual = (&a64 * &v
+        - &v * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(lambda.clone())))
+    .norm();
+    r.residual = residual / (nf * eps * norm_f).max(f64::MIN_POSITIVE);
+    r.orth = (v.transpose() * &v - DMatrix::identity(n, n)).norm() / (nf * eps);
+    // Eigenvectors of well-separated eigenvalues whose leading component is unambiguous.
+    for j in 0..n {
+        let gap = (0..n)
+            .filter(|&k| k != j)
+            .map(|k| (ref_values[k] - ref_values[j]).abs())
+            .fold(f64::INFINITY, f64::min);
+        let bound = C_VECTOR * nf * eps * norm_2 / gap;
+        if norm_2 == 0.0 || bound > 1e-2 {
+            continue;
+        }
+        let col: Vec<f64> = (0..n).map(|k| ref_vectors[k * n + j]).collect();
+        let mut mags: Vec<f64> = col.iter().map(|x| x.abs()).collect();
+        mags.sort_by(|x, y| y.partial_cmp(x).unwrap());
+        if n > 1 && mags[0] - mags[1] < 2.0 * bound {
+            continue;
+        }
+        let err = (0..n)
+            .map(|k| (vectors[k * n + j] as f64 - col[k]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        r.vector = r.vector.max(err / (bound / C_VECTOR));
+    }
+    assert!(
+        r.values <= C_VALUES,
+        "{what}: eigenvalue error {:.3} n·ε·‖A‖₂",
+        r.values
+    );
+    assert!(
+        r.residual <= C_RESIDUAL,
+        "{what}: residual {:.3} n·ε·‖A‖_F",
+        r.residual
+    );
+    assert!(r.orth <= C_ORTH, "{what}: ‖VᵀV − I‖_F = {:.3} n·ε", r.orth);
+    assert!(
+        r.vector <= C_VECTOR,
+        "{what}: eigenvector error {:.3} n·ε·‖A‖₂/gap",
+        r.vector
+    );
+    r
+}
+
+/// Checks every matrix of a batch; prints the worst ratios.
+fn check_batch(what: &str, a: &[f32], n: usize, e: &Eigh) -> Ratios {
+    let values = e.values.to_vec().unwrap();
+    let vectors = e.vectors.to_vec().unwrap();
+    let mut worst = Ratios::default();
+    for b in 0..a.len() / (n * n) {
+        let r = check_one(
+            &format!("{what} [{b}]"),
+            &a[b * n * n..(b + 1) * n * n],
+            n,
+            &values[b * n..(b + 1) * n],
+            &vectors[b * n * n..(b + 1) * n * n],
+        );
+        worst.values = worst.values.max(r.values);
+        worst.residual = worst.residual.max(r.residual);
+        worst.orth = worst.orth.max(r.orth);
+        worst.vector = worst.vector.max(r.vector);
+    }
+    eprintln!("{what}: {worst:?}");
+    worst
+}
+
+fn run(a: &[f32], batch: usize, n: usize, options: &EighOptions) -> Eigh {
+    let t = Tensor::from_slice(&device(), &[batch, n, n], a).unwrap();
+    eigh(&t, options).unwrap()
+}
+
+#[test]
+fn random_symmetric_every_size() {
+    // Batches shrink as n grows to keep the test near 10 s on lavapipe.
+    let cases = [
+        (1, 512),
+        (2, 512),
+        (3, 512),
+        (7, 256),
+        (16, 128),
+        (31, 32),
+        (32, 32),
+        (33, 8),
+        (64, 8),
+        (65, 4),
+        (127, 2),
+        (256, 1),
+    ];
+    let mut rng = StdRng::seed_from_u64(1);
+    for (n, batch) in cases {
+        let a: Vec<f32> = (0..batch)
+            .flat_map(|_| random_symmetric(&mut rng, n))
+            .collect();
+        let e = run(&a, batch, n, &EighOptions::default());
+        check_batch(&format!("random n={n} batch={batch}"), &a, n, &e);
+        assert!(
+            e.converged.iter().all(|&c| c),
+            "random n={n}: not converged"
+        );
+        let sweeps = e.sweeps().unwrap();
+        let most = *sweeps.iter().max().unwrap();
+        // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
+        assert!(most <= 10, "random n={n}: {most} sweeps");
+        eprintln!("random n={n}: sweeps {:?}", &sweeps[..batch.min(8)]);
+    }
+}
+
+#[test]
+fn every_family_in_one_batch() {
+    // One batch holding every family, so that matrices finish at different sweeps (0 for the
+    // diagonal ones) within the same dispatches.
+    let mut rng = StdRng::seed_from_u64(2);
+    for n in [1, 2, 7, 16, 32, 33, 64, 65, 127] {
+        let a: Vec<f32> = FAMILIES
+            .iter()
+            .flat_map(|f| family(f, &mut rng, n))
+            .collect();
+        let e = run(&a, FAMILIES.len(), n, &EighOptions::default());
+        check_batch(&format!("families n={n}"), &a, n, &e);
+        let sweeps = e.sweeps().unwrap();
+        for (f, s) in FAMILIES.iter().zip(&sweeps) {
+            if matches!(*f, "diagonal" | "zero" | "identity") {
+                assert_eq!(*s, 0, "{f} n={n} needs no sweep");
+            }
+        }
+        eprintln!(
+            "families n={n}: sweeps {sweeps:?} converged {:?}",
+            e.converged
+        );
+    }
+}
+
+#[test]
+fn exact_on_diagonal_zero_and_identity() {
+    let dev = device();
+    for n in [5, 40, 70] {
+        let d: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % n) as f32 - n as f32 / 2.0)
+            .collect();
+        let mut a = vec![0f32; 3 * n * n];
+        for i in 0..n {
+            a[i * n + i] = d[i];
+            a[2 * n * n + i * n + i] = 1.0;
+        }
+        let t = Tensor::from_slice(&dev, &[3, n, n], &a).unwrap();
+        let e = eigh(&t, &EighOptions::default()).unwrap();
+        let values = e.values.to_vec().unwrap();
+        let vectors = e.vectors.to_vec().unwrap();
+        let mut sorted = d.clone();
+        sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        assert_eq!(
+            values[..n],
+            sorted[..],
+            "diagonal n={n}: values are the sorted diagonal"
+        );
+        for (j, &x) in sorted.iter().enumerate() {
+            // The eigenvector of value x is the unit vector of its position on the diagonal.
+            let i = d.iter().position(|&y| y == x).unwrap();
+            for r in 0..n {
+                assert_eq!(vectors[r * n + j], if r == i { 1.0 } else { 0.0 });
+            }
+        }
+        let eye: Vec<f32> = (0..n * n)
+            .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect();
+        assert!(values[n..2 * n].iter().all(|&x| x == 0.0), "zero n={n}");
+        assert_eq!(vectors[n * n..2 * n * n], eye[..], "zero n={n}: V = I");
+        assert!(values[2 * n..].iter().all(|&x| x == 1.0), "identity n={n}");
+        assert_eq!(vectors[2 * n * n..], eye[..], "identity n={n}: V = I");
+        assert_eq!(e.sweeps().unwrap(), vec![0, 0, 0]);
+    }
+}
+
+#[test]
+fn graded_matrices_keep_relative_accuracy() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for (n, batch) in [(7, 8), (32, 8), (64, 4), (65, 2), (127, 1)] {
+        let a: Vec<f32> = (0..batch).flat_map(|_| graded(&mut rng, n)).collect();
+        let e = run(&a, batch, n, &EighOptions::default());
+        check_batch(&format!("graded n={n}"), &a, n, &e);
+        let values = e.values.to_vec().unwrap();
+        let mut worst = 0f64;
+        for b in 0..batch {
+            let l = mat(&a[b * n * n..(b + 1) * n * n], n)
+                .cholesky()
+                .expect("graded matrices are SPD")
+                .l();
+            let mut exact: Vec<f64> = l
+                .svd(false, false)
+                .singular_values
+                .iter()
+                .map(|s| s * s)
+                .collect();
+            exact.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            for (g, x) in values[b * n..(b + 1) * n].iter().zip(&exact) {
+                worst = worst.max((*g as f64 - x).abs() / x / (n as f64 * EPS));
+            }
+            assert!(exact[0] < 1e-6 * exact[n - 1] || n < 8, "not graded enough");
+        }
+        eprintln!("graded n={n}: worst relative error {worst:.3} n·ε");
+        assert!(
+            worst <= C_RELATIVE,
+            "graded n={n}: relative error {worst:.3} n·ε"
+        );
+    }
+}
+
+#[test]
+fn asymmetric_input_uses_the_symmetric_part() {
+    let mut rng = StdRng::seed_from_u64(4);
+    for n in [6, 45, 66] {
+        let a: Vec<f32> = (0..2 * n * n)
+            .map(|_| rng.random_range(-1.0f32..=1.0))
+            .collect();
+        let e = run(&a, 2, n, &EighOptions::default());
+        // check_one compares with the reference of (A + Aᵀ)/2.
+        check_batch(&format!("asymmetric n={n}"), &a, n, &e);
+    }
+}
+
+#[test]
+fn rank_two_input_gives_rank_one_values() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let n = 9;
+    let a = random_symmetric(&mut rng, n);
+    let t = Tensor::from_slice(&device(), &[n, n], &a).unwrap();
+    let e = eigh(&t, &EighOptions::default()).unwrap();
+    assert_eq!(e.values.shape(), &[n]);
+    assert_eq!(e.vectors.shape(), &[n, n]);
+    check_one(
+        "rank 2",
+        &a,
+        n,
+        &e.values.to_vec().unwrap(),
+        &e.vectors.to_vec().unwrap(),
+    );
+}
+
+/// A + δ with ‖δ‖_F = 1e-3·‖A‖_F, δ random symmetric.
+fn perturbed(rng: &mut StdRng, a: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(a.len());
+    for m in a.chunks(n * n) {
+        let d = random_symmetric(rng, n);
+        let dn = d.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let an = m.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let k = (1e-3 * an / dn) as f32;
+        out.extend(m.iter().zip(&d).map(|(x, y)| x + k * y));
+    }
+    out
+}
+
+#[test]
+fn warm_start_converges_in_two_sweeps() {
+    let dev = device();
+    let mut rng = StdRng::seed_from_u64(6);
+    for (n, batch) in [(16, 16), (33, 8), (64, 4), (65, 4), (127, 1)] {
+        let a: Vec<f32> = (0..batch)
+            .flat_map(|_| random_symmetric(&mut rng, n))
+            .collect();
+        let cold = run(&a, batch, n, &EighOptions::default());
+        let cold_sweeps = cold.sweeps().unwrap();
+        let b = perturbed(&mut rng, &a, n);
+        let options = EighOptions {
+            warm_start: Some(cold.vectors.clone()),
+            ..EighOptions::default()
+        };
+        let t = Tensor::from_slice(&dev, &[batch, n, n], &b).unwrap();
+        let warm = eigh(&t, &options).unwrap();
+        check_batch(&format!("warm n={n}"), &b, n, &warm);
+        let sweeps = warm.sweeps().unwrap();
+        eprintln!("warm n={n}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
+        assert!(
+            sweeps.iter().all(|&s| (1..=2).contains(&s)),
+            "warm n={n}: {sweeps:?}"
+        );
+        assert!(
+            cold_sweeps.iter().all(|&s| s >= 4),
+            "cold n={n}: {cold_sweeps:?}"
+        );
+    }
+}
+
+#[test]
+fn plan_feeds_its_vectors_back_without_new_pipelines() {
+    let dev = device();
+    let mut rng = StdRng::seed_from_u64(7);
+    for (n, batch) in [(24, 4), (80, 2)] {
+        let plan = EighPlan::new(&dev, batch, n, 10.0 * f32::EPSILON, 15, true).unwrap();
+        let eye: Vec<f32> = (0..batch * n * n)
+            .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect();
+        plan.warm_start().unwrap().write(&eye).unwrap();
+        let mut a: Vec<f32> = (0..batch)
+            .flat_map(|_| random_symmetric(&mut rng, n))
+            .collect();
+        let built = dev.pipelines_created();
+        // Eight steps of feedback: the orthogonality bound holds at every one (no drift).
+        for step in 0..8 {
+            plan.input().write(&a).unwrap();
+            let mut encoder = dev
+                .wgpu_device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                plan.record(&mut pass);
+            }
+            plan.record_feedback(&mut encoder);
+            dev.queue().submit([encoder.finish()]);
+            let sweeps = eigengrad::tensor::read_words(&dev, plan.sweeps(), batch).unwrap();
+            let status = eigengrad::tensor::read_words(&dev, plan.status(), batch).unwrap();
+            assert!(
+                status.iter().all(|&s| s == STATUS_FINISHED),
+                "step {step}: {status:?}"
+            );
+            let values = plan.values().to_vec().unwrap();
+            let vectors = plan.vectors().to_vec().unwrap();
+            for b in 0..batch {
+                check_one(
+                    &format!("plan n={n} step {step} [{b}]"),
+                    &a[b * n * n..(b + 1) * n * n],
+                    n,
+                    &values[b * n..(b + 1) * n],
+                    &vectors[b * n * n..(b + 1) * n * n],
+                );
+            }
+            eprintln!("plan n={n} step {step}: sweeps {sweeps:?}");
+            if step > 0 {
+                assert!(sweeps.iter().all(|&s| s <= 2), "step {step}: {sweeps:?}");
+            }
+            a = perturbed(&mut rng, &a, n);
+        }
+        assert_eq!(dev.pipelines_created(), built, "steps built pipelines");
+    }
+}
+
+#[test]
+fn results_are_deterministic() {
+    let mut rng = StdRng::seed_from_u64(8);
+    for (n, batch) in [(20, 16), (70, 3)] {
+        let a: Vec<f32> = (0..batch)
+            .flat_map(|_| random_symmetric(&mut rng, n))
+            .collect();
+        let x = run(&a, batch, n, &EighOptions::default());
+        let y = run(&a, batch, n, &EighOptions::default());
+        assert_eq!(x.values.to_vec().unwrap(), y.values.to_vec().unwrap());
+        assert_eq!(x.vectors.to_vec().unwrap(), y.vectors.to_vec().unwrap());
+    }
+}
+
+#[test]
+fn max_sweeps_caps_the_work_and_is_reported() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for n in [12, 68] {
+        let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
+        let options = EighOptions {
+            max_sweeps: 2,
+            ..EighOptions::default()
+        };
+        let e = run(&a, 2, n, &options);
+        assert_eq!(e.sweeps().unwrap(), vec![2, 2]);
+        assert_eq!(e.converged, vec![false, false]);
+        let values = e.values.to_vec().unwrap();
+        assert!(values.iter().all(|x| x.is_finite()), "n={n}: {values:?}");
+    }
+}
+
+#[test]
+fn non_finite_input_is_reported_with_its_batch_index() {
+    let dev = device();
+    let mut rng = StdRng::seed_from_u64(10);
+    for n in [4, 70] {
+        for (b, x) in [
+            (3usize, f32::NAN),
+            (0, f32::INFINITY),
+            (4, f32::NEG_INFINITY),
+        ] {
+            let mut a: Vec<f32> = (0..5).flat_map(|_| random_symmetric(&mut rng, n)).collect();
+            // Below the diagonal: the symmetric part would hide nothing, the check must see it.
+            a[b * n * n + (n - 1) * n] = x;
+            let t = Tensor::from_slice(&dev, &[5, n, n], &a).unwrap();
+            match eigh(&t, &EighOptions::default()) {
+                Err(Error::NonFinite { what, index }) => {
+                    assert_eq!(what, "eigh input");
+                    assert_eq!(index, b as u64, "n={n}");
+                }
+                other => panic!("n={n}: expected NonFinite, got {other:?}"),
+            }
+        }
+        let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
+        let mut v0: Vec<f32> = (0..2 * n * n)
+            .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect();
+        v0[n * n + 1] = f32::NAN;
+        let options = EighOptions {
+            warm_start: Some(Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap()),
+            ..EighOptions::default()
+        };
+        let t = Tensor::from_slice(&dev, &[2, n, n], &a).unwrap();
+        match eigh(&t, &options) {
+            Err(Error::NonFinite { what, index }) => {
+                assert_eq!((what.as_str(), index), ("eigh warm start", 1));
+            }
+            other => panic!("n={n}: expected NonFinite, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_and_arguments_are_errors() {
+    let dev = device();
+    let shape_err = |shape: &[usize]| {
+        let len = shape.iter().product();
+        let t = Tensor::from_slice(&dev, shape, &vec![0.0; len]).unwrap();
+        matches!(eigh(&t, &EighOptions::default()), Err(Error::Shape { .. }))
+    };
+    assert!(shape_err(&[3, 4]), "[3, 4]");
+    assert!(shape_err(&[2, 3, 4]), "[2, 3, 4]");
+    assert!(shape_err(&[5]), "[5]");
+    assert!(shape_err(&[2, 2, 3, 3]), "[2, 2, 3, 3]");
+
+    let a = Tensor::from_slice(&dev, &[2, 3, 3], &[0.0; 18]).unwrap();
+    let wrong = Tensor::from_slice(&dev, &[3, 3], &[0.0; 9]).unwrap();
+    let options = EighOptions {
+        warm_start: Some(wrong),
+        ..EighOptions::default()
+    };
+    assert!(matches!(eigh(&a, &options), Err(Error::Shape { .. })));
+    for options in [
+        EighOptions {
+            tolerance: -1.0,
+            ..EighOptions::default()
+        },
+        EighOptions {
+            tolerance: f32::NAN,
+            ..EighOptions::default()
+        },
+        EighOptions {
+            max_sweeps: 1000,
+            ..EighOptions::default()
+        },
+    ] {
+        assert!(matches!(eigh(&a, &options), Err(Error::InvalidArgument(_))));
+    }
+    assert!(matches!(
+        EighPlan::new(&dev, 1, 4096, 1e-6, 15, false),
+        Err(Error::TooLarge { .. })
+    ));
+    let too_many = dev.info().limits.max_compute_workgroups_per_dimension as usize + 1;
+    assert!(matches!(
+        EighPlan::new(&dev, too_many, 1, 1e-6, 15, false),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(matches!(
+        EighPlan::new(&dev, 0, 4, 1e-6, 15, false),
+        Err(Error::Empty { .. })
+    ));
+}
