@@ -345,12 +345,7 @@ impl Device {
                 layout: None,
                 module,
                 entry_point: Some(entry),
-                // Every kernel writes its workgroup memory before reading it; wgpu's zeroing
-                // costs ~200 µs per workgroup on the GL backend (measured, Mesa llvmpipe).
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    zero_initialize_workgroup_memory: false,
-                    ..Default::default()
-                },
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
                 cache: None,
             },
         ));
