@@ -3,7 +3,7 @@
 // eigenvalues in ascending order, so λ_max of item b is values[b*n + n-1].
 //   scale_columns:   out[b,i,j] = mat[b,i,j] * g~(values[b,j])
 //   loewner_product: out[b,i,j] = Lw_ij * (mat[b,i,j] + mat[b,j,i]) / 2, plus τ_b on the
-//                    diagonal for Shrink
+//                    diagonal for Shrink and tr(mat[b])·∂g/∂λ_max at (n-1, n-1) for Normalize
 // The math and its reasons are in src/kernels/spectral.rs: every function here mirrors the
 // Rust function of the same name operation by operation, so that f32 results agree with the
 // f32 reference up to the rounding of sqrt and division, and every branch decision (floor,
@@ -35,9 +35,11 @@ const ORTHOGONAL: u32 = 1u;
 const INV_SQRT: u32 = 2u;
 const TOP_K: u32 = 3u;
 const SHRINK: u32 = 4u;
+const NORMALIZE: u32 = 5u;
 
-// SpectrumScale: the floor, Shrink's c = keep·max(μ, tiny) and dc/dμ.
+// SpectrumScale: λ̂_max = max(λ_max, tiny), the floor, Shrink's c = keep·max(μ, tiny) and dc/dμ.
 struct Scale {
+    top: f32,
     floor: f32,
     shrink_c: f32,
     dc_dmu: f32,
@@ -45,7 +47,8 @@ struct Scale {
 
 // SpectrumScale::of for the spectrum values[base .. base + n].
 fn spectrum_scale(base: u32) -> Scale {
-    let floor = p.floor_rel * max(values[base + p.n - 1u], p.tiny);
+    let top = max(values[base + p.n - 1u], p.tiny);
+    let floor = p.floor_rel * top;
     var c = 0.0;
     var dc = 0.0;
     if (p.mode == SHRINK) {
@@ -57,7 +60,7 @@ fn spectrum_scale(base: u32) -> Scale {
         dc = select(0.0, p.keep, mu > p.tiny);
         c = p.keep * max(mu, p.tiny);
     }
-    return Scale(floor, c, dc);
+    return Scale(top, floor, c, dc);
 }
 
 // −1 below lo², +1 above hi², 0 between (decided on λ, not on √λ).
@@ -107,6 +110,9 @@ fn g_floored(x: f32, sc: Scale) -> f32 {
     if (p.mode == INV_SQRT) {
         return 1.0 / sqrt(x + p.eps);
     }
+    if (p.mode == NORMALIZE) {
+        return 1.0 / sqrt(sc.top);
+    }
     return x / (x + sc.shrink_c);
 }
 
@@ -129,6 +135,9 @@ fn dd_floored(a: f32, b: f32, sc: Scale) -> f32 {
     }
     if (p.mode == INV_SQRT) {
         return inv_sqrt_dd(a + p.eps, b + p.eps);
+    }
+    if (p.mode == NORMALIZE) {
+        return 0.0;
     }
     let c = sc.shrink_c;
     return c / ((a + c) * (b + c));
@@ -174,6 +183,14 @@ fn mean_sensitivity(lambda: f32, sc: Scale) -> f32 {
     return -(sc.dc_dmu * x) / (d * d);
 }
 
+// ∂g~/∂λ_max for Normalize: −½·λ̂_max^(−3/2) while λ_max > tiny, else 0.
+fn top_sensitivity(sc: Scale) -> f32 {
+    if (sc.top > p.tiny) {
+        return inv_sqrt_dd(sc.top, sc.top);
+    }
+    return 0.0;
+}
+
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
@@ -212,6 +229,13 @@ fn loewner_product(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             tau = tau + mat[m0 + k * p.n + k] * mean_sensitivity(values[base + k], sc);
         }
         r = r + tau / f32(p.n);
+    }
+    if (p.mode == NORMALIZE && i == p.n - 1u && j == p.n - 1u) {
+        var tr = 0.0;
+        for (var k = 0u; k < p.n; k = k + 1u) {
+            tr = tr + mat[m0 + k * p.n + k];
+        }
+        r = r + tr * top_sensitivity(sc);
     }
     out[idx] = r;
 }

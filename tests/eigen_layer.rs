@@ -76,6 +76,10 @@ fn gpu_layer_matches_reference_forward_and_gradient() {
             16,
             Init::Orthogonal { gain: 0.5 },
         ),
+        // Random init: a simple top singular value, whose eigenvector (the whole gradient
+        // through σ_max) the solver resolves to ~ε·‖G‖/gap.
+        (EigenMode::Normalize, 40, 24, scaled_normal(40, 2.0)),
+        (EigenMode::Normalize, 17, 31, scaled_normal(17, 1.0)),
     ];
     for (mode, inputs, outputs, init) in cases {
         let m = model(8, inputs, outputs, mode, init);
@@ -125,6 +129,7 @@ fn spectral_guarantees_after_forward() {
             scaled_normal(32, 0.3),
         ),
         (EigenMode::Orthogonal, scaled_normal(32, 1.0)),
+        (EigenMode::Normalize, scaled_normal(32, 3.0)),
     ] {
         let m = model(4, 32, 20, mode, init);
         let mut gpu = GpuPlan::compile(&dev, &m.graph, &[m.layer.effective_weight], 1).unwrap();
@@ -135,7 +140,13 @@ fn spectral_guarantees_after_forward() {
         let (lo, hi) = match mode {
             EigenMode::Clamp { lo, hi } => (lo as f64, hi as f64),
             EigenMode::Orthogonal => (1.0, 1.0),
+            // W/σ_max: every σ ≤ 1 and the largest exactly 1 (checked below).
+            EigenMode::Normalize => (0.0, 1.0),
         };
+        if mode == EigenMode::Normalize {
+            let top = s.iter().fold(0.0f64, |a, &v| a.max(v));
+            assert!((top - 1.0).abs() <= 1e-4, "σ_max(W') = {top} (raw {raw:?})");
+        }
         for (i, v) in s.iter().enumerate() {
             assert!(
                 *v >= lo * (1.0 - 1e-4) && *v <= hi * (1.0 + 1e-4),

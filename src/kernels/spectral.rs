@@ -5,11 +5,12 @@
 //! (the solver's order, so λ_max of item b is `values[b, n−1]`):
 //! - [`scale_columns`]: `out[b,i,j] = V[b,i,j]·g(λ[b,j])`; the forward is then H = out·Vᵀ;
 //! - [`loewner_product`]: `out[b,i,j] = Lw_ij(λ[b])·(S[b,i,j] + S[b,j,i])/2` (plus a diagonal
-//!   term for [`SpectralFn::Shrink`], see there); with S = Vᵀ·dH·V the backward is
-//!   dG = V·out·Vᵀ.
+//!   term for [`SpectralFn::Shrink`] and one at (n−1, n−1) for [`SpectralFn::Normalize`], see
+//!   there); with S = Vᵀ·dH·V the backward is dG = V·out·Vᵀ.
 //!
 //! One invocation per element, O(1) work each — except for `Shrink`, whose invocations each
-//! sum the n eigenvalues for the mean (and the diagonal ones the n terms of τ): O(n) each, the
+//! sum the n eigenvalues for the mean (and the diagonal ones the n terms of τ), and the last
+//! diagonal invocation of `Normalize`, which sums the n diagonal entries of S: O(n) each, the
 //! order of the n×n×n matmul that follows anyway.
 //!
 //! The scalar math — g, the guard near 0 and the divided differences — lives here once, in
@@ -18,7 +19,8 @@
 //!
 //! # The guard near 0
 //! Every g except `TopK` is evaluated at λ̂ = max(λ, λ_floor), λ_floor = [`FLOOR_REL`] ·
-//! max(λ_max, [`LAMBDA_TINY`]): a raw eigenvalue is never divided by. Eigenvalues at or below
+//! λ̂_max with λ̂_max = max(λ_max, [`LAMBDA_TINY`]): a raw eigenvalue is never divided by
+//! (`Normalize`'s g = λ̂_max^(−1/2) does not depend on λ at all). Eigenvalues at or below
 //! the floor belong to W's null space (W·v = 0 for G = WᵀW), where g only has to be finite.
 //! The function actually computed is therefore g̃(λ) = g(max(λ, λ_floor)), and the backward
 //! is the *exact* Loewner matrix of g̃: its derivative is 0 below the floor (g̃ is constant
@@ -36,8 +38,9 @@
 //! where g is a power: for s = √a, t = √b, (1/s − 1/t)/(a − b) = −1/(s·t·(s + t)), scaled by
 //! `lo` or `hi` where both lie in the same clamped region of `Clamp`, exactly 0 where both lie
 //! in its middle region, and the same with a + eps for `InvSqrt`; for `Shrink`,
-//! D = c/((a + c)(b + c)). Only `Clamp` pairs in different regions use the plain quotient, and
-//! only when |a − b| > rtol·max(a, b); closer pairs take g′ at the midpoint. With rounding
+//! D = c/((a + c)(b + c)); for `Normalize`, whose g is constant at fixed λ_max, D = 0. Only
+//! `Clamp` pairs in different regions use the plain quotient, and only when
+//! |a − b| > rtol·max(a, b); closer pairs take g′ at the midpoint. With rounding
 //! error ε in g the quotient is off by ~ε·g/|a − b| ≤ (ε/rtol)·g/a, while the midpoint rule
 //! is off by ~g‴·|a − b|² ~ rtol²·g/a for smooth g: rtol = ε^(1/3) balances the two (see
 //! [`rtol`]: 4.9e-3 in f32, 6.1e-6 in f64), leaving a relative error ~ε^(2/3). (Across a
@@ -113,13 +116,27 @@ pub enum SpectralFn {
         /// Threshold relative to the mean eigenvalue.
         keep: f32,
     },
+    /// g(λ) = λ̂_max^(−1/2), λ̂_max = max(λ_max, `LAMBDA_TINY`), for every eigenvalue: h(G) =
+    /// I/√λ_max, so W·h(WᵀW) = W/σ_max(W) — exact spectral normalisation (the largest singular
+    /// value becomes 1, the others keep their ratios), not a power-iteration estimate. At fixed
+    /// λ_max g is constant, so its Loewner matrix is 0; the whole gradient flows through λ_max,
+    /// dλ_max/dG = v₁v₁ᵀ (v₁ its unit eigenvector), which puts
+    /// −½·λ̂_max^(−3/2)·Σ_k (Vᵀ sym(dH) V)_kk = −½·λ̂_max^(−3/2)·tr(dH) at position (n−1, n−1)
+    /// inside V(…)Vᵀ (see [`SpectralFn::top_sensitivity`]); for λ_max ≤ `LAMBDA_TINY` no
+    /// gradient flows. λ_max is not differentiable where the top eigenvalue is repeated (W = I,
+    /// orthogonal W): there the formula uses v₁v₁ᵀ for the solver's choice of top eigenvector
+    /// v₁ — a subgradient of the convex λ_max, so the result is finite, and it is the exact
+    /// one-sided derivative in the directions that keep v₁ on top (e.g. G + t·v₁v₁ᵀ, t > 0).
+    Normalize,
 }
 
 /// The per-spectrum constants g depends on besides λ itself, computed from one ascending
 /// spectrum by [`SpectrumScale::of`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SpectrumScale<T> {
-    /// λ_floor = FLOOR_REL · max(λ_max, LAMBDA_TINY).
+    /// λ̂_max = max(λ_max, LAMBDA_TINY): the guarded largest eigenvalue (`Normalize`'s scale).
+    pub top: T,
+    /// λ_floor = FLOOR_REL · λ̂_max.
     pub floor: T,
     /// `Shrink`'s c = keep · max(μ, LAMBDA_TINY) (0 for the other modes).
     pub shrink_c: T,
@@ -137,7 +154,8 @@ impl<T: Real> SpectrumScale<T> {
     pub fn of(f: SpectralFn, values: &[T]) -> Self {
         let n = values.len();
         let tiny = T::c(LAMBDA_TINY);
-        let floor = T::c(FLOOR_REL) * values[n - 1].max(tiny);
+        let top = values[n - 1].max(tiny);
+        let floor = T::c(FLOOR_REL) * top;
         let (shrink_c, dc_dmu) = match f {
             SpectralFn::Shrink { keep } => {
                 // Sequential sum, as the shader does, so f32 results agree to the bit.
@@ -153,6 +171,7 @@ impl<T: Real> SpectrumScale<T> {
             _ => (T::zero(), T::zero()),
         };
         SpectrumScale {
+            top,
             floor,
             shrink_c,
             dc_dmu,
@@ -176,6 +195,7 @@ impl SpectralFn {
             SpectralFn::InvSqrt { .. } => 2,
             SpectralFn::TopK { .. } => 3,
             SpectralFn::Shrink { .. } => 4,
+            SpectralFn::Normalize => 5,
         }
     }
 
@@ -192,7 +212,7 @@ impl SpectralFn {
                     return bad("lo and hi must lie in [1e-18, 1e18] (or lo = 0)".into());
                 }
             }
-            SpectralFn::Orthogonal => {}
+            SpectralFn::Orthogonal | SpectralFn::Normalize => {}
             SpectralFn::InvSqrt { eps } => {
                 if !(eps.is_finite() && eps >= 0.0) {
                     return bad("needs a finite eps ≥ 0".into());
@@ -238,6 +258,7 @@ impl SpectralFn {
             SpectralFn::Orthogonal => T::one() / x.sqrt(),
             SpectralFn::InvSqrt { eps } => T::one() / (x + T::c(eps as f64)).sqrt(),
             SpectralFn::Shrink { .. } => x / (x + s.shrink_c),
+            SpectralFn::Normalize => T::one() / s.top.sqrt(),
             SpectralFn::TopK { .. } => unreachable!("TopK is evaluated by index"),
         }
     }
@@ -270,6 +291,7 @@ impl SpectralFn {
                 let c = s.shrink_c;
                 c / ((a + c) * (b + c))
             }
+            SpectralFn::Normalize => T::zero(),
             SpectralFn::TopK { .. } => unreachable!("TopK is evaluated by index"),
         }
     }
@@ -331,6 +353,16 @@ impl SpectralFn {
             _ => T::zero(),
         }
     }
+
+    /// ∂g̃(λ_k)/∂λ_max for `Normalize` (the same for every k): −½·λ̂_max^(−3/2) while
+    /// λ_max > `LAMBDA_TINY`, else 0 (g̃ is then the constant `LAMBDA_TINY`^(−1/2)); 0 for
+    /// the other modes, whose floor's dependence on λ_max is a guard and not differentiated.
+    pub fn top_sensitivity<T: Real>(&self, s: &SpectrumScale<T>) -> T {
+        match self {
+            SpectralFn::Normalize if s.top > T::c(LAMBDA_TINY) => inv_sqrt_dd(s.top, s.top),
+            _ => T::zero(),
+        }
+    }
 }
 
 #[repr(C)]
@@ -354,7 +386,7 @@ impl Params {
         let (mut lo, mut hi, mut eps, mut keep, mut k) = (0.0, 0.0, 0.0, 0.0, 0);
         match f {
             SpectralFn::Clamp { lo: l, hi: h } => (lo, hi) = (l, h),
-            SpectralFn::Orthogonal => {}
+            SpectralFn::Orthogonal | SpectralFn::Normalize => {}
             SpectralFn::InvSqrt { eps: e } => eps = e,
             SpectralFn::TopK { k: kk } => k = kk,
             SpectralFn::Shrink { keep: c } => keep = c,
@@ -465,7 +497,8 @@ pub fn scale_columns_dispatch(
 }
 
 /// A launch of `out[b,i,j] = Lw_ij(values[b])·(s[b,i,j] + s[b,j,i])/2` (+ τ_b on the diagonal
-/// for `Shrink`) over `batch` spectra of length `n` (values ascending).
+/// for `Shrink`, + `tr(s[b])`·∂g/∂λ_max at (n−1, n−1) for `Normalize`) over `batch` spectra of
+/// length `n` (values ascending).
 pub fn loewner_product_dispatch(
     device: &Device,
     f: SpectralFn,
@@ -497,8 +530,8 @@ pub fn scale_columns(f: SpectralFn, values: &Tensor, vectors: &Tensor) -> Result
     Ok(out)
 }
 
-/// Lw ∘ sym(S) (+ τ·I for `Shrink`), a new tensor of `s`' shape: `values` `[.., n]`
-/// ascending, `s` `[.., n, n]` (see [`spectral_shape`]).
+/// Lw ∘ sym(S) (+ τ·I for `Shrink`, + the λ_max term for `Normalize`), a new tensor of `s`'
+/// shape: `values` `[.., n]` ascending, `s` `[.., n, n]` (see [`spectral_shape`]).
 pub fn loewner_product(f: SpectralFn, values: &Tensor, s: &Tensor) -> Result<Tensor> {
     let device = same_device("loewner_product", &[values, s])?;
     let (batch, n) = spectral_shape("loewner_product", values.shape(), s.shape())?;

@@ -19,6 +19,11 @@ pub enum EigenMode {
     },
     /// Every (non-null) singular value of W' is 1: W' is the polar factor of W.
     Orthogonal,
+    /// W' = W/σ_max(W): exact spectral normalisation, the largest singular value of W' is 1
+    /// and the others keep their ratios. Its gradient needs a simple top singular value; where
+    /// it is repeated (W = I) the layer takes the derivative along the solver's top
+    /// eigenvector (see [`SpectralFn::Normalize`]).
+    Normalize,
 }
 
 impl EigenMode {
@@ -27,6 +32,7 @@ impl EigenMode {
         match self {
             EigenMode::Clamp { lo, hi } => SpectralFn::Clamp { lo, hi },
             EigenMode::Orthogonal => SpectralFn::Orthogonal,
+            EigenMode::Normalize => SpectralFn::Normalize,
         }
     }
 }
@@ -102,7 +108,8 @@ impl EigenLayer {
     }
 }
 
-/// σ(W) = √λ and σ(W') = g(λ)·√λ from the Gram eigenvalues λ of W.
+/// σ(W) = √λ and σ(W') = g(λ)·√λ from the Gram eigenvalues λ of W (for `Normalize`,
+/// σ/σ_max: g = 1/√λ_max for every λ).
 pub(crate) fn singular_values_from(f: SpectralFn, lambda: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let lam: Vec<f64> = lambda.iter().map(|&l| l.max(0.0) as f64).collect();
     let scale = SpectrumScale::of(f, &lam);

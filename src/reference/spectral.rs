@@ -1,7 +1,8 @@
 //! Reference twins of `kernels::spectral`, and the spectral-function op H = h(G) built from
 //! them: forward by eigendecomposition, backward by the Loewner (Daleckii–Krein) formula
-//! dG = V (Lw ∘ (Vᵀ sym(dH) V)) Vᵀ, plus the textbook eigh backward it replaces and the top
-//! eigenpair that spectral normalisation needs.
+//! dG = V (Lw ∘ (Vᵀ sym(dH) V)) Vᵀ, plus the textbook eigh backward it replaces, and the top
+//! eigenpair with the gradient of σ_max: the direct route to spectral normalisation, which
+//! `SpectralFn::Normalize` must agree with.
 //!
 //! Matrices are row-major `batch × n × n` slices; eigenvalues `batch × n`, ascending;
 //! eigenvectors are the columns of V. Slices whose lengths do not fit `n` are a caller bug
@@ -64,7 +65,8 @@ pub fn scale_columns<T: Real>(f: SpectralFn, values: &[T], vectors: &[T], n: usi
 /// The Loewner matrices Lw_ij = (g̃(λ_i) − g̃(λ_j))/(λ_i − λ_j), g̃′(λ_i) on the diagonal and
 /// for near-equal pairs, `batch × n × n` for `batch × n` ascending eigenvalues (see
 /// [`SpectralFn::loewner`] for the guards). For `Shrink` this is the part at fixed mean;
-/// [`spectral_backward`] adds the mean's diagonal term.
+/// [`spectral_backward`] adds the mean's diagonal term (for `Normalize`, the part at fixed
+/// λ_max, all 0, and λ_max's term).
 pub fn loewner<T: Real>(values: &[T], n: usize, f: SpectralFn) -> Vec<T> {
     assert!(
         n > 0 && values.len().is_multiple_of(n),
@@ -81,12 +83,15 @@ pub fn loewner<T: Real>(values: &[T], n: usize, f: SpectralFn) -> Vec<T> {
 }
 
 /// Twin of the `loewner_product` kernel: `out[b,i,j] = Lw_ij·(S_ij + S_ji)/2`, plus on the
-/// diagonal, for `Shrink`, τ = (1/n)·Σ_k S_kk·∂g̃(λ_k)/∂μ (the dependence through the mean).
+/// diagonal, for `Shrink`, τ = (1/n)·Σ_k S_kk·∂g̃(λ_k)/∂μ (the dependence through the mean),
+/// and at (n−1, n−1), for `Normalize`, (Σ_k S_kk)·∂g̃/∂λ_max (the dependence through λ_max,
+/// whose gradient is v₁v₁ᵀ, the outer product of the last column of V).
 pub fn loewner_product<T: Real>(f: SpectralFn, values: &[T], s: &[T], n: usize) -> Vec<T> {
     let batch = batch_of("loewner_product", s.len(), n);
     assert_eq!(values.len(), batch * n, "loewner_product: eigenvalue count");
     let lw = loewner(values, n, f);
     let shrink = matches!(f, SpectralFn::Shrink { .. });
+    let normalize = f == SpectralFn::Normalize;
     let mut out = Vec::with_capacity(s.len());
     for (b, lam) in values.chunks(n).enumerate() {
         let m = &s[b * n * n..(b + 1) * n * n];
@@ -101,6 +106,13 @@ pub fn loewner_product<T: Real>(f: SpectralFn, values: &[T], s: &[T], n: usize) 
                         tau += m[k * n + k] * f.mean_sensitivity(lam[k], &scale);
                     }
                     r += tau / T::c(n as f64);
+                }
+                if normalize && i == n - 1 && j == n - 1 {
+                    let mut tr = T::zero();
+                    for k in 0..n {
+                        tr += m[k * n + k];
+                    }
+                    r += tr * f.top_sensitivity(&scale);
                 }
                 out.push(r);
             }
@@ -121,8 +133,10 @@ pub fn spectral_forward<T: Real>(g: &[T], n: usize, f: SpectralFn) -> (Vec<T>, V
     (h, values, vectors)
 }
 
-/// The backward of [`spectral_forward`]: dG = V (Lw ∘ (Vᵀ sym(dH) V) [+ τ·I for `Shrink`]) Vᵀ,
-/// finite for every spectrum, repeated eigenvalues included. Symmetric.
+/// The backward of [`spectral_forward`]: dG = V (Lw ∘ (Vᵀ sym(dH) V) [+ τ·I for `Shrink`]
+/// [+ tr(dH)·∂g̃/∂λ_max·e_ne_nᵀ for `Normalize`]) Vᵀ, finite for every spectrum, repeated
+/// eigenvalues included (for `Normalize` with a repeated top eigenvalue it is the derivative
+/// along the solver's choice of v₁, see [`SpectralFn::Normalize`]). Symmetric.
 pub fn spectral_backward<T: Real>(
     values: &[T],
     vectors: &[T],
@@ -148,7 +162,8 @@ pub fn spectral_backward<T: Real>(
 
 /// What autodiff through an eigendecomposition gives for H = V g̃(Λ) Vᵀ — PyTorch's eigh
 /// backward applied to the chain gV = (dH + dHᵀ)·V·g̃(Λ), gλ_i = g̃′(λ_i)·(Vᵀ dH V)_ii (plus,
-/// for `Shrink`, the path through the mean eigenvalue):
+/// for `Shrink`, the path through the mean eigenvalue, and for `Normalize` the one through
+/// λ_max):
 /// gA = V (F ∘ (Vᵀ gV) + diag(gλ)) Vᵀ with F_ij = 1/(λ_j − λ_i) off the diagonal, no guard.
 /// Its symmetric part equals [`spectral_backward`] on distinct eigenvalues; on repeated ones
 /// it is inf/NaN. Kept to demonstrate exactly that.
@@ -184,9 +199,12 @@ pub fn textbook_eigh_backward<T: Real>(
             tau += vtdv[(k, k)] * f.mean_sensitivity(lam[k], &scale);
         }
         let tau = tau / T::c(n as f64);
+        // Normalize's g depends on λ_max = λ_{n−1}: gλ_{n−1} also gets tr(VᵀdHV)·∂g/∂λ_max.
+        let top = vtdv.trace() * f.top_sensitivity(&scale);
         let inner = DMatrix::from_fn(n, n, |i, j| {
             if i == j {
-                f.derivative(lam[i], i, &scale) * vtdv[(i, i)] + tau
+                let top = if i == n - 1 { top } else { T::zero() };
+                f.derivative(lam[i], i, &scale) * vtdv[(i, i)] + tau + top
             } else {
                 T::one() / (lam[j] - lam[i]) * vtgv[(i, j)]
             }
