@@ -110,7 +110,8 @@ fn gpu_matches_reference_over_twenty_steps() {
 
 #[test]
 fn plan_stats_one_submit_no_readback_no_new_pipelines_pooled_memory() {
-    let dev = device();
+    // A device of its own: tests running in parallel on the shared one build pipelines too.
+    let dev = eigengrad::Device::new().unwrap();
     let m = mlp(256, &[64, 64, 64, 64, 64, 64, 10], |g, loss| {
         Adam::new(1e-3).minimize(g, loss).unwrap();
     });

@@ -81,7 +81,7 @@ fn targets(seed: u64, rows: usize, classes: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut t = vec![0.0f32; rows * classes];
     for (i, row) in t.chunks_mut(classes).enumerate() {
-        if seed % 2 == 0 {
+        if seed.is_multiple_of(2) {
             row[rng.random_range(0..classes)] = 1.0;
         } else if i % 5 != 4 {
             for v in row.iter_mut() {

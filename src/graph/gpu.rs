@@ -382,11 +382,11 @@ impl GpuPlan {
                 }
                 Op::SpectralFn(f) => {
                     let (batch, n) = batch_n(&node.shape);
-                    if !solve_of.contains_key(&i) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = solve_of.entry(i) {
                         let source = buffers[node.inputs[0].0]
                             .clone()
                             .expect("input has a buffer");
-                        solve_of.insert(i, (solves.len(), 0));
+                        e.insert((solves.len(), 0));
                         dispatches.push(Recorded::Solve(solves.len()));
                         solves.push(Solve::new(device, n, vec![(i, source, batch)])?);
                     }
@@ -501,8 +501,8 @@ impl GpuPlan {
                 dispatches.append(&mut per_node[i]);
             }
         }
-        for i in 0..nodes.len() {
-            dispatches.append(&mut per_node[i]);
+        for recorded in per_node.iter_mut() {
+            dispatches.append(recorded);
         }
         device.synchronize()?;
         let input_bytes: u64 = graph
@@ -600,7 +600,7 @@ impl GpuPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
-        let cold = self.step % COLD_RESTART_EVERY == 0;
+        let cold = self.step.is_multiple_of(COLD_RESTART_EVERY);
         let mut items = self.recorded.iter().peekable();
         while let Some(item) = items.next() {
             match item {

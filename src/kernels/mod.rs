@@ -11,14 +11,14 @@
 //! buffers in the order the builder lists them.
 
 pub mod elementwise;
-pub mod optim;
-pub mod spectral;
 pub mod finite;
+pub mod jacobi;
+pub mod matmul;
+pub mod optim;
 pub mod reduce;
 pub mod softmax;
+pub mod spectral;
 pub mod transpose;
-pub mod matmul;
-pub mod jacobi;
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -6,13 +6,13 @@
 
 pub mod eigh;
 pub mod elementwise;
-pub mod optim;
-pub mod spectral;
 pub mod finite;
+pub mod matmul;
+pub mod optim;
 pub mod reduce;
 pub mod softmax;
+pub mod spectral;
 pub mod transpose;
-pub mod matmul;
 
 /// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
 /// (as ground truth).
