@@ -93,6 +93,8 @@ const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl")
 /// Workgroup sizes of the kernels, as declared in their WGSL.
 const WG_ROTATE: u32 = 64;
 const WG_APPLY: u32 = 256;
+/// Blocks, or vec4s of a row of Vᵀ, per `apply` invocation (`GROUP` in jacobi_apply.wgsl).
+const APPLY_GROUP: usize = 8;
 const WG_FLAT: u32 = 64;
 const WG_PER_PAIR: u32 = 64;
 /// Size in bytes of one `Rot` record (c, s, i, j).
@@ -334,7 +336,7 @@ impl EighPlan {
         let pairs = m / 2;
         let items = to_u32(
             "eigh: rotation work items",
-            pairs * (pairs - 1) / 2 + chunks * pairs,
+            pairs * ((pairs / 2).div_ceil(APPLY_GROUP) + chunks.div_ceil(APPLY_GROUP)),
         )?;
         let mut params = Params {
             batch: batch as u32,
