@@ -46,7 +46,7 @@
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
 //! V0ᵀ·A·V0, which is nearly diagonal when A moved little, and returns V0·J₁·J₂·…: one or two
-//! sweeps instead of six to nine. V0 is read once, before anything is written, so an
+//! sweeps instead of six to nine. Only the prologue reads V0, so an
 //! [`EighPlan`]'s V0 buffer may be refreshed from its own `vectors` output between steps
 //! ([`EighPlan::record_feedback`]). V0 must be orthogonal; the result inherits its departure
 //! from orthogonality only until the closing Newton–Schulz step, so feeding the vectors back
@@ -352,6 +352,8 @@ impl EighPlan {
             tol: tolerance,
         };
         let per_matrix = [batch as u32, 1, 1];
+        // 4×4 output tiles of the batched products.
+        let tiles = (batch * chunks * chunks) as u64;
 
         let mut prologue = vec![Dispatch::new(
             device,
@@ -362,7 +364,7 @@ impl EighPlan {
             per_matrix,
         )?];
         if let Some(v0) = &warm_start {
-            let grid = grid_1d(device, "eigh warm start", elems as u64, WG_FLAT)?;
+            let grid = grid_1d(device, "eigh warm start", tiles, WG_FLAT)?;
             // T = A·V0 goes to `vectors`, which only the epilogue writes for real.
             prologue.push(Dispatch::new(
                 device,
@@ -455,6 +457,7 @@ impl EighPlan {
         let order = words_buffer(device, "eigh order", batch * n, storage)?;
         let per_pair = [(n as u32).div_ceil(WG_PER_PAIR), batch as u32, 1];
         let flat = grid_1d(device, "eigh epilogue", elems as u64, WG_FLAT)?;
+        let tiled = grid_1d(device, "eigh epilogue", tiles, WG_FLAT)?;
         // After `rank` has read the diagonal, the working matrix holds the corrected vectors
         // and the output-vectors buffer holds E, until `gather` writes the output over it.
         let epilogue = vec![
@@ -472,7 +475,7 @@ impl EighPlan {
                 "gram",
                 &params,
                 &[&work_v, vectors.buffer()],
-                flat,
+                tiled,
             )?,
             Dispatch::new(
                 device,
@@ -480,7 +483,7 @@ impl EighPlan {
                 "correct",
                 &params,
                 &[&work_v, vectors.buffer(), &work_a],
-                flat,
+                tiled,
             )?,
             Dispatch::new(device, &GATHER, "sign", &params, &[&work_a], per_pair)?,
             Dispatch::new(
