@@ -214,9 +214,11 @@ fn small_bytes(nmax: u64) -> u64 {
 /// groups built once, recorded every step without allocating.
 ///
 /// Buffers it owns: `input` (A, `[batch, n, n]`, written by the caller before each run), the
-/// optional `warm_start` (V0, same shape, read once at the start of a run), `values`
-/// (`[batch, n]`), `vectors` (`[batch, n, n]`), and two `u32` buffers of `batch` words:
-/// `sweeps` and `status` (`STATUS_*` bits). The outputs stay valid until the next run.
+/// optional `warm_start` (V0, same shape, read only by the prologue), `values` (`[batch, n]`),
+/// `vectors` (`[batch, n, n]`; scratch during a run, the result after it), and two `u32`
+/// buffers of `batch` words: `sweeps` and `status` (`STATUS_*` bits). The outputs stay valid
+/// until the next run. A layer that warm-starts every step builds the plan with a warm start
+/// and calls [`EighPlan::record_feedback`] after [`EighPlan::record`].
 pub struct EighPlan {
     batch: usize,
     n: usize,
