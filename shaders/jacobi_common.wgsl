@@ -24,7 +24,7 @@ struct Params {
     // The round this dispatch performs (multi-dispatch kernels only).
     round: u32,
     max_sweeps: u32,
-    // Invocations of `apply` per matrix: off-diagonal 2×2 blocks plus (pair, vec4 of Vᵀ).
+    // Invocations of `apply` per matrix: groups of off-diagonal 2×2 blocks and of vec4s of Vᵀ.
     items: u32,
     // Workgroups per matrix of `rotate` and `apply` (written into the indirect arguments).
     groups_rotate: u32,
@@ -102,22 +102,4 @@ fn rotate_block(x: vec4<f32>, rk: Rot, rl: Rot) -> vec4<f32> {
         rl.c * y10 - rl.s * y11,
         rl.s * y10 + rl.c * y11,
     );
-}
-
-// Columns (i, j) of one row of V after V ← V·J.
-fn rotate_pair(x: vec2<f32>, r: Rot) -> vec2<f32> {
-    return vec2<f32>(r.c * x.x - r.s * x.y, r.s * x.x + r.c * x.y);
-}
-
-// Block (k, l), k ≠ l, number `idx` of the m/2·(m/2−1)/2 unordered pairs of pairs: k runs over
-// all pairs and l = k + d (mod m/2) over the offsets d up to half way round.
-fn block_of(idx: u32) -> vec2<u32> {
-    let np = p.pairs;
-    let half = (np - 1u) / 2u;
-    if (idx < np * half) {
-        let k = idx % np;
-        return vec2<u32>(k, (k + 1u + idx / np) % np);
-    }
-    let k = idx - np * half;
-    return vec2<u32>(k, k + np / 2u);
 }

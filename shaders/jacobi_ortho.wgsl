@@ -1,12 +1,14 @@
 // Epilogue 2 and 3 of 4: one Newton–Schulz step V ← V·(3I − VᵀV)/2 = V + V·E/2 with
 // E = I − VᵀV, which takes the eigenvectors from the ~n^1.5·ε departure from orthogonality
 // that f32 rotations accumulate to ~n·ε, without moving them off their eigenvalues, and keeps
-// warm starts that feed the vectors back step after step from drifting.
-// `gram`: E (n×n, in the output-vectors buffer as scratch), one invocation per entry i ≤ j.
-// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i),
-// one invocation per entry. The working matrix is free by then: `rank` has read its diagonal.
+// warm starts that feed the vectors back step after step from drifting. Both products run in
+// 4×4 tiles per invocation, over the vec4 rows of Vᵀ.
+// `gram`: E (n×n, in the output-vectors buffer as scratch), tiles on or above the diagonal,
+// each written with its mirror image.
+// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i, n×n).
+// The working matrix is free by then: `rank` has read its diagonal.
 
-@group(0) @binding(1) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> e: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 
@@ -16,54 +18,97 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
+// (batch index, first row, first column) of tile `idx`, or batch = p.batch past the end.
+fn tile_of(idx: u32) -> vec3<u32> {
+    let tiles = p.chunks;
+    let per = tiles * tiles;
+    let r = idx % per;
+    return vec3<u32>(idx / per, (r / tiles) * 4u, (r % tiles) * 4u);
+}
+
+// vec4 number c of row i of matrix b's Vᵀ; zero for rows past n (columns past n are zero).
+fn v_at(b: u32, i: u32, c: u32) -> vec4<f32> {
+    let n = p.n;
+    return select(vec4<f32>(), v[(b * n + min(i, n - 1u)) * p.chunks + c], i < n);
+}
+
 @compute @workgroup_size(64)
 fn gram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(gid, nwg);
+    let tile = tile_of(flat(gid, nwg));
+    let b = tile.x;
+    let i = tile.y;
+    let j = tile.z;
+    if (b >= p.batch || i > j) {
+        return;
+    }
     let n = p.n;
-    let nn = n * n;
-    if (idx >= p.batch * nn) {
-        return;
+    var r0 = vec4<f32>();
+    var r1 = vec4<f32>();
+    var r2 = vec4<f32>();
+    var r3 = vec4<f32>();
+    for (var c = 0u; c < p.chunks; c++) {
+        let y0 = v_at(b, j, c);
+        let y1 = v_at(b, j + 1u, c);
+        let y2 = v_at(b, j + 2u, c);
+        let y3 = v_at(b, j + 3u, c);
+        let x0 = v_at(b, i, c);
+        let x1 = v_at(b, i + 1u, c);
+        let x2 = v_at(b, i + 2u, c);
+        let x3 = v_at(b, i + 3u, c);
+        r0 += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x0, y2), dot(x0, y3));
+        r1 += vec4<f32>(dot(x1, y0), dot(x1, y1), dot(x1, y2), dot(x1, y3));
+        r2 += vec4<f32>(dot(x2, y0), dot(x2, y1), dot(x2, y2), dot(x2, y3));
+        r3 += vec4<f32>(dot(x3, y0), dot(x3, y1), dot(x3, y2), dot(x3, y3));
     }
-    let b = idx / nn;
-    let i = (idx % nn) / n;
-    let j = idx % n;
-    if (i > j) {
-        return;
+    let rows = array<vec4<f32>, 4>(r0, r1, r2, r3);
+    let base = b * n * n;
+    for (var di = 0u; di < 4u; di++) {
+        for (var dj = 0u; dj < 4u; dj++) {
+            let r = i + di;
+            let s = j + dj;
+            if (r < n && s < n) {
+                let x = select(0.0, 1.0, r == s) - rows[di][dj];
+                e[base + r * n + s] = x;
+                e[base + s * n + r] = x;
+            }
+        }
     }
-    let width = 4u * p.chunks;
-    let vi = (b * n + i) * width;
-    let vj = (b * n + j) * width;
-    // Two partial sums, so that the diagonal's sum of squares (≈ 1) rounds half as much.
-    var s0 = 0.0;
-    var s1 = 0.0;
-    var k = 0u;
-    for (; k + 1u < n; k += 2u) {
-        s0 += v[vi + k] * v[vj + k];
-        s1 += v[vi + k + 1u] * v[vj + k + 1u];
-    }
-    if (k < n) {
-        s0 += v[vi + k] * v[vj + k];
-    }
-    let x = select(0.0, 1.0, i == j) - (s0 + s1);
-    e[b * nn + i * n + j] = x;
-    e[b * nn + j * n + i] = x;
 }
 
 @compute @workgroup_size(64)
 fn correct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(gid, nwg);
-    let n = p.n;
-    let nn = n * n;
-    if (idx >= p.batch * nn) {
+    let tile = tile_of(flat(gid, nwg));
+    let b = tile.x;
+    if (b >= p.batch) {
         return;
     }
-    let b = idx / nn;
-    let i = (idx % nn) / n;
-    let k = idx % n;
-    let width = 4u * p.chunks;
-    var acc = 0.0;
+    let n = p.n;
+    let base = b * n * n;
+    let i = tile.y;
+    let c = tile.z / 4u;
+    // Rows past n read row n − 1 of E, harmlessly: their results are not stored.
+    let ri = base + min(i, n - 1u) * n;
+    let ri1 = base + min(i + 1u, n - 1u) * n;
+    let ri2 = base + min(i + 2u, n - 1u) * n;
+    let ri3 = base + min(i + 3u, n - 1u) * n;
+    var r0 = vec4<f32>();
+    var r1 = vec4<f32>();
+    var r2 = vec4<f32>();
+    var r3 = vec4<f32>();
     for (var j = 0u; j < n; j++) {
-        acc += e[b * nn + i * n + j] * v[(b * n + j) * width + k];
+        let y = v_at(b, j, c);
+        r0 += e[ri + j] * y;
+        r1 += e[ri1 + j] * y;
+        r2 += e[ri2 + j] * y;
+        r3 += e[ri3 + j] * y;
     }
-    w[idx] = v[(b * n + i) * width + k] + 0.5 * acc;
+    let rows = array<vec4<f32>, 4>(r0, r1, r2, r3);
+    for (var di = 0u; di < 4u; di++) {
+        let x = v_at(b, i + di, c) + 0.5 * rows[di];
+        for (var dk = 0u; dk < 4u; dk++) {
+            if (i + di < n && 4u * c + dk < n) {
+                w[base + (i + di) * n + 4u * c + dk] = x[dk];
+            }
+        }
+    }
 }

@@ -305,7 +305,7 @@ fn every_family_in_one_batch() {
     // One batch holding every family, so that matrices finish at different sweeps (0 for the
     // diagonal ones) within the same dispatches.
     let mut rng = StdRng::seed_from_u64(2);
-    for n in [1, 2, 7, 16, 32, 33, 64, 65, 127] {
+    for n in [1, 2, 3, 7, 16, 31, 32, 33, 64, 65, 127] {
         let a: Vec<f32> = FAMILIES
             .iter()
             .flat_map(|f| family(f, &mut rng, n))
@@ -323,6 +323,21 @@ fn every_family_in_one_batch() {
             e.converged
         );
     }
+}
+
+#[test]
+fn hard_families_at_n_256() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let n = 256;
+    let names = ["clustered", "graded", "rank-deficient", "near-orthogonal"];
+    let a: Vec<f32> = names.iter().flat_map(|f| family(f, &mut rng, n)).collect();
+    let e = run(&a, names.len(), n, &EighOptions::default());
+    check_batch("hard families n=256", &a, n, &e);
+    eprintln!(
+        "hard families n=256: sweeps {:?} converged {:?}",
+        e.sweeps().unwrap(),
+        e.converged
+    );
 }
 
 #[test]

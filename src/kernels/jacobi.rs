@@ -46,7 +46,7 @@
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
 //! V0ᵀ·A·V0, which is nearly diagonal when A moved little, and returns V0·J₁·J₂·…: one or two
-//! sweeps instead of six to nine. V0 is read once, before anything is written, so an
+//! sweeps instead of six to nine. Only the prologue reads V0, so an
 //! [`EighPlan`]'s V0 buffer may be refreshed from its own `vectors` output between steps
 //! ([`EighPlan::record_feedback`]). V0 must be orthogonal; the result inherits its departure
 //! from orthogonality only until the closing Newton–Schulz step, so feeding the vectors back
@@ -93,6 +93,8 @@ const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl")
 /// Workgroup sizes of the kernels, as declared in their WGSL.
 const WG_ROTATE: u32 = 64;
 const WG_APPLY: u32 = 256;
+/// Blocks, or vec4s of a row of Vᵀ, per `apply` invocation (`GROUP` in jacobi_apply.wgsl).
+const APPLY_GROUP: usize = 8;
 const WG_FLAT: u32 = 64;
 const WG_PER_PAIR: u32 = 64;
 /// Size in bytes of one `Rot` record (c, s, i, j).
@@ -212,9 +214,11 @@ fn small_bytes(nmax: u64) -> u64 {
 /// groups built once, recorded every step without allocating.
 ///
 /// Buffers it owns: `input` (A, `[batch, n, n]`, written by the caller before each run), the
-/// optional `warm_start` (V0, same shape, read once at the start of a run), `values`
-/// (`[batch, n]`), `vectors` (`[batch, n, n]`), and two `u32` buffers of `batch` words:
-/// `sweeps` and `status` (`STATUS_*` bits). The outputs stay valid until the next run.
+/// optional `warm_start` (V0, same shape, read only by the prologue), `values` (`[batch, n]`),
+/// `vectors` (`[batch, n, n]`; scratch during a run, the result after it), and two `u32`
+/// buffers of `batch` words: `sweeps` and `status` (`STATUS_*` bits). The outputs stay valid
+/// until the next run. A layer that warm-starts every step builds the plan with a warm start
+/// and calls [`EighPlan::record_feedback`] after [`EighPlan::record`].
 pub struct EighPlan {
     batch: usize,
     n: usize,
@@ -334,7 +338,7 @@ impl EighPlan {
         let pairs = m / 2;
         let items = to_u32(
             "eigh: rotation work items",
-            pairs * (pairs - 1) / 2 + chunks * pairs,
+            pairs * ((pairs / 2).div_ceil(APPLY_GROUP) + chunks.div_ceil(APPLY_GROUP)),
         )?;
         let mut params = Params {
             batch: batch as u32,
@@ -350,6 +354,8 @@ impl EighPlan {
             tol: tolerance,
         };
         let per_matrix = [batch as u32, 1, 1];
+        // 4×4 output tiles of the batched products.
+        let tiles = (batch * chunks * chunks) as u64;
 
         let mut prologue = vec![Dispatch::new(
             device,
@@ -360,7 +366,7 @@ impl EighPlan {
             per_matrix,
         )?];
         if let Some(v0) = &warm_start {
-            let grid = grid_1d(device, "eigh warm start", elems as u64, WG_FLAT)?;
+            let grid = grid_1d(device, "eigh warm start", tiles, WG_FLAT)?;
             // T = A·V0 goes to `vectors`, which only the epilogue writes for real.
             prologue.push(Dispatch::new(
                 device,
@@ -453,6 +459,7 @@ impl EighPlan {
         let order = words_buffer(device, "eigh order", batch * n, storage)?;
         let per_pair = [(n as u32).div_ceil(WG_PER_PAIR), batch as u32, 1];
         let flat = grid_1d(device, "eigh epilogue", elems as u64, WG_FLAT)?;
+        let tiled = grid_1d(device, "eigh epilogue", tiles, WG_FLAT)?;
         // After `rank` has read the diagonal, the working matrix holds the corrected vectors
         // and the output-vectors buffer holds E, until `gather` writes the output over it.
         let epilogue = vec![
@@ -470,7 +477,7 @@ impl EighPlan {
                 "gram",
                 &params,
                 &[&work_v, vectors.buffer()],
-                flat,
+                tiled,
             )?,
             Dispatch::new(
                 device,
@@ -478,7 +485,7 @@ impl EighPlan {
                 "correct",
                 &params,
                 &[&work_v, vectors.buffer(), &work_a],
-                flat,
+                tiled,
             )?,
             Dispatch::new(device, &GATHER, "sign", &params, &[&work_a], per_pair)?,
             Dispatch::new(
