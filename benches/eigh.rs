@@ -18,12 +18,11 @@
 //! The machine ran other builds at the same time (load average 5–7 on 2 cores): absolute
 //! figures are 2–4× pessimistic, ratios within one row are the signal. Warm starts are 2.4–2.9×
 //! faster than cold ones (the prologue's V0ᵀ·A·V0 and the closing Newton–Schulz step cost
-//! about two sweeps). The brief's 64×256 and 8×512 are scaled down to 16×256 and 2×512: at
-//! 4× the work of the scaled runs, one GPU iteration of those would take about a minute on
-//! ~15 s. lavapipe runs compute on the CPU, each workgroup's
-//! lanes 8-wide on one thread, with every load and store done lane by lane: it is a
-//! correctness target, not a fast one; on a real GPU the same kernels spread the rotations of
-//! a round across thousands of lanes.
+//! about two sweeps). The brief's 64×256 and 8×512 are scaled down to 16×256 and 2×512: at 4×
+//! the work of the scaled runs (~15 s each), one GPU iteration of those would take about a
+//! minute. lavapipe runs compute on the CPU, each workgroup's lanes 8-wide on one thread, with
+//! every load and store done lane by lane: it is a correctness target, not a fast one; on a
+//! real GPU the same kernels spread the rotations of a round across thousands of lanes.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eigengrad::kernels::jacobi::EighPlan;
