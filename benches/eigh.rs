@@ -10,13 +10,19 @@
 //!
 //! | batch × n | GPU cold | GPU warm | nalgebra | faer 1T | faer 2T | cold/faer2T | warm/faer2T | sweeps cold → warm |
 //! |---|---|---|---|---|---|---|---|---|
-//! | RESULTS |
+//! | 4096×32 | 411.8 | 1000.7 | 32224.8 | 15896.0 | 13383.9 | 0.031 | 0.075 | 6.0 → 2.0 |
+//! | 1024×64 | 100.5 | 293.8 | 5499.9 | 5050.9 | 4431.7 | 0.023 | 0.066 | 7.0 → 2.0 |
+//! | 16×256 | 1.0 | 2.7 | 80.0 | 184.6 | 220.4 | 0.005 | 0.012 | 8.8 → 2.0 |
+//! | 2×512 | 0.1 | 0.3 | 11.6 | 26.2 | 25.7 | 0.006 | 0.013 | 9.0 → 2.5 |
 //!
-//! The brief's 64×256 and 8×512 are scaled down to 16×256 and 2×512: one GPU iteration of the
-//! full batches takes 20–40 s on lavapipe. lavapipe runs compute on the CPU, each workgroup's
-//! lanes 8-wide on one thread, with every load and store done lane by lane: it is a
-//! correctness target, not a fast one; on a real GPU the same kernels spread the rotations of
-//! a round across thousands of lanes.
+//! The machine ran other builds at the same time (load average 5–7 on 2 cores): absolute
+//! figures are 2–4× pessimistic, ratios within one row are the signal. Warm starts are 2.4–2.9×
+//! faster than cold ones (the prologue's V0ᵀ·A·V0 and the closing Newton–Schulz step cost
+//! about two sweeps). The brief's 64×256 and 8×512 are scaled down to 16×256 and 2×512: at 4×
+//! the work of the scaled runs (~15 s each), one GPU iteration of those would take about a
+//! minute. lavapipe runs compute on the CPU, each workgroup's lanes 8-wide on one thread, with
+//! every load and store done lane by lane: it is a correctness target, not a fast one; on a
+//! real GPU the same kernels spread the rotations of a round across thousands of lanes.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eigengrad::kernels::jacobi::EighPlan;
