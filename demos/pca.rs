@@ -399,25 +399,29 @@ fn run(args: Args) -> DemoResult<()> {
     if let Some(t) = first_call {
         add(
             &mut summary,
-            "first GPU pass, with pipeline builds (s)",
-            fmt(t, 3),
+            "first GPU pass, with pipeline builds (ms)",
+            fmt(1e3 * t, 1),
         );
     }
-    add(&mut summary, "covariance on the GPU (s)", fmt(t_cov_gpu, 3));
     add(
         &mut summary,
-        "covariance on the CPU, f64 (s)",
-        fmt(t_cov_cpu, 3),
+        "covariance on the GPU (ms)",
+        fmt(1e3 * t_cov_gpu, 1),
     );
     add(
         &mut summary,
-        "Jacobi eigh on the GPU (s)",
-        fmt(t_eigh_gpu, 3),
+        "covariance on the CPU, f64 (ms)",
+        fmt(1e3 * t_cov_cpu, 1),
     );
     add(
         &mut summary,
-        "reference eigh on the CPU, f64 (s)",
-        fmt(t_eigh_cpu, 3),
+        "Jacobi eigh on the GPU (ms)",
+        fmt(1e3 * t_eigh_gpu, 1),
+    );
+    add(
+        &mut summary,
+        "reference eigh on the CPU, f64 (ms)",
+        fmt(1e3 * t_eigh_cpu, 1),
     );
     add(
         &mut summary,

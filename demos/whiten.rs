@@ -399,7 +399,12 @@ fn run(args: Args) -> DemoResult<()> {
                 })
                 .collect();
             panels.push(Panel {
-                title: format!("{}: whitening layer {}", r.variant.name(), l + 1),
+                title: format!(
+                    "{}: EigenWhiten {} of {}",
+                    r.variant.name(),
+                    l + 1,
+                    cfg.depth
+                ),
                 x_label: "component (largest first)".into(),
                 y_label: "explained variance (log scale)".into(),
                 series,
