@@ -240,7 +240,7 @@ fn train_variant(
         init_scale: args.init_scale,
     };
     let eval_batch = 500.min(test.n.max(args.eval_train.min(train.n)));
-    let mut trainer = Trainer::<Vec<MlpLayer>>::new(
+    let mut trainer = Trainer::new(
         &s.device,
         train.features,
         train.classes,

@@ -142,7 +142,7 @@ fn train_variant(
     };
     let eval_batch = 500.min(test.n.max(args.eval_train.min(train.n)));
     let classes = train.classes;
-    let mut trainer = Trainer::<Vec<EigenWhiten>>::new(
+    let mut trainer = Trainer::new(
         &s.device,
         train.features,
         classes,

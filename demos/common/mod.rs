@@ -67,13 +67,6 @@ pub struct CommonArgs {
     pub quick: bool,
 }
 
-impl CommonArgs {
-    /// True when a big MNIST-format set (not the embedded digits) was asked for.
-    pub fn big_data(&self) -> bool {
-        self.data.is_some() || self.fashion
-    }
-}
-
 /// What [`setup`] prepares: the device, the data and the output folder.
 pub struct Setup {
     /// The device the demo runs on.
@@ -213,7 +206,7 @@ impl<T> Trainer<T> {
     /// Builds both graphs with `build(graph, x, train)`: the training one for batches of
     /// `batch` with Adam appended, the evaluation one (`train = false`) for `eval_batch`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new<U>(
+    pub fn new(
         device: &Device,
         features: usize,
         classes: usize,
@@ -221,8 +214,8 @@ impl<T> Trainer<T> {
         eval_batch: usize,
         adam: Adam,
         seed: u64,
-        mut build: impl FnMut(&mut Graph, Value, bool) -> eigengrad::Result<Built<U>>,
-    ) -> DemoResult<Trainer<U>> {
+        mut build: impl FnMut(&mut Graph, Value, bool) -> eigengrad::Result<Built<T>>,
+    ) -> DemoResult<Trainer<T>> {
         let mut g = Graph::new();
         let x = g.input("x", &[batch, features]);
         let targets = g.input("targets", &[batch, classes]);
