@@ -1,0 +1,304 @@
+//! The demos (Cargo examples whose source lives in `demos/`) run end to end in their tiny
+//! `--quick` configuration on the default adapter: each must exit successfully, write
+//! decodable PNG figures, and write numbers that make sense (finite losses that fall,
+//! accuracy above chance, GPU eigenvalues that match the CPU reference).
+//!
+//! Each test builds its example first (`cargo build --example`, a no-op after `cargo test`,
+//! which builds the examples anyway), then runs the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example binary `name` of the profile this test was built in, (re)built first so a
+/// lone `cargo test --test demos` never runs a stale demo (a no-op after `cargo test`).
+fn example(name: &str) -> PathBuf {
+    // target/<profile dir>/deps/demos-<hash> → target/<profile dir>/examples/<name>
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--locked",
+            "--profile",
+            profile,
+            "--example",
+            name,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "no example binary at {}", bin.display());
+    bin
+}
+
+/// A fresh output folder for one demo run.
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eigengrad-demo-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs the demo with `args` and `--out DIR`; returns DIR and the demo's stdout.
+fn run(name: &str, args: &[&str]) -> (PathBuf, String) {
+    let out = out_dir(name);
+    let output = Command::new(example(name))
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("the demo starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("adapter: "),
+        "{name} does not print its adapter"
+    );
+    (out, stdout)
+}
+
+/// The PNG decodes, and is a real picture: at least 300×200 pixels with more than a handful
+/// of distinct colours (axes, lines, text).
+fn check_png(path: &Path) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap_or_else(|e| panic!("{} is not a PNG: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        info.width >= 300 && info.height >= 200,
+        "{}: {}×{}",
+        path.display(),
+        info.width,
+        info.height
+    );
+    let px = info.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    assert!(
+        colours.len() > 20,
+        "{}: only {} colours",
+        path.display(),
+        colours.len()
+    );
+}
+
+/// A CSV file as (header, rows of cells).
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect());
+    let header: Vec<String> = lines.next().expect("a header");
+    let rows: Vec<Vec<String>> = lines.collect();
+    assert!(!rows.is_empty(), "{} has no rows", path.display());
+    for r in &rows {
+        assert_eq!(
+            r.len(),
+            header.len(),
+            "{}: ragged row {r:?}",
+            path.display()
+        );
+    }
+    (header, rows)
+}
+
+/// Column `name` of `rows`, parsed as numbers.
+fn column(header: &[String], rows: &[Vec<String>], name: &str) -> Vec<f64> {
+    let i = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    rows.iter()
+        .map(|r| {
+            r[i].parse()
+                .unwrap_or_else(|e| panic!("{name} = {}: {e}", r[i]))
+        })
+        .collect()
+}
+
+/// Per variant of a metrics.csv: (first train loss, last train loss, last test accuracy,
+/// every train loss finite).
+fn per_variant(header: &[String], rows: &[Vec<String>]) -> Vec<(String, f64, f64, f64, bool)> {
+    let loss = column(header, rows, "train_loss");
+    let acc = column(header, rows, "test_accuracy");
+    let mut out: Vec<(String, f64, f64, f64, bool)> = Vec::new();
+    for (k, r) in rows.iter().enumerate() {
+        match out.last_mut() {
+            Some(v) if v.0 == r[0] => {
+                v.2 = loss[k];
+                v.3 = acc[k];
+                v.4 &= loss[k].is_finite();
+            }
+            _ => out.push((r[0].clone(), loss[k], loss[k], acc[k], loss[k].is_finite())),
+        }
+    }
+    out
+}
+
+#[test]
+fn demos_print_help_and_reject_bad_options() {
+    for name in ["deep_mlp", "pca", "whiten"] {
+        let help = Command::new(example(name)).arg("--help").output().unwrap();
+        assert!(help.status.success(), "{name} --help failed");
+        let text = String::from_utf8_lossy(&help.stdout);
+        for flag in ["--backend", "--out", "--data", "--fashion", "--quick"] {
+            assert!(text.contains(flag), "{name} --help lacks {flag}:\n{text}");
+        }
+        let bad = Command::new(example(name))
+            .args(["--backend", "carrier-pigeon"])
+            .output()
+            .unwrap();
+        assert!(!bad.status.success(), "{name} accepted a bad backend");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("unknown backend"),
+            "{name}: unclear error for a bad backend"
+        );
+    }
+}
+
+#[test]
+fn deep_mlp_quick() {
+    let (out, stdout) = run("deep_mlp", &["--quick", "--epochs", "2"]);
+    for png in ["curves.png", "gradnorms.png", "spectra.png"] {
+        check_png(&out.join(png));
+    }
+    for v in ["plain", "eigen-clamp", "eigen-orthogonal"] {
+        assert!(stdout.contains(v), "summary table lacks {v}:\n{stdout}");
+    }
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    let variants = per_variant(&h, &rows);
+    assert_eq!(variants.len(), 3, "{variants:?}");
+    for (name, first, last, acc, finite) in &variants {
+        assert!(*finite, "{name}: non-finite training loss");
+        assert!(last < first, "{name}: training loss {first} -> {last}");
+        // 256 test images of 10 balanced classes: chance is 0.1.
+        assert!(*acc > 0.15, "{name}: test accuracy {acc}");
+    }
+    // The Eigen layers are the point: after two epochs they must be well above chance.
+    for (name, _, _, acc, _) in &variants[1..] {
+        assert!(*acc > 0.5, "{name}: test accuracy {acc}");
+    }
+    let (h, rows) = read_csv(&out.join("gradnorms.csv"));
+    assert_eq!(rows.len(), 3 * 4, "3 variants × 4 layers");
+    for c in ["first_step", "last_step"] {
+        assert!(column(&h, &rows, c)
+            .iter()
+            .all(|g| g.is_finite() && *g > 0.0));
+    }
+    let (h, rows) = read_csv(&out.join("spectra.csv"));
+    assert!(column(&h, &rows, "sigma")
+        .iter()
+        .all(|s| s.is_finite() && *s >= 0.0));
+    // Eigen variants: the applied weight's singular values lie in the band (clamp) or equal 1
+    // (orthogonal), to the solver's f32 accuracy, in every direction the layer does not treat
+    // as null: those with σ(W) above √FLOOR_REL = 1e-3 of the layer's largest (2e-3 here,
+    // clear of the floor's edge).
+    let sigma = column(&h, &rows, "sigma");
+    let raw = column(&h, &rows, "sigma_raw");
+    let key = |r: &Vec<String>| (r[0].clone(), r[1].clone(), r[2].clone());
+    let mut checked = 0;
+    for (k, r) in rows.iter().enumerate() {
+        let top = rows
+            .iter()
+            .zip(&raw)
+            .filter(|(q, _)| key(q) == key(r))
+            .map(|(_, &x)| x)
+            .fold(0.0, f64::max);
+        if raw[k] < 2e-3 * top {
+            continue;
+        }
+        let s = sigma[k];
+        match r[0].as_str() {
+            "eigen-clamp" => assert!((0.9 - 1e-3..=1.1 + 1e-3).contains(&s), "{r:?}"),
+            "eigen-orthogonal" => assert!((s - 1.0).abs() < 1e-3, "{r:?}"),
+            _ => continue,
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} singular values checked");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for v in summary["variants"].as_array().unwrap() {
+        if v["variant"] != "plain" {
+            let sweeps = v["mean_sweeps_per_step"].as_f64().unwrap();
+            assert!((0.0..=15.0).contains(&sweeps), "{v}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn pca_quick() {
+    let (out, _) = run("pca", &["--quick"]);
+    for png in ["eigenimages.png", "explained_variance.png"] {
+        check_png(&out.join(png));
+    }
+    let (h, rows) = read_csv(&out.join("eigenvalues.csv"));
+    assert_eq!(rows.len(), 64, "8×8 digits: 64 components");
+    let gpu = column(&h, &rows, "gpu");
+    let reference = column(&h, &rows, "reference_same_covariance");
+    // Jacobi in f32 stops at off(A) ≤ 1.2e-6·√n·‖A‖_F, so each eigenvalue is within a few
+    // 1e-6·‖A‖ of the reference; 1e-4·λ₁ leaves room for f32 rounding of the covariance.
+    let lambda1 = reference[0];
+    for (k, (g, r)) in gpu.iter().zip(&reference).enumerate() {
+        assert!((g - r).abs() <= 1e-4 * lambda1, "component {k}: {g} vs {r}");
+    }
+    assert!(gpu.windows(2).all(|w| w[0] >= w[1]), "largest first");
+    let cumulative = column(&h, &rows, "cumulative");
+    assert!((cumulative[63] - 1.0).abs() < 1e-6);
+    let cosines = column(&h, &rows, "abs_cos_gpu_reference");
+    // The top directions are well separated (gaps ≫ the solver error): they must agree.
+    assert!(cosines[..5].iter().all(|c| *c > 0.999), "{cosines:?}");
+    let _ = std::fs::remove_dir_all(out);
+}
+
+#[test]
+fn whiten_quick() {
+    let (out, _) = run("whiten", &["--quick"]);
+    for png in ["curves.png", "explained_variance.png"] {
+        check_png(&out.join(png));
+    }
+    let (h, rows) = read_csv(&out.join("metrics.csv"));
+    let variants = per_variant(&h, &rows);
+    assert_eq!(variants.len(), 3, "{variants:?}");
+    for (name, first, last, acc, finite) in &variants {
+        assert!(*finite, "{name}: non-finite training loss");
+        assert!(last < first, "{name}: training loss {first} -> {last}");
+        assert!(*acc > 0.3, "{name}: test accuracy {acc}");
+    }
+    // Explained variance of each group: fractions, largest first, summing to 1.
+    let (h, rows) = read_csv(&out.join("explained_variance.csv"));
+    let f = column(&h, &rows, "fraction");
+    let group = |r: &Vec<String>| (r[0].clone(), r[1].clone(), r[2].clone());
+    let mut start = 0;
+    while start < rows.len() {
+        let end = (start..rows.len())
+            .find(|&i| group(&rows[i]) != group(&rows[start]))
+            .unwrap_or(rows.len());
+        let g = &f[start..end];
+        assert_eq!(g.len(), 16, "group size 16");
+        assert!((g.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{g:?}");
+        assert!(g.windows(2).all(|w| w[0] >= w[1] - 1e-6), "{g:?}");
+        start = end;
+    }
+    let _ = std::fs::remove_dir_all(out);
+}
