@@ -152,6 +152,8 @@ struct DeviceShared {
     pipelines_created: AtomicUsize,
     /// The first uncaptured wgpu error, returned at the next synchronisation point.
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Kernel variants chosen by autotuning, by kernel name (see `kernels::autotune`).
+    tuned: Mutex<HashMap<String, String>>,
 }
 
 /// An opened GPU device with its queue, limits and pipeline cache.
@@ -281,6 +283,7 @@ impl Device {
                 pipelines: Mutex::new(HashMap::new()),
                 pipelines_created: AtomicUsize::new(0),
                 uncaptured,
+                tuned: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -355,6 +358,20 @@ impl Device {
         log::debug!("built pipeline {}::{entry}", shader.name);
         pipelines.insert(key, pipeline.clone());
         pipeline
+    }
+
+    /// The variant of `kernel` that autotuning chose on this device, if it ran (in memory for
+    /// the life of the device; see [`crate::kernels::autotune`]).
+    pub fn tuned_variant(&self, kernel: &str) -> Option<String> {
+        let tuned = self.shared.tuned.lock().unwrap_or_else(|p| p.into_inner());
+        tuned.get(kernel).cloned()
+    }
+
+    /// Records `variant` as the autotuned choice of `kernel` on this device; kernels built
+    /// afterwards use it (also a way to force a variant, e.g. `("matmul", "Tiled")`).
+    pub fn set_tuned_variant(&self, kernel: &str, variant: &str) {
+        let mut tuned = self.shared.tuned.lock().unwrap_or_else(|p| p.into_inner());
+        tuned.insert(kernel.to_string(), variant.to_string());
     }
 
     /// Waits for all submitted work and returns the first device error since the last check.

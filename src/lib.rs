@@ -20,6 +20,7 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
+pub mod profile;
 pub mod reference;
 pub mod tensor;
 

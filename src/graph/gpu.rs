@@ -10,9 +10,12 @@ use crate::error::{Error, Result};
 use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
 use crate::kernels::matmul::MatmulDims;
 use crate::kernels::{self, Dispatch};
+pub use crate::profile::StepProfile;
+use crate::profile::{wait_for, PassTimer};
 use crate::tensor::{read_buffer, read_words, TENSOR_USAGE};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 /// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
@@ -96,8 +99,14 @@ impl Solve {
         })
     }
 
-    /// Records input copies, the solve, the warm-start feedback and the output copies.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, cold: bool) {
+    /// Records input copies, the solve (one compute pass, with `timestamp_writes` when
+    /// profiled), the warm-start feedback and the output copies.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        cold: bool,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
         let n = self.plan.n() as u64;
         let input = self.plan.input().buffer();
         for m in &self.members {
@@ -110,7 +119,7 @@ impl Solve {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("eigh"),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             self.plan.record(&mut pass);
         }
@@ -180,6 +189,9 @@ pub struct GpuPlan {
     step: u64,
     kept: Vec<Value>,
     stats: PlanStats,
+    /// Timestamp queries for [`GpuPlan::step_profiled`], created at its first call (the inner
+    /// `None`: the adapter has no timestamp queries).
+    timer: Option<Option<PassTimer>>,
 }
 
 impl GpuPlan {
@@ -542,12 +554,60 @@ impl GpuPlan {
             step: 0,
             kept: outputs.to_vec(),
             stats,
+            timer: None,
         })
     }
 
     /// Runs one step: writes `inputs` (every input of the graph, by value), then forward,
     /// backward and updates in one submission. Returns without waiting for the device.
     pub fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        self.write_inputs(inputs)?;
+        let commands = self.record(None);
+        self.device.queue().submit([commands]);
+        self.device.take_error()?;
+        // Reclaim finished submissions without blocking.
+        let _ = self.device.wgpu_device().poll(wgpu::PollType::Poll);
+        Ok(())
+    }
+
+    /// Runs one step as [`Self::step`] does and measures it: it first waits for the work
+    /// queued before (so the figures belong to this step alone), then reports the host time
+    /// to write the inputs, to record every pass and to submit, the wall time until
+    /// the device finished, and — where the adapter has timestamp queries — the device's own
+    /// time from the first pass's begin to the last pass's end. The query set and its buffers
+    /// are created at the first call and reused; nothing else is created per step.
+    pub fn step_profiled(&mut self, inputs: &[(Value, &[f32])]) -> Result<StepProfile> {
+        self.device.synchronize()?;
+        if self.timer.is_none() {
+            self.timer = Some(PassTimer::new(&self.device, self.passes_per_step())?);
+        }
+        let start = Instant::now();
+        self.write_inputs(inputs)?;
+        let written = Instant::now();
+        let timer = self.timer.as_ref().and_then(Option::as_ref);
+        let commands = self.record(timer);
+        let recorded = Instant::now();
+        let index = self.device.queue().submit([commands]);
+        let submitted = Instant::now();
+        wait_for(&self.device, index)?;
+        let finished = Instant::now();
+        let passes = self.passes_per_step();
+        let times = timer.map(|t| t.read(passes)).transpose()?;
+        Ok(StepProfile {
+            host_upload_us: (written - start).as_secs_f64() * 1e6,
+            host_record_us: (recorded - written).as_secs_f64() * 1e6,
+            host_submit_us: (submitted - recorded).as_secs_f64() * 1e6,
+            wall_ms: (finished - start).as_secs_f64() * 1e3,
+            gpu_ms: times.as_ref().map(|t| t.span_ms()),
+            gpu_busy_ms: times.as_ref().map(|t| t.busy_ms()),
+            dispatches: self.stats.dispatches_per_step,
+            passes,
+        })
+    }
+
+    /// Checks `inputs` against the graph's inputs, writes them and the step's hyperparameter
+    /// words, and advances the step count.
+    fn write_inputs(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
         let queue = self.device.queue();
         let expected = self.graph.values_where(|op| *op == Op::Input);
         for &v in &expected {
@@ -583,17 +643,34 @@ impl GpuPlan {
         self.step += 1;
         let hyper = kernels::optim::hyper_values(self.learning_rate, self.step);
         queue.write_buffer(&self.hyper, 0, bytemuck::cast_slice(&hyper));
-        self.record_and_submit();
-        self.device.take_error()?;
-        // Reclaim finished submissions without blocking.
-        let _ = self.device.wgpu_device().poll(wgpu::PollType::Poll);
         Ok(())
+    }
+
+    /// Compute passes one step records: one per eigendecomposition and one per run of
+    /// consecutive kernel launches between them.
+    fn passes_per_step(&self) -> usize {
+        let mut passes = 0;
+        let mut in_run = false;
+        for item in &self.recorded {
+            match item {
+                Recorded::Solve(_) => {
+                    passes += 1;
+                    in_run = false;
+                }
+                Recorded::Dispatch(_) => {
+                    passes += usize::from(!in_run);
+                    in_run = true;
+                }
+            }
+        }
+        passes
     }
 
     /// Records the whole step into one encoder — compute passes for runs of dispatches, and
     /// for each eigendecomposition the copy of its input, its solve and the warm-start
-    /// feedback — and submits it once.
-    fn record_and_submit(&self) {
+    /// feedback — to be submitted once. With a `timer`, each pass writes its begin and end
+    /// timestamps and the encoder ends with their resolution.
+    fn record(&self, timer: Option<&PassTimer>) -> wgpu::CommandBuffer {
         let mut encoder =
             self.device
                 .wgpu_device()
@@ -601,14 +678,19 @@ impl GpuPlan {
                     label: Some("step"),
                 });
         let cold = self.step.is_multiple_of(COLD_RESTART_EVERY);
+        let mut pass_index = 0;
+        let mut writes = || {
+            pass_index += 1;
+            timer.and_then(|t| t.writes(pass_index - 1))
+        };
         let mut items = self.recorded.iter().peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => self.solves[*k].record(&mut encoder, cold),
+                Recorded::Solve(k) => self.solves[*k].record(&mut encoder, cold, writes()),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),
-                        timestamp_writes: None,
+                        timestamp_writes: writes(),
                     });
                     first.record(&mut pass);
                     while let Some(Recorded::Dispatch(d)) = items.peek() {
@@ -618,7 +700,10 @@ impl GpuPlan {
                 }
             }
         }
-        self.device.queue().submit([encoder.finish()]);
+        if let Some(t) = timer {
+            t.resolve(&mut encoder, pass_index);
+        }
+        encoder.finish()
     }
 
     /// Checks every eigendecomposition of the last step: a NaN or Inf in a spectral

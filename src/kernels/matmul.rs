@@ -6,13 +6,20 @@
 //!   (llvmpipe runs a workgroup on one thread, where barriers cost more than they save);
 //! - [`MatmulVariant::Tiled`], shared-memory tiles with register blocking, for real GPUs.
 //!
+//! That rule is a heuristic; [`autotune`] replaces it on a device by measurement (both
+//! variants timed once on a [`TUNE_SIZE`]² product, the winner cached per adapter in memory
+//! and on disk, see [`super::autotune`]).
+//!
 //! Both take any m, n, k ≥ 1: loads clamp into the matrix and stores are masked. Transposes
 //! are a choice of strides made here on the host, so the shaders' inner loops never branch.
 
+use super::autotune::{adapter_key, default_cache_path, TuneCache, TuneSource};
 use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::profile::{time_pass, PassTimer};
 use crate::tensor::Tensor;
+use std::path::{Path, PathBuf};
 
 const MATMUL: Shader = Shader {
     name: "matmul",
@@ -150,16 +157,35 @@ impl MatmulVariant {
     /// Every variant, for tests and benches that cover all of them.
     pub const ALL: [MatmulVariant; 2] = [MatmulVariant::RowBlock, MatmulVariant::Tiled];
 
-    /// The variant to use on `device`: RowBlock on CPU adapters, Tiled otherwise.
-    ///
-    /// This is the single place the choice is made, so a later per-adapter autotuner (time
-    /// each variant once, cache the winner by adapter name) only has to replace this body.
+    /// The variant to use on `device`: the one [`autotune`] chose there, if it ran on this
+    /// device; else the [`Self::heuristic`]. This is the single place the choice is made.
     pub fn for_device(device: &Device) -> MatmulVariant {
+        device
+            .tuned_variant(TUNE_KERNEL)
+            .and_then(|name| MatmulVariant::parse(&name))
+            .unwrap_or_else(|| MatmulVariant::heuristic(device))
+    }
+
+    /// The untuned rule: RowBlock on CPU adapters, Tiled otherwise.
+    pub fn heuristic(device: &Device) -> MatmulVariant {
         if device.info().is_cpu() {
             MatmulVariant::RowBlock
         } else {
             MatmulVariant::Tiled
         }
+    }
+
+    /// The variant's name, as the autotune cache stores it: `RowBlock` or `Tiled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::RowBlock => "RowBlock",
+            MatmulVariant::Tiled => "Tiled",
+        }
+    }
+
+    /// The variant called `name` (as [`Self::name`] writes it), if any.
+    pub fn parse(name: &str) -> Option<MatmulVariant> {
+        MatmulVariant::ALL.into_iter().find(|v| v.name() == name)
     }
 
     fn entry(self) -> &'static str {
@@ -289,4 +315,113 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
     let d = matmul_dispatch(&device, &dims, a.buffer(), b.buffer(), c.buffer())?;
     super::run(&device, &[&d])?;
     Ok(c)
+}
+
+/// The kernel name matmul choices are stored under (on the device and in the cache file).
+const TUNE_KERNEL: &str = "matmul";
+
+/// Order of the square product [`autotune`] times: large enough that launch overhead is
+/// noise, small enough to take about a second on lavapipe.
+pub const TUNE_SIZE: usize = 512;
+
+/// Timed runs of each variant while tuning (after one untimed warm-up that compiles it); the
+/// fastest run counts, which discards runs slowed by other load.
+const TUNE_RUNS: usize = 3;
+
+/// What [`autotune_with`] chose, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatmulTuning {
+    /// The variant [`MatmulVariant::for_device`] now returns on this device.
+    pub variant: MatmulVariant,
+    /// Whether it was already tuned in this process, read from the cache file, or measured.
+    pub source: TuneSource,
+    /// Milliseconds of one [`TUNE_SIZE`]² product per variant (device time from timestamp
+    /// queries where the adapter has them, else wall time); empty unless measured.
+    pub timings_ms: Vec<(MatmulVariant, f64)>,
+    /// The cache file consulted, if any.
+    pub cache_path: Option<PathBuf>,
+}
+
+/// Chooses the matmul variant for `device` by measurement, once per adapter: the choice is
+/// remembered on the device (so [`MatmulVariant::for_device`] returns it from then on) and
+/// in the cache file of [`default_cache_path`]. A missing or read-only cache is not an error.
+/// Tune before compiling plans: dispatches built earlier keep the variant they were built
+/// with.
+pub fn autotune(device: &Device) -> Result<MatmulVariant> {
+    Ok(autotune_with(device, default_cache_path().as_deref(), false)?.variant)
+}
+
+/// [`autotune`] with an explicit cache file (`None`: memory only) and, with `force`, a new
+/// measurement even where a choice is remembered or cached (which it then replaces).
+///
+/// Errors: only device errors while measuring; cache files are read and written best-effort.
+pub fn autotune_with(device: &Device, cache: Option<&Path>, force: bool) -> Result<MatmulTuning> {
+    let done = |variant, source, timings_ms| {
+        device.set_tuned_variant(TUNE_KERNEL, MatmulVariant::name(variant));
+        log::info!(
+            "matmul autotune on {}: {variant:?} ({source:?})",
+            device.info().name
+        );
+        Ok(MatmulTuning {
+            variant,
+            source,
+            timings_ms,
+            cache_path: cache.map(Path::to_path_buf),
+        })
+    };
+    if !force {
+        if let Some(v) = device
+            .tuned_variant(TUNE_KERNEL)
+            .and_then(|n| MatmulVariant::parse(&n))
+        {
+            return done(v, TuneSource::Memory, Vec::new());
+        }
+    }
+    let key = adapter_key(device.info());
+    let mut file = TuneCache::load(cache);
+    if !force {
+        if let Some(v) = file.get(&key, TUNE_KERNEL).and_then(MatmulVariant::parse) {
+            return done(v, TuneSource::Disk, Vec::new());
+        }
+    }
+    let timings = measure(device)?;
+    let best = timings
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|t| t.0)
+        .unwrap_or_else(|| MatmulVariant::heuristic(device));
+    file.insert(&key, TUNE_KERNEL, best.name());
+    if let Err(e) = file.save() {
+        log::warn!(
+            "matmul autotune: could not save {}: {e} (the choice is kept in memory)",
+            cache.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    done(best, TuneSource::Measured, timings)
+}
+
+/// Times every variant on a [`TUNE_SIZE`]² product: the fastest of [`TUNE_RUNS`] runs each,
+/// runs of the variants interleaved so that a burst of other load hits them alike.
+fn measure(device: &Device) -> Result<Vec<(MatmulVariant, f64)>> {
+    let n = TUNE_SIZE;
+    let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
+    let data: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+    let a = Tensor::from_slice(device, &[n, n], &data)?;
+    let b = Tensor::from_slice(device, &[n, n], &data)?;
+    let c = Tensor::zeros(device, &[n, n])?;
+    let timer = PassTimer::new(device, 1)?;
+    let dispatches = MatmulVariant::ALL
+        .iter()
+        .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), b.buffer(), c.buffer(), v))
+        .collect::<Result<Vec<_>>>()?;
+    let mut best = vec![f64::INFINITY; dispatches.len()];
+    for run in 0..=TUNE_RUNS {
+        for (k, d) in dispatches.iter().enumerate() {
+            let p = time_pass(device, timer.as_ref(), 1, |pass| d.record(pass))?;
+            if run > 0 {
+                best[k] = best[k].min(p.gpu_ms.unwrap_or(p.wall_ms));
+            }
+        }
+    }
+    Ok(MatmulVariant::ALL.into_iter().zip(best).collect())
 }

@@ -10,6 +10,7 @@
 //! Binding convention: binding 0 is a small uniform of parameters, bindings 1.. are storage
 //! buffers in the order the builder lists them.
 
+pub mod autotune;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;

@@ -1,0 +1,139 @@
+//! Matmul autotuning and its cache: the file round-trips, corrupt or foreign files and
+//! unwritable folders are ignored (never an error), a cached choice is used without
+//! measuring, and `MatmulVariant::for_device` follows the tuned choice. No test asserts which
+//! variant is faster: that depends on the adapter and the machine's load.
+
+use eigengrad::kernels::autotune::{adapter_key, TuneCache, TuneSource, CACHE_FILE};
+use eigengrad::kernels::matmul::{autotune_with, MatmulVariant};
+use eigengrad::Device;
+use std::path::PathBuf;
+
+/// A fresh, empty folder for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("eigengrad-autotune-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn cache_file_round_trip_and_corruption() {
+    let dir = temp_dir("file");
+    let path = dir.join("sub").join(CACHE_FILE);
+    // Missing file: empty, no error.
+    assert!(TuneCache::load(Some(&path)).is_empty());
+    let mut cache = TuneCache::load(Some(&path));
+    cache.insert("Adapter A | Vulkan | 1.0", "matmul", "Tiled");
+    // Separators in keys are replaced, not written raw.
+    cache.insert("Adapter\tB\n | Gl | x", "matmul", "RowBlock");
+    cache.save().unwrap();
+    let back = TuneCache::load(Some(&path));
+    assert_eq!(back.len(), 2);
+    assert_eq!(
+        back.get("Adapter A | Vulkan | 1.0", "matmul"),
+        Some("Tiled")
+    );
+    assert_eq!(
+        back.get("Adapter\tB\n | Gl | x", "matmul"),
+        Some("RowBlock")
+    );
+    assert_eq!(back.get("Adapter C", "matmul"), None);
+    assert_eq!(back.get("Adapter A | Vulkan | 1.0", "other"), None);
+
+    // Broken lines are skipped, good ones kept; invalid UTF-8 does not stop the reader.
+    let mut text =
+        b"# eigengrad autotune v1\nmatmul\tTiled\n\n\t\t\nmatmul\tRowBlock\tGood\n".to_vec();
+    text.extend_from_slice(&[0xff, 0xfe, b'\t', 0x80, b'\n']);
+    text.extend_from_slice(b"matmul\t\tEmpty variant\na\tb\tc\td\n");
+    std::fs::write(&path, &text).unwrap();
+    let c = TuneCache::load(Some(&path));
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c.get("Good", "matmul"), Some("RowBlock"));
+
+    // Another version's file, or random bytes: nothing is read from it.
+    std::fs::write(&path, "# eigengrad autotune v0\nmatmul\tTiled\tGood\n").unwrap();
+    assert!(TuneCache::load(Some(&path)).is_empty());
+    std::fs::write(&path, [0u8, 159, 146, 150, 255, 10, 9, 9]).unwrap();
+    assert!(TuneCache::load(Some(&path)).is_empty());
+
+    // A folder that cannot be created (its parent is a file): save fails, load is empty.
+    let blocked = dir.join("file-not-dir");
+    std::fs::write(&blocked, "x").unwrap();
+    let unwritable = blocked.join(CACHE_FILE);
+    let mut c = TuneCache::load(Some(&unwritable));
+    assert!(c.is_empty());
+    c.insert("A", "matmul", "Tiled");
+    assert!(c.save().is_err());
+    // No path: memory only, saving is a no-op.
+    assert!(TuneCache::load(None).save().is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cached_choice_is_used_without_measuring() {
+    let dev = Device::new().unwrap();
+    let dir = temp_dir("cached");
+    let path = dir.join(CACHE_FILE);
+    // Store the variant the heuristic would NOT pick, to see that the cache decides.
+    let stored = match MatmulVariant::heuristic(&dev) {
+        MatmulVariant::RowBlock => MatmulVariant::Tiled,
+        MatmulVariant::Tiled => MatmulVariant::RowBlock,
+    };
+    let mut cache = TuneCache::load(Some(&path));
+    cache.insert(&adapter_key(dev.info()), "matmul", stored.name());
+    cache.save().unwrap();
+    assert_eq!(
+        MatmulVariant::for_device(&dev),
+        MatmulVariant::heuristic(&dev)
+    );
+    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    assert_eq!((t.variant, t.source), (stored, TuneSource::Disk));
+    assert!(t.timings_ms.is_empty());
+    assert_eq!(MatmulVariant::for_device(&dev), stored);
+    // Second call: remembered on the device.
+    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    assert_eq!((t.variant, t.source), (stored, TuneSource::Memory));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
+    let dir = temp_dir("measure");
+    let path = dir.join(CACHE_FILE);
+    // A corrupt entry for this adapter: ignored, measured, replaced by a valid one.
+    let dev = Device::new().unwrap();
+    let key = adapter_key(dev.info());
+    std::fs::write(
+        &path,
+        format!("# eigengrad autotune v1\nmatmul\tNoSuchVariant\t{key}\n"),
+    )
+    .unwrap();
+    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    assert_eq!(t.source, TuneSource::Measured);
+    assert_eq!(t.timings_ms.len(), MatmulVariant::ALL.len());
+    for (v, ms) in &t.timings_ms {
+        assert!(ms.is_finite() && *ms > 0.0, "{v:?}: {ms} ms");
+    }
+    let fastest = t
+        .timings_ms
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+        .0;
+    assert_eq!(t.variant, fastest);
+    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    assert_eq!(
+        TuneCache::load(Some(&path)).get(&key, "matmul"),
+        Some(t.variant.name())
+    );
+
+    // An unwritable cache location on a fresh device: measured, kept in memory, no error.
+    let blocked = dir.join("file-not-dir");
+    std::fs::write(&blocked, "x").unwrap();
+    let dev = Device::new().unwrap();
+    let t = autotune_with(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
+    assert_eq!(t.source, TuneSource::Measured);
+    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    let _ = std::fs::remove_dir_all(&dir);
+}
