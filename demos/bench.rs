@@ -343,10 +343,17 @@ struct Bench {
     threads: usize,
     timer: Option<PassTimer>,
     rows: Vec<Row>,
+    /// Where bench.csv and bench.md go (rewritten after every row, so an interrupted run
+    /// leaves what it measured).
+    out: PathBuf,
+    mode: &'static str,
+    load_start: String,
+    tuning_line: String,
+    started: Instant,
 }
 
 impl Bench {
-    fn push(&mut self, row: Row) {
+    fn push(&mut self, row: Row) -> BenchResult<()> {
         eprintln!(
             "  {:<28} {:<18} {:<10} GPU {:>9} ms  CPU ref {:>9} ms{}",
             row.workload,
@@ -360,6 +367,61 @@ impl Bench {
                 .unwrap_or_default()
         );
         self.rows.push(row);
+        self.save(false)
+    }
+
+    /// Writes bench.csv and bench.md; `finished: false` marks the Markdown as partial.
+    fn save(&self, finished: bool) -> BenchResult<()> {
+        let mut csv = format!("{CSV_HEADER}\n");
+        for r in &self.rows {
+            let fields: Vec<String> = r.csv_fields().iter().map(|f| csv_field(f)).collect();
+            csv += &fields.join(",");
+            csv.push('\n');
+        }
+        std::fs::write(self.out.join("bench.csv"), csv)?;
+        let info = self.device.info();
+        let md = format!(
+            "# eigengrad bench ({mode}){partial}\n\n\
+             - date: {date} (UTC)\n\
+             - adapter: {info}\n\
+             - CPU threads: {threads}; load average (1, 5, 15 min) at start {load_start}, \
+             {now_or_end} {load}\n\
+             - {tuning}\n\
+             - timestamps: {ts}\n\
+             - wall time of the run: {elapsed:.0} s\n\n\
+             GPU wall: from the start of the call until the device finished (median). GPU \
+             kernel: the device's own time, first pass begin to last pass end, from timestamp \
+             queries. CPU ref: eigengrad's reference (nalgebra, one thread; for layers and MLPs \
+             the reference executor on the same graph, f32). Best CPU: faer on every thread \
+             (matmul; eigh parallel over the batch). ref/GPU and best/GPU: CPU time over GPU \
+             wall time — above 1 the GPU is faster. record µs: CPU time to record one step (or \
+             kernel) into a command buffer, also per dispatch; submit µs: CPU time inside \
+             queue.submit (on a CPU adapter the device starts on the same cores meanwhile, so \
+             this can include contention). Layer and MLP rows: warm = steady state, each solve \
+             warm-started from the last step's eigenvectors; cold = every solve from V0 = I.\n\n\
+             {table}",
+            mode = self.mode,
+            partial = if finished {
+                ""
+            } else {
+                " — partial, still running"
+            },
+            date = utc_date(),
+            threads = self.threads,
+            load_start = self.load_start,
+            now_or_end = if finished { "at end" } else { "now" },
+            load = load_average(),
+            tuning = self.tuning_line,
+            ts = if info.timestamps {
+                "yes (GPU kernel column)"
+            } else {
+                "no (GPU kernel column empty)"
+            },
+            elapsed = self.started.elapsed().as_secs_f64(),
+            table = markdown_table(&self.rows),
+        );
+        std::fs::write(self.out.join("bench.md"), md)?;
+        Ok(())
     }
 
     fn matmul(&mut self, tuning: &MatmulTuning) -> BenchResult<()> {
@@ -432,7 +494,7 @@ impl Bench {
                     gflops(faer_ms),
                     tuning.source
                 ),
-            });
+            })?;
         }
         Ok(())
     }
@@ -538,7 +600,7 @@ impl Bench {
                         ms3(wall / batch as f64),
                         ms3(reference / batch as f64)
                     ),
-                });
+                })?;
             }
         }
         Ok(())
@@ -772,7 +834,7 @@ impl Bench {
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes,
-            });
+            })?;
         }
         Ok(())
     }
@@ -905,9 +967,13 @@ fn run(args: Args) -> BenchResult<()> {
         threads,
         timer,
         rows: Vec::new(),
+        out: args.out.clone(),
+        mode,
+        load_start,
+        tuning_line,
+        started: Instant::now(),
     };
     let wanted = |w| args.only.is_empty() || args.only.contains(&w);
-    let started = Instant::now();
     if wanted(Workload::Matmul) {
         eprintln!("matmul");
         bench.matmul(&tuning)?;
@@ -929,53 +995,15 @@ fn run(args: Args) -> BenchResult<()> {
         bench.mlp()?;
     }
     let load_end = load_average();
-    let elapsed = started.elapsed().as_secs_f64();
-
-    let table = markdown_table(&bench.rows);
+    let elapsed = bench.started.elapsed().as_secs_f64();
     println!();
-    print!("{table}");
+    print!("{}", markdown_table(&bench.rows));
     println!(
         "\n{} rows in {elapsed:.0} s; load average at end: {load_end}; ratios are CPU time / \
          GPU wall time (above 1: the GPU is faster)",
         bench.rows.len()
     );
-
-    let mut csv = format!("{CSV_HEADER}\n");
-    for r in &bench.rows {
-        let fields: Vec<String> = r.csv_fields().iter().map(|f| csv_field(f)).collect();
-        csv += &fields.join(",");
-        csv.push('\n');
-    }
-    std::fs::write(args.out.join("bench.csv"), csv)?;
-    let info = device.info();
-    let md = format!(
-        "# eigengrad bench ({mode})\n\n\
-         - date: {date} (UTC)\n\
-         - adapter: {info}\n\
-         - CPU threads: {threads}; load average (1, 5, 15 min) at start {load_start}, at end \
-         {load_end}\n\
-         - {tuning_line}\n\
-         - timestamps: {ts}\n\
-         - wall time of the run: {elapsed:.0} s\n\n\
-         GPU wall: from the start of the call until the device finished (median). GPU kernel: \
-         the device's own time, first pass begin to last pass end, from timestamp queries. \
-         CPU ref: eigengrad's reference (nalgebra, one thread; for layers and MLPs the \
-         reference executor on the same graph, f32). Best CPU: faer on every thread (matmul; \
-         eigh parallel over the batch). ref/GPU and best/GPU: CPU time over GPU wall time — \
-         above 1 the GPU is faster. record µs: CPU time to record one step (or kernel) into a \
-         command buffer, also per dispatch; submit µs: CPU time inside queue.submit (on a CPU \
-         adapter the device starts on the same cores meanwhile, so this can include \
-         contention). Layer and MLP rows: warm = steady state, each solve \
-         warm-started from the last step's eigenvectors; cold = every solve from V0 = I.\n\n\
-         {table}",
-        date = utc_date(),
-        ts = if info.timestamps {
-            "yes (GPU kernel column)"
-        } else {
-            "no (GPU kernel column empty)"
-        },
-    );
-    std::fs::write(args.out.join("bench.md"), md)?;
+    bench.save(true)?;
     println!(
         "wrote {} and {}",
         args.out.join("bench.csv").display(),

@@ -20,7 +20,15 @@ fn bench_binary() -> PathBuf {
         Some(other) => other,
     };
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--profile", profile, "--example", "bench"])
+        .args([
+            "build",
+            "-q",
+            "--locked",
+            "--profile",
+            profile,
+            "--example",
+            "bench",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");

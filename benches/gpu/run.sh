@@ -56,7 +56,11 @@ if [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$egl" ]; then
     export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
 fi
 echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-<loader default>}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+else
+    echo "run.sh: no nvidia-smi on this machine"
+fi
 
 # --- eigengrad ------------------------------------------------------------------------------
 # A shared cache folder for the matmul autotuning, inside the output (the machine may be bare).
