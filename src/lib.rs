@@ -13,6 +13,8 @@
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod device;
 pub mod error;
@@ -29,3 +31,8 @@ pub use error::{Error, Result};
 pub use kernels::jacobi::{eigh, Eigh, EighOptions};
 pub use tensor::Tensor;
 pub use wgpu;
+
+/// The README's example, compiled by `cargo test` so that it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
