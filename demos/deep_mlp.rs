@@ -18,8 +18,8 @@ mod common;
 
 use clap::{Parser, ValueEnum};
 use common::{
-    fmt, log_line, plot_panels, progress, secs, setup, standardize, write_csv, write_json, Built,
-    CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
+    fmt, log_line, plot_panels, plot_training_curves, progress, secs, setup, standardize,
+    write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
 };
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
@@ -464,28 +464,11 @@ fn run(args: Args) -> DemoResult<()> {
         "depth {}, width {}, s = {}",
         cfg.depth, cfg.width, args.init_scale
     );
-    plot_panels(
+    plot_training_curves(
         &s.out.join("curves.png"),
-        2,
-        (640, 440),
-        &[
-            Panel {
-                title: format!("Training loss ({setting})"),
-                x_label: "epoch".into(),
-                y_label: "cross-entropy (log scale)".into(),
-                series: curve(|e| e.train_loss),
-                log_y: true,
-                y_range: None,
-            },
-            Panel {
-                title: format!("Test accuracy ({setting})"),
-                x_label: "epoch".into(),
-                y_label: "accuracy".into(),
-                series: curve(|e| e.test_accuracy),
-                log_y: false,
-                y_range: Some((0.0, 1.0)),
-            },
-        ],
+        &setting,
+        curve(|e| e.train_loss),
+        curve(|e| e.test_accuracy),
     )?;
     let grad_series = |f: fn(&Run) -> &Vec<f64>| -> Vec<Series> {
         runs.iter()

@@ -2,43 +2,9 @@
 //! table: the CSV parses, every workload family is there, every time is positive and finite,
 //! every ratio finite. Nothing here asserts a speed: the numbers depend on the machine.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::example;
 use std::process::Command;
-
-/// The `bench` example binary of the profile this test was built in, (re)built first so a
-/// lone `cargo test --test bench_smoke` never runs a stale binary (a no-op after
-/// `cargo test`, which builds the examples anyway).
-fn bench_binary() -> PathBuf {
-    // target/<profile dir>/deps/bench_smoke-<hash> → target/<profile dir>/examples/bench
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--locked",
-            "--profile",
-            profile,
-            "--example",
-            "bench",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --example bench failed");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("bench{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "no example binary at {}", bin.display());
-    bin
-}
 
 /// Splits one CSV line into fields (double-quoted fields may hold commas and "" quotes).
 fn csv_fields(line: &str) -> Vec<String> {
@@ -64,7 +30,7 @@ fn csv_fields(line: &str) -> Vec<String> {
 fn bench_smoke_writes_a_sane_table() {
     let out = std::env::temp_dir().join(format!("eigengrad-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let output = Command::new(bench_binary())
+    let output = Command::new(example("bench"))
         .args(["--smoke", "--no-tune-cache", "--out"])
         .arg(&out)
         .output()

@@ -6,42 +6,10 @@
 //! Each test builds its example first (`cargo build --example`, a no-op after `cargo test`,
 //! which builds the examples anyway), then runs the binary.
 
+mod common;
+use common::example;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The example binary `name` of the profile this test was built in, (re)built first so a
-/// lone `cargo test --test demos` never runs a stale demo (a no-op after `cargo test`).
-fn example(name: &str) -> PathBuf {
-    // target/<profile dir>/deps/demos-<hash> → target/<profile dir>/examples/<name>
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--locked",
-            "--profile",
-            profile,
-            "--example",
-            name,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --example {name} failed");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "no example binary at {}", bin.display());
-    bin
-}
 
 /// A fresh output folder for one demo run.
 fn out_dir(name: &str) -> PathBuf {

@@ -532,6 +532,38 @@ pub struct Panel {
     /// Fixed y range (in data units), else fitted to the data.
     pub y_range: Option<(f64, f64)>,
 }
+/// The two-panel figure every training demo writes: training loss (log scale) and test
+/// accuracy per epoch, one series per variant, titled with the run's `setting`.
+pub fn plot_training_curves(
+    path: &Path,
+    setting: &str,
+    loss: Vec<Series>,
+    accuracy: Vec<Series>,
+) -> DemoResult<()> {
+    plot_panels(
+        path,
+        2,
+        (640, 440),
+        &[
+            Panel {
+                title: format!("Training loss ({setting})"),
+                x_label: "epoch".into(),
+                y_label: "cross-entropy (log scale)".into(),
+                series: loss,
+                log_y: true,
+                y_range: None,
+            },
+            Panel {
+                title: format!("Test accuracy ({setting})"),
+                x_label: "epoch".into(),
+                y_label: "accuracy".into(),
+                series: accuracy,
+                log_y: false,
+                y_range: Some((0.0, 1.0)),
+            },
+        ],
+    )
+}
 
 /// Draws `panels` on a grid of `cols` columns, each `size` pixels, into the PNG `path`.
 pub fn plot_panels(path: &Path, cols: usize, size: (u32, u32), panels: &[Panel]) -> DemoResult<()> {

@@ -3,6 +3,8 @@
 
 use eigengrad::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// The device every test runs on (`EIGENGRAD_BACKEND` picks the backend). A missing adapter
@@ -58,3 +60,37 @@ pub fn assert_close_each(
 
 /// f32 machine epsilon as f64.
 pub const EPS: f64 = f32::EPSILON as f64;
+
+/// The example binary `name` of the profile this test was built in, (re)built first so a
+/// lone `cargo test --test <name>` never runs a stale demo (a no-op after `cargo test`).
+pub fn example(name: &str) -> PathBuf {
+    // target/<profile dir>/deps/<test>-<hash> → target/<profile dir>/examples/<name>
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--locked",
+            "--profile",
+            profile,
+            "--example",
+            name,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "no example binary at {}", bin.display());
+    bin
+}
