@@ -329,6 +329,34 @@ fn summarise(profiles: &[StepProfile]) -> Summary {
         submit_us: of(|p| p.host_submit_us),
     }
 }
+/// Values written at every step, with their data.
+type Inputs = Vec<(Value, Vec<f32>)>;
+
+/// The training step the layer rows time: MSE of `y` against target `t`, plain SGD (lr 1e-2),
+/// and seeded Gaussian data for the input `x` and the target.
+fn regression_step(
+    g: &mut Graph,
+    x: Value,
+    y: Value,
+    t: Value,
+    seed: u64,
+) -> BenchResult<(Value, Inputs)> {
+    let loss = g.mse(y, t)?;
+    Sgd {
+        momentum: 0.0,
+        ..Sgd::new(1e-2)
+    }
+    .minimize(g, loss)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let inputs = [x, t]
+        .into_iter()
+        .map(|v| {
+            let n = g.shape(v).iter().product();
+            (v, gaussian(&mut rng, n, 1.0))
+        })
+        .collect();
+    Ok((loss, inputs))
+}
 
 fn gaussian(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
     (0..n)
@@ -634,17 +662,7 @@ impl Bench {
                         (l.forward(&mut g, x)?, Some(l.spectral))
                     }
                 };
-                let loss = g.mse(y, t)?;
-                Sgd {
-                    momentum: 0.0,
-                    ..Sgd::new(1e-2)
-                }
-                .minimize(&mut g, loss)?;
-                let mut rng = StdRng::seed_from_u64(width as u64);
-                let inputs = vec![
-                    (x, gaussian(&mut rng, batch * width, 1.0)),
-                    (t, gaussian(&mut rng, batch * width, 1.0)),
-                ];
+                let (loss, inputs) = regression_step(&mut g, x, y, t, width as u64)?;
                 self.plan_rows(
                     &format!("layer {name}"),
                     &format!("{width}x{width}, batch {batch}"),
@@ -671,17 +689,7 @@ impl Bench {
             let h = Linear::new(&mut g, "l", features, features, init).forward(&mut g, x)?;
             let mode = WhitenMode::Zca { eps: 1e-3 };
             let (w, y) = EigenWhiten::new(&mut g, "white", h, group, mode, true, 0.1)?;
-            let loss = g.mse(y, t)?;
-            Sgd {
-                momentum: 0.0,
-                ..Sgd::new(1e-2)
-            }
-            .minimize(&mut g, loss)?;
-            let mut rng = StdRng::seed_from_u64(group as u64);
-            let inputs = vec![
-                (x, gaussian(&mut rng, batch * features, 1.0)),
-                (t, gaussian(&mut rng, batch * features, 1.0)),
-            ];
+            let (loss, inputs) = regression_step(&mut g, x, y, t, group as u64)?;
             self.plan_rows(
                 "whiten ZCA",
                 &format!("{batch}x{features}, group {group}"),
