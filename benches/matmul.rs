@@ -30,6 +30,7 @@
 //! overlapped.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use eigengrad::kernels::autotune::Variant;
 use eigengrad::kernels::matmul::{matmul_dispatch_variant, matmul_shape, MatmulVariant};
 use eigengrad::kernels::run;
 use eigengrad::{Device, Tensor};
@@ -88,7 +89,7 @@ fn bench(c: &mut Criterion, device: &Device, records: &Records) {
         let ta = Tensor::from_slice(device, &[n, n], &a).expect("upload a");
         let tb = Tensor::from_slice(device, &[n, n], &b).expect("upload b");
         let tc = Tensor::zeros(device, &[n, n]).expect("allocate c");
-        for variant in MatmulVariant::ALL {
+        for &variant in MatmulVariant::ALL {
             let d = matmul_dispatch_variant(
                 device,
                 &dims,

@@ -28,11 +28,9 @@ use clap::{Parser, ValueEnum};
 use eigengrad::graph::gpu::{GpuPlan, StepProfile, COLD_RESTART_EVERY};
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Value};
-use eigengrad::kernels::autotune::{default_cache_path, TuneSource};
+use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
 use eigengrad::kernels::jacobi::EighPlan;
-use eigengrad::kernels::matmul::{
-    autotune_with, matmul_dispatch, matmul_shape, MatmulTuning, MatmulVariant,
-};
+use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
 use eigengrad::nn::{
     Activation, EigenLayer, EigenMode, EigenWhiten, LayerKind, Linear, MlpSpec, WhitenMode,
 };
@@ -452,9 +450,9 @@ impl Bench {
         Ok(())
     }
 
-    fn matmul(&mut self, tuning: &MatmulTuning) -> BenchResult<()> {
+    fn matmul(&mut self, tuning: &Tuning<MatmulVariant>) -> BenchResult<()> {
         let device = self.device.clone();
-        let variant = MatmulVariant::for_device(&device);
+        let variant = autotune::variant::<Matmul>(&device);
         let mut rng = StdRng::seed_from_u64(1);
         // Warm-up: the first launch compiles the kernel.
         let (t, out) = (
@@ -938,7 +936,7 @@ fn run(args: Args) -> BenchResult<()> {
     println!("mode: {mode}; CPU threads: {threads}; load average at start: {load_start}");
     std::fs::create_dir_all(&args.out)?;
     let cache = (!args.no_tune_cache).then(default_cache_path).flatten();
-    let tuning = autotune_with(&device, cache.as_deref(), args.retune)?;
+    let tuning = autotune::tune::<Matmul>(&device, cache.as_deref(), args.retune)?;
     let tuning_line = format!(
         "matmul autotune: {} ({}{}){}",
         tuning.variant.name(),

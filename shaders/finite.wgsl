@@ -23,9 +23,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> flags: array<atomic<u32>>;
 
 const WG: u32 = 64u;
+const FLAG_WORDS: u32 = 2u;
 const EXPONENT: u32 = 0x7f800000u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn finite_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * WG;
     if (t >= p.threads) {
@@ -40,7 +41,7 @@ fn finite_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         }
     }
     if (count > 0u) {
-        atomicAdd(&flags[2u * p.slot], count);
-        atomicMax(&flags[2u * p.slot + 1u], 0xffffffffu - first);
+        atomicAdd(&flags[FLAG_WORDS * p.slot], count);
+        atomicMax(&flags[FLAG_WORDS * p.slot + 1u], 0xffffffffu - first);
     }
 }

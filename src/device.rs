@@ -1,12 +1,13 @@
-//! Adapter choice, the limits in force, and the per-device cache of compute pipelines.
+//! Adapter choice, the limits in force, and the device's pipeline cache (see
+//! [`crate::pipeline`]) and autotuned kernel variants.
 //!
 //! A [`Device`] is cheap to clone (it is an `Arc`); tensors and plans keep one so that their
 //! buffers stay valid for as long as they live.
 
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelId, PipelineCache, Shader};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Which wgpu backend to run on.
@@ -144,12 +145,8 @@ struct DeviceShared {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: DeviceInfo,
-    /// Compiled shader modules by shader name.
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    /// Compute pipelines by (shader name, entry point): built once per device.
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
-    /// How many pipelines this device has built (tests assert none are built in the hot path).
-    pipelines_created: AtomicUsize,
+    /// Shader modules and compute pipelines, each built once per device.
+    pipelines: PipelineCache,
     /// The first uncaptured wgpu error, returned at the next synchronisation point.
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Kernel variants chosen by autotuning, by kernel name (see `kernels::autotune`).
@@ -279,9 +276,7 @@ impl Device {
                 device,
                 queue,
                 info,
-                modules: Mutex::new(HashMap::new()),
-                pipelines: Mutex::new(HashMap::new()),
-                pipelines_created: AtomicUsize::new(0),
+                pipelines: PipelineCache::default(),
                 uncaptured,
                 tuned: Mutex::new(HashMap::new()),
             }),
@@ -309,55 +304,15 @@ impl Device {
     }
 
     /// How many compute pipelines this device has built so far. Pipelines are built once per
-    /// (shader, entry point); a steady training loop must leave this number unchanged.
+    /// kernel (shader, entry point, override values); a steady training loop must leave this
+    /// number unchanged.
     pub fn pipelines_created(&self) -> usize {
-        self.shared.pipelines_created.load(Ordering::Relaxed)
+        self.shared.pipelines.created()
     }
 
-    /// The cached pipeline for `entry` of `shader`, built on first use.
-    pub(crate) fn pipeline(
-        &self,
-        shader: &crate::kernels::Shader,
-        entry: &'static str,
-    ) -> Arc<wgpu::ComputePipeline> {
-        let key = (shader.name, entry);
-        let mut pipelines = self
-            .shared
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pipelines.get(&key) {
-            return p.clone();
-        }
-        let mut modules = self
-            .shared
-            .modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let module = modules.entry(shader.name).or_insert_with(|| {
-            self.shared
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                })
-        });
-        let pipeline = Arc::new(self.shared.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                cache: None,
-            },
-        ));
-        self.shared
-            .pipelines_created
-            .fetch_add(1, Ordering::Relaxed);
-        log::debug!("built pipeline {}::{entry}", shader.name);
-        pipelines.insert(key, pipeline.clone());
-        pipeline
+    /// The cached pipeline of kernel `id`, whose source is `shader`, built on first use.
+    pub(crate) fn pipeline(&self, shader: &Shader, id: KernelId) -> Arc<wgpu::ComputePipeline> {
+        self.shared.pipelines.get(&self.shared.device, shader, id)
     }
 
     /// The variant of `kernel` that autotuning chose on this device, if it ran (in memory for

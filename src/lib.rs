@@ -22,8 +22,10 @@ pub mod graph;
 pub mod kernels;
 pub mod nn;
 pub mod optim;
+pub mod pipeline;
 pub mod profile;
 pub mod reference;
+pub mod scalar;
 pub mod tensor;
 
 pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};

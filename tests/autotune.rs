@@ -1,10 +1,12 @@
 //! Matmul autotuning and its cache: the file round-trips, corrupt or foreign files and
 //! unwritable folders are ignored (never an error), a cached choice is used without
-//! measuring, and `MatmulVariant::for_device` follows the tuned choice. No test asserts which
+//! measuring, and `autotune::variant::<Matmul>` follows the tuned choice. No test asserts which
 //! variant is faster: that depends on the adapter and the machine's load.
 
-use eigengrad::kernels::autotune::{adapter_key, TuneCache, TuneSource, CACHE_FILE};
-use eigengrad::kernels::matmul::{autotune_with, MatmulVariant};
+use eigengrad::kernels::autotune::{
+    adapter_key, tune, variant, Tunable, TuneCache, TuneSource, Variant, CACHE_FILE,
+};
+use eigengrad::kernels::matmul::{Matmul, MatmulVariant};
 use eigengrad::Device;
 use std::path::PathBuf;
 
@@ -76,23 +78,20 @@ fn cached_choice_is_used_without_measuring() {
     let dir = temp_dir("cached");
     let path = dir.join(CACHE_FILE);
     // Store the variant the heuristic would NOT pick, to see that the cache decides.
-    let stored = match MatmulVariant::heuristic(&dev) {
+    let stored = match Matmul::default_variant(dev.info()) {
         MatmulVariant::RowBlock => MatmulVariant::Tiled,
         MatmulVariant::Tiled => MatmulVariant::RowBlock,
     };
     let mut cache = TuneCache::load(Some(&path));
     cache.insert(&adapter_key(dev.info()), "matmul", stored.name());
     cache.save().unwrap();
-    assert_eq!(
-        MatmulVariant::for_device(&dev),
-        MatmulVariant::heuristic(&dev)
-    );
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    assert_eq!(variant::<Matmul>(&dev), Matmul::default_variant(dev.info()));
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Disk));
     assert!(t.timings_ms.is_empty());
-    assert_eq!(MatmulVariant::for_device(&dev), stored);
+    assert_eq!(variant::<Matmul>(&dev), stored);
     // Second call: remembered on the device.
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Memory));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -109,7 +108,7 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
         format!("# eigengrad autotune v1\nmatmul\tNoSuchVariant\t{key}\n"),
     )
     .unwrap();
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
     assert_eq!(t.timings_ms.len(), MatmulVariant::ALL.len());
     for (v, ms) in &t.timings_ms {
@@ -122,7 +121,7 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
         .unwrap()
         .0;
     assert_eq!(t.variant, fastest);
-    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    assert_eq!(variant::<Matmul>(&dev), t.variant);
     assert_eq!(
         TuneCache::load(Some(&path)).get(&key, "matmul"),
         Some(t.variant.name())
@@ -132,8 +131,8 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
     let blocked = dir.join("file-not-dir");
     std::fs::write(&blocked, "x").unwrap();
     let dev = Device::new().unwrap();
-    let t = autotune_with(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
-    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    assert_eq!(variant::<Matmul>(&dev), t.variant);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,16 +9,17 @@
 //! step resets its flags with `encoder.clear_buffer(&flags, 0, None)` before the checks.
 //! Counts accumulate until cleared.
 
-use super::{grid_1d, to_u32, Dispatch, Shader};
+use super::{to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::{read_words, Tensor};
 
 const SHADER: Shader = Shader {
     name: "finite",
     source: include_str!("../../shaders/finite.wgsl"),
 };
-const WORKGROUP: u32 = 64;
+const FINITE_CHECK: Kernel<Params> = Kernel::new(&SHADER, "finite_check", [64, 1, 1]);
 /// Elements each invocation scans (strided by the number of invocations).
 const PER_THREAD: usize = 16;
 
@@ -26,12 +27,21 @@ const PER_THREAD: usize = 16;
 /// offending index.
 pub const FLAG_WORDS: usize = 2;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    threads: u32,
-    slot: u32,
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 1] = [FINITE_CHECK.spec()];
+
+/// The flag layout and the workgroup size, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 2] = [
+    SharedConstant::u32(&SHADER, "FLAG_WORDS", FLAG_WORDS as u32),
+    SharedConstant::u32(&SHADER, "WG", FINITE_CHECK.spec().workgroup_size[0]),
+];
+
+crate::wgsl_params! {
+    struct Params {
+        n: u32,
+        threads: u32,
+        slot: u32,
+    }
 }
 
 /// A zeroed flag buffer of `slots` slots (at least one), usable as storage and as the source
@@ -76,8 +86,8 @@ pub fn finite_check_dispatch(
         threads: threads as u32,
         slot: slot as u32,
     };
-    let grid = grid_1d(device, "finite_check", threads as u64, WORKGROUP)?;
-    Dispatch::new(device, &SHADER, "finite_check", &params, &[x, flags], grid)
+    let grid = FINITE_CHECK.grid(device, threads as u64)?;
+    FINITE_CHECK.dispatch(device, &params, &[x, flags], grid)
 }
 
 /// Decodes slot `slot` of downloaded flag words: `None` when that slot recorded no NaN/Inf (or

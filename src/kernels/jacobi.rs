@@ -177,7 +177,7 @@ pub fn eigh_shape(shape: &[usize]) -> Result<(usize, usize)> {
 /// Uniform parameters shared by every Jacobi kernel (`Params` in jacobi_common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(super) struct Params {
     batch: u32,
     n: u32,
     chunks: u32,
@@ -190,6 +190,19 @@ struct Params {
     groups_apply: u32,
     tol: f32,
 }
+crate::impl_params!(Params {
+    batch,
+    n,
+    chunks,
+    m,
+    pairs,
+    round,
+    max_sweeps,
+    items,
+    groups_rotate,
+    groups_apply,
+    tol
+});
 
 /// How a plan runs the sweeps.
 enum Solver {

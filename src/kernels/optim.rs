@@ -3,15 +3,36 @@
 //! (learning rate, step count, clip scale) from a small device buffer the host writes once per
 //! step, so changing the learning rate never recompiles anything.
 
-use super::{grid_1d, to_u32, Dispatch, Shader};
+use super::{to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 
 const SHADER: Shader = Shader {
     name: "optim",
     source: include_str!("../../shaders/optim.wgsl"),
 };
-const WORKGROUP: u32 = 64;
+const SGD: Kernel<Params> = Kernel::new(&SHADER, "sgd", [64, 1, 1]);
+const ADAM: Kernel<Params> = Kernel::new(&SHADER, "adam", [64, 1, 1]);
+const SUM_SQUARES: Kernel<Params> = Kernel::new(&SHADER, "sumsq_slot", [256, 1, 1]);
+const CLIP_SCALE: Kernel<Params> = Kernel::new(&SHADER, "clip_scale", [1, 1, 1]);
+const EMA: Kernel<Params> = Kernel::new(&SHADER, "ema", [64, 1, 1]);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 5] = [
+    SGD.spec(),
+    ADAM.spec(),
+    SUM_SQUARES.spec(),
+    CLIP_SCALE.spec(),
+    EMA.spec(),
+];
+
+/// The elementwise kernels' workgroup size, which their flat index uses.
+pub(super) const CONSTANTS: [SharedConstant; 1] = [SharedConstant::u32(
+    &SHADER,
+    "WG",
+    SGD.spec().workgroup_size[0],
+)];
 
 /// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, unused]`.
 pub const HYPER_WORDS: usize = 4;
@@ -66,17 +87,17 @@ impl UpdateRule {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    slot: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    max_norm: f32,
-    count: u32,
+crate::wgsl_params! {
+    struct Params {
+        n: u32,
+        slot: u32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        max_norm: f32,
+        count: u32,
+    }
 }
 
 /// A buffer for the per-step hyperparameters ([`HYPER_WORDS`] f32).
@@ -120,7 +141,6 @@ pub fn update_dispatch(
         n: to_u32("optimizer update", n)?,
         ..Params::default()
     };
-    let grid = grid_1d(device, "optimizer update", n as u64, WORKGROUP)?;
     match *rule {
         UpdateRule::Sgd {
             momentum,
@@ -129,7 +149,7 @@ pub fn update_dispatch(
             params.beta1 = momentum;
             params.weight_decay = weight_decay;
             let b = [(1, hyper), (2, param), (3, grad), (4, states[0])];
-            Dispatch::with_bindings(device, &SHADER, "sgd", &params, &b, grid)
+            SGD.dispatch_bound(device, &params, &b, SGD.grid(device, n as u64)?)
         }
         UpdateRule::Adam {
             beta1,
@@ -148,7 +168,7 @@ pub fn update_dispatch(
                 (4, states[0]),
                 (5, states[1]),
             ];
-            Dispatch::with_bindings(device, &SHADER, "adam", &params, &b, grid)
+            ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
     }
 }
@@ -167,7 +187,7 @@ pub fn sumsq_dispatch(
         ..Params::default()
     };
     let b = [(3, grad), (4, norms)];
-    Dispatch::with_bindings(device, &SHADER, "sumsq_slot", &params, &b, [1, 1, 1])
+    SUM_SQUARES.dispatch_bound(device, &params, &b, [1, 1, 1])
 }
 
 /// A launch setting the clip scale in `hyper` to min(1, max_norm/‖g‖) from the first `count`
@@ -190,7 +210,7 @@ pub fn clip_dispatch(
         ..Params::default()
     };
     let b = [(1, hyper), (4, norms)];
-    Dispatch::with_bindings(device, &SHADER, "clip_scale", &params, &b, [1, 1, 1])
+    CLIP_SCALE.dispatch_bound(device, &params, &b, [1, 1, 1])
 }
 
 /// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
@@ -212,7 +232,6 @@ pub fn ema_dispatch(
         beta1: momentum,
         ..Params::default()
     };
-    let grid = grid_1d(device, "running average", n as u64, WORKGROUP)?;
     let b = [(2, state), (3, value)];
-    Dispatch::with_bindings(device, &SHADER, "ema", &params, &b, grid)
+    EMA.dispatch_bound(device, &params, &b, EMA.grid(device, n as u64)?)
 }
