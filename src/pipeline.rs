@@ -401,3 +401,104 @@ impl PipelineCache {
         pipeline
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::run;
+    use crate::tensor::read_words;
+    use crate::Device;
+
+    const PROBE: Shader = Shader {
+        name: "pipeline_cache_probe",
+        source: "
+            struct Params { value: u32 }
+            @group(0) @binding(0) var<uniform> p: Params;
+            @group(0) @binding(1) var<storage, read_write> out: array<u32>;
+            override OFFSET: u32;
+            override LARGE: bool = false;
+            @compute @workgroup_size(1)
+            fn write() { out[0] = p.value + OFFSET + select(0u, 1000u, LARGE); }
+        ",
+    };
+
+    crate::wgsl_params! {
+        struct ProbeParams {
+            value: u32,
+        }
+    }
+
+    const BASE: Kernel<ProbeParams> = Kernel::new(&PROBE, "write", [1, 1, 1]);
+    const PLUS_7: Kernel<ProbeParams> = BASE.with_overrides(&[Override::u32("OFFSET", 7)]);
+    const PLUS_7_AGAIN: Kernel<ProbeParams> = BASE.with_overrides(&[Override::u32("OFFSET", 7)]);
+    const PLUS_9: Kernel<ProbeParams> = BASE.with_overrides(&[Override::u32("OFFSET", 9)]);
+    const PLUS_1007: Kernel<ProbeParams> = BASE.with_overrides(&[
+        Override::u32("OFFSET", 7),
+        Override {
+            name: "LARGE",
+            value: ScalarValue::Bool(true),
+        },
+    ]);
+
+    #[test]
+    fn the_id_is_shader_entry_and_override_values() {
+        assert_eq!(PLUS_7.spec().id(), PLUS_7_AGAIN.spec().id());
+        assert_ne!(PLUS_7.spec().id(), PLUS_9.spec().id());
+        assert_ne!(PLUS_7.spec().id(), PLUS_1007.spec().id());
+        assert_ne!(PLUS_7.spec().id(), BASE.spec().id());
+        assert_eq!(PLUS_7.spec().invocations(), 1);
+        assert_eq!(
+            ProbeParams::FIELDS,
+            &[Field {
+                name: "value",
+                ty: ScalarType::U32,
+                offset: 0,
+                size: 4
+            }]
+        );
+    }
+
+    #[test]
+    fn scalar_values_convert_exactly() {
+        assert_eq!(ScalarValue::Bool(true).as_f64(), 1.0);
+        assert_eq!(ScalarValue::U32(u32::MAX).as_f64(), u32::MAX as f64);
+        assert_eq!(ScalarValue::I32(-5).as_f64(), -5.0);
+        assert_eq!(ScalarValue::f32(0.1).as_f64(), 0.1f32 as f64);
+        assert_eq!(ScalarValue::f32(0.1).scalar_type(), ScalarType::F32);
+    }
+
+    /// Runs `kernel` on a fresh one-word buffer with `value` and reads the word back.
+    fn launch(device: &Device, kernel: &Kernel<ProbeParams>, value: u32) -> u32 {
+        let out = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("probe"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let d = kernel
+            .dispatch(device, &ProbeParams { value }, &[&out], [1, 1, 1])
+            .unwrap();
+        run(device, &[&d]).unwrap();
+        read_words(device, &out, 1).unwrap()[0]
+    }
+
+    #[test]
+    fn one_pipeline_per_override_values_and_the_values_reach_the_shader() {
+        // A device of its own, so that no other test builds pipelines on it meanwhile.
+        let device = Device::new().unwrap();
+        let start = device.pipelines_created();
+        assert_eq!(launch(&device, &PLUS_7, 5), 12);
+        assert_eq!(device.pipelines_created(), start + 1);
+        // The same kernel, and an equal one declared separately: the cached pipeline.
+        assert_eq!(launch(&device, &PLUS_7, 6), 13);
+        assert_eq!(launch(&device, &PLUS_7_AGAIN, 1), 8);
+        assert_eq!(device.pipelines_created(), start + 1);
+        // Other override values: another pipeline each, from the same shader module.
+        assert_eq!(launch(&device, &PLUS_9, 5), 14);
+        assert_eq!(device.pipelines_created(), start + 2);
+        assert_eq!(launch(&device, &PLUS_1007, 5), 1012);
+        assert_eq!(device.pipelines_created(), start + 3);
+        assert_eq!(launch(&device, &PLUS_9, 0), 9);
+        assert_eq!(device.pipelines_created(), start + 3);
+    }
+}

@@ -339,3 +339,114 @@ fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
     }
     Ok(K::Variant::ALL.iter().copied().zip(best).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::matmul::{Matmul, MatmulVariant};
+    use crate::kernels::reduce::Reduce;
+    use crate::kernels::softmax::SoftmaxXent;
+    use crate::kernels::transpose::{Transpose, TransposeKernel};
+    use crate::kernels::LanePolicy;
+
+    /// Every variant of `K` survives a round trip through its name; names are distinct.
+    fn names_round_trip<K: Tunable>() {
+        let names: Vec<&str> = K::Variant::ALL.iter().map(|v| v.name()).collect();
+        for (i, &v) in K::Variant::ALL.iter().enumerate() {
+            assert_eq!(K::Variant::parse(v.name()), Some(v));
+            assert!(!names[..i].contains(&v.name()), "{names:?}");
+            assert_eq!(
+                clean(v.name()),
+                v.name(),
+                "a name the cache file would alter"
+            );
+        }
+        assert_eq!(K::Variant::parse("NoSuchVariant"), None);
+        assert_eq!(clean(K::KERNEL), K::KERNEL);
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        names_round_trip::<Matmul>();
+        names_round_trip::<Transpose>();
+        names_round_trip::<Reduce>();
+        names_round_trip::<SoftmaxXent>();
+    }
+
+    #[test]
+    fn cache_keys_are_normalised_in_memory() {
+        let mut cache = TuneCache::load(None);
+        assert!(cache.is_empty() && cache.path().is_none());
+        cache.insert("Adapter\tA\n", " matmul", "Tiled\r");
+        assert_eq!(cache.get("Adapter A", "matmul"), Some("Tiled"));
+        assert_eq!(cache.get("Adapter\tA", "matmul\n"), Some("Tiled"));
+        cache.insert("Adapter A", "matmul", "RowBlock");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get("Adapter A", "matmul"), Some("RowBlock"));
+        assert_eq!(cache.get("Adapter B", "matmul"), None);
+        // No file: saving is a no-op, not an error.
+        assert!(cache.save().is_ok());
+    }
+
+    #[test]
+    fn named_reports_keep_order_and_figures() {
+        let t = Tuning {
+            variant: MatmulVariant::Tiled,
+            source: TuneSource::Measured,
+            timings_ms: vec![(MatmulVariant::RowBlock, 2.0), (MatmulVariant::Tiled, 1.0)],
+            cache_path: None,
+        };
+        let n = t.named();
+        assert_eq!(n.variant, "Tiled");
+        assert_eq!(n.timings_ms, vec![("RowBlock", 2.0), ("Tiled", 1.0)]);
+        assert_eq!(n.source, TuneSource::Measured);
+    }
+
+    /// Untuned, `variant` is the default; forced, it follows; every trial builds one launch
+    /// per variant.
+    fn follows_the_device<K: Tunable>(device: &Device) {
+        assert_eq!(variant::<K>(device), K::default_variant(device.info()));
+        for &v in K::Variant::ALL {
+            set_variant::<K>(device, v);
+            assert_eq!(variant::<K>(device), v);
+        }
+        assert_eq!(K::trials(device).unwrap().len(), K::Variant::ALL.len());
+    }
+
+    #[test]
+    fn the_choice_follows_the_device() {
+        // A device of its own: forcing variants must not touch other tests' devices.
+        let device = Device::new().unwrap();
+        follows_the_device::<Matmul>(&device);
+        follows_the_device::<Transpose>(&device);
+        follows_the_device::<Reduce>(&device);
+        follows_the_device::<SoftmaxXent>(&device);
+        // A stored name that no variant has is ignored.
+        device.set_tuned_variant(Transpose::KERNEL, "NoSuchVariant");
+        assert_eq!(
+            variant::<Transpose>(&device),
+            Transpose::default_variant(device.info())
+        );
+        // The defaults are the adapter-type rules.
+        fn on<T>(cpu: bool, on_cpu: T, elsewhere: T) -> T {
+            if cpu {
+                on_cpu
+            } else {
+                elsewhere
+            }
+        }
+        let cpu = device.info().is_cpu();
+        assert_eq!(
+            Matmul::default_variant(device.info()),
+            on(cpu, MatmulVariant::RowBlock, MatmulVariant::Tiled)
+        );
+        assert_eq!(
+            Transpose::default_variant(device.info()),
+            on(cpu, TransposeKernel::Direct, TransposeKernel::Tiled)
+        );
+        assert_eq!(
+            Reduce::default_variant(device.info()),
+            on(cpu, LanePolicy::Fewest, LanePolicy::Spread)
+        );
+    }
+}
