@@ -3,7 +3,7 @@
 //! A [`Kernel`] is one entry point of one [`Shader`], its workgroup size, the values of the
 //! WGSL `override` constants it is specialised with, and — as its type parameter — the
 //! [`Params`] struct it reads from the uniform at binding 0. Its [`KernelId`] (shader, entry,
-//! override values) keys the [`PipelineCache`] a [`Device`](crate::Device) owns: one
+//! override values) keys the pipeline cache a [`Device`](crate::Device) owns: one
 //! pipeline per distinct kernel and device, built on first use.
 //!
 //! Variants of a kernel are override values, not edited source text: the same shader module

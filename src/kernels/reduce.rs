@@ -136,7 +136,7 @@ impl Tunable for Reduce {
         LanePolicy::default_for(info)
     }
 
-    /// Row sums of a [`TUNE_SIZE`]² matrix with the lanes of each policy.
+    /// Row sums of a square matrix of order `TUNE_SIZE` with the lanes of each policy.
     fn trials(device: &Device) -> Result<Vec<Dispatch>> {
         let n = TUNE_SIZE;
         let data: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 - 6.0).collect();

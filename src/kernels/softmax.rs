@@ -88,7 +88,7 @@ impl Tunable for SoftmaxXent {
         LanePolicy::default_for(info)
     }
 
-    /// The forward pass over [`TUNE_SHAPE`] logits with the lanes of each policy.
+    /// The forward pass over `TUNE_SHAPE` logits with the lanes of each policy.
     fn trials(device: &Device) -> Result<Vec<Dispatch>> {
         let (rows, classes) = TUNE_SHAPE;
         let data: Vec<f32> = (0..rows * classes).map(|i| (i % 11) as f32 / 4.0).collect();

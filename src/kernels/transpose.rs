@@ -76,7 +76,7 @@ impl Tunable for Transpose {
         }
     }
 
-    /// Every kernel on one [`TUNE_SIZE`]² matrix.
+    /// Every kernel on one square matrix of order `TUNE_SIZE`.
     fn trials(device: &Device) -> Result<Vec<Dispatch>> {
         let n = TUNE_SIZE;
         let x = Tensor::zeros(device, &[n, n])?;
