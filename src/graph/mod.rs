@@ -569,3 +569,59 @@ pub fn rows_cols(shape: &[usize]) -> (usize, usize) {
         None => (1, 1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needed_for_is_the_outputs_and_their_ancestors() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 3]);
+        let t = g.input("t", &[2, 3]);
+        let state = g.resident("mean", &[3], Init::Zeros, Role::State);
+        let y = g.tanh(x).unwrap();
+        let m = g.reduce(ReduceOp::Mean, Axis::Cols, y).unwrap();
+        g.ema(state, m, 0.1).unwrap();
+        let loss = g.mse(y, t).unwrap();
+        let needed = g.needed_for(&[y]).unwrap();
+        let marked: Vec<usize> = (0..needed.len()).filter(|&i| needed[i]).collect();
+        assert_eq!(marked, [x.0, y.0]);
+        let needed = g.needed_for(&[loss]).unwrap();
+        assert!(needed[t.0] && needed[y.0] && !needed[m.0] && !needed[state.0]);
+        assert!(!needed
+            .iter()
+            .zip(g.nodes())
+            .any(|(&n, node)| n && node.shape.is_empty()));
+        assert!(g.needed_for(&[Value(1000)]).is_err());
+    }
+
+    #[test]
+    fn ema_and_mse_check_their_values() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[3]);
+        let state = g.resident("s", &[3], Init::Zeros, Role::State);
+        let foreign = Value(1000);
+        assert!(matches!(
+            g.ema(state, foreign, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            g.ema(foreign, x, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(g.mse(x, foreign), Err(Error::InvalidArgument(_))));
+        assert!(matches!(g.mse(foreign, x), Err(Error::InvalidArgument(_))));
+        for bad in [f32::NAN, -0.1, 1.5] {
+            assert!(matches!(
+                g.ema(state, x, bad),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(
+            matches!(g.ema(x, x, 0.1), Err(Error::Shape { .. })),
+            "state must be resident"
+        );
+        g.ema(state, x, 0.1).unwrap();
+    }
+}

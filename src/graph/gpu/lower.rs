@@ -305,3 +305,143 @@ fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDi
         b_batched: true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::schedule::passes;
+    use super::*;
+    use crate::graph::layout::Layout;
+    use crate::graph::{Init, Role};
+    use crate::kernels::optim::UpdateRule;
+
+    /// One op of every family: a batch-dependent and a parameter-only spectral function,
+    /// softmax cross-entropy, its gradient through everything, clipping of three gradients,
+    /// updates and a running average.
+    fn every_family() -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", &[5, 3]);
+        let t = g.input("t", &[5, 3]);
+        let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 });
+        let v = g.param("v", &[3, 3], Init::Normal { std: 0.5 });
+        let gram = g.matmul(v, v, true, false).unwrap();
+        let hoisted = g.spectral_fn(gram, SpectralFn::Orthogonal).unwrap();
+        let xw = g.matmul(x, w, false, false).unwrap();
+        let a = g.tanh(xw).unwrap();
+        let xt = g.transpose(a).unwrap();
+        let cov = g.matmul(xt, a, false, false).unwrap();
+        let own = g
+            .spectral_fn(cov, SpectralFn::InvSqrt { eps: 1e-3 })
+            .unwrap();
+        let mixed = g.matmul(a, own, false, false).unwrap();
+        let logits = g.matmul(mixed, hoisted, false, false).unwrap();
+        let mean = g.reduce(ReduceOp::Mean, Axis::Cols, logits).unwrap();
+        let running = g.resident("running", &[3], Init::Zeros, Role::State);
+        g.ema(running, mean, 0.1).unwrap();
+        let loss = g.softmax_cross_entropy(logits, t).unwrap();
+        let grads = g.backward(loss).unwrap();
+        let pairs: Vec<(Value, Value)> = [w, v].map(|p| (p, grads.get(p).unwrap())).into();
+        let all = vec![pairs[0].1, pairs[1].1, grads.get(w).unwrap()];
+        g.push(Op::ClipGradients { max_norm: 1.0 }, all, vec![])
+            .unwrap();
+        let rule = UpdateRule::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        for (p, grad) in pairs {
+            let shape = g.shape(p).to_vec();
+            let state = g.resident(
+                &format!("{}.m", g.node(p).name),
+                &shape,
+                Init::Zeros,
+                Role::State,
+            );
+            g.push(Op::Update(rule), vec![p, grad, state], vec![])
+                .unwrap();
+        }
+        g
+    }
+
+    /// The kinds of a node's launches: `S` a solve, `D` a dispatch.
+    fn kinds(recorded: &[Recorded]) -> String {
+        recorded
+            .iter()
+            .map(|r| match r {
+                Recorded::Solve(_) => 'S',
+                Recorded::Dispatch(_) => 'D',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_op_family_lowers_to_its_launches() {
+        let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
+        let g = every_family();
+        let layout = Layout::new(&g, &[]).unwrap();
+        let buffers = Buffers::allocate(&device, &g, &layout, 0).unwrap();
+        let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
+        assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
+        let lowered = Lowering::new(&device, &g, &buffers, &mut solves)
+            .lower_all()
+            .unwrap();
+        let mut families = std::collections::BTreeSet::new();
+        for (i, node) in g.nodes().iter().enumerate() {
+            let expected = match &node.op {
+                Op::Input | Op::Param { .. } | Op::Reshape => String::new(),
+                // The parameter-only one is solved ahead of the step; the other in place.
+                Op::SpectralFn(_) if g.param_only()[i] => "DD".into(),
+                Op::SpectralFn(_) => "SDD".into(),
+                Op::SpectralFnBackward(_) => "DDDDD".into(),
+                // A squared norm per gradient, then the scale.
+                Op::ClipGradients { .. } => "D".repeat(node.inputs.len() + 1),
+                _ => "D".into(),
+            };
+            assert_eq!(kinds(&lowered[i]), expected, "{}", node.name);
+            families.insert(
+                node.op
+                    .name()
+                    .trim_end_matches(char::is_numeric)
+                    .to_string(),
+            );
+        }
+        for family in [
+            "Input",
+            "Param",
+            "MatMul",
+            "Tanh",
+            "Add",
+            "Expand",
+            "Reduce",
+            "Transpose",
+            "Reshape",
+            "SoftmaxXent",
+            "SoftmaxXentBackward",
+            "SpectralFn",
+            "SpectralFnBackward",
+            "Ema",
+            "ClipGradients",
+            "UpdateSgd",
+        ] {
+            assert!(
+                families.iter().any(|f| f.starts_with(family)),
+                "no {family} in {families:?}"
+            );
+        }
+        assert_eq!(
+            solves.len(),
+            2,
+            "the batch-dependent spectral function has its own"
+        );
+        // Passes: one per run of dispatches between solves.
+        let recording: Vec<&Recorded> = lowered.iter().flatten().collect();
+        let solves_recorded = recording
+            .iter()
+            .filter(|r| matches!(r, Recorded::Solve(_)))
+            .count();
+        assert_eq!(solves_recorded, 1);
+        assert_eq!(
+            passes(recording.into_iter()),
+            3,
+            "dispatches, the solve, dispatches"
+        );
+    }
+}
