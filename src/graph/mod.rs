@@ -1,6 +1,6 @@
 //! The command graph: symbolic values, ops with shapes checked as they are added, reverse-mode
 //! autodiff that appends gradient ops to the same graph, a planner that assigns pooled device
-//! buffers, and two executors over the same [`Plan`](plan::Plan) — the GPU one (one submission
+//! buffers, and two executors over the same [`Plan`] — the GPU one (one submission
 //! per step) and the CPU reference one (nalgebra, any precision).
 //!
 //! ```no_run
@@ -436,7 +436,7 @@ impl Graph {
     }
 
     /// x viewed as [rows, cols] (cols = last dimension) reduced per row (`Axis::Rows`, shape
-    /// [rows]) or per column (`Axis::Cols`, shape [cols]).
+    /// `[rows]`) or per column (`Axis::Cols`, shape `[cols]`).
     pub fn reduce(&mut self, op: ReduceOp, axis: Axis, x: Value) -> Result<Value> {
         self.check_value("Reduce", x)?;
         let (rows, cols) = rows_cols(self.shape(x));
@@ -447,7 +447,7 @@ impl Graph {
         self.push(Op::Reduce { op, axis }, vec![x], shape)
     }
 
-    /// The mean of every element, shape [1].
+    /// The mean of every element, shape `[1]`.
     pub fn mean_all(&mut self, x: Value) -> Result<Value> {
         let n = self.shape(x).iter().product();
         let flat = self.reshape(x, &[1, n])?;
@@ -483,7 +483,7 @@ impl Graph {
     }
 
     /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or
-    /// soft, same shape), shape [rows].
+    /// soft, same shape), shape `[rows]`.
     pub fn softmax_xent(&mut self, logits: Value, targets: Value) -> Result<Value> {
         self.check_value("SoftmaxXent", logits)?;
         self.check_value("SoftmaxXent", targets)?;
@@ -491,7 +491,7 @@ impl Graph {
         self.push(Op::SoftmaxXent, vec![logits, targets], shape)
     }
 
-    /// The batch mean of the softmax cross-entropy, shape [1]: the usual classification loss.
+    /// The batch mean of the softmax cross-entropy, shape `[1]`: the usual classification loss.
     pub fn softmax_cross_entropy(&mut self, logits: Value, targets: Value) -> Result<Value> {
         let per_row = self.softmax_xent(logits, targets)?;
         self.mean_all(per_row)
@@ -540,7 +540,7 @@ impl Graph {
             .map(|_| ())
     }
 
-    /// Mean squared error mean((a − b)²), shape [1].
+    /// Mean squared error mean((a − b)²), shape `[1]`.
     pub fn mse(&mut self, a: Value, b: Value) -> Result<Value> {
         self.check_value("Mse", a)?;
         self.check_value("Mse", b)?;
