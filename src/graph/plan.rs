@@ -261,6 +261,13 @@ mod tests {
     }
 
     #[test]
+    fn plans_can_move_between_threads() {
+        fn send_sync<P: Plan + Send + Sync>() {}
+        send_sync::<crate::graph::gpu::GpuPlan>();
+        send_sync::<crate::graph::reference::ReferencePlan<f64>>();
+    }
+
+    #[test]
     fn learning_rate_is_validated_and_starts_from_the_graph() {
         let (mut s, ..) = state();
         assert_eq!(s.learning_rate(), 0.25);
