@@ -48,7 +48,8 @@ pub trait Plan {
     /// no running-statistics write — and leaves the step count alone. `inputs` must hold the
     /// graph inputs those ops read (others may be given and are written too). Afterwards
     /// [`Plan::read`] returns the outputs; on the GPU they must be readable (named at compile
-    /// time, or resident).
+    /// time, or resident). Eigendecompositions the outputs need run as in a step, and their
+    /// warm starts follow this run's eigenvectors (the solver's cache, not model state).
     fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()>;
 
     /// The current contents of `v` (waits for the work queued before).
