@@ -1,8 +1,8 @@
 //! # eigengrad
 //!
 //! Portable GPU training on raw `wgpu` compute shaders, centred on layers that
-//! eigendecompose matrices on the GPU every step. See `DESIGN.md` in the shared folder and the
-//! README for the map.
+//! eigendecompose matrices on the GPU every step. `docs/ARCHITECTURE.md` draws the modules and
+//! the path of one training step through them; the README shows what it does.
 //!
 //! ```no_run
 //! use eigengrad::{Device, Tensor, kernels::elementwise::{unary, UnaryOp}};

@@ -8,8 +8,8 @@
 //! - residual: ‖AV − VΛ‖_F ≤ C_RESIDUAL·n·ε·‖A‖_F, for the same reason;
 //! - orthogonality: ‖VᵀV − I‖_F ≤ C_ORTH·n·ε. The rotations alone leave ~1.5·n·√n·ε (every
 //!   column is rounded (n − 1)·sweeps times, a random walk); the solver's closing
-//!   Newton–Schulz step brings that down to the rounding of V itself. (LAPACK `ssyevd`,
-//!   ANCHORS.md: ~0.5·n·ε.)
+//!   Newton–Schulz step brings that down to the rounding of V itself. (LAPACK `ssyevd`
+//!   reaches ~0.5·n·ε.)
 //! - graded SPD D·R·D: every eigenvalue to *relative* accuracy C_RELATIVE·n·ε, however small
 //!   (Demmel–Veselić: the relative test keeps the perturbations graded like A). The reference
 //!   there is σ(L)² with L the f64 Cholesky factor of A, whose SVD has relative accuracy;
@@ -294,7 +294,7 @@ fn random_symmetric_every_size() {
         );
         let sweeps = e.sweeps().unwrap();
         let most = *sweeps.iter().max().unwrap();
-        // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
+        // f32 round-robin Jacobi typically needs ≤ 6 sweeps at n = 32, ≤ 9 at n = 256.
         assert!(most <= 10, "random n={n}: {most} sweeps");
         eprintln!("random n={n}: sweeps {:?}", &sweeps[..batch.min(8)]);
     }

@@ -1,6 +1,6 @@
 //! The command graph: symbolic values, ops with shapes checked as they are added, reverse-mode
 //! autodiff that appends gradient ops to the same graph, a planner that assigns pooled device
-//! buffers, and two executors over the same [`Plan`](plan::Plan) — the GPU one (one submission
+//! buffers, and two executors over the same [`Plan`] — the GPU one (one submission
 //! per step) and the CPU reference one (nalgebra, any precision).
 //!
 //! ```no_run
@@ -22,16 +22,19 @@
 pub mod autodiff;
 pub mod checkpoint;
 pub mod gpu;
+pub mod layout;
 pub mod plan;
 pub mod reference;
+
+pub use plan::{Plan, PlanState};
 
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
 use crate::kernels::matmul::matmul_shape;
+use crate::kernels::optim::UpdateRule;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::softmax::softmax_xent_shape;
 use crate::kernels::spectral::SpectralFn;
-use crate::optim::Update;
 use crate::tensor::numel;
 
 /// A symbolic value of a [`Graph`]: the output of one node.
@@ -159,7 +162,7 @@ pub enum Op {
     },
     /// An in-place optimizer update of a parameter (input 0) from its gradient (input 1) and
     /// its state tensors (inputs 2..). Produces no value.
-    Update(Update),
+    Update(UpdateRule),
 }
 
 impl Op {
@@ -270,6 +273,25 @@ impl Graph {
             };
         }
         out
+    }
+
+    /// For each node: whether computing `outputs` needs it — the outputs and everything they
+    /// depend on. Ops without a value (updates, clipping, running averages) are never needed:
+    /// nothing reads them. Each output must be a value of this graph.
+    pub fn needed_for(&self, outputs: &[Value]) -> Result<Vec<bool>> {
+        let mut needed = vec![false; self.nodes.len()];
+        for &v in outputs {
+            self.check_value("output", v)?;
+            needed[v.0] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if needed[i] {
+                for v in &self.nodes[i].inputs {
+                    needed[v.0] = true;
+                }
+            }
+        }
+        Ok(needed)
     }
 
     /// Every value whose op satisfies `pred`.
@@ -414,7 +436,7 @@ impl Graph {
     }
 
     /// x viewed as [rows, cols] (cols = last dimension) reduced per row (`Axis::Rows`, shape
-    /// [rows]) or per column (`Axis::Cols`, shape [cols]).
+    /// `[rows]`) or per column (`Axis::Cols`, shape `[cols]`).
     pub fn reduce(&mut self, op: ReduceOp, axis: Axis, x: Value) -> Result<Value> {
         self.check_value("Reduce", x)?;
         let (rows, cols) = rows_cols(self.shape(x));
@@ -425,7 +447,7 @@ impl Graph {
         self.push(Op::Reduce { op, axis }, vec![x], shape)
     }
 
-    /// The mean of every element, shape [1].
+    /// The mean of every element, shape `[1]`.
     pub fn mean_all(&mut self, x: Value) -> Result<Value> {
         let n = self.shape(x).iter().product();
         let flat = self.reshape(x, &[1, n])?;
@@ -461,7 +483,7 @@ impl Graph {
     }
 
     /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or
-    /// soft, same shape), shape [rows].
+    /// soft, same shape), shape `[rows]`.
     pub fn softmax_xent(&mut self, logits: Value, targets: Value) -> Result<Value> {
         self.check_value("SoftmaxXent", logits)?;
         self.check_value("SoftmaxXent", targets)?;
@@ -469,7 +491,7 @@ impl Graph {
         self.push(Op::SoftmaxXent, vec![logits, targets], shape)
     }
 
-    /// The batch mean of the softmax cross-entropy, shape [1]: the usual classification loss.
+    /// The batch mean of the softmax cross-entropy, shape `[1]`: the usual classification loss.
     pub fn softmax_cross_entropy(&mut self, logits: Value, targets: Value) -> Result<Value> {
         let per_row = self.softmax_xent(logits, targets)?;
         self.mean_all(per_row)
@@ -493,8 +515,15 @@ impl Graph {
     }
 
     /// Running average: `state` ← (1 − momentum)·`state` + momentum·`value`, in place, once
-    /// per step (e.g. the running mean of a normalisation layer).
+    /// per step (e.g. the running mean of a normalisation layer). `momentum` lies in [0, 1].
     pub fn ema(&mut self, state: Value, value: Value, momentum: f32) -> Result<()> {
+        self.check_value("Ema", state)?;
+        self.check_value("Ema", value)?;
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::InvalidArgument(format!(
+                "Ema: momentum must lie in [0, 1], got {momentum}"
+            )));
+        }
         if self.shape(state) != self.shape(value)
             || !matches!(self.node(state).op, Op::Param { .. })
         {
@@ -511,8 +540,10 @@ impl Graph {
             .map(|_| ())
     }
 
-    /// Mean squared error mean((a − b)²), shape [1].
+    /// Mean squared error mean((a − b)²), shape `[1]`.
     pub fn mse(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.check_value("Mse", a)?;
+        self.check_value("Mse", b)?;
         if self.shape(a) != self.shape(b) {
             return Err(Error::shape(
                 "Mse",
@@ -536,5 +567,61 @@ pub fn rows_cols(shape: &[usize]) -> (usize, usize) {
     match shape.split_last() {
         Some((&cols, lead)) => (lead.iter().product(), cols),
         None => (1, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needed_for_is_the_outputs_and_their_ancestors() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 3]);
+        let t = g.input("t", &[2, 3]);
+        let state = g.resident("mean", &[3], Init::Zeros, Role::State);
+        let y = g.tanh(x).unwrap();
+        let m = g.reduce(ReduceOp::Mean, Axis::Cols, y).unwrap();
+        g.ema(state, m, 0.1).unwrap();
+        let loss = g.mse(y, t).unwrap();
+        let needed = g.needed_for(&[y]).unwrap();
+        let marked: Vec<usize> = (0..needed.len()).filter(|&i| needed[i]).collect();
+        assert_eq!(marked, [x.0, y.0]);
+        let needed = g.needed_for(&[loss]).unwrap();
+        assert!(needed[t.0] && needed[y.0] && !needed[m.0] && !needed[state.0]);
+        assert!(!needed
+            .iter()
+            .zip(g.nodes())
+            .any(|(&n, node)| n && node.shape.is_empty()));
+        assert!(g.needed_for(&[Value(1000)]).is_err());
+    }
+
+    #[test]
+    fn ema_and_mse_check_their_values() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[3]);
+        let state = g.resident("s", &[3], Init::Zeros, Role::State);
+        let foreign = Value(1000);
+        assert!(matches!(
+            g.ema(state, foreign, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            g.ema(foreign, x, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(g.mse(x, foreign), Err(Error::InvalidArgument(_))));
+        assert!(matches!(g.mse(foreign, x), Err(Error::InvalidArgument(_))));
+        for bad in [f32::NAN, -0.1, 1.5] {
+            assert!(matches!(
+                g.ema(state, x, bad),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(
+            matches!(g.ema(x, x, 0.1), Err(Error::Shape { .. })),
+            "state must be resident"
+        );
+        g.ema(state, x, 0.1).unwrap();
     }
 }
