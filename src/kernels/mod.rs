@@ -14,6 +14,7 @@ pub mod autotune;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
+pub mod jacobi_block;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
