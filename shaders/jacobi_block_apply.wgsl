@@ -6,6 +6,10 @@
 // Vᵀ[P, C] ← Q_Pᵀ·Vᵀ[P, C] of 2b columns C of the rows of pair P. Tiles are disjoint, so each
 // is updated in place. A tile whose rotations are all identities is skipped.
 //
+// The products are formed as updates, X·Q = X + X·D with D = Q − I (what `block_solve`
+// stores): as the sweeps converge D shrinks, and so does the rounding of the 2b-term sums,
+// which would otherwise be ~ε·|X| per term in every round.
+//
 // TILE (the largest 2b: 32 or 64) is prepended by the host. The tile sits in workgroup memory
 // as rows of TILE/4 vec4, the Q being applied beside it; each invocation owns a 4×4 block of
 // the product. The upper-triangle storage of A holds a sub-block (X, Y) of a tile, X ≠ Y, at
@@ -20,26 +24,22 @@
 
 const TQ: u32 = TILE / 4u;
 const WG: u32 = TQ * TQ;
-// The tile (also Y = X·Q_R, then the result), and Q_R then Q_P; element (i, j) of each at
+// The tile (also Y = X·Q_R, then the result), and D_R then D_P; element (i, j) of each at
 // [i * TQ + j / 4][j % 4]. 32 KiB together when TILE = 64, nothing else: the skip flag is
 // passed through x[0].
 var<workgroup> x: array<vec4<f32>, TILE * TQ>;
 var<workgroup> qs: array<vec4<f32>, TILE * TQ>;
 
-// Rows 0 … mm − 1 of the Q of block pair `slot` into qs — I where the pair rotated nothing
-// (its Q was not stored) — and zero past them.
-fn load_q(slot: u32, mm: u32, qv: u32, lid: u32) {
+// Rows 0 … mm − 1 of D = Q − I of block pair `slot` into qs — zero where the pair rotated
+// nothing (its D was not stored) and past the rows.
+fn load_d(slot: u32, mm: u32, qv: u32, lid: u32) {
     let identity = rotated[slot] == 0u;
     for (var e = lid; e < TILE * TQ; e += WG) {
         let r = e / TQ;
         let c = e % TQ;
         var y = vec4<f32>();
-        if (r < mm && c < qv) {
-            if (identity) {
-                y = select(vec4<f32>(), vec4<f32>(1.0), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(r - 4u * c));
-            } else {
-                y = q[(slot * mm + r) * qv + c];
-            }
+        if (r < mm && c < qv && !identity) {
+            y = q[(slot * mm + r) * qv + c];
         }
         qs[e] = y;
     }
@@ -139,8 +139,8 @@ fn block_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let tj = lid % TQ;
     let owns_block = ti < qv && tj < qv;
     if (is_a) {
-        // Y = X·Q_R, in place: each invocation reads its own rows, writes its own block.
-        load_q(b * k + rr, mm, qv, lid);
+        // Y = X + X·D_R, in place: each invocation reads its own rows, writes its own block.
+        load_d(b * k + rr, mm, qv, lid);
         workgroupBarrier();
         var y0 = vec4<f32>();
         var y1 = vec4<f32>();
@@ -164,14 +164,14 @@ fn block_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         workgroupBarrier();
         if (owns_block) {
-            x[(4u * ti) * TQ + tj] = y0;
-            x[(4u * ti + 1u) * TQ + tj] = y1;
-            x[(4u * ti + 2u) * TQ + tj] = y2;
-            x[(4u * ti + 3u) * TQ + tj] = y3;
+            x[(4u * ti) * TQ + tj] += y0;
+            x[(4u * ti + 1u) * TQ + tj] += y1;
+            x[(4u * ti + 2u) * TQ + tj] += y2;
+            x[(4u * ti + 3u) * TQ + tj] += y3;
         }
     }
-    // Z = Q_Pᵀ·Y (Y = X for a V tile).
-    load_q(b * k + pp, mm, qv, lid);
+    // Z = Y + D_Pᵀ·Y (Y = X for a V tile).
+    load_d(b * k + pp, mm, qv, lid);
     workgroupBarrier();
     var z0 = vec4<f32>();
     var z1 = vec4<f32>();
@@ -189,10 +189,10 @@ fn block_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
     workgroupBarrier();
     if (owns_block) {
-        x[(4u * ti) * TQ + tj] = z0;
-        x[(4u * ti + 1u) * TQ + tj] = z1;
-        x[(4u * ti + 2u) * TQ + tj] = z2;
-        x[(4u * ti + 3u) * TQ + tj] = z3;
+        x[(4u * ti) * TQ + tj] += z0;
+        x[(4u * ti + 1u) * TQ + tj] += z1;
+        x[(4u * ti + 2u) * TQ + tj] += z2;
+        x[(4u * ti + 3u) * TQ + tj] += z3;
     }
     workgroupBarrier();
     if (is_a) {

@@ -1,15 +1,19 @@
 // Blocked path, first half of a round: one workgroup per block pair (I, J) of the round and
 // matrix still iterating (listed in `live`, one per workgroup row). It loads the 2b×2b problem
-// S = A[I∪J, I∪J] (packed upper triangle) into workgroup memory, sweeps it by the same
-// parallel-ordered Jacobi method as the one-workgroup solver — Rutishauser's update, the
-// relative test against the matrix's floor — until no entry is left to rotate or INNER_SWEEPS
-// sweeps have run, and stores S back with the product Q of its rotations (S ← QᵀSQ), row-major
-// with `q_stride` floats a row. `rotated` records whether Q differs from I, so that
-// `block_apply` skips the tiles of pairs that did nothing. MMAX (the largest 2b) is prepended
-// by the host.
+// S = A[I∪J, I∪J] (packed upper triangle) into workgroup memory and, unless every entry passes
+// the relative test, sweeps it once by the same parallel-ordered Jacobi method as the
+// one-workgroup solver (Rutishauser's update, the relative test against the matrix's floor),
+// then stores S back with D = Q − I, Q the product of its rotations (S ← QᵀSQ), row-major with
+// `q_stride` floats a row. `rotated` records whether Q differs from I, so that `block_apply`
+// skips the tiles of pairs that did nothing (and reads D = 0 for the others). MMAX (the largest
+// 2b) is prepended by the host.
 //
-// Iterations of one invocation: ~28 per round of a sweep (2b − 1 rounds), ~1,900 per sweep of
-// a 64×64 problem, so the INNER_SWEEPS cap keeps every invocation far below llvmpipe's 65,535.
+// One sweep per round, not a full diagonalisation of S: sweeping S to convergence saves about
+// one outer sweep in eight (n = 128–512, random matrices) but costs 2–3× the time, and its
+// extra rotations doubled the residual at n = 512 (measured on lavapipe).
+//
+// Iterations of one invocation: ~18 per round (2b − 1 rounds), ~1,400 for a 64×64 problem
+// with its loads and stores, far below llvmpipe's 65,535.
 
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read> live: array<u32>;
@@ -18,9 +22,6 @@
 @group(0) @binding(5) var<storage, read> floor_of: array<f32>;
 
 const WG: u32 = 64u;
-// Sweeps of one block pair per round at most; the outer sweeps continue the work of a pair
-// that is not diagonal by then.
-const INNER_SWEEPS: u32 = 8u;
 var<workgroup> wa: array<f32, MMAX * (MMAX + 1u) / 2u>;
 var<workgroup> wq: array<vec4<f32>, MMAX * MMAX / 4u>;
 var<workgroup> wrot: array<Rot, MMAX / 2u>;
@@ -73,8 +74,10 @@ fn sweep(mm: u32, qc: u32, floor: f32, lid: u32) {
     let stride = WG / qc;
     let first = select(np, lid / qc, lid < stride * qc);
     // Block rows reach (np − 1)/2 blocks ahead, the first half of them one more when np is
-    // even: every unordered pair of pairs once.
+    // even: every unordered pair of pairs once. Work item (k, d) is block (k, k + d mod np),
+    // d ≤ ⌈np/2⌉, spread over the whole workgroup.
     let half = (np - 1u) / 2u;
+    let items = np * ((np + 1u) / 2u);
     for (var r = 0u; r + 1u < mm; r++) {
         if (lid < np) {
             let ij = round_robin(lid, r, mm);
@@ -105,24 +108,22 @@ fn sweep(mm: u32, qc: u32, floor: f32, lid: u32) {
                 wq[rl.j * qc + chunk] = rl.s * x + rl.c * y;
             }
         }
-        for (var k = lid; k < np; k += WG) {
+        for (var item = lid; item < items; item += WG) {
+            let k = item % np;
+            let d = item / np + 1u;
+            var l = k + d;
+            if (l >= np) {
+                l -= np;
+            }
             let rk = wrot[k];
-            let reach = select(half, np / 2u, k < np / 2u);
-            var l = k;
-            for (var d = 1u; d <= reach; d++) {
-                l += 1u;
-                if (l == np) {
-                    l = 0u;
-                }
-                let rl = wrot[l];
-                if (rk.s != 0.0 || rl.s != 0.0) {
-                    let x = vec4<f32>(sym_get(mm, rk.i, rl.i), sym_get(mm, rk.i, rl.j), sym_get(mm, rk.j, rl.i), sym_get(mm, rk.j, rl.j));
-                    let y = rotate_block(x, rk, rl);
-                    sym_set(mm, rk.i, rl.i, y.x);
-                    sym_set(mm, rk.i, rl.j, y.y);
-                    sym_set(mm, rk.j, rl.i, y.z);
-                    sym_set(mm, rk.j, rl.j, y.w);
-                }
+            let rl = wrot[l];
+            if (d <= select(half, np / 2u, k < np / 2u) && (rk.s != 0.0 || rl.s != 0.0)) {
+                let x = vec4<f32>(sym_get(mm, rk.i, rl.i), sym_get(mm, rk.i, rl.j), sym_get(mm, rk.j, rl.i), sym_get(mm, rk.j, rl.j));
+                let y = rotate_block(x, rk, rl);
+                sym_set(mm, rk.i, rl.i, y.x);
+                sym_set(mm, rk.i, rl.j, y.y);
+                sym_set(mm, rk.j, rl.i, y.z);
+                sym_set(mm, rk.j, rl.j, y.w);
             }
         }
         workgroupBarrier();
@@ -156,12 +157,8 @@ fn block_solve(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         wq[e] = select(vec4<f32>(), vec4<f32>(1.0), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(d));
     }
     workgroupBarrier();
-    var did = 0u;
-    for (var s = 0u; s < INNER_SWEEPS; s++) {
-        if (unconverged(mm, floor, lid) == 0u) {
-            break;
-        }
-        did = 1u;
+    let did = select(0u, 1u, unconverged(mm, floor, lid) != 0u);
+    if (did != 0u) {
         sweep(mm, qc, floor, lid);
     }
     let slot = b * p.pairs + wid.x;
@@ -180,7 +177,7 @@ fn block_solve(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             }
         }
     }
-    // Q = (Qᵀ)ᵀ, its padding columns zero.
+    // D = (Qᵀ)ᵀ − I, its padding columns zero.
     let stride = 4u * qc;
     let first = slot * mm * stride;
     for (var e = lid; e < mm * stride; e += WG) {
@@ -188,7 +185,7 @@ fn block_solve(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let c = e % stride;
         var x = 0.0;
         if (c < mm) {
-            x = wq[c * qc + r / 4u][r % 4u];
+            x = wq[c * qc + r / 4u][r % 4u] - select(0.0, 1.0, r == c);
         }
         q[first + e] = x;
     }

@@ -1,8 +1,8 @@
 // Helpers shared by every Jacobi kernel (prepended to each jacobi_*.wgsl file by
-// src/kernels/jacobi.rs and src/kernels/jacobi_block.rs). Notation: the batch holds `batch` symmetric n×n matrices, stored
-// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy A up to
-// date, and holds the eigenvectors transposed, Vᵀ, each row padded to `chunks` vec4, so that
-// rotating two columns of V is rotating two contiguous rows of Vᵀ.
+// src/kernels/jacobi.rs and src/kernels/jacobi_block.rs). Notation: the batch holds `batch`
+// symmetric n×n matrices, stored row-major; the solver keeps only the upper triangle (i ≤ j) of
+// its working copy A up to date, and holds the eigenvectors transposed, Vᵀ, each row padded to
+// `chunks` vec4, so that rotating two columns of V is rotating two contiguous rows of Vᵀ.
 //
 // llvmpipe ends any invocation after 65,535 loop iterations in total (silently), so every
 // kernel bounds the iterations of each invocation well below that.

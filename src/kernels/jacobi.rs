@@ -30,18 +30,26 @@
 //!   workgroup per matrix and one dispatch per sweep (`max_sweeps + 1` recorded), A (packed
 //!   upper triangle) and Vᵀ in workgroup memory; the test runs at the top, and a finished
 //!   matrix costs one status read;
-//! - larger n: two dispatches per round (`rotate`: the m/2 rotations; `apply`: every
-//!   off-diagonal 2×2 block of A and every pair of rows of Vᵀ) with A and Vᵀ in storage
-//!   buffers, and a convergence `check` between sweeps: `max_sweeps` sweeps are recorded, and
-//!   the round dispatches are *indirect*, sized by the check to the matrices still iterating,
-//!   so converged work costs an empty dispatch, not a pass over the batch;
+//! - larger n: blocked Jacobi ([`jacobi_block`](super::jacobi_block)), A and Vᵀ in storage
+//!   buffers. The order is split into 2k = 2⌈n/64⌉ blocks of b ≤ 32 indices; a round of the
+//!   round-robin schedule over the blocks makes two dispatches — `block_solve` sweeps the k
+//!   disjoint 2b×2b block-pair problems in workgroup memory, `block_apply` applies their
+//!   rotations to the rest of A and to Vᵀ as tiled 2b×2b products — so a sweep is
+//!   2(2k − 1) + 2 dispatches with the convergence `check` (16 at n = 256, 32 at n = 512)
+//!   instead of the 2(n − 1) of a scalar ordering. `max_sweeps` sweeps are recorded, and the
+//!   round dispatches are *indirect*, sized by the check to the matrices still iterating, so
+//!   converged work costs an empty dispatch, not a pass over the batch. A round of B matrices
+//!   spreads over B·k solve and B·(k(k − 1)/2 + k·⌈n/2b⌉) tile workgroups (100 for one
+//!   512×512 matrix), so one layer's solve occupies many multiprocessors;
 //! - an epilogue: rank sort of the eigenvalues, one Newton–Schulz step V ← V(3I − VᵀV)/2 (the
 //!   rotations leave ‖VᵀV − I‖_F ≈ 1.5·n^1.5·ε, the step ≈ 0.1·n·ε, with the residual
 //!   unchanged), sign normalisation, and the gather into ascending order.
 //!
-//! The work per matrix grows with n³ on both paths, so the time per matrix has no cliff where
-//! one hands over to the other (33 or 65). Every kernel keeps the loop iterations of one
-//! invocation far below 65,535: llvmpipe silently ends an invocation after that many.
+//! The work per matrix grows with n³ on both paths, and the blocked path pads n only to a
+//! multiple of 2k (n = 65 runs four blocks of 17), so the time per matrix has no cliff where
+//! one hands over to the other (33 or 65) or where the blocked path adds blocks (129). Every
+//! kernel keeps the loop iterations of one invocation far below 65,535: llvmpipe silently ends
+//! an invocation after that many.
 //!
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
@@ -578,6 +586,14 @@ impl EighPlan {
     /// The order of the matrices.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// The block size of the blocked solver, `None` when the plan runs the one-workgroup one.
+    pub fn block_size(&self) -> Option<usize> {
+        match &self.solver {
+            Solver::Small { .. } => None,
+            Solver::Blocked { sweeps, .. } => Some(sweeps.layout().block),
+        }
     }
 
     /// Where the caller puts A, `[batch, n, n]` (only its symmetric part is used).
