@@ -1,5 +1,5 @@
-// Multi-dispatch path, between sweeps. `reset` clears the two indirect-dispatch argument
-// triples (rotate, apply); `check` then tests every matrix still iterating, one workgroup
+// Blocked path, between sweeps. `reset` clears the two indirect-dispatch argument triples
+// (block_solve, block_apply); `check` then tests every matrix still iterating, one workgroup
 // per matrix: converged, or out of sweeps, it is finished; otherwise its sweep count goes up
 // and it is appended to the `live` list that the next sweep's indirect dispatches cover
 // (args[1] counts the list; args[4] follows it by atomicMax).

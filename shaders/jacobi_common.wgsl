@@ -1,14 +1,15 @@
 // Helpers shared by every Jacobi kernel (prepended to each jacobi_*.wgsl file by
-// src/kernels/jacobi.rs). Notation: the batch holds `batch` symmetric n×n matrices, stored
-// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy A up to
-// date, and holds the eigenvectors transposed, Vᵀ, each row padded to `chunks` vec4, so that
-// rotating two columns of V is rotating two contiguous rows of Vᵀ.
+// src/kernels/jacobi.rs and src/kernels/jacobi_block.rs). Notation: the batch holds `batch`
+// symmetric n×n matrices, stored row-major; the solver keeps only the upper triangle (i ≤ j) of
+// its working copy A up to date, and holds the eigenvectors transposed, Vᵀ, each row padded to
+// `chunks` vec4, so that rotating two columns of V is rotating two contiguous rows of Vᵀ.
 //
 // llvmpipe ends any invocation after 65,535 loop iterations in total (silently), so every
 // kernel bounds the iterations of each invocation well below that.
 //
 // Parallel ordering: the round-robin ("chess tournament", Brent–Luk) schedule over
-// m = n rounded up to even indices. Round r (0 ≤ r < m−1) pairs index m−1 with r and
+// m = n rounded up to even indices (on the blocked path: over the blocks, and within a block
+// pair over its 2b indices). Round r (0 ≤ r < m−1) pairs index m−1 with r and
 // (r+k) with (r−k) mod (m−1) for k = 1 … m/2−1, so the m/2 pairs of a round are disjoint and
 // the m−1 rounds of a sweep meet every pair once. When n is odd, index m−1 = n is a dummy and
 // its pair is skipped.
@@ -18,15 +19,17 @@ struct Params {
     n: u32,
     // vec4s per row of the working Vᵀ: ⌈n / 4⌉.
     chunks: u32,
-    // n rounded up to even, and m / 2 (the number of disjoint pairs per round).
+    // The indices the round-robin schedule pairs — n rounded up to even, or on the blocked
+    // path the number of blocks — and m / 2, the disjoint pairs per round.
     m: u32,
     pairs: u32,
-    // The round this dispatch performs (multi-dispatch kernels only).
+    // The round this dispatch performs (blocked path only).
     round: u32,
     max_sweeps: u32,
-    // Invocations of `apply` per matrix: groups of off-diagonal 2×2 blocks and of vec4s of Vᵀ.
+    // Blocked path: output tiles of `block_apply` per matrix and round.
     items: u32,
-    // Workgroups per matrix of `rotate` and `apply` (written into the indirect arguments).
+    // Blocked path: workgroups per matrix of `block_solve` and `block_apply` (written by
+    // `reset` into the indirect arguments).
     groups_rotate: u32,
     groups_apply: u32,
     // Relative tolerance of the negligibility test.
@@ -55,9 +58,9 @@ fn non_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
-// Pair k of round r: (lo, hi) with lo < hi.
-fn pair_of(k: u32, r: u32) -> vec2<u32> {
-    let mm = p.m - 1u;
+// Pair k of round r of the round-robin schedule over m (even) indices: (lo, hi), lo < hi.
+fn round_robin(k: u32, r: u32, m: u32) -> vec2<u32> {
+    let mm = m - 1u;
     var x = mm;
     var y = r;
     if (k != 0u) {
@@ -65,6 +68,11 @@ fn pair_of(k: u32, r: u32) -> vec2<u32> {
         y = (r + mm - k) % mm;
     }
     return vec2<u32>(min(x, y), max(x, y));
+}
+
+// Pair k of round r over the p.m indices of this solve (blocks, on the blocked path).
+fn pair_of(k: u32, r: u32) -> vec2<u32> {
+    return round_robin(k, r, p.m);
 }
 
 // The Demmel–Veselić test: a_pq is negligible when |a_pq| ≤ tol·√|a_pp|·√|a_qq| (this keeps

@@ -19,11 +19,17 @@
 //!   checks the sign convention against the reference.
 //!
 //! The measured worst ratios on lavapipe are noted at each constant.
+//!
+//! Every accuracy test runs on each solver, forced by name (`*_with(variant, …)` and one
+//! `#[test]` per variant): the one-workgroup solver on the orders it takes (n ≤ 64 here), the
+//! blocked solver on every order — with the device's blocks, and with small blocks
+//! ([`EighVariant::BlockedWith`]) so that small orders get many blocks, odd numbers of block
+//! pairs and blocks made only of padding.
 
 mod common;
 use common::*;
 use eigengrad::kernels::jacobi::{EighPlan, STATUS_FINISHED};
-use eigengrad::{eigh, reference, Eigh, EighOptions, Error, Tensor};
+use eigengrad::{eigh, reference, Eigh, EighOptions, EighVariant, Error, Tensor};
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -264,30 +270,69 @@ fn run(a: &[f32], batch: usize, n: usize, options: &EighOptions) -> Eigh {
     eigh(&t, options).unwrap()
 }
 
+/// Default options with the solver forced to `variant`.
+fn forced(variant: EighVariant) -> EighOptions {
+    EighOptions {
+        variant,
+        ..EighOptions::default()
+    }
+}
+
+const SMALL: EighVariant = EighVariant::SmallPerSweep;
+const BLOCKED: EighVariant = EighVariant::Blocked;
+/// Blocks of at most 4: n = 16 makes four blocks, n = 33 ten (the last one all padding).
+const BLOCKS_OF_4: EighVariant = EighVariant::BlockedWith { max_block: 4 };
+
+/// (n, batch) of `random_symmetric_every_size`: batches shrink as n grows to keep each variant
+/// near 10 s on lavapipe.
+const RANDOM_CASES: [(usize, usize); 12] = [
+    (1, 512),
+    (2, 512),
+    (3, 512),
+    (7, 256),
+    (16, 128),
+    (31, 32),
+    (32, 32),
+    (33, 8),
+    (64, 8),
+    (65, 4),
+    (127, 2),
+    (256, 1),
+];
+
+/// The cases of order at most `n_max`.
+fn up_to<const N: usize>(cases: [(usize, usize); N], n_max: usize) -> Vec<(usize, usize)> {
+    cases.into_iter().filter(|c| c.0 <= n_max).collect()
+}
+
 #[test]
-fn random_symmetric_every_size() {
-    // Batches shrink as n grows to keep the test near 10 s on lavapipe.
-    let cases = [
-        (1, 512),
-        (2, 512),
-        (3, 512),
-        (7, 256),
-        (16, 128),
-        (31, 32),
-        (32, 32),
-        (33, 8),
-        (64, 8),
-        (65, 4),
-        (127, 2),
-        (256, 1),
-    ];
+fn random_symmetric_every_size_small() {
+    random_symmetric_every_size_with(SMALL, &up_to(RANDOM_CASES, 64));
+}
+
+#[test]
+fn random_symmetric_every_size_blocked() {
+    random_symmetric_every_size_with(BLOCKED, &RANDOM_CASES);
+}
+
+#[test]
+fn random_symmetric_every_size_blocks_of_4() {
+    random_symmetric_every_size_with(BLOCKS_OF_4, &up_to(RANDOM_CASES, 33));
+}
+
+fn random_symmetric_every_size_with(variant: EighVariant, cases: &[(usize, usize)]) {
     let mut rng = StdRng::seed_from_u64(1);
-    for (n, batch) in cases {
+    for &(n, batch) in cases {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let e = run(&a, batch, n, &EighOptions::default());
-        check_batch(&format!("random n={n} batch={batch}"), &a, n, &e);
+        let e = run(&a, batch, n, &forced(variant));
+        check_batch(
+            &format!("random n={n} batch={batch} {variant:?}"),
+            &a,
+            n,
+            &e,
+        );
         assert!(
             e.converged.iter().all(|&c| c),
             "random n={n}: not converged"
@@ -300,26 +345,57 @@ fn random_symmetric_every_size() {
     }
 }
 
+const FAMILY_ORDERS: [usize; 11] = [1, 2, 3, 7, 16, 31, 32, 33, 64, 65, 127];
+
 #[test]
-fn every_family_in_one_batch() {
+fn every_family_in_one_batch_small() {
+    every_family_in_one_batch_with(SMALL, &FAMILY_ORDERS[..9]);
+}
+
+#[test]
+fn every_family_in_one_batch_blocked() {
+    every_family_in_one_batch_with(BLOCKED, &FAMILY_ORDERS);
+}
+
+#[test]
+fn every_family_in_one_batch_small_blocks() {
+    for max_block in [1, 2, 4] {
+        let variant = EighVariant::BlockedWith { max_block };
+        every_family_in_one_batch_with(variant, &[3, 9, 13, 25, 33]);
+    }
+}
+
+/// The orders of the blocked solver's own tests: both sides of the one-workgroup limit and of
+/// every change in the number of blocks of 32 (64, 128), primes and round numbers.
+#[test]
+fn every_family_in_one_batch_blocked_orders() {
+    every_family_in_one_batch_with(BLOCKED, &[100, 128, 129, 200]);
+}
+
+fn every_family_in_one_batch_with(variant: EighVariant, orders: &[usize]) {
     // One batch holding every family, so that matrices finish at different sweeps (0 for the
     // diagonal ones) within the same dispatches.
     let mut rng = StdRng::seed_from_u64(2);
-    for n in [1, 2, 3, 7, 16, 31, 32, 33, 64, 65, 127] {
+    for &n in orders {
         let a: Vec<f32> = FAMILIES
             .iter()
             .flat_map(|f| family(f, &mut rng, n))
             .collect();
-        let e = run(&a, FAMILIES.len(), n, &EighOptions::default());
-        check_batch(&format!("families n={n}"), &a, n, &e);
+        let e = run(&a, FAMILIES.len(), n, &forced(variant));
+        check_batch(&format!("families n={n} {variant:?}"), &a, n, &e);
         let sweeps = e.sweeps().unwrap();
         for (f, s) in FAMILIES.iter().zip(&sweeps) {
             if matches!(*f, "diagonal" | "zero" | "identity") {
                 assert_eq!(*s, 0, "{f} n={n} needs no sweep");
             }
         }
+        assert!(
+            e.converged.iter().all(|&c| c),
+            "families n={n} {variant:?}: not converged {:?}",
+            e.converged
+        );
         eprintln!(
-            "families n={n}: sweeps {sweeps:?} converged {:?}",
+            "families n={n} {variant:?}: sweeps {sweeps:?} converged {:?}",
             e.converged
         );
     }
@@ -327,11 +403,12 @@ fn every_family_in_one_batch() {
 
 #[test]
 fn hard_families_at_n_256() {
+    // Order 256 is beyond the one-workgroup solver: blocked only.
     let mut rng = StdRng::seed_from_u64(11);
     let n = 256;
     let names = ["clustered", "graded", "rank-deficient", "near-orthogonal"];
     let a: Vec<f32> = names.iter().flat_map(|f| family(f, &mut rng, n)).collect();
-    let e = run(&a, names.len(), n, &EighOptions::default());
+    let e = run(&a, names.len(), n, &forced(BLOCKED));
     check_batch("hard families n=256", &a, n, &e);
     eprintln!(
         "hard families n=256: sweeps {:?} converged {:?}",
@@ -341,9 +418,54 @@ fn hard_families_at_n_256() {
 }
 
 #[test]
-fn exact_on_diagonal_zero_and_identity() {
+fn random_and_rank_deficient_at_n_512() {
+    // The largest order tested on lavapipe (about a minute): one random matrix and one
+    // rank-deficient Gram matrix, cold, then warm-started from their eigenvectors. The relative
+    // test resolves the roundoff-level null space of the Gram matrix too, which takes 15–16
+    // sweeps at this order (on the scalar-ordered solver this replaced as well): 20 allowed.
+    // The perturbation of the warm start is a full-rank random matrix, so the Gram matrix's
+    // null space is a new problem for the warm start: only the random matrix is held to two
+    // sweeps.
+    let mut rng = StdRng::seed_from_u64(12);
+    let n = 512;
+    let a: Vec<f32> = ["random", "rank-deficient"]
+        .iter()
+        .flat_map(|f| family(f, &mut rng, n))
+        .collect();
+    let options = EighOptions {
+        max_sweeps: 20,
+        ..forced(BLOCKED)
+    };
+    let cold = run(&a, 2, n, &options);
+    check_batch("n=512 cold", &a, n, &cold);
+    let b = perturbed(&mut rng, &a, n);
+    let options = EighOptions {
+        warm_start: Some(cold.vectors.clone()),
+        ..options
+    };
+    let warm = run(&b, 2, n, &options);
+    check_batch("n=512 warm", &b, n, &warm);
+    let (cold_sweeps, warm_sweeps) = (cold.sweeps().unwrap(), warm.sweeps().unwrap());
+    eprintln!("n=512: sweeps cold {cold_sweeps:?}, warm {warm_sweeps:?}");
+    assert_eq!(cold.converged, [true, true], "cold {cold_sweeps:?}");
+    assert_eq!(warm.converged, [true, true], "warm {warm_sweeps:?}");
+    assert!(warm_sweeps[0] <= 2, "warm {warm_sweeps:?}");
+}
+
+#[test]
+fn exact_on_diagonal_zero_and_identity_small() {
+    exact_on_diagonal_zero_and_identity_with(SMALL, &[5, 40]);
+}
+
+#[test]
+fn exact_on_diagonal_zero_and_identity_blocked() {
+    exact_on_diagonal_zero_and_identity_with(BLOCKED, &[5, 40, 70, 129]);
+    exact_on_diagonal_zero_and_identity_with(BLOCKS_OF_4, &[5, 40]);
+}
+
+fn exact_on_diagonal_zero_and_identity_with(variant: EighVariant, orders: &[usize]) {
     let dev = device();
-    for n in [5, 40, 70] {
+    for &n in orders {
         let d: Vec<f32> = (0..n)
             .map(|i| ((i * 7919) % n) as f32 - n as f32 / 2.0)
             .collect();
@@ -353,7 +475,7 @@ fn exact_on_diagonal_zero_and_identity() {
             a[2 * n * n + i * n + i] = 1.0;
         }
         let t = Tensor::from_slice(&dev, &[3, n, n], &a).unwrap();
-        let e = eigh(&t, &EighOptions::default()).unwrap();
+        let e = eigh(&t, &forced(variant)).unwrap();
         let values = e.values.to_vec().unwrap();
         let vectors = e.vectors.to_vec().unwrap();
         let mut sorted = d.clone();
@@ -381,13 +503,26 @@ fn exact_on_diagonal_zero_and_identity() {
     }
 }
 
+const GRADED_CASES: [(usize, usize); 5] = [(7, 8), (32, 8), (64, 4), (65, 2), (127, 1)];
+
 #[test]
-fn graded_matrices_keep_relative_accuracy() {
+fn graded_matrices_keep_relative_accuracy_small() {
+    graded_matrices_keep_relative_accuracy_with(SMALL, &up_to(GRADED_CASES, 64));
+}
+
+#[test]
+fn graded_matrices_keep_relative_accuracy_blocked() {
+    graded_matrices_keep_relative_accuracy_with(BLOCKED, &GRADED_CASES);
+    graded_matrices_keep_relative_accuracy_with(BLOCKED, &[(129, 1), (200, 1)]);
+    graded_matrices_keep_relative_accuracy_with(BLOCKS_OF_4, &up_to(GRADED_CASES, 32));
+}
+
+fn graded_matrices_keep_relative_accuracy_with(variant: EighVariant, cases: &[(usize, usize)]) {
     let mut rng = StdRng::seed_from_u64(3);
-    for (n, batch) in [(7, 8), (32, 8), (64, 4), (65, 2), (127, 1)] {
+    for &(n, batch) in cases {
         let a: Vec<f32> = (0..batch).flat_map(|_| graded(&mut rng, n)).collect();
-        let e = run(&a, batch, n, &EighOptions::default());
-        check_batch(&format!("graded n={n}"), &a, n, &e);
+        let e = run(&a, batch, n, &forced(variant));
+        check_batch(&format!("graded n={n} {variant:?}"), &a, n, &e);
         let values = e.values.to_vec().unwrap();
         let mut worst = 0f64;
         for b in 0..batch {
@@ -407,38 +542,54 @@ fn graded_matrices_keep_relative_accuracy() {
             }
             assert!(exact[0] < 1e-6 * exact[n - 1] || n < 8, "not graded enough");
         }
-        eprintln!("graded n={n}: worst relative error {worst:.3} n·ε");
+        eprintln!("graded n={n} {variant:?}: worst relative error {worst:.3} n·ε");
         assert!(
             worst <= C_RELATIVE,
-            "graded n={n}: relative error {worst:.3} n·ε"
+            "graded n={n} {variant:?}: relative error {worst:.3} n·ε"
         );
     }
 }
 
 #[test]
-fn asymmetric_input_uses_the_symmetric_part() {
+fn asymmetric_input_uses_the_symmetric_part_small() {
+    asymmetric_input_uses_the_symmetric_part_with(SMALL, &[6, 45]);
+}
+
+#[test]
+fn asymmetric_input_uses_the_symmetric_part_blocked() {
+    asymmetric_input_uses_the_symmetric_part_with(BLOCKED, &[6, 45, 66]);
+    asymmetric_input_uses_the_symmetric_part_with(BLOCKS_OF_4, &[6, 45]);
+}
+
+fn asymmetric_input_uses_the_symmetric_part_with(variant: EighVariant, orders: &[usize]) {
     let mut rng = StdRng::seed_from_u64(4);
-    for n in [6, 45, 66] {
+    for &n in orders {
         let a: Vec<f32> = (0..2 * n * n)
             .map(|_| rng.random_range(-1.0f32..=1.0))
             .collect();
-        let e = run(&a, 2, n, &EighOptions::default());
+        let e = run(&a, 2, n, &forced(variant));
         // check_one compares with the reference of (A + Aᵀ)/2.
-        check_batch(&format!("asymmetric n={n}"), &a, n, &e);
+        check_batch(&format!("asymmetric n={n} {variant:?}"), &a, n, &e);
     }
 }
 
 #[test]
 fn rank_two_input_gives_rank_one_values() {
+    for variant in [SMALL, BLOCKED, BLOCKS_OF_4] {
+        rank_two_input_gives_rank_one_values_with(variant);
+    }
+}
+
+fn rank_two_input_gives_rank_one_values_with(variant: EighVariant) {
     let mut rng = StdRng::seed_from_u64(5);
     let n = 9;
     let a = random_symmetric(&mut rng, n);
     let t = Tensor::from_slice(&device(), &[n, n], &a).unwrap();
-    let e = eigh(&t, &EighOptions::default()).unwrap();
+    let e = eigh(&t, &forced(variant)).unwrap();
     assert_eq!(e.values.shape(), &[n]);
     assert_eq!(e.vectors.shape(), &[n, n]);
     check_one(
-        "rank 2",
+        &format!("rank 2 {variant:?}"),
         &a,
         n,
         &e.values.to_vec().unwrap(),
@@ -459,99 +610,128 @@ fn perturbed(rng: &mut StdRng, a: &[f32], n: usize) -> Vec<f32> {
     out
 }
 
+const WARM_CASES: [(usize, usize); 5] = [(16, 16), (33, 8), (64, 4), (65, 4), (127, 1)];
+
 #[test]
-fn warm_start_converges_in_two_sweeps() {
+fn warm_start_converges_in_two_sweeps_small() {
+    warm_start_converges_in_two_sweeps_with(SMALL, &up_to(WARM_CASES, 64));
+}
+
+#[test]
+fn warm_start_converges_in_two_sweeps_blocked() {
+    warm_start_converges_in_two_sweeps_with(BLOCKED, &WARM_CASES);
+    warm_start_converges_in_two_sweeps_with(BLOCKED, &[(100, 2), (129, 2), (200, 1), (256, 1)]);
+    warm_start_converges_in_two_sweeps_with(BLOCKS_OF_4, &up_to(WARM_CASES, 33));
+}
+
+fn warm_start_converges_in_two_sweeps_with(variant: EighVariant, cases: &[(usize, usize)]) {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(6);
-    for (n, batch) in [(16, 16), (33, 8), (64, 4), (65, 4), (127, 1)] {
+    for &(n, batch) in cases {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let cold = run(&a, batch, n, &EighOptions::default());
+        let cold = run(&a, batch, n, &forced(variant));
         let cold_sweeps = cold.sweeps().unwrap();
         let b = perturbed(&mut rng, &a, n);
         let options = EighOptions {
             warm_start: Some(cold.vectors.clone()),
-            ..EighOptions::default()
+            ..forced(variant)
         };
         let t = Tensor::from_slice(&dev, &[batch, n, n], &b).unwrap();
         let warm = eigh(&t, &options).unwrap();
-        check_batch(&format!("warm n={n}"), &b, n, &warm);
+        check_batch(&format!("warm n={n} {variant:?}"), &b, n, &warm);
         let sweeps = warm.sweeps().unwrap();
-        eprintln!("warm n={n}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
+        eprintln!("warm n={n} {variant:?}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
         assert!(
             sweeps.iter().all(|&s| (1..=2).contains(&s)),
-            "warm n={n}: {sweeps:?}"
+            "warm n={n} {variant:?}: {sweeps:?}"
         );
         assert!(
             cold_sweeps.iter().all(|&s| s >= 4),
-            "cold n={n}: {cold_sweeps:?}"
+            "cold n={n} {variant:?}: {cold_sweeps:?}"
         );
     }
 }
 
 #[test]
 fn plan_feeds_its_vectors_back_without_new_pipelines() {
+    for (variant, n, batch) in [
+        (SMALL, 24, 4),
+        (BLOCKED, 24, 4),
+        (BLOCKED, 80, 2),
+        (BLOCKS_OF_4, 24, 2),
+    ] {
+        plan_feeds_its_vectors_back_with(variant, n, batch);
+    }
+}
+
+fn plan_feeds_its_vectors_back_with(variant: EighVariant, n: usize, batch: usize) {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(7);
-    for (n, batch) in [(24, 4), (80, 2)] {
-        let plan = EighPlan::new(&dev, batch, n, 10.0 * f32::EPSILON, 15, true).unwrap();
-        let eye: Vec<f32> = (0..batch * n * n)
-            .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
-            .collect();
-        plan.warm_start().unwrap().write(&eye).unwrap();
-        let mut a: Vec<f32> = (0..batch)
-            .flat_map(|_| random_symmetric(&mut rng, n))
-            .collect();
-        let built = dev.pipelines_created();
-        // Eight steps of feedback: the orthogonality bound holds at every one (no drift).
-        for step in 0..8 {
-            plan.input().write(&a).unwrap();
-            let mut encoder = dev
-                .wgpu_device()
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                plan.record(&mut pass);
+    let plan =
+        EighPlan::with_variant(&dev, batch, n, 10.0 * f32::EPSILON, 15, true, variant).unwrap();
+    let eye: Vec<f32> = (0..batch * n * n)
+        .map(|k| {
+            if (k % (n * n)).is_multiple_of(n + 1) {
+                1.0
+            } else {
+                0.0
             }
-            plan.record_feedback(&mut encoder);
-            dev.queue().submit([encoder.finish()]);
-            let sweeps = eigengrad::tensor::read_words(&dev, plan.sweeps(), batch).unwrap();
-            let status = eigengrad::tensor::read_words(&dev, plan.status(), batch).unwrap();
-            assert!(
-                status.iter().all(|&s| s == STATUS_FINISHED),
-                "step {step}: {status:?}"
-            );
-            let values = plan.values().to_vec().unwrap();
-            let vectors = plan.vectors().to_vec().unwrap();
-            for b in 0..batch {
-                check_one(
-                    &format!("plan n={n} step {step} [{b}]"),
-                    &a[b * n * n..(b + 1) * n * n],
-                    n,
-                    &values[b * n..(b + 1) * n],
-                    &vectors[b * n * n..(b + 1) * n * n],
-                );
-            }
-            eprintln!("plan n={n} step {step}: sweeps {sweeps:?}");
-            if step > 0 {
-                assert!(sweeps.iter().all(|&s| s <= 2), "step {step}: {sweeps:?}");
-            }
-            a = perturbed(&mut rng, &a, n);
+        })
+        .collect();
+    plan.warm_start().unwrap().write(&eye).unwrap();
+    let mut a: Vec<f32> = (0..batch)
+        .flat_map(|_| random_symmetric(&mut rng, n))
+        .collect();
+    let built = dev.pipelines_created();
+    // Eight steps of feedback: the orthogonality bound holds at every one (no drift).
+    for step in 0..8 {
+        plan.input().write(&a).unwrap();
+        let mut encoder = dev
+            .wgpu_device()
+            .create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            plan.record(&mut pass);
         }
-        assert_eq!(dev.pipelines_created(), built, "steps built pipelines");
+        plan.record_feedback(&mut encoder);
+        dev.queue().submit([encoder.finish()]);
+        let sweeps = eigengrad::tensor::read_words(&dev, plan.sweeps(), batch).unwrap();
+        let status = eigengrad::tensor::read_words(&dev, plan.status(), batch).unwrap();
+        assert!(
+            status.iter().all(|&s| s == STATUS_FINISHED),
+            "step {step}: {status:?}"
+        );
+        let values = plan.values().to_vec().unwrap();
+        let vectors = plan.vectors().to_vec().unwrap();
+        for b in 0..batch {
+            check_one(
+                &format!("plan n={n} {variant:?} step {step} [{b}]"),
+                &a[b * n * n..(b + 1) * n * n],
+                n,
+                &values[b * n..(b + 1) * n],
+                &vectors[b * n * n..(b + 1) * n * n],
+            );
+        }
+        eprintln!("plan n={n} {variant:?} step {step}: sweeps {sweeps:?}");
+        if step > 0 {
+            assert!(sweeps.iter().all(|&s| s <= 2), "step {step}: {sweeps:?}");
+        }
+        a = perturbed(&mut rng, &a, n);
     }
+    assert_eq!(dev.pipelines_created(), built, "steps built pipelines");
 }
 
 #[test]
 fn results_are_deterministic() {
     let mut rng = StdRng::seed_from_u64(8);
-    for (n, batch) in [(20, 16), (70, 3)] {
+    for (variant, n, batch) in [(SMALL, 20, 16), (BLOCKED, 20, 4), (BLOCKED, 70, 3)] {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let x = run(&a, batch, n, &EighOptions::default());
-        let y = run(&a, batch, n, &EighOptions::default());
+        let x = run(&a, batch, n, &forced(variant));
+        let y = run(&a, batch, n, &forced(variant));
         assert_eq!(x.values.to_vec().unwrap(), y.values.to_vec().unwrap());
         assert_eq!(x.vectors.to_vec().unwrap(), y.vectors.to_vec().unwrap());
     }
@@ -560,11 +740,11 @@ fn results_are_deterministic() {
 #[test]
 fn max_sweeps_caps_the_work_and_is_reported() {
     let mut rng = StdRng::seed_from_u64(9);
-    for n in [12, 68] {
+    for (variant, n) in [(SMALL, 12), (BLOCKED, 12), (BLOCKED, 68)] {
         let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
         let options = EighOptions {
             max_sweeps: 2,
-            ..EighOptions::default()
+            ..forced(variant)
         };
         let e = run(&a, 2, n, &options);
         assert_eq!(e.sweeps().unwrap(), vec![2, 2]);
@@ -578,7 +758,7 @@ fn max_sweeps_caps_the_work_and_is_reported() {
 fn non_finite_input_is_reported_with_its_batch_index() {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(10);
-    for n in [4, 70] {
+    for (variant, n) in [(SMALL, 4), (BLOCKED, 4), (BLOCKED, 70)] {
         for (b, x) in [
             (3usize, f32::NAN),
             (0, f32::INFINITY),
@@ -588,7 +768,7 @@ fn non_finite_input_is_reported_with_its_batch_index() {
             // Below the diagonal: the symmetric part would hide nothing, the check must see it.
             a[b * n * n + (n - 1) * n] = x;
             let t = Tensor::from_slice(&dev, &[5, n, n], &a).unwrap();
-            match eigh(&t, &EighOptions::default()) {
+            match eigh(&t, &forced(variant)) {
                 Err(Error::NonFinite { what, index }) => {
                     assert_eq!(what, "eigh input");
                     assert_eq!(index, b as u64, "n={n}");
@@ -603,7 +783,7 @@ fn non_finite_input_is_reported_with_its_batch_index() {
         v0[n * n + 1] = f32::NAN;
         let options = EighOptions {
             warm_start: Some(Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap()),
-            ..EighOptions::default()
+            ..forced(variant)
         };
         let t = Tensor::from_slice(&dev, &[2, n, n], &a).unwrap();
         match eigh(&t, &options) {
@@ -664,4 +844,82 @@ fn bad_shapes_and_arguments_are_errors() {
         EighPlan::new(&dev, 0, 4, 1e-6, 15, false),
         Err(Error::Empty { .. })
     ));
+}
+
+#[test]
+fn blocked_dispatches_grow_with_n_over_b() {
+    // A run records every sweep allowed (converged matrices make them empty), so the count is
+    // linear in max_sweeps: per sweep, 2(2k − 1) + 2 = 2·(2k blocks) dispatches. The issue's
+    // bound for a cold solve of 15 sweeps: ≤ 300 at n = 256, ≤ 1,000 at n = 512, which needs
+    // blocks of 32 — what every device with 32 KiB of workgroup memory and 256 invocations
+    // per workgroup gets.
+    let dev = device();
+    let limits = &dev.info().limits;
+    let roomy = limits.max_compute_workgroup_storage_size >= 32 * 1024
+        && limits.max_compute_invocations_per_workgroup >= 256;
+    let tol = 10.0 * f32::EPSILON;
+    for (n, bound) in [(65, 150), (128, 150), (256, 300), (512, 1000)] {
+        for warm in [false, true] {
+            let plan =
+                |sweeps| EighPlan::with_variant(&dev, 1, n, tol, sweeps, warm, BLOCKED).unwrap();
+            let full = plan(15);
+            let b = full.block_size().expect("a blocked plan");
+            let blocks = 2 * n.div_ceil(2 * b);
+            if roomy {
+                // 2⌈n / 64⌉ blocks of at most 32.
+                assert_eq!(blocks, 2 * n.div_ceil(64), "n={n}: blocks of {b}");
+            }
+            let per_sweep = (full.dispatches_per_run() - plan(0).dispatches_per_run()) / 15;
+            assert_eq!(
+                full.dispatches_per_run(),
+                plan(0).dispatches_per_run() + 15 * per_sweep,
+                "n={n}: not linear in the sweeps"
+            );
+            assert_eq!(per_sweep, 2 * blocks, "n={n}: dispatches per sweep");
+            assert!(
+                full.dispatches_per_run() <= bound,
+                "n={n} warm={warm}: {} dispatches",
+                full.dispatches_per_run()
+            );
+            eprintln!(
+                "n={n} warm={warm}: {:?}, {} dispatches ({per_sweep} per sweep)",
+                full,
+                full.dispatches_per_run()
+            );
+        }
+    }
+}
+
+#[test]
+fn auto_takes_one_workgroup_up_to_64_then_blocked() {
+    let dev = device();
+    let tol = 10.0 * f32::EPSILON;
+    for n in [1, 32, 33, 64, 65, 100] {
+        let plan = |variant| EighPlan::with_variant(&dev, 2, n, tol, 15, false, variant);
+        let auto = plan(EighVariant::Auto).unwrap();
+        let expected = if n <= 64 { SMALL } else { BLOCKED };
+        let forced = plan(expected).unwrap();
+        assert_eq!(auto.block_size(), forced.block_size(), "n={n}");
+        assert_eq!(
+            auto.dispatches_per_run(),
+            forced.dispatches_per_run(),
+            "n={n}"
+        );
+        assert_eq!(auto.block_size().is_some(), n > 64, "n={n}: {auto:?}");
+    }
+}
+
+#[test]
+fn unsupported_variants_are_errors() {
+    let dev = device();
+    let tol = 10.0 * f32::EPSILON;
+    let plan = |n, variant| EighPlan::with_variant(&dev, 1, n, tol, 15, false, variant);
+    assert!(matches!(plan(65, SMALL), Err(Error::InvalidArgument(_))));
+    for max_block in [0, 33] {
+        let variant = EighVariant::BlockedWith { max_block };
+        assert!(
+            matches!(plan(40, variant), Err(Error::InvalidArgument(_))),
+            "max_block {max_block}"
+        );
+    }
 }

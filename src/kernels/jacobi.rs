@@ -30,18 +30,26 @@
 //!   workgroup per matrix and one dispatch per sweep (`max_sweeps + 1` recorded), A (packed
 //!   upper triangle) and Vᵀ in workgroup memory; the test runs at the top, and a finished
 //!   matrix costs one status read;
-//! - larger n: two dispatches per round (`rotate`: the m/2 rotations; `apply`: every
-//!   off-diagonal 2×2 block of A and every pair of rows of Vᵀ) with A and Vᵀ in storage
-//!   buffers, and a convergence `check` between sweeps: `max_sweeps` sweeps are recorded, and
-//!   the round dispatches are *indirect*, sized by the check to the matrices still iterating,
-//!   so converged work costs an empty dispatch, not a pass over the batch;
+//! - larger n: blocked Jacobi ([`jacobi_block`](super::jacobi_block)), A and Vᵀ in storage
+//!   buffers. The order is split into 2k = 2⌈n/64⌉ blocks of b ≤ 32 indices; a round of the
+//!   round-robin schedule over the blocks makes two dispatches — `block_solve` sweeps the k
+//!   disjoint 2b×2b block-pair problems in workgroup memory, `block_apply` applies their
+//!   rotations to the rest of A and to Vᵀ as tiled 2b×2b products — so a sweep is
+//!   2(2k − 1) + 2 dispatches with the convergence `check` (16 at n = 256, 32 at n = 512)
+//!   instead of the 2(n − 1) of a scalar ordering. `max_sweeps` sweeps are recorded, and the
+//!   round dispatches are *indirect*, sized by the check to the matrices still iterating, so
+//!   converged work costs an empty dispatch, not a pass over the batch. A round of B matrices
+//!   spreads over B·k solve and B·(k(k − 1)/2 + k·⌈n/2b⌉) tile workgroups (100 for one
+//!   512×512 matrix), so one layer's solve occupies many multiprocessors;
 //! - an epilogue: rank sort of the eigenvalues, one Newton–Schulz step V ← V(3I − VᵀV)/2 (the
 //!   rotations leave ‖VᵀV − I‖_F ≈ 1.5·n^1.5·ε, the step ≈ 0.1·n·ε, with the residual
 //!   unchanged), sign normalisation, and the gather into ascending order.
 //!
-//! The work per matrix grows with n³ on both paths, so the time per matrix has no cliff where
-//! one hands over to the other (33 or 65). Every kernel keeps the loop iterations of one
-//! invocation far below 65,535: llvmpipe silently ends an invocation after that many.
+//! The work per matrix grows with n³ on both paths, and the blocked path pads n only to a
+//! multiple of 2k (n = 65 runs four blocks of 17), so the time per matrix has no cliff where
+//! one hands over to the other (33 or 65) or where the blocked path adds blocks (129). Every
+//! kernel keeps the loop iterations of one invocation far below 65,535: llvmpipe silently ends
+//! an invocation after that many.
 //!
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
@@ -52,24 +60,27 @@
 //! from orthogonality only until the closing Newton–Schulz step, so feeding the vectors back
 //! step after step does not drift.
 
+use super::jacobi_block::{largest_block, BlockedSweeps, Working};
 use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{read_words, Tensor};
 use std::sync::Arc;
 
+/// A Jacobi kernel: `prefix` (constants), jacobi_common.wgsl, then the named files.
 macro_rules! jacobi_shader {
-    ($name:literal, $prefix:literal, $file:literal) => {
+    ($name:literal, $prefix:literal, $($file:literal),+) => {
         Shader {
             name: $name,
             source: concat!(
                 $prefix,
                 include_str!("../../shaders/jacobi_common.wgsl"),
-                include_str!(concat!("../../shaders/", $file))
+                $(include_str!(concat!("../../shaders/", $file))),+
             ),
         }
     };
 }
+pub(super) use jacobi_shader;
 
 const PREP: Shader = jacobi_shader!("jacobi_prep", "", "jacobi_prep.wgsl");
 const WARM: Shader = jacobi_shader!("jacobi_warm", "", "jacobi_warm.wgsl");
@@ -83,27 +94,20 @@ const SMALL64: Shader = jacobi_shader!(
     "const NMAX: u32 = 64u;\n",
     "jacobi_small.wgsl"
 );
-const ROTATE: Shader = jacobi_shader!("jacobi_rotate", "", "jacobi_rotate.wgsl");
-const APPLY: Shader = jacobi_shader!("jacobi_apply", "", "jacobi_apply.wgsl");
-const CHECK: Shader = jacobi_shader!("jacobi_check", "", "jacobi_check.wgsl");
 const RANK: Shader = jacobi_shader!("jacobi_rank", "", "jacobi_rank.wgsl");
 const ORTHO: Shader = jacobi_shader!("jacobi_ortho", "", "jacobi_ortho.wgsl");
 const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl");
 
 /// Workgroup sizes of the kernels, as declared in their WGSL.
-const WG_ROTATE: u32 = 64;
-const WG_APPLY: u32 = 256;
-/// Blocks, or vec4s of a row of Vᵀ, per `apply` invocation (`GROUP` in jacobi_apply.wgsl).
-const APPLY_GROUP: usize = 8;
 const WG_FLAT: u32 = 64;
 const WG_PER_PAIR: u32 = 64;
 /// Size in bytes of one `Rot` record (c, s, i, j).
 const ROT_BYTES: u64 = 16;
 /// The most sweeps a plan may record (cuSOLVER's `syevj` default cap).
 pub const MAX_SWEEPS: u32 = 100;
-/// The largest order solved. The multi-dispatch path records 2(n − 1) dispatches per sweep,
-/// and its per-matrix kernels loop over n²/256 entries per invocation, which must stay well
-/// below the 65,535 loop iterations llvmpipe allows one invocation.
+/// The largest order solved: the blocked path's convergence check loops over n²/512 entries
+/// per invocation, which must stay well below the 65,535 loop iterations llvmpipe allows one
+/// invocation.
 pub const MAX_ORDER: usize = 2048;
 
 /// Status bit: the input matrix holds NaN or Inf.
@@ -129,6 +133,8 @@ pub struct EighOptions {
     /// Orthogonal starting eigenvectors V0, shaped like the input (`[batch, n, n]` or
     /// `[n, n]`), e.g. the previous step's `vectors`.
     pub warm_start: Option<Tensor>,
+    /// The solver (default [`EighVariant::Auto`]).
+    pub variant: EighVariant,
 }
 
 impl Default for EighOptions {
@@ -137,6 +143,7 @@ impl Default for EighOptions {
             tolerance: 10.0 * f32::EPSILON,
             max_sweeps: 15,
             warm_start: None,
+            variant: EighVariant::Auto,
         }
     }
 }
@@ -174,21 +181,22 @@ pub fn eigh_shape(shape: &[usize]) -> Result<(usize, usize)> {
     }
 }
 
-/// Uniform parameters shared by every Jacobi kernel (`Params` in jacobi_common.wgsl).
+/// Uniform parameters shared by every Jacobi kernel (`Params` in jacobi_common.wgsl, where
+/// the fields are described).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct Params {
-    batch: u32,
-    n: u32,
-    chunks: u32,
-    m: u32,
-    pairs: u32,
-    round: u32,
-    max_sweeps: u32,
-    items: u32,
-    groups_rotate: u32,
-    groups_apply: u32,
-    tol: f32,
+    pub batch: u32,
+    pub n: u32,
+    pub chunks: u32,
+    pub m: u32,
+    pub pairs: u32,
+    pub round: u32,
+    pub max_sweeps: u32,
+    pub items: u32,
+    pub groups_rotate: u32,
+    pub groups_apply: u32,
+    pub tol: f32,
 }
 crate::impl_params!(Params {
     batch,
@@ -204,23 +212,78 @@ crate::impl_params!(Params {
     tol
 });
 
+/// Which solver runs the sweeps of a plan; [`EighVariant::Auto`] unless a test or benchmark
+/// forces one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EighVariant {
+    /// The one-workgroup solver where it applies (n ≤ 32, or n ≤ 64 on devices with the
+    /// ~25 KiB of workgroup memory it needs), the blocked one otherwise.
+    #[default]
+    Auto,
+    /// One workgroup per matrix, A and V in workgroup memory, one dispatch per sweep;
+    /// `InvalidArgument` past the orders it takes.
+    SmallPerSweep,
+    /// Blocked Jacobi (see [`jacobi_block`](super::jacobi_block)) at any order, with the
+    /// largest blocks the device allows (32 indices, or 16 with little workgroup memory).
+    Blocked,
+    /// [`EighVariant::Blocked`] with blocks of at most `max_block` indices: small blocks give
+    /// small orders many blocks (for tests), or trade dispatches for smaller tiles.
+    BlockedWith {
+        /// The largest block size, 1 to the device's largest.
+        max_block: usize,
+    },
+}
+
 /// How a plan runs the sweeps.
 enum Solver {
     /// One workgroup per matrix and sweep: `sweeps + 1` dispatches (the last one only tests).
     Small { sweep: Dispatch, sweeps: u32 },
-    /// Two indirect dispatches per round, a reset and a check between sweeps.
-    Multi {
-        reset: Dispatch,
-        check: Dispatch,
-        rounds: Vec<(Dispatch, Dispatch)>,
-        args: wgpu::Buffer,
-        sweeps: u32,
-    },
+    /// Blocked Jacobi: two indirect dispatches per round, a reset and a check between sweeps.
+    Blocked { sweeps: BlockedSweeps, count: u32 },
 }
 
 /// Workgroup memory the one-workgroup solver needs for matrices of order up to `nmax`.
 fn small_bytes(nmax: u64) -> u64 {
     4 * (nmax * (nmax + 1) / 2 + nmax * nmax) + ROT_BYTES * (nmax / 2) + 16
+}
+
+/// The solver a plan runs: the one-workgroup kernel, or the blocked one with its largest
+/// block size.
+enum SolverChoice {
+    OneWorkgroup(&'static Shader),
+    Blocked(usize),
+}
+
+/// Picks the solver for order `n` on `device`, as `variant` asks.
+fn choose_solver(device: &Device, n: usize, variant: EighVariant) -> Result<SolverChoice> {
+    let wg_memory = device.info().limits.max_compute_workgroup_storage_size as u64;
+    let one_workgroup = if n <= 32 {
+        Some(&SMALL32)
+    } else if n <= 64 && wg_memory >= small_bytes(64) {
+        Some(&SMALL64)
+    } else {
+        None
+    };
+    match (variant, one_workgroup) {
+        (EighVariant::Auto | EighVariant::SmallPerSweep, Some(shader)) => {
+            Ok(SolverChoice::OneWorkgroup(shader))
+        }
+        (EighVariant::SmallPerSweep, None) => Err(Error::InvalidArgument(format!(
+            "eigh: the one-workgroup solver does not take order {n} on this device"
+        ))),
+        (EighVariant::Auto | EighVariant::Blocked, _) => {
+            Ok(SolverChoice::Blocked(largest_block(device)?))
+        }
+        (EighVariant::BlockedWith { max_block }, _) => {
+            let largest = largest_block(device)?;
+            match max_block {
+                b if (1..=largest).contains(&b) => Ok(SolverChoice::Blocked(b)),
+                b => Err(Error::InvalidArgument(format!(
+                    "eigh: block size {b} is outside 1 to {largest} on this device"
+                ))),
+            }
+        }
+    }
 }
 
 /// A prepared eigendecomposition of `batch` matrices of order `n`: buffers, pipelines and bind
@@ -248,20 +311,19 @@ pub struct EighPlan {
 
 impl std::fmt::Debug for EighPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.solver {
-            Solver::Small { .. } => "one workgroup per matrix",
-            Solver::Multi { .. } => "multi-dispatch",
-        };
-        write!(
-            f,
-            "EighPlan({} × {}×{}, {kind})",
-            self.batch, self.n, self.n
-        )
+        write!(f, "EighPlan({} × {}×{}, ", self.batch, self.n, self.n)?;
+        match &self.solver {
+            Solver::Small { .. } => write!(f, "one workgroup per matrix)"),
+            Solver::Blocked { sweeps, .. } => {
+                let layout = sweeps.layout();
+                write!(f, "blocked, {} blocks of {})", layout.blocks, layout.block)
+            }
+        }
     }
 }
 
 /// A device buffer of `words` 32-bit words, checked against the limits.
-fn words_buffer(
+pub(super) fn words_buffer(
     device: &Device,
     what: &str,
     words: usize,
@@ -291,6 +353,30 @@ impl EighPlan {
         tolerance: f32,
         max_sweeps: u32,
         with_warm_start: bool,
+    ) -> Result<EighPlan> {
+        EighPlan::with_variant(
+            device,
+            batch,
+            n,
+            tolerance,
+            max_sweeps,
+            with_warm_start,
+            EighVariant::Auto,
+        )
+    }
+
+    /// [`EighPlan::new`] with the solver forced to `variant`.
+    ///
+    /// Errors: those of [`EighPlan::new`], and `InvalidArgument` for a variant that cannot
+    /// take order `n` on this device or a block size of 0 or past the device's largest.
+    pub fn with_variant(
+        device: &Device,
+        batch: usize,
+        n: usize,
+        tolerance: f32,
+        max_sweeps: u32,
+        with_warm_start: bool,
+        variant: EighVariant,
     ) -> Result<EighPlan> {
         if batch == 0 || n == 0 {
             return Err(Error::Empty {
@@ -326,6 +412,7 @@ impl EighPlan {
                 limit: max_groups as u64,
             });
         }
+        let choice = choose_solver(device, n, variant)?;
         // Vᵀ rows are padded to whole vec4s; every index the kernels form stays below 2³².
         let chunks = n.div_ceil(4);
         let elems = batch * n * n;
@@ -348,22 +435,17 @@ impl EighPlan {
         let sweeps = Arc::new(words_buffer(device, "eigh sweeps", batch, readable)?);
 
         let m = n + n % 2;
-        let pairs = m / 2;
-        let items = to_u32(
-            "eigh: rotation work items",
-            pairs * ((pairs / 2).div_ceil(APPLY_GROUP) + chunks.div_ceil(APPLY_GROUP)),
-        )?;
-        let mut params = Params {
+        let params = Params {
             batch: batch as u32,
             n: n as u32,
             chunks: chunks as u32,
             m: m as u32,
-            pairs: pairs as u32,
+            pairs: m as u32 / 2,
             round: 0,
             max_sweeps,
-            items,
-            groups_rotate: (pairs as u32).div_ceil(WG_ROTATE),
-            groups_apply: items.div_ceil(WG_APPLY),
+            items: 0,
+            groups_rotate: 0,
+            groups_apply: 0,
             tol: tolerance,
         };
         let per_matrix = [batch as u32, 1, 1];
@@ -399,16 +481,8 @@ impl EighPlan {
             )?);
         }
 
-        let wg_memory = limits.max_compute_workgroup_storage_size as u64;
-        let small = if n <= 32 {
-            Some(&SMALL32)
-        } else if n <= 64 && wg_memory >= small_bytes(64) {
-            Some(&SMALL64)
-        } else {
-            None
-        };
-        let solver = match small {
-            Some(shader) => Solver::Small {
+        let solver = match choice {
+            SolverChoice::OneWorkgroup(shader) => Solver::Small {
                 sweep: Dispatch::new(
                     device,
                     shader,
@@ -419,53 +493,17 @@ impl EighPlan {
                 )?,
                 sweeps: max_sweeps,
             },
-            None => {
-                let rots_bytes = (batch * pairs) as u64 * ROT_BYTES;
-                let rots =
-                    words_buffer(device, "eigh rotations", (rots_bytes / 4) as usize, storage)?;
-                let active = words_buffer(device, "eigh active list", batch, storage)?;
-                let args = words_buffer(
-                    device,
-                    "eigh indirect arguments",
-                    6,
-                    storage | wgpu::BufferUsages::INDIRECT,
-                )?;
-                let reset = Dispatch::new(device, &CHECK, "reset", &params, &[&args], [1, 1, 1])?;
-                let check = Dispatch::new(
-                    device,
-                    &CHECK,
-                    "check",
-                    &params,
-                    &[&args, &work_a, &active, &floors, &status, &sweeps],
-                    per_matrix,
-                )?;
-                let mut rounds = Vec::with_capacity(m - 1);
-                for round in 0..m as u32 - 1 {
-                    params.round = round;
-                    let rotate = Dispatch::new(
-                        device,
-                        &ROTATE,
-                        "rotate",
-                        &params,
-                        &[&work_a, &active, &rots, &floors],
-                        [params.groups_rotate, batch as u32, 1],
-                    )?;
-                    let apply = Dispatch::new(
-                        device,
-                        &APPLY,
-                        "apply",
-                        &params,
-                        &[&work_a, &active, &rots, &work_v],
-                        [params.groups_apply, batch as u32, 1],
-                    )?;
-                    rounds.push((rotate, apply));
-                }
-                Solver::Multi {
-                    reset,
-                    check,
-                    rounds,
-                    args,
-                    sweeps: max_sweeps,
+            SolverChoice::Blocked(max_block) => {
+                let work = Working {
+                    a: &work_a,
+                    v: &work_v,
+                    floors: &floors,
+                    status: &status,
+                    sweeps: &sweeps,
+                };
+                Solver::Blocked {
+                    sweeps: BlockedSweeps::new(device, &params, max_block, &work)?,
+                    count: max_sweeps,
                 }
             }
         };
@@ -537,24 +575,7 @@ impl EighPlan {
                     sweep.record(pass);
                 }
             }
-            Solver::Multi {
-                reset,
-                check,
-                rounds,
-                args,
-                sweeps,
-            } => {
-                reset.record(pass);
-                check.record(pass);
-                for _ in 0..*sweeps {
-                    for (rotate, apply) in rounds {
-                        rotate.record_indirect(pass, args, 0);
-                        apply.record_indirect(pass, args, 12);
-                    }
-                    reset.record(pass);
-                    check.record(pass);
-                }
-            }
+            Solver::Blocked { sweeps, count } => sweeps.record(pass, *count),
         }
         for d in &self.epilogue {
             d.record(pass);
@@ -578,6 +599,14 @@ impl EighPlan {
     /// The order of the matrices.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// The block size of the blocked solver, `None` when the plan runs the one-workgroup one.
+    pub fn block_size(&self) -> Option<usize> {
+        match &self.solver {
+            Solver::Small { .. } => None,
+            Solver::Blocked { sweeps, .. } => Some(sweeps.layout().block),
+        }
     }
 
     /// Where the caller puts A, `[batch, n, n]` (only its symmetric part is used).
@@ -634,13 +663,14 @@ pub fn eigh(a: &Tensor, options: &EighOptions) -> Result<Eigh> {
             ));
         }
     }
-    let plan = EighPlan::new(
+    let plan = EighPlan::with_variant(
         &device,
         batch,
         n,
         options.tolerance,
         options.max_sweeps,
         options.warm_start.is_some(),
+        options.variant,
     )?;
     let bytes = (a.len() * 4) as u64;
     let mut encoder =
@@ -705,7 +735,7 @@ impl EighPlan {
     pub fn dispatches_per_run(&self) -> usize {
         let solver = match &self.solver {
             Solver::Small { sweeps, .. } => *sweeps as usize + 1,
-            Solver::Multi { rounds, sweeps, .. } => 2 + *sweeps as usize * (2 * rounds.len() + 2),
+            Solver::Blocked { sweeps, count } => sweeps.dispatches(*count),
         };
         self.prologue.len() + solver + self.epilogue.len()
     }

@@ -20,6 +20,7 @@ pub mod contracts;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
+pub mod jacobi_block;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
