@@ -12,27 +12,13 @@
 @group(0) @binding(2) var<storage, read_write> e: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 
-const WG: u32 = 64u;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-// (batch index, first row, first column) of tile `idx`, or batch = p.batch past the end.
-fn tile_of(idx: u32) -> vec3<u32> {
-    let tiles = p.chunks;
-    let per = tiles * tiles;
-    let r = idx % per;
-    return vec3<u32>(idx / per, (r / tiles) * 4u, (r % tiles) * 4u);
-}
-
 // vec4 number c of row i of matrix b's Vᵀ; zero for rows past n (columns past n are zero).
 fn v_at(b: u32, i: u32, c: u32) -> vec4<f32> {
     let n = p.n;
     return select(vec4<f32>(), v[(b * n + min(i, n - 1u)) * p.chunks + c], i < n);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn gram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     let b = tile.x;
@@ -75,7 +61,7 @@ fn gram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn correct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     let b = tile.x;

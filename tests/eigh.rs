@@ -23,7 +23,7 @@
 mod common;
 use common::*;
 use eigengrad::kernels::jacobi::{EighPlan, STATUS_FINISHED};
-use eigengrad::{eigh, reference, Eigh, EighOptions, Error, Tensor};
+use eigengrad::{eigh, eigh_warm, reference, Eigh, EighOptions, Error, Tensor, WarmStart};
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -292,7 +292,7 @@ fn random_symmetric_every_size() {
             e.converged.iter().all(|&c| c),
             "random n={n}: not converged"
         );
-        let sweeps = e.sweeps().unwrap();
+        let sweeps = e.sweeps.clone();
         let most = *sweeps.iter().max().unwrap();
         // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
         assert!(most <= 10, "random n={n}: {most} sweeps");
@@ -312,7 +312,7 @@ fn every_family_in_one_batch() {
             .collect();
         let e = run(&a, FAMILIES.len(), n, &EighOptions::default());
         check_batch(&format!("families n={n}"), &a, n, &e);
-        let sweeps = e.sweeps().unwrap();
+        let sweeps = e.sweeps.clone();
         for (f, s) in FAMILIES.iter().zip(&sweeps) {
             if matches!(*f, "diagonal" | "zero" | "identity") {
                 assert_eq!(*s, 0, "{f} n={n} needs no sweep");
@@ -335,7 +335,7 @@ fn hard_families_at_n_256() {
     check_batch("hard families n=256", &a, n, &e);
     eprintln!(
         "hard families n=256: sweeps {:?} converged {:?}",
-        e.sweeps().unwrap(),
+        e.sweeps.clone(),
         e.converged
     );
 }
@@ -377,7 +377,7 @@ fn exact_on_diagonal_zero_and_identity() {
         assert_eq!(vectors[n * n..2 * n * n], eye[..], "zero n={n}: V = I");
         assert!(values[2 * n..].iter().all(|&x| x == 1.0), "identity n={n}");
         assert_eq!(vectors[2 * n * n..], eye[..], "identity n={n}: V = I");
-        assert_eq!(e.sweeps().unwrap(), vec![0, 0, 0]);
+        assert_eq!(e.sweeps.clone(), vec![0, 0, 0]);
     }
 }
 
@@ -468,16 +468,12 @@ fn warm_start_converges_in_two_sweeps() {
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
         let cold = run(&a, batch, n, &EighOptions::default());
-        let cold_sweeps = cold.sweeps().unwrap();
+        let cold_sweeps = cold.sweeps.clone();
         let b = perturbed(&mut rng, &a, n);
-        let options = EighOptions {
-            warm_start: Some(cold.vectors.clone()),
-            ..EighOptions::default()
-        };
         let t = Tensor::from_slice(&dev, &[batch, n, n], &b).unwrap();
-        let warm = eigh(&t, &options).unwrap();
+        let warm = eigh_warm(&t, &cold.vectors, &EighOptions::default()).unwrap();
         check_batch(&format!("warm n={n}"), &b, n, &warm);
-        let sweeps = warm.sweeps().unwrap();
+        let sweeps = warm.sweeps.clone();
         eprintln!("warm n={n}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
         assert!(
             sweeps.iter().all(|&s| (1..=2).contains(&s)),
@@ -495,11 +491,12 @@ fn plan_feeds_its_vectors_back_without_new_pipelines() {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(7);
     for (n, batch) in [(24, 4), (80, 2)] {
-        let plan = EighPlan::new(&dev, batch, n, 10.0 * f32::EPSILON, 15, true).unwrap();
-        let eye: Vec<f32> = (0..batch * n * n)
-            .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
-            .collect();
-        plan.warm_start().unwrap().write(&eye).unwrap();
+        // Run 0 starts cold, every later run from the vectors fed back by the one before.
+        let options = EighOptions {
+            warm_start: WarmStart::feedback(),
+            ..EighOptions::default()
+        };
+        let plan = EighPlan::new(&dev, batch, n, &options).unwrap();
         let mut a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
@@ -512,7 +509,7 @@ fn plan_feeds_its_vectors_back_without_new_pipelines() {
                 .create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                plan.record(&mut pass);
+                plan.record(&mut pass, step);
             }
             plan.record_feedback(&mut encoder);
             dev.queue().submit([encoder.finish()]);
@@ -567,7 +564,7 @@ fn max_sweeps_caps_the_work_and_is_reported() {
             ..EighOptions::default()
         };
         let e = run(&a, 2, n, &options);
-        assert_eq!(e.sweeps().unwrap(), vec![2, 2]);
+        assert_eq!(e.sweeps.clone(), vec![2, 2]);
         assert_eq!(e.converged, vec![false, false]);
         let values = e.values.to_vec().unwrap();
         assert!(values.iter().all(|x| x.is_finite()), "n={n}: {values:?}");
@@ -601,12 +598,9 @@ fn non_finite_input_is_reported_with_its_batch_index() {
             .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
             .collect();
         v0[n * n + 1] = f32::NAN;
-        let options = EighOptions {
-            warm_start: Some(Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap()),
-            ..EighOptions::default()
-        };
+        let v0 = Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap();
         let t = Tensor::from_slice(&dev, &[2, n, n], &a).unwrap();
-        match eigh(&t, &options) {
+        match eigh_warm(&t, &v0, &EighOptions::default()) {
             Err(Error::NonFinite { what, index }) => {
                 assert_eq!((what.as_str(), index), ("eigh warm start", 1));
             }
@@ -630,11 +624,10 @@ fn bad_shapes_and_arguments_are_errors() {
 
     let a = Tensor::from_slice(&dev, &[2, 3, 3], &[0.0; 18]).unwrap();
     let wrong = Tensor::from_slice(&dev, &[3, 3], &[0.0; 9]).unwrap();
-    let options = EighOptions {
-        warm_start: Some(wrong),
-        ..EighOptions::default()
-    };
-    assert!(matches!(eigh(&a, &options), Err(Error::Shape { .. })));
+    assert!(matches!(
+        eigh_warm(&a, &wrong, &EighOptions::default()),
+        Err(Error::Shape { .. })
+    ));
     for options in [
         EighOptions {
             tolerance: -1.0,
@@ -651,17 +644,18 @@ fn bad_shapes_and_arguments_are_errors() {
     ] {
         assert!(matches!(eigh(&a, &options), Err(Error::InvalidArgument(_))));
     }
+    let options = EighOptions::default();
     assert!(matches!(
-        EighPlan::new(&dev, 1, 4096, 1e-6, 15, false),
+        EighPlan::new(&dev, 1, 4096, &options),
         Err(Error::TooLarge { .. })
     ));
     let too_many = dev.info().limits.max_compute_workgroups_per_dimension as usize + 1;
     assert!(matches!(
-        EighPlan::new(&dev, too_many, 1, 1e-6, 15, false),
+        EighPlan::new(&dev, too_many, 1, &options),
         Err(Error::TooLarge { .. })
     ));
     assert!(matches!(
-        EighPlan::new(&dev, 0, 4, 1e-6, 15, false),
+        EighPlan::new(&dev, 0, 4, &options),
         Err(Error::Empty { .. })
     ));
 }

@@ -7,7 +7,7 @@ use super::plan::{init_values, value_bytes, Layout, PlanStats, Storage};
 use super::{rows_cols, Graph, Op, Role, Value};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
+use crate::kernels::jacobi::{EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT};
 use crate::kernels::matmul::MatmulDims;
 use crate::kernels::{self, Dispatch};
 pub use crate::profile::StepProfile;
@@ -17,10 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use wgpu::util::DeviceExt;
-
-/// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
-/// from orthogonality by about ε per step, so every this many steps a solve starts cold (V0 = I).
-pub const COLD_RESTART_EVERY: u64 = 100;
 
 /// One item of a step's recording.
 enum Recorded {
@@ -50,32 +46,23 @@ struct Member {
 struct Solve {
     members: Vec<Member>,
     plan: EighPlan,
-    /// Identity matrices, copied into the warm start for a cold restart.
-    identity: wgpu::Buffer,
 }
 
 impl Solve {
-    /// A solve of `members` (node, source buffer, matrices), n×n each, warm-started from I.
+    /// A solve of `members` (node, source buffer, matrices), n×n each, each step started from
+    /// the last step's eigenvectors ([`WarmStart::feedback`]: cold at the first step and
+    /// periodically).
     fn new(
         device: &Device,
         n: usize,
         members: Vec<(usize, Arc<wgpu::Buffer>, usize)>,
     ) -> Result<Solve> {
         let batch: usize = members.iter().map(|m| m.2).sum();
-        let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
-        let eye =
-            super::plan::init_values(&super::Init::Identity { gain: 1.0 }, &[batch, n, n], 0)?;
-        let warm = plan.warm_start().expect("built with a warm start");
-        device
-            .queue()
-            .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
-        let identity = device
-            .wgpu_device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("identity"),
-                contents: bytemuck::cast_slice(&eye),
-                usage: wgpu::BufferUsages::COPY_SRC,
-            });
+        let options = EighOptions {
+            warm_start: WarmStart::feedback(),
+            ..EighOptions::default()
+        };
+        let plan = EighPlan::new(device, batch, n, &options)?;
         let mut first = 0;
         let members = members
             .into_iter()
@@ -92,19 +79,15 @@ impl Solve {
                 Ok(m)
             })
             .collect::<Result<_>>()?;
-        Ok(Solve {
-            members,
-            plan,
-            identity,
-        })
+        Ok(Solve { members, plan })
     }
 
-    /// Records input copies, the solve (one compute pass, with `timestamp_writes` when
-    /// profiled), the warm-start feedback and the output copies.
+    /// Records input copies, the solve of step `run` (one compute pass, with
+    /// `timestamp_writes` when profiled), the warm-start feedback and the output copies.
     fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        cold: bool,
+        run: u64,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let n = self.plan.n() as u64;
@@ -113,15 +96,12 @@ impl Solve {
             let (at, bytes) = (m.first as u64 * n * n * 4, m.count as u64 * n * n * 4);
             encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
         }
-        if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
-            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
-        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("eigh"),
                 timestamp_writes,
             });
-            self.plan.record(&mut pass);
+            self.plan.record(&mut pass, run);
         }
         self.plan.record_feedback(encoder);
         for m in &self.members {
@@ -677,7 +657,8 @@ impl GpuPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
-        let cold = self.step.is_multiple_of(COLD_RESTART_EVERY);
+        // Steps count from 1; the solves' runs from 0.
+        let run = self.step.saturating_sub(1);
         let mut pass_index = 0;
         let mut writes = || {
             pass_index += 1;
@@ -686,7 +667,7 @@ impl GpuPlan {
         let mut items = self.recorded.iter().peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => self.solves[*k].record(&mut encoder, cold, writes()),
+                Recorded::Solve(k) => self.solves[*k].record(&mut encoder, run, writes()),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),
