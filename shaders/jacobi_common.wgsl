@@ -68,11 +68,29 @@ fn pow2(e: i32) -> f32 {
     return bitcast<f32>(u32(e + 127) << 23u);
 }
 
-// x·2^e for -252 ≤ e ≤ 254, in two exact steps (one power of two cannot span the range of
-// scales between the largest and the smallest subnormal f32); exact while the result is normal.
+// x·2^e for e ≤ 150, exact while the result is normal, rounded once otherwise. At most
+// one floating-point multiplication, by a normal power of two: a compiler may fold two
+// multiplications by powers of two into one by their product, which over- or underflows
+// once |e| > 126 (llvmpipe did, inside loops). Beyond that range the exponent moves by integer
+// arithmetic. Scaling up that far only meets subnormal x (the prologue's scale brings the
+// largest entry to [2, 4)), scaling down that far only eigenvalues of such matrices.
 fn times_pow2(x: f32, e: i32) -> f32 {
-    let h = e / 2;
-    return x * pow2(h) * pow2(e - h);
+    if (e >= -126 && e <= 127) {
+        return x * pow2(e);
+    }
+    if (e > 127) {
+        // 2^24·x is normal (or zero) for a subnormal x; then add e − 24 to its exponent.
+        let y = x * 16777216.0;
+        return select(bitcast<f32>(bitcast<u32>(y) + (u32(e - 24) << 23u)), y, y == 0.0);
+    }
+    // e < -126: x·2^(e + 126) by moving the exponent while it stays normal, then one rounding
+    // multiplication by 2^-126; an x too small for that ends at ±0 either way.
+    let shift = -126 - e;
+    let bits = bitcast<u32>(x);
+    if (i32((bits >> 23u) & 0xffu) <= shift) {
+        return x * 0.0;
+    }
+    return bitcast<f32>(bits - (u32(shift) << 23u)) * pow2(-126);
 }
 
 // Workgroup size of the kernels that compute 4×4 tiles of batched n×n products.

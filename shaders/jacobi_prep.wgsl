@@ -1,7 +1,7 @@
 // Prologue of every solve, one workgroup per matrix.
 //
 // `init`: detects NaN/Inf in the input, picks the power of two 2^e that brings its largest
-// entry into [1, 2), writes the working copy 2^e·(A + Aᵀ)/2 (upper triangle only) and Vᵀ = I
+// entry into [2, 4), writes the working copy 2^e·(A + Aᵀ)/2 (upper triangle only) and Vᵀ = I
 // (padding included), and records e, the negligibility floor 1e-30·‖2^e·A‖_F, the status, a
 // zero sweep count and a zero warm-start departure. Scaling by a power of two is exact, so the
 // solver works on the same matrix whatever its range — entries near 3e38, whose rotations
@@ -27,8 +27,9 @@ var<workgroup> any_bad: atomic<u32>;
 var<workgroup> max_bits: atomic<u32>;
 var<workgroup> partial: array<f32, WG>;
 
-// e with 2^e·x in [1, 2) for a finite x > 0 (0 for x = 0): minus the exponent of x, read from
-// its bits (subnormals included).
+// e with 2^e·x in [2, 4) for a finite x > 0 (0 for x = 0): minus the exponent of x, read from
+// its bits (subnormals included), plus one. The target [2, 4) rather than [1, 2) keeps
+// e ≥ -126, so that scaling down is one multiplication by a normal power of two.
 fn scale_exponent(x: f32) -> i32 {
     let bits = bitcast<u32>(x);
     if (bits == 0u) {
@@ -36,9 +37,9 @@ fn scale_exponent(x: f32) -> i32 {
     }
     let biased = i32(bits >> 23u);
     if (biased > 0) {
-        return 127 - biased;
+        return 128 - biased;
     }
-    return 149 - i32(firstLeadingBit(bits));
+    return 150 - i32(firstLeadingBit(bits));
 }
 
 @compute @workgroup_size(256)
@@ -70,7 +71,7 @@ fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (finite) {
         e = scale_exponent(bitcast<f32>(atomicLoad(&max_bits)));
     }
-    // ‖2^e·A‖_F², whose entries are below 2 in magnitude.
+    // ‖2^e·A‖_F², whose entries are below 4 in magnitude.
     var acc = 0.0;
     for (var i = 0u; i < n; i++) {
         for (var j = i + lid; j < n; j += WG) {

@@ -490,7 +490,7 @@ fn one_dispatch_fits(device: &Device, n: usize, sweeps: u32) -> bool {
 /// The solver `options.variant` means for order n on `device`.
 fn resolve_variant(device: &Device, n: usize, options: &EighOptions) -> Result<EighVariant> {
     let limit = small_limit(device);
-    let fits = one_dispatch_fits(device, n, options.max_sweeps);
+    let fits = n <= limit && one_dispatch_fits(device, n, options.max_sweeps);
     match options.variant {
         EighVariant::Auto if n > limit => Ok(EighVariant::Blocked),
         EighVariant::Auto => Ok(match EighVariant::small_for_device(device) {
