@@ -12,10 +12,12 @@
 // `coupling`: X_kj = c_kj/(d_j − d_k), c_kj the symmetric part of w_kᵀ·A·w_j, where that is
 //   below COUPLED (well separated pairs), else 0: the first-order rotation that decouples w_k
 //   from w_j (into the output-vectors buffer, free until the gather), exactly skew-symmetric.
-// `refine`: w_j ← w_j + Σ_k X_kj·w_k (into the working-vectors buffer). The update is small, so
-//   its own rounding is negligible, and X is skew-symmetric to first order, so W stays
-//   orthonormal. Pairs closer than their coupling are left as they are: within a cluster the
-//   residual is no larger than the coupling itself.
+// `refine`: w_j ← w_j + Σ_k X_kj·w_k (into the working-vectors buffer, as Vᵀ). The update is
+//   small, so its own rounding is negligible; X is skew-symmetric, so W departs from
+//   orthonormality only by XᵀX, which the Newton–Schulz step run again afterwards removes
+//   (within clusters, where X is largest, at no cost to the residual). Pairs closer than
+//   their coupling are left as they are: within a cluster the residual is no larger than the
+//   coupling itself.
 // The input A is binding 1 (jacobi_input.wgsl).
 
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -169,11 +171,16 @@ fn refine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         r2 += x[xk + min(j + 2u, n - 1u)] * y;
         r3 += x[xk + min(j + 3u, n - 1u)] * y;
     }
-    var rows = array<vec4<f32>, 4>(r0, r1, r2, r3);
+    // Into Vᵀ's layout (rows of `chunks` vec4, zero padding), for the second Newton–Schulz step.
+    let rows = array<vec4<f32>, 4>(r0, r1, r2, r3);
+    let width = 4u * p.chunks;
     for (var dj = 0u; dj < 4u; dj++) {
-        for (var dc = 0u; dc < 4u; dc++) {
-            rows[dj][dc] += w_at(base, j + dj, min(c + dc, n - 1u));
+        if (j + dj < n) {
+            for (var dc = 0u; dc < 4u; dc++) {
+                let col = c + dc;
+                let value = rows[dj][dc] + w_at(base, j + dj, min(col, n - 1u));
+                t[(tile.x * n + j + dj) * width + col] = select(0.0, value, col < n);
+            }
         }
     }
-    store_tile(base, j, c, rows);
 }

@@ -991,18 +991,25 @@ fn epilogue(device: &Device, p: &Params, b: &PlanBuffers) -> Result<Vec<Dispatch
         WG_FLAT,
     )?;
     let tiled = tile_grid(device, p, "eigh epilogue")?;
-    // Scratch until `gather`: the output-vectors buffer holds E, then X; the working vectors
-    // (free once `correct` has read them) T = A·Wᵀ, then the refined vectors.
-    Ok(vec![
-        Dispatch::new(device, &ORTHO, "gram", p, &[&w.v, b.vectors], tiled)?,
-        Dispatch::new(
-            device,
-            &ORTHO,
-            "correct",
-            p,
-            &[&w.v, b.vectors, &w.a],
-            tiled,
-        )?,
+    // One Newton–Schulz step: E = I − VᵀV into the output-vectors buffer, then the corrected
+    // rows W into the working matrix (free once the sweeps are done).
+    let orthonormalise = || -> Result<[Dispatch; 2]> {
+        Ok([
+            Dispatch::new(device, &ORTHO, "gram", p, &[&w.v, b.vectors], tiled)?,
+            Dispatch::new(
+                device,
+                &ORTHO,
+                "correct",
+                p,
+                &[&w.v, b.vectors, &w.a],
+                tiled,
+            )?,
+        ])
+    };
+    // Scratch until `gather`: the working vectors hold T = A·Wᵀ, then the refined Vᵀ; the
+    // output-vectors buffer E, then X, then E again.
+    let mut epilogue = Vec::from(orthonormalise()?);
+    epilogue.extend([
         Dispatch::new(
             device,
             &RAYLEIGH,
@@ -1035,6 +1042,9 @@ fn epilogue(device: &Device, p: &Params, b: &PlanBuffers) -> Result<Vec<Dispatch
             &[(2, &w.a), (3, &w.v), (6, b.vectors)],
             tiled,
         )?,
+    ]);
+    epilogue.extend(orthonormalise()?);
+    epilogue.extend([
         Dispatch::new(
             device,
             &RANK,
@@ -1043,16 +1053,17 @@ fn epilogue(device: &Device, p: &Params, b: &PlanBuffers) -> Result<Vec<Dispatch
             &[&w.quotients, b.status, b.values, &w.order, &w.scales],
             per_value,
         )?,
-        Dispatch::new(device, &GATHER, "sign", p, &[&w.v], per_value)?,
+        Dispatch::new(device, &GATHER, "sign", p, &[&w.a], per_value)?,
         Dispatch::new(
             device,
             &GATHER,
             "gather",
             p,
-            &[&w.v, &w.order, b.status, b.vectors],
+            &[&w.a, &w.order, b.status, b.vectors],
             flat,
         )?,
-    ])
+    ]);
+    Ok(epilogue)
 }
 
 /// Eigendecomposition of the symmetric part of every matrix in `a` (`[batch, n, n]` or
