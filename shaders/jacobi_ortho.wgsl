@@ -1,12 +1,13 @@
-// Epilogue 2 and 3 of 4: one Newton–Schulz step V ← V·(3I − VᵀV)/2 = V + V·E/2 with
-// E = I − VᵀV, which takes the eigenvectors from the ~n^1.5·ε departure from orthogonality
-// that f32 rotations accumulate to ~n·ε, without moving them off their eigenvalues, and keeps
-// warm starts that feed the vectors back step after step from drifting. Both products run in
-// 4×4 tiles per invocation, over the vec4 rows of Vᵀ.
+// Epilogue: one Newton–Schulz step V ← V·(3I − VᵀV)/2 = V + V·E/2 with E = I − VᵀV, which
+// takes the eigenvectors from the ~n^1.5·ε departure from orthogonality that f32 rotations
+// accumulate to ~n·ε, without moving them off their eigenvalues, and keeps warm starts that
+// feed the vectors back step after step from drifting. Run twice: after the sweeps, and after
+// the first-order correction of jacobi_rayleigh.wgsl. Both products run in 4×4 tiles per
+// invocation, over the vec4 rows of Vᵀ (working-vectors buffer).
 // `gram`: E (n×n, in the output-vectors buffer as scratch), tiles on or above the diagonal,
 // each written with its mirror image.
-// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i, n×n).
-// The working matrix is free by then: `rank` has read its diagonal.
+// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i, n×n),
+// free once the sweeps are done.
 
 @group(0) @binding(1) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> e: array<f32>;

@@ -18,7 +18,9 @@
 //!   C_VECTOR·n·ε·‖A‖₂ / g_j (the Davis–Kahan bound on the backward error above), which also
 //!   checks the sign convention against the reference.
 //!
-//! The measured worst ratios on lavapipe are noted at each constant.
+//! The measured worst ratios on lavapipe are noted at each constant. Every accuracy test runs on
+//! every solver variant that takes its order, each forced explicitly (see `variants`); the
+//! absolute level is also held against LAPACK's (`lapack_level_accuracy_at_every_order`).
 
 mod common;
 use common::*;
@@ -34,16 +36,17 @@ use eigengrad::{
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-/// Eigenvalue error in units of n·ε·‖A‖₂ (measured ≤ 1.1, on clustered spectra at n = 16;
-/// ≤ 0.3 elsewhere).
+/// Eigenvalue error in units of n·ε·‖A‖₂ (measured ≤ 0.89, on clustered spectra at n = 16;
+/// ≤ 0.17 elsewhere).
 const C_VALUES: f64 = 4.0;
-/// Residual in units of n·ε·‖A‖_F (measured ≤ 1.2).
+/// Residual in units of n·ε·‖A‖_F (measured ≤ 1.12 on clustered spectra at n = 16, unchanged by
+/// the first-order correction, which leaves pairs that close alone; ≤ 0.26 elsewhere).
 const C_RESIDUAL: f64 = 4.0;
-/// Orthogonality in units of n·ε (measured ≤ 0.2).
+/// Orthogonality in units of n·ε (measured ≤ 0.19).
 const C_ORTH: f64 = 1.0;
-/// Relative eigenvalue error of graded matrices in units of n·ε (measured ≤ 0.2).
+/// Relative eigenvalue error of graded matrices in units of n·ε (measured ≤ 0.28).
 const C_RELATIVE: f64 = 2.0;
-/// Eigenvector error in units of n·ε·‖A‖₂ / gap (measured ≤ 0.55).
+/// Eigenvector error in units of n·ε·‖A‖₂ / gap (measured ≤ 0.50).
 const C_VECTOR: f64 = 4.0;
 
 fn sym(a: &DMatrix<f64>) -> DMatrix<f64> {

@@ -5,7 +5,10 @@
 //! eigenvalues in ascending order (the LAPACK/PyTorch order) and orthonormal eigenvectors,
 //! column j of `vectors` belonging to `values[j]`, each with the sign that makes its
 //! largest-magnitude component positive (the first such component on ties). An asymmetric
-//! input is replaced by its symmetric part (A + Aᵀ)/2.
+//! input is replaced by its symmetric part (A + Aᵀ)/2. [`eigh`] and [`eigh_warm`] run once;
+//! an [`EighPlan`] is built once and recorded every step. Every setting lives in
+//! [`EighOptions`]: tolerance, sweep limits, where runs start ([`WarmStart`]) and which solver
+//! runs ([`EighVariant`]).
 //!
 //! # Algorithm
 //! - Parallel round-robin (Brent–Luk) ordering: a round rotates m/2 disjoint pairs at once
@@ -21,36 +24,76 @@
 //!   rank-deficient matrix is resolved too, which costs a few more sweeps there.
 //! - The test runs on the device before every sweep; converged matrices stop doing work and
 //!   the number of sweeps each matrix needed is recorded.
+//! - Range: the prologue multiplies each matrix by the power of two 2^e that brings its
+//!   largest entry into [2, 4) — exact, so the solver sees the same matrix whether its entries
+//!   are near 3e38 (whose rotations would overflow) or subnormal (whose off-diagonal entries
+//!   would pass for negligible) — and the epilogue divides the eigenvalues by 2^e. A finite
+//!   matrix whose spectrum exceeds f32::MAX is flagged ([`STATUS_VALUES_OVERFLOW`]), never
+//!   returned as NaN.
+//!
+//! # Accuracy
+//! The rotations round every column of V about (n − 1)·sweeps times, a random walk of
+//! ~ε·√(n·sweeps) away from the eigenvectors, and the diagonal they leave carries the same.
+//! The epilogue measures both against the input afresh: the eigenvalues are the Rayleigh
+//! quotients d_j = w_jᵀ·A·w_j of the orthonormalised vectors, and each vector gets the
+//! first-order correction w_j += Σ_k w_k·c_kj/(d_j − d_k), c_kj = w_kᵀ·A·w_j, for the pairs
+//! that are well separated (|c_kj| < 2⁻¹²·|d_j − d_k|). Measured on lavapipe against f64,
+//! random and rank-deficient Gram matrices: residual ‖AV − VΛ‖_F/‖A‖_F 1.4e-7 (n = 16) to
+//! 8.2e-7 (n = 512), eigenvalue error 1.5e-7 to 9.1e-7·‖A‖₂ — LAPACK `ssyevd` in f32 gets
+//! 1.1e-6 and 9e-7 — with ‖VᵀV − I‖_F ≈ 0.1·n·ε (LAPACK ~0.5·n·ε) and graded matrices still
+//! at ≤ 0.3·n·ε relative error in every eigenvalue. Before the epilogue measured them, the
+//! residual grew to 1.4e-5 and the eigenvalue error to 9e-6 at n = 512.
 //!
 //! # Kernels
 //! All in one command buffer, with no host round trip:
-//! - a prologue, one workgroup per matrix: finiteness check, symmetrisation, ‖A‖_F, V = I —
-//!   or, warm-started, V0ᵀ·A·V0 and V = V0;
+//! - a prologue, one workgroup per matrix: finiteness check, scaling, symmetrisation, ‖A‖_F,
+//!   V = I — or, for a warm run, then V0ᵀ·A·V0 and V = V0 in two tiled products, with the
+//!   largest |(V0ᵀV0 − I)_ij|, and a fallback to the cold start where that is too large;
 //! - n ≤ 32 (and n ≤ 64 where the device has the ~25 KiB of workgroup memory it needs): one
-//!   workgroup per matrix and one dispatch per sweep (`max_sweeps + 1` recorded), A (packed
-//!   upper triangle) and Vᵀ in workgroup memory; the test runs at the top, and a finished
-//!   matrix costs one status read;
-//! - larger n: two dispatches per round (`rotate`: the m/2 rotations; `apply`: every
-//!   off-diagonal 2×2 block of A and every pair of rows of Vᵀ) with A and Vᵀ in storage
-//!   buffers, and a convergence `check` between sweeps: `max_sweeps` sweeps are recorded, and
-//!   the round dispatches are *indirect*, sized by the check to the matrices still iterating,
-//!   so converged work costs an empty dispatch, not a pass over the batch;
-//! - an epilogue: rank sort of the eigenvalues, one Newton–Schulz step V ← V(3I − VᵀV)/2 (the
-//!   rotations leave ‖VᵀV − I‖_F ≈ 1.5·n^1.5·ε, the step ≈ 0.1·n·ε, with the residual
-//!   unchanged), sign normalisation, and the gather into ascending order.
+//!   workgroup per matrix with A (packed upper triangle) and Vᵀ in workgroup memory, which
+//!   tests and sweeps until convergence or the run's budget — in one dispatch for the whole
+//!   solve ([`EighVariant::SmallOneDispatch`]), or one dispatch per sweep
+//!   ([`EighVariant::SmallPerSweep`]) where the adapter ends long invocations (llvmpipe stops
+//!   any invocation after 65,535 loop iterations, about 31 sweeps at n = 64); a finished
+//!   matrix costs a dispatch one status read;
+//! - larger n ([`EighVariant::Blocked`]; today two dispatches per round): `rotate` (the m/2
+//!   rotations) and `apply` (every off-diagonal 2×2 block of A and every pair of rows of Vᵀ)
+//!   with A and Vᵀ in storage buffers, and a convergence `check` between sweeps: `max_sweeps`
+//!   sweeps are recorded, and the round dispatches are *indirect*, sized by the check to the
+//!   matrices still iterating, so converged work costs an empty dispatch;
+//! - an epilogue: a Newton–Schulz step V ← V(3I − VᵀV)/2 (the rotations leave ‖VᵀV − I‖_F ≈
+//!   1.5·n^1.5·ε), the Rayleigh quotients and the first-order correction (four tiled or
+//!   per-value kernels), a second Newton–Schulz step (the correction's second-order XᵀX), the
+//!   rank sort of the eigenvalues with the division by 2^e, sign normalisation, and the
+//!   gather into ascending order.
 //!
 //! The work per matrix grows with n³ on both paths, so the time per matrix has no cliff where
 //! one hands over to the other (33 or 65). Every kernel keeps the loop iterations of one
-//! invocation far below 65,535: llvmpipe silently ends an invocation after that many.
+//! invocation below 65,535 on llvmpipe; the one-dispatch solver is refused there where it
+//! would not ([`EighVariant::Auto`] then records per sweep).
+//!
+//! # Variants
+//! [`EighVariant::Auto`] takes the one-workgroup variant [`autotune_small`] measured fastest
+//! on the adapter (cached per adapter in memory and on disk, like matmul's), else one
+//! dispatch per sweep on CPU adapters and one dispatch elsewhere; larger orders go to the
+//! blocked path. Tests force each variant explicitly.
 //!
 //! # Warm start
 //! With a warm start V0 (orthogonal, e.g. the previous step's eigenvectors) the solver works on
 //! V0ᵀ·A·V0, which is nearly diagonal when A moved little, and returns V0·J₁·J₂·…: one or two
-//! sweeps instead of six to nine. Only the prologue reads V0, so an
-//! [`EighPlan`]'s V0 buffer may be refreshed from its own `vectors` output between steps
-//! ([`EighPlan::record_feedback`]). V0 must be orthogonal; the result inherits its departure
-//! from orthogonality only until the closing Newton–Schulz step, so feeding the vectors back
-//! step after step does not drift.
+//! sweeps instead of six to nine. Only the prologue reads V0, so an [`EighPlan`]'s V0 buffer
+//! may be refreshed from its own `vectors` output between steps
+//! ([`EighPlan::record_feedback`]); [`WarmStart::Feedback`] plans start cold at run 0 and
+//! every `cold_restart_every` runs. The Newton–Schulz steps keep fed-back vectors from
+//! drifting. A V0 that is not orthogonal (or a V0 buffer never written) is detected in the
+//! prologue and that matrix solved from a cold start ([`STATUS_WARM_START_REJECTED`]).
+//!
+//! Warm runs record only [`EighOptions::warm_sweeps`] sweeps (default 3) on the per-sweep
+//! path: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
+//! rejected V0 — ends the run flagged [`STATUS_NOT_CONVERGED`] with orthonormal vectors and
+//! Rayleigh-quotient eigenvalues, and the next run, fed back from them, continues where it
+//! stopped. The one-dispatch solver needs no such budget: it loops on the device until
+//! convergence or `max_sweeps` at no cost when it is not needed.
 
 use super::autotune::{adapter_key, default_cache_path, TuneCache, TuneSource};
 use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
