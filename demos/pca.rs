@@ -201,7 +201,7 @@ fn run(args: Args) -> DemoResult<()> {
     let values_gpu = solved.values.to_vec()?;
     let vectors_gpu = solved.vectors.to_vec()?;
     let t_eigh_gpu = secs(t);
-    let sweeps = solved.sweeps()?[0];
+    let sweeps = solved.sweeps[0];
     let converged = solved.converged[0];
 
     // CPU reference: the same f32 covariance in f64 (solver error alone), and a covariance

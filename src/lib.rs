@@ -30,7 +30,7 @@ pub mod tensor;
 
 pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};
 pub use error::{Error, Result};
-pub use kernels::jacobi::{eigh, Eigh, EighOptions, EighVariant};
+pub use kernels::jacobi::{eigh, eigh_warm, Eigh, EighOptions, EighVariant, WarmStart};
 pub use tensor::Tensor;
 pub use wgpu;
 

@@ -20,7 +20,6 @@ mod solve;
 mod stats;
 
 pub use crate::profile::StepProfile;
-pub use solve::COLD_RESTART_EVERY;
 pub use stats::PlanStats;
 
 use super::layout::{value_bytes, Layout, Storage};
@@ -251,7 +250,8 @@ impl GpuPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
-        let cold = self.state.steps().is_multiple_of(COLD_RESTART_EVERY);
+        // Steps count from 1; the solves' runs from 0.
+        let run = self.state.steps().saturating_sub(1);
         let mut pass_index = 0;
         let mut writes = || {
             pass_index += 1;
@@ -260,7 +260,7 @@ impl GpuPlan {
         let mut items = self.recorded(needed).peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, cold, writes()),
+                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, run, writes()),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),

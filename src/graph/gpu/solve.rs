@@ -6,17 +6,11 @@
 use super::alloc::{scratch, Buffers};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::layout::init_values;
-use crate::graph::{Graph, Init, Op, Value};
-use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
+use crate::graph::{Graph, Op, Value};
+use crate::kernels::jacobi::{EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT};
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
-
-/// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
-/// from orthogonality by about ε per step, so every this many steps a solve starts cold (V0 = I).
-pub const COLD_RESTART_EVERY: u64 = 100;
 
 /// One spectral-function node's share of a batched solve.
 pub(super) struct Member {
@@ -37,30 +31,21 @@ pub(super) struct Member {
 pub(super) struct Solve {
     members: Vec<Member>,
     plan: EighPlan,
-    /// Identity matrices, copied into the warm start for a cold restart.
-    identity: wgpu::Buffer,
 }
 
 /// A member to be: (node, source buffer, number of matrices).
 type MemberSpec = (usize, Arc<wgpu::Buffer>, usize);
 
 impl Solve {
-    /// A solve of `members`, n×n each, warm-started from I.
+    /// A solve of `members`, n×n each, each step started from the last step's eigenvectors
+    /// ([`WarmStart::feedback`]: cold at the first step and periodically).
     fn new(device: &Device, n: usize, members: Vec<MemberSpec>) -> Result<Solve> {
         let batch: usize = members.iter().map(|m| m.2).sum();
-        let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
-        let eye = init_values(&Init::Identity { gain: 1.0 }, &[batch, n, n], 0)?;
-        let warm = plan.warm_start().expect("built with a warm start");
-        device
-            .queue()
-            .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
-        let identity = device
-            .wgpu_device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("identity"),
-                contents: bytemuck::cast_slice(&eye),
-                usage: wgpu::BufferUsages::COPY_SRC,
-            });
+        let options = EighOptions {
+            warm_start: WarmStart::feedback(),
+            ..EighOptions::default()
+        };
+        let plan = EighPlan::new(device, batch, n, &options)?;
         let mut first = 0;
         let members = members
             .into_iter()
@@ -77,11 +62,7 @@ impl Solve {
                 Ok(m)
             })
             .collect::<Result<_>>()?;
-        Ok(Solve {
-            members,
-            plan,
-            identity,
-        })
+        Ok(Solve { members, plan })
     }
 
     /// Kernel launches one run records.
@@ -94,12 +75,12 @@ impl Solve {
         self.members.iter().any(|m| needed[m.node])
     }
 
-    /// Records input copies, the solve (one compute pass, with `timestamp_writes` when
-    /// profiled), the warm-start feedback and the output copies.
+    /// Records input copies, the solve of run `run` (one compute pass, with
+    /// `timestamp_writes` when profiled), the warm-start feedback and the output copies.
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        cold: bool,
+        run: u64,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let n = self.plan.n() as u64;
@@ -109,15 +90,12 @@ impl Solve {
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
         }
-        if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
-            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
-        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("eigh"),
                 timestamp_writes,
             });
-            self.plan.record(&mut pass);
+            self.plan.record(&mut pass, run);
         }
         self.plan.record_feedback(encoder);
         let (values, vectors) = (self.plan.values().buffer(), self.plan.vectors().buffer());
