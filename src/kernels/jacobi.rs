@@ -148,6 +148,11 @@ const RAYLEIGH: Shader = jacobi_shader!(
 const RANK: Shader = jacobi_shader!("jacobi_rank", "", "jacobi_rank.wgsl");
 const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl");
 
+/// Every shader the solver outside the blocked path builds (checked by the contract test).
+pub(super) const SHADERS: [&Shader; 8] = [
+    &PREP, &WARM, &SMALL32, &SMALL64, &ORTHO, &RAYLEIGH, &RANK, &GATHER,
+];
+
 /// Workgroup sizes of the kernels, as declared in their WGSL.
 /// `TILE_WG` of jacobi_common.wgsl: the kernels computing 4×4 tiles of n×n products.
 const WG_TILE: u32 = 64;
