@@ -34,7 +34,8 @@ use eigengrad::kernels::matmul::{
     autotune_with, matmul_dispatch, matmul_shape, MatmulTuning, MatmulVariant,
 };
 use eigengrad::nn::{
-    Activation, EigenLayer, EigenMode, EigenWhiten, LayerKind, Linear, MlpSpec, WhitenMode,
+    Activation, EigenLayer, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
+    WhitenMode,
 };
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::profile::{time_pass, PassTimer};
@@ -721,6 +722,7 @@ impl Bench {
                 activation: Activation::Tanh,
                 kind,
                 init_scale: 1.0,
+                gains: GainPlacement::Logits,
             };
             let net = spec.build(&mut g, x)?;
             let loss = g.softmax_cross_entropy(net.logits, t)?;

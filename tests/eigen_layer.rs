@@ -294,7 +294,7 @@ fn non_finite_weight_is_reported_by_the_status() {
 /// GPU like the f64 reference (tolerance as above, 1e-4 relative).
 #[test]
 fn equal_size_layers_share_one_batched_solve() {
-    use eigengrad::nn::{Activation, LayerKind, MlpSpec};
+    use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
     use eigengrad::optim::Sgd;
     let dev = device();
     let spec = MlpSpec {
@@ -302,6 +302,7 @@ fn equal_size_layers_share_one_batched_solve() {
         activation: Activation::Tanh,
         kind: LayerKind::Eigen(EigenMode::Clamp { lo: 0.8, hi: 1.2 }),
         init_scale: 1.5,
+        gains: GainPlacement::Logits,
     };
     let mut g = Graph::new();
     let x = g.input("x", &[8, 16]);

@@ -38,13 +38,27 @@ impl EigenMode {
 }
 
 /// A dense layer y = x·W' + b whose effective weight W' has its singular values clamped or
-/// normalised on the GPU at every step.
+/// normalised on the GPU at every step, optionally times a learnable scalar gain γ.
+///
+/// # The gain
+/// W' = γ·U g(Σ) Vᵀ with one trainable scalar γ (`{name}.gain`, initialised to 1): the
+/// spectrum keeps its shape (the condition number of W' stays what the mode allows) while
+/// the layer can scale its output. Without it an `Orthogonal` or `Normalize` layer cannot
+/// make large outputs: the logits of a network that ends in one stay small, the loss stalls
+/// although the argmax is right. A scalar rather than one gain per output unit because a
+/// per-unit gain diag(γ) would spread the singular values again (to [lo·min γ, hi·max γ]),
+/// undoing the conditioning the layer exists for; one number is a temperature for the
+/// logits and a pre-activation scale for a hidden layer, which is what is missing. It is
+/// built from existing ops (a reshape and a broadcast product), so autodiff and both
+/// executors handle it unchanged.
 #[derive(Clone, Copy, Debug)]
 pub struct EigenLayer {
     /// The raw weight W `[inputs, outputs]` and the bias.
     pub linear: Linear,
-    /// The effective weight W', `[inputs, outputs]`.
+    /// The effective weight W' (the gain included), `[inputs, outputs]`.
     pub effective_weight: Value,
+    /// The learnable gain γ, shape `[1]`, if the layer has one.
+    pub gain: Option<Value>,
     /// The spectral-function node h(G) of the Gram matrix G (its eigenvalues are σ(W)²).
     pub spectral: Value,
     /// What the layer does to the spectrum.
@@ -52,9 +66,9 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Adds a layer `name` with raw weight filled by `init`; W' is built in the graph at once.
-    /// The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`) when
-    /// outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
+    /// Adds a layer `name` without gain, its raw weight filled by `init`; W' is built in the
+    /// graph at once. The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`)
+    /// when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
     pub fn new(
         g: &mut Graph,
         name: &str,
@@ -62,6 +76,31 @@ impl EigenLayer {
         outputs: usize,
         mode: EigenMode,
         init: Init,
+    ) -> Result<EigenLayer> {
+        Self::build(g, name, inputs, outputs, mode, init, false)
+    }
+
+    /// As [`EigenLayer::new`], with a learnable scalar gain `{name}.gain` (initialised to 1)
+    /// multiplying W' (see the type's docs).
+    pub fn with_gain(
+        g: &mut Graph,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        mode: EigenMode,
+        init: Init,
+    ) -> Result<EigenLayer> {
+        Self::build(g, name, inputs, outputs, mode, init, true)
+    }
+
+    fn build(
+        g: &mut Graph,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        mode: EigenMode,
+        init: Init,
+        with_gain: bool,
     ) -> Result<EigenLayer> {
         let linear = Linear::new(g, name, inputs, outputs, init);
         let w = linear.weight;
@@ -75,12 +114,22 @@ impl EigenLayer {
         } else {
             g.matmul(h, w, false, false)?
         };
+        let (effective_weight, gain) = if with_gain {
+            // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
+            // the one-element γ.
+            let gain = g.param(&format!("{name}.gain"), &[1], Init::Constant(1.0));
+            let column = g.reshape(effective_weight, &[inputs * outputs, 1])?;
+            let scaled = g.mul(column, gain)?;
+            (g.reshape(scaled, &[inputs, outputs])?, Some(gain))
+        } else {
+            (effective_weight, None)
+        };
         g.set_name(effective_weight, &format!("{name}.effective_weight"));
-        let spectral = h;
         Ok(EigenLayer {
             linear,
             effective_weight,
-            spectral,
+            gain,
+            spectral: h,
             mode,
         })
     }
@@ -91,11 +140,23 @@ impl EigenLayer {
         g.add(z, self.linear.bias)
     }
 
-    /// Singular values of the raw weight W and of the effective weight W' at the last step,
-    /// both ascending (read from the layer's eigendecomposition on the device).
+    /// Singular values of the raw weight W and of the effective weight W' (times |γ| where
+    /// the layer has a gain) at the last step, both ascending (read from the layer's
+    /// eigendecomposition on the device).
     pub fn singular_values(&self, plan: &GpuPlan) -> Result<(Vec<f32>, Vec<f32>)> {
         let lambda = plan.eigenvalues(self.spectral)?;
-        Ok(singular_values_from(self.mode.spectral_fn(), &lambda))
+        let (raw, mut effective) = singular_values_from(self.mode.spectral_fn(), &lambda);
+        let gain = self.gain_value(plan)?.abs();
+        effective.iter_mut().for_each(|s| *s *= gain);
+        Ok((raw, effective))
+    }
+
+    /// The current gain γ (1 for a layer without one).
+    pub fn gain_value(&self, plan: &GpuPlan) -> Result<f32> {
+        match self.gain {
+            Some(v) => Ok(plan.read(v)?[0]),
+            None => Ok(1.0),
+        }
     }
 
     /// Mean Jacobi sweeps of this layer's solve at the last step.

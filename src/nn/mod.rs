@@ -79,6 +79,31 @@ pub enum LayerKind {
     Eigen(EigenMode),
 }
 
+/// Which Eigen layers of an [`MlpSpec`] get a learnable gain (see [`EigenLayer`]'s docs).
+/// Plain layers never do: their weight scales freely.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GainPlacement {
+    /// No gains.
+    None,
+    /// Only the layer that produces the logits: the default, as an orthogonal or normalised
+    /// last layer cannot otherwise make confident logits.
+    #[default]
+    Logits,
+    /// Every Eigen layer.
+    Every,
+}
+
+impl GainPlacement {
+    /// Whether layer `index` of `depth` weight layers gets a gain.
+    pub fn applies_to(self, index: usize, depth: usize) -> bool {
+        match self {
+            GainPlacement::None => false,
+            GainPlacement::Logits => index + 1 == depth,
+            GainPlacement::Every => true,
+        }
+    }
+}
+
 /// A multilayer perceptron: `widths[0]` inputs, hidden layers with `activation`, and
 /// `widths.last()` outputs (logits, no activation). Layers are named `layer{i}`, so a
 /// training graph and an evaluation graph built from the same spec share parameter names.
@@ -92,6 +117,8 @@ pub struct MlpSpec {
     pub kind: LayerKind,
     /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in).
     pub init_scale: f32,
+    /// Which Eigen layers carry a learnable gain (ignored for plain layers).
+    pub gains: GainPlacement,
 }
 
 /// One built layer of an MLP.
@@ -117,6 +144,14 @@ impl MlpLayer {
         match self {
             MlpLayer::Plain(l) => l.weight,
             MlpLayer::Eigen(e) => e.effective_weight,
+        }
+    }
+
+    /// The learnable gain of an Eigen layer that has one.
+    pub fn gain(&self) -> Option<Value> {
+        match self {
+            MlpLayer::Plain(_) => None,
+            MlpLayer::Eigen(e) => e.gain,
         }
     }
 }
@@ -147,9 +182,11 @@ impl MlpSpec {
             let init = scaled_normal(w[0], self.init_scale);
             let layer = match self.kind {
                 LayerKind::Plain => MlpLayer::Plain(Linear::new(g, &name, w[0], w[1], init)),
-                LayerKind::Eigen(mode) => {
-                    MlpLayer::Eigen(EigenLayer::new(g, &name, w[0], w[1], mode, init)?)
-                }
+                LayerKind::Eigen(mode) => MlpLayer::Eigen(if self.gains.applies_to(i, depth) {
+                    EigenLayer::with_gain(g, &name, w[0], w[1], mode, init)?
+                } else {
+                    EigenLayer::new(g, &name, w[0], w[1], mode, init)?
+                }),
             };
             h = match layer {
                 MlpLayer::Plain(l) => l.forward(g, h)?,
