@@ -71,9 +71,9 @@ impl Variant {
 enum Gains {
     /// None.
     None,
-    /// The layer that produces the logits (the library's default).
+    /// The layer that produces the logits.
     Logits,
-    /// Every Eigen layer.
+    /// Every Eigen layer (the library's default).
     Every,
 }
 
@@ -114,16 +114,16 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [0.5, 1.0, 2.0])]
     init_scale: Vec<f32>,
     /// Lower end of the singular-value band of the clamp variant.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = EigenMode::DEFAULT_CLAMP_LO)]
     band_lo: f32,
     /// Upper end of the singular-value band of the clamp variant.
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = EigenMode::DEFAULT_CLAMP_HI)]
     band_hi: f32,
     /// Variants to train, comma-separated.
     #[arg(long, value_delimiter = ',', default_values = ["shallow", "plain", "clamp", "orthogonal", "normalize"])]
     variants: Vec<Variant>,
     /// Which Eigen layers carry a learnable gain.
-    #[arg(long, value_enum, default_value_t = Gains::Logits)]
+    #[arg(long, value_enum, default_value_t = Gains::Every)]
     gains: Gains,
     /// Test accuracy whose first epoch the summary reports.
     #[arg(long, default_value_t = 0.8)]
@@ -157,6 +157,8 @@ struct Spectrum {
     sigma: Vec<f64>,
     /// σ of the raw weight W, direction by direction with `sigma`.
     raw: Vec<f64>,
+    /// The layer's gain γ (included in `sigma`; 1 for a layer without one).
+    gain: f64,
 }
 
 /// Everything measured for one variant.
@@ -215,6 +217,18 @@ impl Run {
         let last = self.grad_start.len().checked_sub(1)?;
         self.gains.iter().find(|(l, _)| *l == last).map(|g| g.1)
     }
+
+    /// The mean gain of the hidden layers that have one.
+    fn mean_hidden_gain(&self) -> Option<f32> {
+        let last = self.grad_start.len().checked_sub(1)?;
+        let hidden: Vec<f32> = self
+            .gains
+            .iter()
+            .filter(|(l, _)| *l != last)
+            .map(|g| g.1)
+            .collect();
+        (!hidden.is_empty()).then(|| hidden.iter().sum::<f32>() / hidden.len() as f32)
+    }
 }
 
 /// Singular values of layer `l` now: an Eigen layer's σ(W) and σ(W') from its own
@@ -226,6 +240,10 @@ fn layer_spectrum(
     l: usize,
     epoch: usize,
 ) -> DemoResult<Spectrum> {
+    let gain = match &layers[l] {
+        MlpLayer::Eigen(e) => e.gain_value(plan)? as f64,
+        MlpLayer::Plain(_) => 1.0,
+    };
     let (raw, applied): (Vec<f64>, Vec<f64>) = match &layers[l] {
         MlpLayer::Eigen(e) => {
             let (raw, applied) = e.singular_values(plan)?;
@@ -251,6 +269,7 @@ fn layer_spectrum(
         epoch,
         sigma: order.iter().map(|&i| applied[i]).collect(),
         raw: order.iter().map(|&i| raw[i]).collect(),
+        gain,
     })
 }
 
@@ -540,6 +559,7 @@ fn run(args: Args) -> DemoResult<()> {
                     i.to_string(),
                     format!("{sg:.6e}"),
                     format!("{raw:.6e}"),
+                    format!("{:.6e}", sp.gain),
                 ]);
             }
         }
@@ -554,6 +574,7 @@ fn run(args: Args) -> DemoResult<()> {
             "index",
             "sigma",
             "sigma_raw",
+            "gain",
         ],
         &spec_rows,
     )?;
@@ -670,6 +691,7 @@ fn run(args: Args) -> DemoResult<()> {
         &format!("epochs to {:.0}%", args.target * 100.0),
         "final train loss",
         "logits gain",
+        "mean hidden gain",
         "s/epoch",
         "sweeps/step",
         "‖∂L/∂W_1‖ first step",
@@ -686,6 +708,8 @@ fn run(args: Args) -> DemoResult<()> {
                 .map_or("—".into(), |e| e.to_string()),
             fmt(f.train_loss, 4),
             r.logits_gain().map_or("—".into(), |g| fmt(g as f64, 3)),
+            r.mean_hidden_gain()
+                .map_or("—".into(), |g| fmt(g as f64, 3)),
             fmt(r.seconds_per_epoch(), 2),
             fmt(r.mean_sweeps(), 2),
             r.grad_start

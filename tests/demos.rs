@@ -210,12 +210,17 @@ fn deep_mlp_quick() {
     assert!(column(&h, &rows, "sigma")
         .iter()
         .all(|s| s.is_finite() && *s >= 0.0));
-    // Eigen variants: the applied weight's singular values lie in the band (clamp), equal 1
-    // (orthogonal) or are at most 1 with the largest 1 (normalize), to the solver's f32
-    // accuracy, in every direction the layer does not treat as null: those with σ(W) above
-    // √FLOOR_REL = 1e-3 of the layer's largest (2e-3 here, clear of the floor's edge). The
-    // layers shown are hidden ones (0, depth/2, depth − 2), which have no gain by default.
-    let sigma = column(&h, &rows, "sigma");
+    // Eigen variants: the applied weight's singular values divided by the layer's gain lie in
+    // the band (clamp), equal 1 (orthogonal) or are at most 1 with the largest 1 (normalize),
+    // to the solver's f32 accuracy, in every direction the layer does not treat as null: those
+    // with σ(W) above √FLOOR_REL = 1e-3 of the layer's largest (2e-3 here, clear of the
+    // floor's edge).
+    let gain = column(&h, &rows, "gain");
+    let sigma: Vec<f64> = column(&h, &rows, "sigma")
+        .iter()
+        .zip(&gain)
+        .map(|(s, g)| s / g.abs())
+        .collect();
     let raw = column(&h, &rows, "sigma_raw");
     let key = |r: &Vec<String>| r[..4].to_vec();
     let mut checked = 0;
@@ -244,11 +249,13 @@ fn deep_mlp_quick() {
         if v["variant"].as_str().unwrap().starts_with("eigen") {
             let sweeps = v["mean_sweeps_per_step"].as_f64().unwrap();
             assert!((0.0..=15.0).contains(&sweeps), "{v}");
-            // The gain of the logits layer (on by default) has trained.
+            // Every layer has a gain by default, and they have trained.
             let gains = v["gains"].as_array().unwrap();
-            assert_eq!(gains.len(), 1, "{v}");
-            let g = gains[0]["gain"].as_f64().unwrap();
-            assert!(g.is_finite() && g != 1.0, "{v}");
+            assert_eq!(gains.len(), 4, "{v}");
+            for g in gains {
+                let g = g["gain"].as_f64().unwrap();
+                assert!(g.is_finite() && g != 1.0, "{v}");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(out);

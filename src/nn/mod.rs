@@ -81,15 +81,22 @@ pub enum LayerKind {
 
 /// Which Eigen layers of an [`MlpSpec`] get a learnable gain (see [`EigenLayer`]'s docs).
 /// Plain layers never do: their weight scales freely.
+///
+/// The default is `Every`: measured on the digits (`deep_mlp`, depth 16, 10 epochs), gains on
+/// every layer took the training loss of an orthogonal network from 1.0 (logits gain only)
+/// to 0.07–0.13 and its accuracy from 93–95% to 96–98%, from every init scale; at depth 64
+/// the loss after 5 epochs fell from 1.8 to 0.4 at the same accuracy. Each gain lets its
+/// layer set its own pre-activation scale (above criticality, see [`EigenMode`]), which a
+/// fixed spectrum cannot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GainPlacement {
     /// No gains.
     None,
-    /// Only the layer that produces the logits: the default, as an orthogonal or normalised
-    /// last layer cannot otherwise make confident logits.
-    #[default]
+    /// Only the layer that produces the logits: a temperature, enough for an orthogonal or
+    /// normalised last layer to make confident logits given enough steps.
     Logits,
-    /// Every Eigen layer.
+    /// Every Eigen layer (the default).
+    #[default]
     Every,
 }
 
