@@ -66,27 +66,6 @@ impl Variant {
     }
 }
 
-/// Which Eigen layers get a learnable gain (`--gains`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Gains {
-    /// None.
-    None,
-    /// The layer that produces the logits.
-    Logits,
-    /// Every Eigen layer (the library's default).
-    Every,
-}
-
-impl From<Gains> for GainPlacement {
-    fn from(g: Gains) -> GainPlacement {
-        match g {
-            Gains::None => GainPlacement::None,
-            Gains::Logits => GainPlacement::Logits,
-            Gains::Every => GainPlacement::Every,
-        }
-    }
-}
-
 /// Deep tanh MLP: plain layers against Eigen layers (clamped, orthogonal or normalised
 /// spectra) and a shallow baseline, from one or several initialisation scales.
 #[derive(Parser, Debug)]
@@ -122,9 +101,9 @@ struct Args {
     /// Variants to train, comma-separated.
     #[arg(long, value_delimiter = ',', default_values = ["shallow", "plain", "clamp", "orthogonal", "normalize"])]
     variants: Vec<Variant>,
-    /// Which Eigen layers carry a learnable gain.
-    #[arg(long, value_enum, default_value_t = Gains::Every)]
-    gains: Gains,
+    /// Which Eigen layers carry a learnable gain: none, logits or every.
+    #[arg(long, default_value = "every")]
+    gains: GainPlacement,
     /// Test accuracy whose first epoch the summary reports.
     #[arg(long, default_value_t = 0.8)]
     target: f64,
@@ -325,7 +304,7 @@ fn train_variant(
         activation: Activation::Tanh,
         kind,
         init_scale,
-        gains: args.gains.into(),
+        gains: args.gains,
     };
     // The shallow baseline is there for its accuracy; its layers are not the deep ones.
     let spectra_layers = if variant == Variant::Shallow {

@@ -146,3 +146,21 @@ fn clamp_reaches_target_from_small_and_large_init() {
 fn orthogonal_reaches_target_from_small_and_large_init() {
     reaches_target_from_both_scales(EigenMode::Orthogonal);
 }
+
+#[test]
+fn gain_placement_parses_and_places() {
+    for (text, placement, layers) in [
+        ("none", GainPlacement::None, [false, false, false]),
+        ("Logits", GainPlacement::Logits, [false, false, true]),
+        ("EVERY", GainPlacement::Every, [true, true, true]),
+    ] {
+        assert_eq!(text.parse::<GainPlacement>().unwrap(), placement);
+        let placed: Vec<bool> = (0..3).map(|i| placement.applies_to(i, 3)).collect();
+        assert_eq!(placed, layers, "{placement:?}");
+    }
+    assert_eq!(GainPlacement::default(), GainPlacement::Every);
+    assert!(matches!(
+        "sometimes".parse::<GainPlacement>(),
+        Err(eigengrad::Error::InvalidArgument(_))
+    ));
+}

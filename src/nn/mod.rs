@@ -100,6 +100,21 @@ pub enum GainPlacement {
     Every,
 }
 
+impl std::str::FromStr for GainPlacement {
+    type Err = crate::Error;
+    /// `none`, `logits` or `every` (any case).
+    fn from_str(s: &str) -> Result<GainPlacement> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(GainPlacement::None),
+            "logits" => Ok(GainPlacement::Logits),
+            "every" => Ok(GainPlacement::Every),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "unknown gain placement {s:?} (expected none, logits or every)"
+            ))),
+        }
+    }
+}
+
 impl GainPlacement {
     /// Whether layer `index` of `depth` weight layers gets a gain.
     pub fn applies_to(self, index: usize, depth: usize) -> bool {
