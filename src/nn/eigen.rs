@@ -14,8 +14,9 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// whatever scale the raw weights start at. Two facts decide the choice (measured with the
 /// `deep_mlp` demo, see the README's results):
 /// - at σ(W') = 1 exactly a deep tanh stack is *critical*: its pre-activations fade slowly
-///   with depth (their variance falls like 1/depth, tanh′ < 1 away from 0), so an
-///   `Orthogonal` network without gains ends with small logits — right argmax, high loss.
+///   with depth (for small variance q one layer maps q to E[tanh(√q·z)²] ≈ q − 2q², so q
+///   falls like 1/(2·depth)), so an `Orthogonal` network without gains ends with small
+///   logits — right argmax, high loss.
 ///   Slightly above 1 the variance settles at a fixed point instead (tanh bounds it);
 /// - a clamped singular value gets no gradient (g is flat in σ there), so a σ held at the
 ///   floor of the band stays there until the raw weight moves into the band on its own.
@@ -26,9 +27,10 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// settle above criticality. A band reaching below 1, such as [0.9, 1.1], shrinks the signal
 /// by its floor per layer from a small initialisation (0.9⁶³ ≈ 1e-3 over 64 layers), and
 /// the zero gradient keeps it there. The price of the floor at 1: orthogonal and identity
-/// initialisations sit exactly on the band's kink, where the layer takes the one-sided
-/// derivative from inside the band; and a layer may amplify by up to 1.25, which tanh bounds
-/// in the forward pass and the learnable gains (see [`EigenLayer`]) can undo.
+/// initialisations sit exactly on the band's kink, where the layer takes a one-sided
+/// derivative (from the side the computed σ² falls on); and a layer may amplify by up to
+/// 1.25, which tanh bounds in the forward pass and the learnable gains (see [`EigenLayer`])
+/// can undo.
 ///
 /// `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every initial
 /// scale, but both sit at or below criticality: they rely on the gains. `Normalize`
