@@ -32,7 +32,8 @@ use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning,
 use eigengrad::kernels::jacobi::{EighOptions, EighPlan, WarmStart, DEFAULT_COLD_RESTART_EVERY};
 use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
 use eigengrad::nn::{
-    Activation, EigenLayer, EigenMode, EigenWhiten, LayerKind, Linear, MlpSpec, WhitenMode,
+    Activation, EigenLayer, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
+    WhitenMode,
 };
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::profile::{time_pass, PassTimer};
@@ -724,6 +725,7 @@ impl Bench {
                 activation: Activation::Tanh,
                 kind,
                 init_scale: 1.0,
+                gains: GainPlacement::Logits,
             };
             let net = spec.build(&mut g, x)?;
             let loss = g.softmax_cross_entropy(net.logits, t)?;

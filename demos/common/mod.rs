@@ -544,25 +544,34 @@ pub fn plot_training_curves(
         path,
         2,
         (640, 440),
-        &[
-            Panel {
-                title: format!("Training loss ({setting})"),
-                x_label: "epoch".into(),
-                y_label: "cross-entropy (log scale)".into(),
-                series: loss,
-                log_y: true,
-                y_range: None,
-            },
-            Panel {
-                title: format!("Test accuracy ({setting})"),
-                x_label: "epoch".into(),
-                y_label: "accuracy".into(),
-                series: accuracy,
-                log_y: false,
-                y_range: Some((0.0, 1.0)),
-            },
-        ],
+        &training_curve_panels(setting, loss, accuracy),
     )
+}
+
+/// The two panels of [`plot_training_curves`], for figures with one such pair per setting.
+pub fn training_curve_panels(
+    setting: &str,
+    loss: Vec<Series>,
+    accuracy: Vec<Series>,
+) -> [Panel; 2] {
+    [
+        Panel {
+            title: format!("Training loss ({setting})"),
+            x_label: "epoch".into(),
+            y_label: "cross-entropy (log scale)".into(),
+            series: loss,
+            log_y: true,
+            y_range: None,
+        },
+        Panel {
+            title: format!("Test accuracy ({setting})"),
+            x_label: "epoch".into(),
+            y_label: "accuracy".into(),
+            series: accuracy,
+            log_y: false,
+            y_range: Some((0.0, 1.0)),
+        },
+    ]
 }
 
 /// Draws `panels` on a grid of `cols` columns, each `size` pixels, into the PNG `path`.
