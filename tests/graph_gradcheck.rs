@@ -50,7 +50,7 @@ fn gradcheck_at(
         .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())))
         .collect();
     let y = f(&mut g, &params);
-    let y_shape = g.shape(y).to_vec();
+    let y_shape = g.try_shape(y).unwrap().to_vec();
     let ny: usize = y_shape.iter().product();
     let r = g.resident(
         "r",
@@ -84,7 +84,7 @@ fn gradcheck_at(
             assert!(
                 err <= REL_TOL,
                 "{name}: d/d{}[{i}]: analytic {} vs numeric {numeric} (relative error {err:e})",
-                g.node(p).name,
+                g.try_node(p).unwrap().name,
                 analytic[i]
             );
         }

@@ -102,7 +102,7 @@ fn gpu_matches_reference_over_twenty_steps() {
             assert!(
                 (*a as f64 - b).abs() <= 1e-4,
                 "{} [{i}]: gpu {a} vs reference {b}",
-                m.graph.node(p).name
+                m.graph.try_node(p).unwrap().name
             );
         }
     }
@@ -229,7 +229,7 @@ fn checkpoint_round_trip_is_bit_exact_and_bad_files_are_rejected() {
         assert!(
             a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{}",
-            m.graph.node(v).name
+            m.graph.try_node(v).unwrap().name
         );
     }
     plan.step(&[(m.x, &x), (m.t, &t)]).unwrap();
