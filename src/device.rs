@@ -150,8 +150,9 @@ struct DeviceShared {
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     /// How many pipelines this device has built (tests assert none are built in the hot path).
     pipelines_created: AtomicUsize,
-    /// The first uncaptured wgpu error, returned at the next synchronisation point.
-    uncaptured: Arc<Mutex<Option<String>>>,
+    /// The first uncaptured wgpu error of each thread, returned at that thread's next
+    /// synchronisation point (wgpu reports an error on the thread whose call raised it).
+    uncaptured: Arc<Mutex<HashMap<std::thread::ThreadId, String>>>,
     /// Kernel variants chosen by autotuning, by kernel name (see `kernels::autotune`).
     tuned: Mutex<HashMap<String, String>>,
 }
@@ -207,6 +208,16 @@ impl Device {
         for backends in tiers {
             let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
             desc.backends = backends;
+            if backends == wgpu::Backends::GL {
+                // A context with compute shaders: GLES 3.1 (desktop GL contexts are 3.3 core,
+                // which drivers upgrade to the newest they have; compute needs 4.3).
+                desc.backend_options.gl.gles_minor_version = wgpu::Gles3MinorVersion::Version1;
+                // wgpu validates indirect dispatches with a compute pipeline of its own, which
+                // some GL drivers cannot build ("Parent device is lost" at request_device).
+                // Our indirect arguments are written by our kernels, within bounds.
+                desc.flags
+                    .remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
+            }
             let instance = wgpu::Instance::new(desc);
             adapters = pollster::block_on(instance.enumerate_adapters(backends));
             if !adapters.is_empty() {
@@ -217,15 +228,28 @@ impl Device {
             let name = name.to_ascii_lowercase();
             adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&name));
         }
+        let found = adapters.len();
+        adapters.retain(|a| {
+            let compute = wgpu::DownlevelFlags::COMPUTE_SHADERS;
+            a.get_downlevel_capabilities().flags.contains(compute)
+        });
         adapters.sort_by_key(|a| {
             let info = a.get_info();
             (type_rank(info.device_type), backend_rank(info.backend))
         });
         let Some(adapter) = adapters.into_iter().next() else {
+            let for_backend = match backend {
+                Backend::Auto => String::new(),
+                b => format!(" for backend {b:?}"),
+            };
             return Err(Error::NoAdapter {
-                backend_hint: match backend {
-                    Backend::Auto => String::new(),
-                    b => format!(" for backend {b:?}"),
+                backend_hint: if found > 0 {
+                    format!(
+                        "{for_backend} with compute shaders ({found} adapter(s) lack them: \
+                         GL needs OpenGL 4.3 or OpenGL ES 3.1)"
+                    )
+                } else {
+                    for_backend
                 },
             });
         };
@@ -248,12 +272,14 @@ impl Device {
         }))
         .map_err(|e| Error::Device(format!("request_device on {}: {e}", adapter_info.name)))?;
 
-        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let uncaptured = Arc::new(Mutex::new(HashMap::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("wgpu: {e}");
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| e.to_string());
+            let mut slots = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .entry(std::thread::current().id())
+                .or_insert_with(|| e.to_string());
         }));
 
         let info = DeviceInfo {
@@ -320,6 +346,7 @@ impl Device {
         shader: &crate::kernels::Shader,
         entry: &'static str,
     ) -> Arc<wgpu::ComputePipeline> {
+        let _gl = self.gl_guard();
         let key = (shader.name, entry);
         let mut pipelines = self
             .shared
@@ -374,8 +401,10 @@ impl Device {
         tuned.insert(kernel.to_string(), variant.to_string());
     }
 
-    /// Waits for all submitted work and returns the first device error since the last check.
+    /// Waits for all submitted work and returns the first device error this thread raised
+    /// since its last check.
     pub fn synchronize(&self) -> Result<()> {
+        let _gl = self.gl_guard();
         self.shared
             .device
             .poll(wgpu::PollType::Wait {
@@ -386,14 +415,27 @@ impl Device {
         self.take_error()
     }
 
-    /// Returns (and clears) the first uncaptured device error, if any.
+    /// Serialises this thread's use of a GL device against other threads' (see
+    /// `gl_lock`); `None` on other backends. Held around every creation, submission, poll,
+    /// mapping and release of device resources.
+    pub(crate) fn gl_guard(&self) -> crate::gl_lock::GlGuard {
+        crate::gl_lock::lock(self.is_gl())
+    }
+
+    /// True on wgpu's GL backend.
+    pub(crate) fn is_gl(&self) -> bool {
+        self.shared.info.backend == wgpu::Backend::Gl
+    }
+
+    /// Returns (and clears) the first device error raised by this thread's calls since its
+    /// last check, if any. Errors raised by other threads stay theirs.
     pub fn take_error(&self) -> Result<()> {
-        let mut slot = self
+        let mut slots = self
             .shared
             .uncaptured
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match slot.take() {
+        match slots.remove(&std::thread::current().id()) {
             Some(msg) => Err(Error::Device(msg)),
             None => Ok(()),
         }

@@ -18,6 +18,7 @@
 pub mod data;
 pub mod device;
 pub mod error;
+pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
 pub mod nn;

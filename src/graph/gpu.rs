@@ -204,6 +204,7 @@ impl GpuPlan {
         outputs: &[Value],
         seed: u64,
     ) -> Result<GpuPlan> {
+        let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
         let layout = Layout::new(graph, outputs)?;
         let wd = device.wgpu_device();
@@ -561,6 +562,7 @@ impl GpuPlan {
     /// Runs one step: writes `inputs` (every input of the graph, by value), then forward,
     /// backward and updates in one submission. Returns without waiting for the device.
     pub fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         self.write_inputs(inputs)?;
         let commands = self.record(None);
         self.device.queue().submit([commands]);
@@ -577,6 +579,7 @@ impl GpuPlan {
     /// time from the first pass's begin to the last pass's end. The query set and its buffers
     /// are created at the first call and reused; nothing else is created per step.
     pub fn step_profiled(&mut self, inputs: &[(Value, &[f32])]) -> Result<StepProfile> {
+        let _gl = self.device.gl_guard();
         self.device.synchronize()?;
         if self.timer.is_none() {
             self.timer = Some(PassTimer::new(&self.device, self.passes_per_step())?);
@@ -803,6 +806,7 @@ impl GpuPlan {
                 format!("{} values for {:?}", data.len(), self.graph.shape(v)),
             ));
         }
+        let _gl = self.device.gl_guard();
         self.device
             .queue()
             .write_buffer(self.buffer(v)?, 0, bytemuck::cast_slice(data));
@@ -818,6 +822,7 @@ impl GpuPlan {
                 "copy_resident_from: plans on different devices".into(),
             ));
         }
+        let _gl = self.device.gl_guard();
         let mut encoder =
             self.device
                 .wgpu_device()
@@ -884,5 +889,26 @@ impl GpuPlan {
                 }
             )
         })
+    }
+}
+
+impl Drop for GpuPlan {
+    /// Releases the plan's device memory at once (wgpu would keep buffers that queued writes
+    /// still reference until the next submission on the device): every resource is dropped,
+    /// the queued writes are flushed with an empty submission and the device is polled until
+    /// the plan's work is done. On GL all of it runs under the GL lock.
+    fn drop(&mut self) {
+        let _gl = self.device.gl_guard();
+        self.hyper.destroy();
+        drop(std::mem::take(&mut self.recorded));
+        drop(std::mem::take(&mut self.solves));
+        drop(std::mem::take(&mut self.buffers));
+        drop(std::mem::take(&mut self._scratch));
+        drop(self.timer.take());
+        self.device.queue().submit([]);
+        let _ = self.device.wgpu_device().poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
     }
 }

@@ -279,6 +279,7 @@ impl EighPlan {
         max_sweeps: u32,
         with_warm_start: bool,
     ) -> Result<EighPlan> {
+        let _gl = device.gl_guard();
         if batch == 0 || n == 0 {
             return Err(Error::Empty {
                 op: "eigh".into(),
@@ -608,6 +609,7 @@ impl EighPlan {
 pub fn eigh(a: &Tensor, options: &EighOptions) -> Result<Eigh> {
     let (batch, n) = eigh_shape(a.shape())?;
     let device = a.device().clone();
+    let _gl = device.gl_guard();
     if let Some(v0) = &options.warm_start {
         same_device("eigh", &[a, v0])?;
         if v0.shape() != a.shape() {

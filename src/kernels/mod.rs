@@ -23,6 +23,7 @@ pub mod transpose;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -38,7 +39,7 @@ pub struct Shader {
 pub struct Dispatch {
     label: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
+    bind_group: GlDrop<wgpu::BindGroup>,
     workgroups: [u32; 3],
 }
 
@@ -86,6 +87,7 @@ impl Dispatch {
                 limit: max as u64,
             });
         }
+        let _gl = device.gl_guard();
         let pipeline = device.pipeline(shader, entry);
         // Uniform buffers are padded to 16 bytes, the strictest alignment WGSL asks of a struct.
         let mut bytes = bytemuck::bytes_of(params).to_vec();
@@ -115,7 +117,7 @@ impl Dispatch {
         Ok(Dispatch {
             label: entry,
             pipeline,
-            bind_group,
+            bind_group: GlDrop::new(bind_group, device.is_gl()),
             workgroups,
         })
     }
@@ -128,7 +130,7 @@ impl Dispatch {
     /// Records the launch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -142,13 +144,14 @@ impl Dispatch {
         offset: u64,
     ) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         pass.dispatch_workgroups_indirect(indirect, offset);
     }
 }
 
 /// Records `dispatches` in order into one compute pass of one encoder and submits it once.
 pub fn run(device: &Device, dispatches: &[&Dispatch]) -> Result<()> {
+    let _gl = device.gl_guard();
     let mut encoder = device
         .wgpu_device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
