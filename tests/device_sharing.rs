@@ -78,8 +78,10 @@ fn dropped_plans_release_their_memory() {
     {
         let _probe = Tensor::zeros(&device, &[1000]).unwrap();
         let (count, bytes) = live_buffers(&device);
+        // Every backend counts buffers; GL's does not count bytes (they stay 0 there).
         assert!(
-            count > empty.0 && bytes >= empty.1 + 4000,
+            count > empty.0
+                && (bytes >= empty.1 + 4000 || device.info().backend == wgpu::Backend::Gl),
             "wgpu's counters are off: {empty:?} → {count}, {bytes} with a 4000-byte tensor alive"
         );
     }
