@@ -108,6 +108,9 @@ pub struct DeviceInfo {
     pub limits: DeviceLimits,
     /// Whether GPU timestamp queries are available (pass begin/end and inside encoders).
     pub timestamps: bool,
+    /// Whether compiled pipelines are kept in a cache on disk between processes (wgpu's
+    /// pipeline cache: Vulkan only).
+    pub pipeline_cache: bool,
 }
 
 impl DeviceInfo {
@@ -155,6 +158,55 @@ struct DeviceShared {
     uncaptured: Arc<Mutex<HashMap<std::thread::ThreadId, String>>>,
     /// Kernel variants chosen by autotuning, by kernel name (see `kernels::autotune`).
     tuned: Mutex<HashMap<String, String>>,
+    /// The driver's compiled pipelines, saved to disk, where the backend has a cache.
+    disk_cache: Option<DiskPipelineCache>,
+}
+
+/// wgpu's pipeline cache of a device, loaded from and saved to a file named after the
+/// adapter (Vulkan: the driver checks its own version inside the data and ignores stale
+/// data), in the directory of the autotuning cache.
+struct DiskPipelineCache {
+    cache: wgpu::PipelineCache,
+    /// Where it is saved; `None` when no cache directory is set.
+    path: Option<std::path::PathBuf>,
+}
+
+impl DiskPipelineCache {
+    /// Opens the cache of `adapter` for `device`, with the data saved by an earlier process.
+    fn open(device: &wgpu::Device, adapter: &wgpu::AdapterInfo) -> Option<DiskPipelineCache> {
+        let key = wgpu::util::pipeline_cache_key(adapter)?;
+        let path = crate::kernels::autotune::default_cache_path()
+            .and_then(|file| file.parent().map(|dir| dir.join(key)));
+        let data = path.as_ref().and_then(|p| std::fs::read(p).ok());
+        // SAFETY: the data was written by `get_data` of a cache for this adapter (the file is
+        // named after it); the driver validates it, and `fallback` makes wgpu start empty
+        // where the driver rejects it.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("eigengrad pipelines"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        Some(DiskPipelineCache { cache, path })
+    }
+
+    /// Saves the cache (after a new pipeline); a failure only costs compile time later.
+    fn save(&self) {
+        let (Some(path), Some(data)) = (&self.path, self.cache.get_data()) else {
+            return;
+        };
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                crate::atomic_file::write_atomically(path, &data).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            log::warn!("pipeline cache not saved to {}: {e}", path.display());
+        }
+    }
 }
 
 /// An opened GPU device with its queue, limits and pipeline cache.
@@ -259,9 +311,9 @@ impl Device {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted =
+        let timestamps =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & (timestamps | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("eigengrad"),
             required_features: features,
@@ -297,7 +349,16 @@ impl Device {
                 max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
                 max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
             },
-            timestamps: features.contains(wanted),
+            timestamps: features.contains(timestamps),
+            pipeline_cache: false,
+        };
+        let disk_cache = features
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(|| DiskPipelineCache::open(&device, &adapter_info))
+            .flatten();
+        let info = DeviceInfo {
+            pipeline_cache: disk_cache.is_some(),
+            ..info
         };
         log::info!("eigengrad device: {info}");
         Ok(Device {
@@ -310,6 +371,7 @@ impl Device {
                 pipelines_created: AtomicUsize::new(0),
                 uncaptured,
                 tuned: Mutex::new(HashMap::new()),
+                disk_cache,
             }),
         })
     }
@@ -376,9 +438,12 @@ impl Device {
                 module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions::default(),
-                cache: None,
+                cache: self.shared.disk_cache.as_ref().map(|c| &c.cache),
             },
         ));
+        if let Some(c) = &self.shared.disk_cache {
+            c.save();
+        }
         self.shared
             .pipelines_created
             .fetch_add(1, Ordering::Relaxed);

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub(crate) mod atomic_file;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -12,10 +12,10 @@
 use super::gpu::GpuPlan;
 use super::reference::ReferencePlan;
 use super::{Graph, Value};
+use crate::atomic_file::write_atomically;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 /// A compiled plan whose resident tensors can be saved and restored.
@@ -102,45 +102,6 @@ fn checksum<'a>(
         crc.update(data);
     }
     format!("{:08x}", crc.finalize())
-}
-
-/// Writes `bytes` to `path` through a uniquely named temporary file in the same directory:
-/// written, flushed to disk, renamed over `path`, and the directory flushed (Unix). On any
-/// failure the temporary file is removed and `path` is left as it was.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("checkpoint path {} names no file", path.display()))
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Dropping a `NamedTempFile` deletes it: every early return below cleans up.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    sync_dir(dir).map_err(io)
-}
-
-/// Flushes a directory's entries (the rename) to disk.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Windows has no directory handle to flush; the rename is as durable as NTFS makes it.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// Writes every trainable parameter and state tensor of `plan` to `path`, atomically (see the
