@@ -350,10 +350,10 @@ fn regression_step(
     let inputs = [x, t]
         .into_iter()
         .map(|v| {
-            let n = g.shape(v).iter().product();
-            (v, gaussian(&mut rng, n, 1.0))
+            let n = g.try_shape(v)?.iter().product();
+            Ok((v, gaussian(&mut rng, n, 1.0)))
         })
-        .collect();
+        .collect::<eigengrad::Result<_>>()?;
     Ok((loss, inputs))
 }
 

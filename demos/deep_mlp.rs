@@ -233,7 +233,7 @@ fn layer_spectrum(
                 .unzip()
         }
         MlpLayer::Plain(p) => {
-            let shape = plan.graph().shape(p.weight).to_vec();
+            let shape = plan.graph().try_shape(p.weight)?.to_vec();
             let w = plan.read(p.weight)?;
             let m = nalgebra::DMatrix::<f64>::from_fn(shape[0], shape[1], |i, j| {
                 w[i * shape[1] + j] as f64

@@ -153,7 +153,7 @@ fn train_variant(
         |g, x, is_train| {
             let (mut h, mut whitens, mut tracked) = (x, Vec::new(), Vec::new());
             for i in 0..cfg.depth {
-                let fan_in = g.shape(h)[1];
+                let fan_in = g.try_shape(h)?[1];
                 let layer = Linear::new(
                     g,
                     &format!("layer{i}"),

@@ -109,6 +109,9 @@ pub struct DeviceInfo {
     pub limits: DeviceLimits,
     /// Whether GPU timestamp queries are available (pass begin/end and inside encoders).
     pub timestamps: bool,
+    /// Whether compiled pipelines are kept in a cache on disk between processes (wgpu's
+    /// pipeline cache: Vulkan only).
+    pub pipeline_cache: bool,
 }
 
 impl DeviceInfo {
@@ -147,10 +150,60 @@ struct DeviceShared {
     info: DeviceInfo,
     /// Shader modules and compute pipelines, each built once per device.
     pipelines: PipelineCache,
-    /// The first uncaptured wgpu error, returned at the next synchronisation point.
-    uncaptured: Arc<Mutex<Option<String>>>,
+    /// The first uncaptured wgpu error of each thread, returned at that thread's next
+    /// synchronisation point (wgpu reports an error on the thread whose call raised it).
+    uncaptured: Arc<Mutex<HashMap<std::thread::ThreadId, String>>>,
     /// Kernel variants chosen by autotuning, by kernel name (see `kernels::autotune`).
     tuned: Mutex<HashMap<String, String>>,
+    /// The driver's compiled pipelines, saved to disk, where the backend has a cache.
+    disk_cache: Option<DiskPipelineCache>,
+}
+
+/// wgpu's pipeline cache of a device, loaded from and saved to a file named after the
+/// adapter (Vulkan: the driver checks its own version inside the data and ignores stale
+/// data), in the directory of the autotuning cache.
+struct DiskPipelineCache {
+    cache: wgpu::PipelineCache,
+    /// Where it is saved; `None` when no cache directory is set.
+    path: Option<std::path::PathBuf>,
+}
+
+impl DiskPipelineCache {
+    /// Opens the cache of `adapter` for `device`, with the data saved by an earlier process.
+    fn open(device: &wgpu::Device, adapter: &wgpu::AdapterInfo) -> Option<DiskPipelineCache> {
+        let key = wgpu::util::pipeline_cache_key(adapter)?;
+        let path = crate::kernels::autotune::default_cache_path()
+            .and_then(|file| file.parent().map(|dir| dir.join(key)));
+        let data = path.as_ref().and_then(|p| std::fs::read(p).ok());
+        // SAFETY: the data was written by `get_data` of a cache for this adapter (the file is
+        // named after it); the driver validates it, and `fallback` makes wgpu start empty
+        // where the driver rejects it.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("eigengrad pipelines"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        Some(DiskPipelineCache { cache, path })
+    }
+
+    /// Saves the cache (after a new pipeline); a failure only costs compile time later.
+    fn save(&self) {
+        let (Some(path), Some(data)) = (&self.path, self.cache.get_data()) else {
+            return;
+        };
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                crate::atomic_file::write_atomically(path, &data).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            log::warn!("pipeline cache not saved to {}: {e}", path.display());
+        }
+    }
 }
 
 /// An opened GPU device with its queue, limits and pipeline cache.
@@ -204,6 +257,16 @@ impl Device {
         for backends in tiers {
             let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
             desc.backends = backends;
+            if backends == wgpu::Backends::GL {
+                // A context with compute shaders: GLES 3.1 (desktop GL contexts are 3.3 core,
+                // which drivers upgrade to the newest they have; compute needs 4.3).
+                desc.backend_options.gl.gles_minor_version = wgpu::Gles3MinorVersion::Version1;
+                // wgpu validates indirect dispatches with a compute pipeline of its own, which
+                // some GL drivers cannot build ("Parent device is lost" at request_device).
+                // Our indirect arguments are written by our kernels, within bounds.
+                desc.flags
+                    .remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
+            }
             let instance = wgpu::Instance::new(desc);
             adapters = pollster::block_on(instance.enumerate_adapters(backends));
             if !adapters.is_empty() {
@@ -214,15 +277,28 @@ impl Device {
             let name = name.to_ascii_lowercase();
             adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&name));
         }
+        let found = adapters.len();
+        adapters.retain(|a| {
+            let compute = wgpu::DownlevelFlags::COMPUTE_SHADERS;
+            a.get_downlevel_capabilities().flags.contains(compute)
+        });
         adapters.sort_by_key(|a| {
             let info = a.get_info();
             (type_rank(info.device_type), backend_rank(info.backend))
         });
         let Some(adapter) = adapters.into_iter().next() else {
+            let for_backend = match backend {
+                Backend::Auto => String::new(),
+                b => format!(" for backend {b:?}"),
+            };
             return Err(Error::NoAdapter {
-                backend_hint: match backend {
-                    Backend::Auto => String::new(),
-                    b => format!(" for backend {b:?}"),
+                backend_hint: if found > 0 {
+                    format!(
+                        "{for_backend} with compute shaders ({found} adapter(s) lack them: \
+                         GL needs OpenGL 4.3 or OpenGL ES 3.1)"
+                    )
+                } else {
+                    for_backend
                 },
             });
         };
@@ -232,9 +308,9 @@ impl Device {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Device> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted =
+        let timestamps =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & (timestamps | wgpu::Features::PIPELINE_CACHE);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("eigengrad"),
             required_features: features,
@@ -245,12 +321,14 @@ impl Device {
         }))
         .map_err(|e| Error::Device(format!("request_device on {}: {e}", adapter_info.name)))?;
 
-        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let uncaptured = Arc::new(Mutex::new(HashMap::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("wgpu: {e}");
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| e.to_string());
+            let mut slots = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .entry(std::thread::current().id())
+                .or_insert_with(|| e.to_string());
         }));
 
         let info = DeviceInfo {
@@ -268,7 +346,16 @@ impl Device {
                 max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
                 max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
             },
-            timestamps: features.contains(wanted),
+            timestamps: features.contains(timestamps),
+            pipeline_cache: false,
+        };
+        let disk_cache = features
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(|| DiskPipelineCache::open(&device, &adapter_info))
+            .flatten();
+        let info = DeviceInfo {
+            pipeline_cache: disk_cache.is_some(),
+            ..info
         };
         log::info!("eigengrad device: {info}");
         Ok(Device {
@@ -279,6 +366,7 @@ impl Device {
                 pipelines: PipelineCache::default(),
                 uncaptured,
                 tuned: Mutex::new(HashMap::new()),
+                disk_cache,
             }),
         })
     }
@@ -310,9 +398,22 @@ impl Device {
         self.shared.pipelines.created()
     }
 
-    /// The cached pipeline of kernel `id`, whose source is `shader`, built on first use.
+    /// The cached pipeline of kernel `id`, whose source is `shader`, built on first use (and
+    /// saved to the driver's disk cache where the backend has one).
     pub(crate) fn pipeline(&self, shader: &Shader, id: KernelId) -> Arc<wgpu::ComputePipeline> {
-        self.shared.pipelines.get(&self.shared.device, shader, id)
+        let _gl = self.gl_guard();
+        let disk = self.shared.disk_cache.as_ref();
+        self.shared.pipelines.get(
+            &self.shared.device,
+            shader,
+            id,
+            disk.map(|c| &c.cache),
+            || {
+                if let Some(c) = disk {
+                    c.save();
+                }
+            },
+        )
     }
 
     /// The variant of `kernel` that autotuning chose on this device, if it ran (in memory for
@@ -329,8 +430,10 @@ impl Device {
         tuned.insert(kernel.to_string(), variant.to_string());
     }
 
-    /// Waits for all submitted work and returns the first device error since the last check.
+    /// Waits for all submitted work and returns the first device error this thread raised
+    /// since its last check.
     pub fn synchronize(&self) -> Result<()> {
+        let _gl = self.gl_guard();
         self.shared
             .device
             .poll(wgpu::PollType::Wait {
@@ -341,14 +444,27 @@ impl Device {
         self.take_error()
     }
 
-    /// Returns (and clears) the first uncaptured device error, if any.
+    /// Serialises this thread's use of a GL device against other threads' (see
+    /// `gl_lock`); `None` on other backends. Held around every creation, submission, poll,
+    /// mapping and release of device resources.
+    pub(crate) fn gl_guard(&self) -> crate::gl_lock::GlGuard {
+        crate::gl_lock::lock(self.is_gl())
+    }
+
+    /// True on wgpu's GL backend.
+    pub(crate) fn is_gl(&self) -> bool {
+        self.shared.info.backend == wgpu::Backend::Gl
+    }
+
+    /// Returns (and clears) the first device error raised by this thread's calls since its
+    /// last check, if any. Errors raised by other threads stay theirs.
     pub fn take_error(&self) -> Result<()> {
-        let mut slot = self
+        let mut slots = self
             .shared
             .uncaptured
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match slot.take() {
+        match slots.remove(&std::thread::current().id()) {
             Some(msg) => Err(Error::Device(msg)),
             None => Ok(()),
         }

@@ -15,9 +15,11 @@
 
 #![warn(missing_docs)]
 
+pub(crate) mod atomic_file;
 pub mod data;
 pub mod device;
 pub mod error;
+pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
 pub mod nn;

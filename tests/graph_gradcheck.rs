@@ -56,7 +56,7 @@ fn gradcheck_at(
 /// Checks ∂L/∂p of L = Σ R∘y for every parameter `p` of `params` by central differences,
 /// after setting the values `at` (the rest keep their initialisation).
 fn check_gradients(name: &str, mut g: Graph, y: Value, params: &[Value], at: &[(Value, Vec<f64>)]) {
-    let y_shape = g.shape(y).to_vec();
+    let y_shape = g.try_shape(y).unwrap().to_vec();
     let ny: usize = y_shape.iter().product();
     let r = g.resident(
         "r",
@@ -93,7 +93,7 @@ fn check_gradients(name: &str, mut g: Graph, y: Value, params: &[Value], at: &[(
             assert!(
                 err <= REL_TOL,
                 "{name}: d/d{}[{i}]: analytic {} vs numeric {numeric} (relative error {err:e})",
-                g.node(p).name,
+                g.try_node(p).unwrap().name,
                 analytic[i]
             );
         }

@@ -226,9 +226,10 @@ impl<T> Trainer<T> {
             .tracked
             .iter()
             .map(|&w| {
-                gradients
-                    .get(w)
-                    .ok_or_else(|| format!("weight {} has no gradient", g.node(w).name))
+                gradients.get(w).ok_or_else(|| {
+                    let name = g.try_node(w).map_or("?", |n| n.name.as_str());
+                    format!("weight {name} has no gradient")
+                })
             })
             .collect::<Result<Vec<Value>, String>>()?;
         let mut outputs = vec![loss];

@@ -224,8 +224,10 @@ impl Graph {
     }
 
     /// Renames the node of `v` (layers name their nodes so errors and stats say which layer).
-    pub fn set_name(&mut self, v: Value, name: &str) {
+    pub fn set_name(&mut self, v: Value, name: &str) -> Result<()> {
+        self.lookup("set_name", v)?;
         self.nodes[v.0].name = name.to_string();
+        Ok(())
     }
 
     /// The value of node `index`, if the graph has that many nodes.
@@ -233,13 +235,25 @@ impl Graph {
         (index < self.nodes.len()).then_some(Value(index))
     }
 
-    /// The node of `v`.
-    pub fn node(&self, v: Value) -> &Node {
+    /// The node of `v`, or [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_node(&self, v: Value) -> Result<&Node> {
+        self.lookup("node", v)
+    }
+
+    /// The output shape of `v` (empty for ops without output), or
+    /// [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_shape(&self, v: Value) -> Result<&[usize]> {
+        self.lookup("shape", v).map(|n| n.shape.as_slice())
+    }
+
+    /// The node of `v`, which the crate took from this graph (panics otherwise: callers
+    /// outside the crate use [`Graph::try_node`]).
+    pub(crate) fn node(&self, v: Value) -> &Node {
         &self.nodes[v.0]
     }
 
-    /// The output shape of `v`.
-    pub fn shape(&self, v: Value) -> &[usize] {
+    /// The output shape of `v`, which the crate took from this graph (see [`Graph::node`]).
+    pub(crate) fn shape(&self, v: Value) -> &[usize] {
         &self.nodes[v.0].shape
     }
 
@@ -302,18 +316,27 @@ impl Graph {
             .collect()
     }
 
+    /// The node of `v`, or an error naming `op` if `v` is out of this graph's range (e.g. a
+    /// value of another, larger graph).
+    fn lookup(&self, op: &str, v: Value) -> Result<&Node> {
+        self.nodes.get(v.0).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{op}: value {} is not in this graph of {} nodes",
+                v.0,
+                self.nodes.len()
+            ))
+        })
+    }
+
+    /// Checks that `v` is in this graph and has an output an op can read.
     fn check_value(&self, op: &str, v: Value) -> Result<()> {
-        match self.nodes.get(v.0) {
-            Some(n) if !n.shape.is_empty() => Ok(()),
-            Some(_) => Err(Error::InvalidArgument(format!(
+        if self.lookup(op, v)?.shape.is_empty() {
+            return Err(Error::InvalidArgument(format!(
                 "{op}: value {} has no output",
                 v.0
-            ))),
-            None => Err(Error::InvalidArgument(format!(
-                "{op}: value {} is not in this graph",
-                v.0
-            ))),
+            )));
         }
+        Ok(())
     }
 
     /// Appends a node whose shape has been checked; returns its value.
@@ -449,6 +472,7 @@ impl Graph {
 
     /// The mean of every element, shape `[1]`.
     pub fn mean_all(&mut self, x: Value) -> Result<Value> {
+        self.check_value("MeanAll", x)?;
         let n = self.shape(x).iter().product();
         let flat = self.reshape(x, &[1, n])?;
         self.reduce(ReduceOp::Mean, Axis::Rows, flat)

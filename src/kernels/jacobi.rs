@@ -675,6 +675,7 @@ impl EighPlan {
     /// when the batch exceeds the workgroups of one dispatch dimension or a buffer the
     /// device's limits.
     pub fn new(device: &Device, batch: usize, n: usize, options: &EighOptions) -> Result<EighPlan> {
+        let _gl = device.gl_guard();
         if batch == 0 || n == 0 {
             return Err(Error::Empty {
                 op: "eigh".into(),
@@ -1154,6 +1155,7 @@ pub fn eigh_warm(a: &Tensor, v0: &Tensor, options: &EighOptions) -> Result<Eigh>
 fn solve_once(a: &Tensor, v0: Option<&Tensor>, options: &EighOptions) -> Result<Eigh> {
     let (batch, n) = eigh_shape(a.shape())?;
     let device = a.device().clone();
+    let _gl = device.gl_guard();
     let plan_options = EighOptions {
         warm_start: match v0 {
             Some(_) => WarmStart::Given,

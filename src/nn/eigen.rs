@@ -145,9 +145,9 @@ impl EigenLayer {
         let w = linear.weight;
         let small_side = outputs <= inputs;
         let gram = g.matmul(w, w, small_side, !small_side)?;
-        g.set_name(gram, &format!("{name}.gram"));
+        g.set_name(gram, &format!("{name}.gram"))?;
         let h = g.spectral_fn(gram, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"));
+        g.set_name(h, &format!("{name}.spectral"))?;
         let effective_weight = if small_side {
             g.matmul(w, h, false, false)?
         } else {
@@ -163,7 +163,7 @@ impl EigenLayer {
         } else {
             (effective_weight, None)
         };
-        g.set_name(effective_weight, &format!("{name}.effective_weight"));
+        g.set_name(effective_weight, &format!("{name}.effective_weight"))?;
         Ok(EigenLayer {
             linear,
             effective_weight,

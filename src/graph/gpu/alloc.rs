@@ -28,6 +28,16 @@ pub(super) struct Buffers {
 }
 
 impl Buffers {
+    /// Drops the plan's references to its buffers and destroys the ones only it holds (a
+    /// plan's own hyperparameter words and norms), so that dropping a plan frees its memory
+    /// without waiting for the next submission.
+    pub fn release(&mut self) {
+        self.values.clear();
+        self.scratch.clear();
+        self.hyper.destroy();
+        self.norms.destroy();
+    }
+
     /// Creates the pool and the owned buffers `layout` asks for (resident tensors filled by
     /// their initialisers, node i with `seed + i`), the hyperparameter words and the norms.
     pub fn allocate(device: &Device, graph: &Graph, layout: &Layout, seed: u64) -> Result<Buffers> {

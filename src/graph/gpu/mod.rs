@@ -71,6 +71,7 @@ impl GpuPlan {
         outputs: &[Value],
         seed: u64,
     ) -> Result<GpuPlan> {
+        let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
         let layout = Layout::new(graph, outputs)?;
         let mut buffers = Buffers::allocate(device, graph, &layout, seed)?;
@@ -106,6 +107,7 @@ impl GpuPlan {
     /// time from the first pass's begin to the last pass's end. The query set and its buffers
     /// are created at the first call and reused; nothing else is created per step.
     pub fn step_profiled(&mut self, inputs: &[(Value, &[f32])]) -> Result<StepProfile> {
+        let _gl = self.device.gl_guard();
         self.device.synchronize()?;
         let passes = schedule::passes(self.recorded(None));
         if let StepTimer::NotCreated = self.timer {
@@ -339,12 +341,14 @@ impl Plan for GpuPlan {
 
     /// Returns without waiting for the device.
     fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         self.begin_step(inputs)?;
         let commands = self.encode(None, None);
         self.submit(commands)
     }
 
     fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         let needed = self.state.needed_for(outputs)?;
         for &v in outputs {
             self.check_readable(v)?;
@@ -364,6 +368,7 @@ impl Plan for GpuPlan {
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         self.state.check_write(v, data.len())?;
         let buffer = self.buffers.value(v)?;
+        let _gl = self.device.gl_guard();
         self.device
             .queue()
             .write_buffer(buffer, 0, bytemuck::cast_slice(data));
@@ -380,5 +385,24 @@ impl Plan for GpuPlan {
 
     fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
         self.solves.sweeps(&self.device, v.0)
+    }
+}
+
+impl Drop for GpuPlan {
+    /// Releases the plan's device memory at once (wgpu would keep buffers that queued writes
+    /// still reference until the next submission on the device): the plan's resources are
+    /// dropped, the queued writes flushed with an empty submission and the device polled until
+    /// the plan's work is done. On GL all of it runs under the GL lock.
+    fn drop(&mut self) {
+        let _gl = self.device.gl_guard();
+        self.recording.clear();
+        self.solves.clear();
+        self.buffers.release();
+        self.timer = StepTimer::Unavailable;
+        self.device.queue().submit([]);
+        let _ = self.device.wgpu_device().poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
     }
 }

@@ -124,6 +124,12 @@ pub(super) fn batch_n(shape: &[usize]) -> (usize, usize) {
 }
 
 impl Solves {
+    /// Drops every solve (their buffers and dispatches).
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.of.clear();
+    }
+
     /// The hoisted solves: one per order n over every spectral function of `graph` that
     /// depends only on parameters (they do not depend on the batch, so they run ahead of it).
     pub fn hoisted(device: &Device, graph: &Graph, buffers: &Buffers) -> Result<Solves> {
