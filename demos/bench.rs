@@ -27,7 +27,7 @@
 use clap::{Parser, ValueEnum};
 use eigengrad::graph::gpu::{GpuPlan, StepProfile, COLD_RESTART_EVERY};
 use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Value};
+use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
 use eigengrad::kernels::jacobi::EighPlan;
 use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};

@@ -23,6 +23,7 @@ use common::{
 };
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
+use eigengrad::graph::Plan;
 use eigengrad::nn::{Activation, EigenMode, LayerKind, MlpLayer, MlpSpec};
 use eigengrad::optim::Adam;
 use serde_json::json;

@@ -5,7 +5,7 @@ mod common;
 use common::device;
 use eigengrad::data::{digits, Batcher, DIGITS_SPLIT_SEED};
 use eigengrad::graph::gpu::GpuPlan;
-use eigengrad::graph::Graph;
+use eigengrad::graph::{Graph, Plan};
 use eigengrad::nn::{Activation, LayerKind, MlpSpec};
 use eigengrad::optim::Adam;
 

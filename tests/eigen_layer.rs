@@ -5,7 +5,7 @@ mod common;
 use common::{device, random};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Value};
+use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::nn::{scaled_normal, EigenLayer, EigenMode, EigenWhiten, WhitenMode};
 use eigengrad::optim::Adam;
 use eigengrad::Error;

@@ -6,7 +6,7 @@ use common::{device, random};
 use eigengrad::graph::checkpoint;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Value};
+use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::Error;
 
@@ -164,7 +164,7 @@ fn learning_rate_changes_without_recompiling() {
         w0,
         "lr 0 must not move the weights"
     );
-    plan.set_learning_rate(0.5);
+    plan.set_learning_rate(0.5).unwrap();
     plan.step(&[(m.x, &x), (m.t, &t)]).unwrap();
     assert_ne!(plan.read(m.params[0]).unwrap(), w0);
 }

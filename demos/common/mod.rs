@@ -8,7 +8,7 @@
 use clap::Args;
 use eigengrad::data::{default_dataset, Batch, Dataset, Standardizer, FASHION_MNIST_DIR};
 use eigengrad::graph::gpu::GpuPlan;
-use eigengrad::graph::{Graph, Value};
+use eigengrad::graph::{Graph, Plan, Value};
 use eigengrad::optim::Adam;
 use eigengrad::{Backend, Device, DeviceOptions};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -3,81 +3,21 @@
 //! every tensor — presence, dtype, shape — before writing any, so a bad file never
 //! half-loads a model.
 
-use super::gpu::GpuPlan;
-use super::reference::ReferencePlan;
-use super::{Graph, Value};
+use super::plan::Plan;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A compiled plan whose resident tensors can be saved and restored.
-pub trait Checkpointable {
-    /// The graph, for names and shapes.
-    fn graph(&self) -> &Graph;
-    /// Trainable parameters and optimizer state.
-    fn saved_values(&self) -> Vec<Value>;
-    /// The current contents of a resident tensor.
-    fn read_values(&self, v: Value) -> Result<Vec<f32>>;
-    /// Overwrites a resident tensor.
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()>;
-    /// Steps taken so far.
-    fn step_count(&self) -> u64;
-    /// Sets the step count (restored with the optimizer state).
-    fn set_step_count(&mut self, step: u64);
-}
-
-impl Checkpointable for GpuPlan {
-    fn graph(&self) -> &Graph {
-        GpuPlan::graph(self)
-    }
-    fn saved_values(&self) -> Vec<Value> {
-        GpuPlan::saved_values(self)
-    }
-    fn read_values(&self, v: Value) -> Result<Vec<f32>> {
-        self.read(v)
-    }
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()> {
-        self.write(v, data)
-    }
-    fn step_count(&self) -> u64 {
-        self.steps()
-    }
-    fn set_step_count(&mut self, step: u64) {
-        self.set_steps(step)
-    }
-}
-
-impl Checkpointable for ReferencePlan<f32> {
-    fn graph(&self) -> &Graph {
-        ReferencePlan::graph(self)
-    }
-    fn saved_values(&self) -> Vec<Value> {
-        ReferencePlan::saved_values(self)
-    }
-    fn read_values(&self, v: Value) -> Result<Vec<f32>> {
-        self.read(v).map(|x| x.to_vec())
-    }
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()> {
-        self.write(v, data)
-    }
-    fn step_count(&self) -> u64 {
-        self.steps()
-    }
-    fn set_step_count(&mut self, step: u64) {
-        self.set_steps(step)
-    }
-}
-
 const STEP_KEY: &str = "eigengrad.step";
 
 /// Writes every trainable parameter and state tensor of `plan` to `path` (via a temporary
 /// file renamed into place, so a crash never leaves a truncated checkpoint behind).
-pub fn save(plan: &impl Checkpointable, path: &Path) -> Result<()> {
+pub fn save(plan: &(impl Plan + ?Sized), path: &Path) -> Result<()> {
     let graph = plan.graph();
     let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for v in plan.saved_values() {
-        let values = plan.read_values(v)?;
+        let values = plan.read(v)?;
         let node = graph.node(v);
         data.push((
             node.name.clone(),
@@ -93,7 +33,7 @@ pub fn save(plan: &impl Checkpointable, path: &Path) -> Result<()> {
                 .map_err(|e| Error::InvalidArgument(format!("checkpoint tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([(STEP_KEY.to_string(), plan.step_count().to_string())]);
+    let meta = HashMap::from([(STEP_KEY.to_string(), plan.steps().to_string())]);
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::InvalidArgument(format!("serialising checkpoint: {e}")))?;
     let io = |source| Error::Io {
@@ -108,7 +48,7 @@ pub fn save(plan: &impl Checkpointable, path: &Path) -> Result<()> {
 /// Restores `plan`'s parameters, state and step count from `path`. The file must hold
 /// exactly the model's tensors with the same names, dtype f32 and shapes; otherwise
 /// [`Error::BadFile`] says what differs and nothing is written.
-pub fn load(plan: &mut impl Checkpointable, path: &Path) -> Result<()> {
+pub fn load(plan: &mut (impl Plan + ?Sized), path: &Path) -> Result<()> {
     let p = path.display().to_string();
     let bad = |detail: String| Error::BadFile {
         path: p.clone(),
@@ -160,8 +100,8 @@ pub fn load(plan: &mut impl Checkpointable, path: &Path) -> Result<()> {
         staged.push((v, values));
     }
     for (v, values) in staged {
-        plan.write_values(v, &values)?;
+        plan.write(v, &values)?;
     }
-    plan.set_step_count(step);
+    plan.set_steps(step);
     Ok(())
 }

@@ -22,16 +22,19 @@
 pub mod autodiff;
 pub mod checkpoint;
 pub mod gpu;
+pub mod layout;
 pub mod plan;
 pub mod reference;
+
+pub use plan::{Plan, PlanState};
 
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
 use crate::kernels::matmul::matmul_shape;
+use crate::kernels::optim::UpdateRule;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::softmax::softmax_xent_shape;
 use crate::kernels::spectral::SpectralFn;
-use crate::optim::Update;
 use crate::tensor::numel;
 
 /// A symbolic value of a [`Graph`]: the output of one node.
@@ -159,7 +162,7 @@ pub enum Op {
     },
     /// An in-place optimizer update of a parameter (input 0) from its gradient (input 1) and
     /// its state tensors (inputs 2..). Produces no value.
-    Update(Update),
+    Update(UpdateRule),
 }
 
 impl Op {
@@ -270,6 +273,25 @@ impl Graph {
             };
         }
         out
+    }
+
+    /// For each node: whether computing `outputs` needs it — the outputs and everything they
+    /// depend on. Ops without a value (updates, clipping, running averages) are never needed:
+    /// nothing reads them. Each output must be a value of this graph.
+    pub fn needed_for(&self, outputs: &[Value]) -> Result<Vec<bool>> {
+        let mut needed = vec![false; self.nodes.len()];
+        for &v in outputs {
+            self.check_value("output", v)?;
+            needed[v.0] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if needed[i] {
+                for v in &self.nodes[i].inputs {
+                    needed[v.0] = true;
+                }
+            }
+        }
+        Ok(needed)
     }
 
     /// Every value whose op satisfies `pred`.
@@ -493,8 +515,15 @@ impl Graph {
     }
 
     /// Running average: `state` ← (1 − momentum)·`state` + momentum·`value`, in place, once
-    /// per step (e.g. the running mean of a normalisation layer).
+    /// per step (e.g. the running mean of a normalisation layer). `momentum` lies in [0, 1].
     pub fn ema(&mut self, state: Value, value: Value, momentum: f32) -> Result<()> {
+        self.check_value("Ema", state)?;
+        self.check_value("Ema", value)?;
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::InvalidArgument(format!(
+                "Ema: momentum must lie in [0, 1], got {momentum}"
+            )));
+        }
         if self.shape(state) != self.shape(value)
             || !matches!(self.node(state).op, Op::Param { .. })
         {
@@ -513,6 +542,8 @@ impl Graph {
 
     /// Mean squared error mean((a − b)²), shape [1].
     pub fn mse(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.check_value("Mse", a)?;
+        self.check_value("Mse", b)?;
         if self.shape(a) != self.shape(b) {
             return Err(Error::shape(
                 "Mse",

@@ -3,8 +3,7 @@
 
 use super::Linear;
 use crate::error::{Error, Result};
-use crate::graph::gpu::GpuPlan;
-use crate::graph::{Graph, Init, Value};
+use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 
 /// What the layer does to the singular values σ of its weight.
@@ -92,14 +91,14 @@ impl EigenLayer {
     }
 
     /// Singular values of the raw weight W and of the effective weight W' at the last step,
-    /// both ascending (read from the layer's eigendecomposition on the device).
-    pub fn singular_values(&self, plan: &GpuPlan) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// both ascending (read from the layer's eigendecomposition, on either executor).
+    pub fn singular_values(&self, plan: &dyn Plan) -> Result<(Vec<f32>, Vec<f32>)> {
         let lambda = plan.eigenvalues(self.spectral)?;
         Ok(singular_values_from(self.mode.spectral_fn(), &lambda))
     }
 
     /// Mean Jacobi sweeps of this layer's solve at the last step.
-    pub fn sweeps(&self, plan: &GpuPlan) -> Result<f32> {
+    pub fn sweeps(&self, plan: &dyn Plan) -> Result<f32> {
         let s = plan.sweeps(self.spectral)?;
         if s.is_empty() {
             return Err(Error::InvalidArgument("no sweeps recorded".into()));

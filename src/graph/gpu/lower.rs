@@ -1,0 +1,307 @@
+//! Lowering: the one place where a graph op becomes kernel launches. [`Lowering::lower`] is
+//! the table — one arm per op family, each a short function that builds the family's
+//! dispatches over the plan's buffers. Everything is built here, once, at compile time; a
+//! step only records what this produced.
+
+use super::alloc::{scratch, Buffers};
+use super::solve::{batch_n, Solves};
+use crate::device::Device;
+use crate::error::Result;
+use crate::graph::{rows_cols, Graph, Node, Op, Value};
+use crate::kernels::matmul::{matmul_dispatch, matmul_shape, MatmulDims};
+use crate::kernels::reduce::{Axis, ReduceOp};
+use crate::kernels::spectral::SpectralFn;
+use crate::kernels::{self, Dispatch};
+
+/// One item of a step's recording.
+pub(super) enum Recorded {
+    /// A kernel launch inside a compute pass.
+    Dispatch(Dispatch),
+    /// An eigendecomposition (index into the plan's solves): copies and passes of its own.
+    Solve(usize),
+}
+
+/// What lowering needs: the device, the graph, the buffers, the solves (a spectral function
+/// that no hoisted solve serves gets its own here), and the scratch it creates.
+pub(super) struct Lowering<'a> {
+    device: &'a Device,
+    graph: &'a Graph,
+    buffers: &'a Buffers,
+    solves: &'a mut Solves,
+    /// Scratch buffers the lowered dispatches bind; the plan keeps them alive.
+    pub scratch: Vec<wgpu::Buffer>,
+}
+
+impl<'a> Lowering<'a> {
+    /// A lowering of `graph` over `buffers` and `solves`.
+    pub fn new(
+        device: &'a Device,
+        graph: &'a Graph,
+        buffers: &'a Buffers,
+        solves: &'a mut Solves,
+    ) -> Lowering<'a> {
+        Lowering {
+            device,
+            graph,
+            buffers,
+            solves,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Lowers every node, in graph order: the launches of node i are element i.
+    pub fn lower_all(&mut self) -> Result<Vec<Vec<Recorded>>> {
+        (0..self.graph.nodes().len())
+            .map(|i| self.lower(i))
+            .collect()
+    }
+
+    /// The launches of node `i`, in the order they run.
+    pub fn lower(&mut self, i: usize) -> Result<Vec<Recorded>> {
+        let graph = self.graph;
+        let node = &graph.nodes()[i];
+        let launches = match &node.op {
+            Op::Input | Op::Param { .. } | Op::Reshape => Vec::new(),
+            Op::MatMul { trans_a, trans_b } => self.matmul(node, i, *trans_a, *trans_b)?,
+            Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => self.elementwise(node, i)?,
+            Op::Reduce { op, axis } => self.reduce(node, i, *op, *axis)?,
+            Op::Transpose => self.transpose(node, i)?,
+            Op::SoftmaxXent | Op::SoftmaxXentBackward => self.softmax(node, i)?,
+            Op::SpectralFn(f) => return self.spectral_fn(node, i, *f),
+            Op::SpectralFnBackward(f) => self.spectral_fn_backward(node, i, *f)?,
+            Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => self.optimizer(node)?,
+        };
+        Ok(launches.into_iter().map(Recorded::Dispatch).collect())
+    }
+
+    /// The buffer of value `v`.
+    fn buffer(&self, v: Value) -> Result<&'a wgpu::Buffer> {
+        self.buffers.value(v)
+    }
+
+    /// The buffer of input `k` of `node`.
+    fn input(&self, node: &Node, k: usize) -> Result<&'a wgpu::Buffer> {
+        self.buffer(node.inputs[k])
+    }
+
+    /// The output buffer of node `i`.
+    fn out(&self, i: usize) -> Result<&'a wgpu::Buffer> {
+        self.buffer(Value(i))
+    }
+
+    /// The shape of input `k` of `node`.
+    fn shape(&self, node: &Node, k: usize) -> &'a [usize] {
+        self.graph.shape(node.inputs[k])
+    }
+
+    /// C = op(A)·op(B).
+    fn matmul(&self, node: &Node, i: usize, ta: bool, tb: bool) -> Result<Vec<Dispatch>> {
+        let (_, dims) = matmul_shape(self.shape(node, 0), self.shape(node, 1), ta, tb)?;
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        Ok(vec![matmul_dispatch(
+            self.device,
+            &dims,
+            a,
+            b,
+            self.out(i)?,
+        )?])
+    }
+
+    /// Unary maps, binary maps with broadcasting, and scaled broadcasts.
+    fn elementwise(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::elementwise::{binary_dispatch, expand_dispatch, unary_dispatch};
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        let n = node.shape.iter().product::<usize>();
+        let d = match &node.op {
+            Op::Unary(op) => unary_dispatch(self.device, *op, x, out, n)?,
+            Op::Binary { op, b_from } => {
+                binary_dispatch(self.device, *op, x, self.input(node, 1)?, out, n, *b_from)?
+            }
+            Op::Expand { from, alpha } => expand_dispatch(self.device, x, out, n, *from, *alpha)?,
+            other => unreachable!("{} is not elementwise", other.name()),
+        };
+        Ok(vec![d])
+    }
+
+    /// Sums, means, maxima or sums of squares along rows or columns.
+    fn reduce(&self, node: &Node, i: usize, op: ReduceOp, axis: Axis) -> Result<Vec<Dispatch>> {
+        let (rows, cols) = rows_cols(self.shape(node, 0));
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        Ok(vec![kernels::reduce::reduce_dispatch(
+            self.device,
+            op,
+            axis,
+            x,
+            out,
+            rows,
+            cols,
+        )?])
+    }
+
+    /// Swaps the last two dimensions.
+    fn transpose(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        let s = self.shape(node, 0);
+        let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+        let batch = s.iter().product::<usize>() / (rows * cols);
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        Ok(vec![kernels::transpose::transpose_dispatch(
+            self.device,
+            x,
+            out,
+            batch,
+            rows,
+            cols,
+        )?])
+    }
+
+    /// Softmax cross-entropy and its gradient w.r.t. the logits.
+    fn softmax(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::softmax::{softmax_xent_backward_dispatch, softmax_xent_dispatch};
+        let (rows, classes) = rows_cols(self.shape(node, 0));
+        let (logits, targets, out) = (self.input(node, 0)?, self.input(node, 1)?, self.out(i)?);
+        let d = if node.op == Op::SoftmaxXent {
+            softmax_xent_dispatch(self.device, logits, targets, out, rows, classes)?
+        } else {
+            let dloss = self.input(node, 2)?;
+            softmax_xent_backward_dispatch(self.device, logits, targets, dloss, out, rows, classes)?
+        };
+        Ok(vec![d])
+    }
+
+    /// H = (V·diag(f(λ)))·Vᵀ from the node's solve, preceded by the solve itself when the node
+    /// has one of its own (a hoisted solve runs ahead of the step instead).
+    fn spectral_fn(&mut self, node: &Node, i: usize, f: SpectralFn) -> Result<Vec<Recorded>> {
+        let (batch, n) = batch_n(&node.shape);
+        let (k, own) = self
+            .solves
+            .serving(self.device, self.graph, self.buffers, i)?;
+        let (_, member) = self.solves.member(i)?;
+        let scaled = scratch(self.device, "spectral scaled vectors", batch * n * n)?;
+        let launches = [
+            kernels::spectral::scale_columns_dispatch(
+                self.device,
+                f,
+                &member.values,
+                &member.vectors,
+                &scaled,
+                batch,
+                n,
+            )?,
+            matmul_dispatch(
+                self.device,
+                &square_dims(batch, n, false, true),
+                &scaled,
+                &member.vectors,
+                self.out(i)?,
+            )?,
+        ];
+        self.scratch.push(scaled);
+        let solve = own.then_some(Recorded::Solve(k));
+        Ok(solve
+            .into_iter()
+            .chain(launches.into_iter().map(Recorded::Dispatch))
+            .collect())
+    }
+
+    /// dG = V·(Lw ∘ sym(Vᵀ·dH·V))·Vᵀ with the eigenpairs of the forward node (input 1).
+    fn spectral_fn_backward(
+        &mut self,
+        node: &Node,
+        i: usize,
+        f: SpectralFn,
+    ) -> Result<Vec<Dispatch>> {
+        let (batch, n) = batch_n(&node.shape);
+        let (_, member) = self.solves.member(node.inputs[1].0)?;
+        let (values, v) = (&member.values, &member.vectors);
+        let t1 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
+        let t2 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
+        let mm =
+            |ta, tb, a, b, c| matmul_dispatch(self.device, &square_dims(batch, n, ta, tb), a, b, c);
+        let dh = self.input(node, 0)?;
+        // S = Vᵀ·dH·V, P = Lw ∘ sym(S), dG = V·P·Vᵀ.
+        let launches = vec![
+            mm(false, false, dh, v, &t1)?,
+            mm(true, false, v, &t1, &t2)?,
+            kernels::spectral::loewner_product_dispatch(
+                self.device,
+                f,
+                values,
+                &t2,
+                &t1,
+                batch,
+                n,
+            )?,
+            mm(false, false, v, &t1, &t2)?,
+            mm(false, true, &t2, v, self.out(i)?)?,
+        ];
+        self.scratch.extend([t1, t2]);
+        Ok(launches)
+    }
+
+    /// In-place ops on resident tensors: running averages, gradient clipping (a squared norm
+    /// per gradient, then the scale), optimizer updates.
+    fn optimizer(&self, node: &Node) -> Result<Vec<Dispatch>> {
+        use kernels::optim::{clip_dispatch, ema_dispatch, sumsq_dispatch, update_dispatch};
+        let (device, hyper, norms) = (self.device, &self.buffers.hyper, &self.buffers.norms);
+        let len = |v: Value| self.graph.shape(v).iter().product::<usize>();
+        Ok(match &node.op {
+            Op::Ema { momentum } => {
+                let (state, value) = (self.input(node, 0)?, self.input(node, 1)?);
+                vec![ema_dispatch(
+                    device,
+                    state,
+                    value,
+                    len(node.inputs[0]),
+                    *momentum,
+                )?]
+            }
+            Op::ClipGradients { max_norm } => {
+                let mut launches = node
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, &g)| sumsq_dispatch(device, self.buffer(g)?, norms, len(g), slot))
+                    .collect::<Result<Vec<_>>>()?;
+                launches.push(clip_dispatch(
+                    device,
+                    hyper,
+                    norms,
+                    node.inputs.len(),
+                    *max_norm,
+                )?);
+                launches
+            }
+            Op::Update(rule) => {
+                let states = node.inputs[2..]
+                    .iter()
+                    .map(|&v| self.buffer(v))
+                    .collect::<Result<Vec<_>>>()?;
+                let (param, grad) = (self.input(node, 0)?, self.input(node, 1)?);
+                vec![update_dispatch(
+                    device,
+                    rule,
+                    hyper,
+                    param,
+                    grad,
+                    &states,
+                    len(node.inputs[0]),
+                )?]
+            }
+            other => unreachable!("{} is not an optimizer op", other.name()),
+        })
+    }
+}
+
+/// Batched n×n product dims: C = op(A)·op(B).
+fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
+    MatmulDims {
+        batch,
+        m: n,
+        n,
+        k: n,
+        trans_a,
+        trans_b,
+        a_batched: true,
+        b_batched: true,
+    }
+}
