@@ -17,10 +17,11 @@
 mod common;
 
 use clap::{Parser, ValueEnum};
-use common::{
-    fmt, log_line, plot_panels, plot_training_curves, progress, secs, setup, standardize,
-    write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
-};
+use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
+use common::plot::{plot_panels, plot_training_curves, Panel, Series, PALETTE};
+use common::table::{fmt, write_csv, write_json, Table};
+use common::train::{Built, Trainer};
+use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::Plan;
@@ -218,7 +219,7 @@ struct Config {
 fn train_variant(
     args: &Args,
     cfg: &Config,
-    s: &common::Setup,
+    s: &Setup,
     variant: Variant,
     spectra_layers: &[usize],
 ) -> DemoResult<Run> {
@@ -356,7 +357,7 @@ fn train_variant(
 }
 
 fn main() -> std::process::ExitCode {
-    common::finish(run(Args::parse()))
+    common::cli::finish(run(Args::parse()))
 }
 
 fn run(args: Args) -> DemoResult<()> {
