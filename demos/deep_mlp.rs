@@ -19,10 +19,11 @@
 mod common;
 
 use clap::{Parser, ValueEnum};
-use common::{
-    fmt, log_line, plot_panels, progress, secs, setup, standardize, training_curve_panels,
-    write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
-};
+use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
+use common::plot::{plot_panels, training_curve_panels, Panel, Series, PALETTE};
+use common::table::{fmt, write_csv, write_json, Table};
+use common::train::{Built, Trainer};
+use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::Plan;
@@ -290,7 +291,7 @@ fn architecture(args: &Args, cfg: &Config, variant: Variant) -> (LayerKind, usiz
 fn train_variant(
     args: &Args,
     cfg: &Config,
-    s: &common::Setup,
+    s: &Setup,
     variant: Variant,
     init_scale: f32,
     spectra_layers: &[usize],
@@ -437,7 +438,7 @@ fn train_variant(
 }
 
 fn main() -> std::process::ExitCode {
-    common::finish(run(Args::parse()))
+    common::cli::finish(run(Args::parse()))
 }
 
 fn run(args: Args) -> DemoResult<()> {

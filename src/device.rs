@@ -10,11 +10,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+/// The environment variable that picks the backend of `Backend::Auto` (first choice).
+const EIGENGRAD_BACKEND_VAR: &str = "EIGENGRAD_BACKEND";
+
+/// wgpu's own backend variable, honoured by `Backend::Auto` when `EIGENGRAD_BACKEND` is unset.
+const WGPU_BACKEND_VAR: &str = "WGPU_BACKEND";
+
 /// Which wgpu backend to run on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// The best adapter of any backend: discrete GPU, then integrated, then others, CPU last.
-    /// The environment variable `EIGENGRAD_BACKEND` narrows it to one backend.
+    /// The environment variable `EIGENGRAD_BACKEND`, else `WGPU_BACKEND`, narrows it to one
+    /// backend (see [`Backend::resolve`]).
     #[default]
     Auto,
     /// Vulkan (Linux, Windows, Android; lavapipe on a machine without a GPU).
@@ -42,12 +49,60 @@ impl Backend {
         }
     }
 
-    /// The backend asked for, after `EIGENGRAD_BACKEND` has been applied to `Auto`.
+    /// The backend asked for, with the environment applied to `Auto`.
+    ///
+    /// An explicit backend always wins. `Auto` takes `EIGENGRAD_BACKEND` when it is set and not
+    /// empty (`auto` there keeps the automatic choice), else wgpu's own `WGPU_BACKEND`, else
+    /// stays automatic. `WGPU_BACKEND` is a comma-separated list in wgpu; a device opens one
+    /// backend, so a list naming two different backends is an error (set `EIGENGRAD_BACKEND`
+    /// to choose, or `auto`).
     pub fn resolve(self) -> Result<Backend> {
-        match (self, std::env::var("EIGENGRAD_BACKEND")) {
-            (Backend::Auto, Ok(name)) => Backend::parse(&name),
-            (b, _) => Ok(b),
+        let var = |name| std::env::var(name).ok();
+        self.resolve_with(
+            var(EIGENGRAD_BACKEND_VAR).as_deref(),
+            var(WGPU_BACKEND_VAR).as_deref(),
+        )
+    }
+
+    /// [`Backend::resolve`] with the two variables' values given.
+    fn resolve_with(self, eigengrad: Option<&str>, wgpu: Option<&str>) -> Result<Backend> {
+        if self != Backend::Auto {
+            return Ok(self);
         }
+        fn set(value: Option<&str>) -> Option<&str> {
+            value.filter(|v| !v.trim().is_empty())
+        }
+        if let Some(name) = set(eigengrad) {
+            return Backend::parse_variable(EIGENGRAD_BACKEND_VAR, name);
+        }
+        let Some(list) = set(wgpu) else {
+            return Ok(Backend::Auto);
+        };
+        let mut named = Vec::new();
+        for name in list.split(',') {
+            let backend = Backend::parse_variable(WGPU_BACKEND_VAR, name)?;
+            if backend != Backend::Auto && !named.contains(&backend) {
+                named.push(backend);
+            }
+        }
+        match named[..] {
+            [] => Ok(Backend::Auto),
+            [one] => Ok(one),
+            _ => Err(Error::InvalidArgument(format!(
+                "{WGPU_BACKEND_VAR}={list:?} names more than one backend; eigengrad opens one: \
+                 name one there, or set {EIGENGRAD_BACKEND_VAR} (which takes precedence) to \
+                 one backend or to auto"
+            ))),
+        }
+    }
+
+    /// [`Backend::parse`] of the value of the environment variable `var`, whose name the
+    /// error carries.
+    fn parse_variable(var: &str, name: &str) -> Result<Backend> {
+        Backend::parse(name).map_err(|e| match e {
+            Error::InvalidArgument(message) => Error::InvalidArgument(format!("{var}: {message}")),
+            other => other,
+        })
     }
 
     fn wgpu_backends(self) -> wgpu::Backends {
@@ -71,7 +126,7 @@ impl std::str::FromStr for Backend {
 /// How to open a [`Device`].
 #[derive(Clone, Debug, Default)]
 pub struct DeviceOptions {
-    /// Which backend; `Auto` honours `EIGENGRAD_BACKEND`.
+    /// Which backend; `Auto` honours `EIGENGRAD_BACKEND`, then `WGPU_BACKEND`.
     pub backend: Backend,
     /// Pick this adapter (a case-insensitive substring of its name) when several are present.
     pub adapter_name: Option<String>,
@@ -239,7 +294,8 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
 }
 
 impl Device {
-    /// Opens the default device: `Backend::Auto`, honouring `EIGENGRAD_BACKEND`.
+    /// Opens the default device: `Backend::Auto`, honouring `EIGENGRAD_BACKEND`, then
+    /// `WGPU_BACKEND`.
     pub fn new() -> Result<Device> {
         Device::with_options(&DeviceOptions::default())
     }
@@ -489,5 +545,67 @@ impl Device {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backend, Error};
+
+    /// `Auto` resolved with the given `EIGENGRAD_BACKEND` and `WGPU_BACKEND` values.
+    fn auto(eigengrad: Option<&str>, wgpu: Option<&str>) -> crate::Result<Backend> {
+        Backend::Auto.resolve_with(eigengrad, wgpu)
+    }
+
+    fn invalid_argument(result: crate::Result<Backend>) -> String {
+        match result {
+            Err(Error::InvalidArgument(message)) => message,
+            other => panic!("expected Error::InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn explicit_backend_ignores_the_environment() {
+        for (eigengrad, wgpu) in [(Some("gl"), Some("metal")), (Some("nonsense"), None)] {
+            assert_eq!(
+                Backend::Vulkan.resolve_with(eigengrad, wgpu).unwrap(),
+                Backend::Vulkan
+            );
+        }
+    }
+
+    #[test]
+    fn eigengrad_backend_takes_precedence_over_wgpu_backend() {
+        assert_eq!(auto(Some("gl"), Some("vulkan")).unwrap(), Backend::Gl);
+        assert_eq!(auto(Some("DX12"), None).unwrap(), Backend::Dx12);
+        // `auto` there is a choice too: WGPU_BACKEND is not consulted.
+        assert_eq!(auto(Some("auto"), Some("metal")).unwrap(), Backend::Auto);
+        // Set but empty counts as unset.
+        assert_eq!(auto(Some(" "), Some("metal")).unwrap(), Backend::Metal);
+    }
+
+    #[test]
+    fn wgpu_backend_alone_chooses_with_wgpu_spellings() {
+        assert_eq!(auto(None, None).unwrap(), Backend::Auto);
+        assert_eq!(auto(None, Some("")).unwrap(), Backend::Auto);
+        assert_eq!(auto(None, Some("vk")).unwrap(), Backend::Vulkan);
+        assert_eq!(auto(None, Some("Metal")).unwrap(), Backend::Metal);
+        assert_eq!(auto(None, Some("d3d12")).unwrap(), Backend::Dx12);
+        assert_eq!(auto(None, Some(" gles ")).unwrap(), Backend::Gl);
+        // A list that names one backend, however spelt, is that backend.
+        assert_eq!(auto(None, Some("gl,opengl,")).unwrap(), Backend::Gl);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let message = invalid_argument(auto(Some("cuda"), Some("vulkan")));
+        assert!(message.starts_with("EIGENGRAD_BACKEND:"), "{message}");
+        assert!(message.contains("unknown backend"), "{message}");
+        let message = invalid_argument(auto(None, Some("vulkan,webgpu")));
+        assert!(message.starts_with("WGPU_BACKEND:"), "{message}");
+        assert!(message.contains("\"webgpu\""), "{message}");
+        let message = invalid_argument(auto(None, Some("vulkan,gl")));
+        assert!(message.contains("more than one backend"), "{message}");
+        assert!(message.contains("EIGENGRAD_BACKEND"), "{message}");
     }
 }

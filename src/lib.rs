@@ -12,10 +12,18 @@
 //! assert_eq!(y.to_vec()?, vec![0.0, 0.5, 2.0, 0.0]);
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
+//!
+//! ## Cargo features
+//!
+//! - `data` (default): the `data` module — in-memory datasets, MNIST-format IDX files, the
+//!   stratified split, standardisation and the batcher.
+//! - `digits` (off; the demos and the data tests turn it on): the scikit-learn 8×8 digits
+//!   embedded without a download, through the `smartcore` crate.
 
 #![warn(missing_docs)]
 
 pub(crate) mod atomic_file;
+#[cfg(feature = "data")]
 pub mod data;
 pub mod device;
 pub mod error;
