@@ -21,6 +21,7 @@ use common::{
     write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
 };
 use eigengrad::data::Batcher;
+use eigengrad::graph::Plan;
 use eigengrad::nn::{scaled_normal, EigenWhiten, Linear, WhitenMode};
 use eigengrad::optim::Adam;
 use serde_json::json;

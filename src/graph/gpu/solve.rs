@@ -7,8 +7,9 @@ use super::alloc::{scratch, Buffers};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::layout::init_values;
-use crate::graph::{Graph, Init, Op, Value};
-use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
+use crate::graph::status::{non_finite_solve, SolveFault};
+use crate::graph::{Graph, Init, Op};
+use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT, STATUS_NONFINITE_WARM_START};
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -109,8 +110,8 @@ impl Solve {
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
         }
-        if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
-            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
+        if cold {
+            self.record_cold_start(encoder);
         }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -126,6 +127,13 @@ impl Solve {
             encoder.copy_buffer_to_buffer(values, at, &m.values, 0, bytes);
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(vectors, at, &m.vectors, 0, bytes);
+        }
+    }
+
+    /// Records the copy of I into the warm start, so that the next run starts cold.
+    fn record_cold_start(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Some(v0) = self.plan.warm_start() {
+            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
         }
     }
 }
@@ -225,27 +233,33 @@ impl Solves {
         self.list.len()
     }
 
-    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input is
-    /// `Error::NonFinite` naming the node and its input, with the batch index.
+    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input, or
+    /// else in its warm start, is `Error::NonFinite` naming the node, with the batch index.
     pub fn check_status(&self, device: &Device, graph: &Graph) -> Result<()> {
         for s in &self.list {
             let status = read_words(device, s.plan.status(), s.plan.batch())?;
             for m in &s.members {
                 let words = &status[m.first..m.first + m.count];
-                if let Some(index) = words.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
-                    let node = graph.node(Value(m.node));
-                    return Err(Error::NonFinite {
-                        what: format!(
-                            "{} (the input {} of its eigendecomposition)",
-                            node.name,
-                            graph.node(node.inputs[0]).name
-                        ),
-                        index: index as u64,
-                    });
+                for (bit, fault) in [
+                    (STATUS_NONFINITE_INPUT, SolveFault::Input),
+                    (STATUS_NONFINITE_WARM_START, SolveFault::WarmStart),
+                ] {
+                    if let Some(index) = words.iter().position(|w| w & bit != 0) {
+                        return Err(non_finite_solve(graph, m.node, fault, index as u64));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records, for every solve, a cold start of its next run and the clearing of its status
+    /// (nothing has been decomposed since): what writing the plan's tensors asks for.
+    pub fn record_reset(&self, encoder: &mut wgpu::CommandEncoder) {
+        for s in &self.list {
+            s.record_cold_start(encoder);
+            encoder.clear_buffer(s.plan.status(), 0, None);
+        }
     }
 
     /// Eigenvalues `[count, n]` of node `node` at the last run.
