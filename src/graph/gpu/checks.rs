@@ -35,7 +35,10 @@ pub(super) fn insert(
     if watch.len() == 0 {
         return Ok(());
     }
-    let is_update = |slot: &Slot| matches!(slot, Slot::Node(i) if matches!(graph.nodes()[*i].op, Op::Update(_)));
+    let is_update = |slot: &Slot| match *slot {
+        Slot::Node(i) => matches!(graph.nodes()[i].op, Op::Update(_)),
+        Slot::Solve(_) | Slot::Status => false,
+    };
     let at = recording
         .iter()
         .position(|(slot, _)| is_update(slot))
@@ -107,4 +110,58 @@ pub(super) fn read(
     status.halted = decode_halt(&words)
         .map(|(slot, at)| (slot, steps - (steps as u32).wrapping_sub(at) as u64));
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::GpuPlan;
+    use super::*;
+    use crate::graph::{Init, Role};
+    use crate::kernels::optim::UpdateRule;
+
+    #[test]
+    fn checks_and_a_gate_precede_the_first_update_and_a_gate_ends_the_step() {
+        let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
+        let mut g = Graph::new();
+        let x = g.input("x", &[4, 3]);
+        let t = g.input("t", &[4, 2]);
+        let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 });
+        let y = g.matmul(x, w, false, false).unwrap();
+        let loss = g.mse(y, t).unwrap();
+        let grad = g.backward(loss).unwrap().get(w).unwrap();
+        let momentum = g.resident("w.momentum", &[3, 2], Init::Zeros, Role::State);
+        let rule = UpdateRule::Sgd {
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        let update = g
+            .push(Op::Update(rule), vec![w, grad, momentum], vec![])
+            .unwrap();
+        let plan = GpuPlan::compile(&device, &g, &[], 0).unwrap();
+        let items: Vec<(Slot, &str)> = plan
+            .recording
+            .iter()
+            .map(|(slot, r)| match r {
+                Recorded::Dispatch(d) => (*slot, d.label()),
+                Recorded::Solve(_) => (*slot, "solve"),
+            })
+            .collect();
+        let first_update = items
+            .iter()
+            .position(|&(slot, _)| slot == Slot::Node(update.index()))
+            .unwrap();
+        let status = |label| (Slot::Status, label);
+        assert_eq!(
+            items[first_update - 3..=first_update],
+            [
+                status("finite_check"), // the loss
+                status("finite_check"), // the gradient
+                status("gate"),
+                (Slot::Node(update.index()), "sgd")
+            ]
+        );
+        assert_eq!(items.last(), Some(&status("gate")));
+        let checks = items.iter().filter(|(slot, _)| *slot == Slot::Status);
+        assert_eq!(checks.count(), 4);
+    }
 }
