@@ -22,6 +22,7 @@ use common::table::{fmt, write_csv, write_json, Table};
 use common::train::{Built, Trainer};
 use common::DemoResult;
 use eigengrad::data::Batcher;
+use eigengrad::graph::Plan;
 use eigengrad::nn::{scaled_normal, EigenWhiten, Linear, WhitenMode};
 use eigengrad::optim::Adam;
 use serde_json::json;

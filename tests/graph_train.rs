@@ -124,7 +124,8 @@ fn plan_stats_one_submit_no_readback_no_new_pipelines_pooled_memory() {
     assert!(ratio <= 0.6, "pooled/unpooled = {ratio:.2}: {s:?}");
     assert_eq!(
         s.upload_bytes_per_step,
-        ((256 * 64 + 256 * 10) * 4 + 16) as u64
+        // The inputs, four hyperparameter words and the step's number in its status.
+        ((256 * 64 + 256 * 10) * 4 + 16 + 4) as u64
     );
     let before = dev.pipelines_created();
     let (x, t) = batch_data(3, 256, 64, 10);

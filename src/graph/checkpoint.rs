@@ -90,7 +90,9 @@ pub fn save(plan: &(impl Plan + ?Sized), path: &Path) -> Result<()> {
 /// Restores `plan`'s parameters, state and step count from `path`. The file's checksum must
 /// match its contents, and it must hold exactly the model's tensors with the same names,
 /// dtype f32 and shapes; otherwise [`Error::BadFile`] says what differs and nothing is
-/// written.
+/// written. Like every [`Plan::write`], loading clears the plan's step status and makes its
+/// eigendecompositions start cold: a plan halted on NaN resumes from the checkpoint as a fresh
+/// plan would.
 pub fn load(plan: &mut (impl Plan + ?Sized), path: &Path) -> Result<()> {
     let p = path.display().to_string();
     let bad = |detail: String| Error::BadFile {

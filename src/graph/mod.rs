@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod layout;
 pub mod plan;
 pub mod reference;
+pub mod status;
 
 pub use plan::{Plan, PlanState};
 
@@ -200,6 +201,8 @@ pub struct Node {
 pub struct Graph {
     nodes: Vec<Node>,
     learning_rate: f32,
+    /// The values [`Graph::backward`] differentiated: the losses a step watches.
+    losses: Vec<Value>,
 }
 
 impl Graph {
@@ -216,6 +219,11 @@ impl Graph {
     /// Sets the learning rate a compiled plan starts with.
     pub fn set_learning_rate(&mut self, lr: f32) {
         self.learning_rate = lr;
+    }
+
+    /// The losses: every value [`Graph::backward`] was called on, in that order.
+    pub fn losses(&self) -> &[Value] {
+        &self.losses
     }
 
     /// All nodes, in order.

@@ -781,7 +781,7 @@ impl EighPlan {
     }
 
     /// Whether run number `run` starts cold (from V = I) rather than from the V0 buffer.
-    fn starts_cold(&self, run: u64) -> bool {
+    pub fn starts_cold(&self, run: u64) -> bool {
         match self.warm_start {
             WarmStart::Off => true,
             WarmStart::Given => false,
@@ -794,7 +794,12 @@ impl EighPlan {
     /// and `status`. `run` numbers the plan's runs from 0 (e.g. a training step count): with
     /// [`WarmStart::Feedback`] it decides which runs start cold; other plans ignore it.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, run: u64) {
-        let cold = self.starts_cold(run);
+        self.record_run(pass, self.starts_cold(run));
+    }
+
+    /// Records one complete solve as [`Self::record`] does, cold (from V = I) or warm (from
+    /// the V0 buffer) as the caller decides — e.g. cold after the caller reset its state.
+    pub fn record_run(&self, pass: &mut wgpu::ComputePass<'_>, cold: bool) {
         let prologue = if cold {
             &self.prologue[..1]
         } else {

@@ -10,10 +10,12 @@
 //!    grouping the eigendecompositions of parameter-only spectral functions into batched
 //!    solves;
 //! 3. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
-//!    then the rest in graph order;
+//!    then the rest in graph order; `checks` adds the step's status checks (see
+//!    [`status`](crate::graph::status));
 //! 4. `stats` — what a step costs ([`PlanStats`]).
 
 mod alloc;
+mod checks;
 mod lower;
 mod schedule;
 mod solve;
@@ -24,9 +26,11 @@ pub use stats::PlanStats;
 
 use super::layout::{value_bytes, Layout, Storage};
 use super::plan::{Plan, PlanState};
+use super::status::StepWatch;
 use super::{Graph, Value};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::kernels::finite::STATUS_STEP;
 use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
@@ -53,6 +57,8 @@ pub struct GpuPlan {
     layout: Layout,
     buffers: Buffers,
     solves: Solves,
+    /// What a step watches for NaN and Inf (the slots of `buffers.status`).
+    watch: StepWatch,
     /// Everything a step records, in order, each with the node or solve it serves.
     recording: Vec<(Slot, Recorded)>,
     /// The values named as outputs at compile time (kept readable after a step).
@@ -73,11 +79,15 @@ impl GpuPlan {
     ) -> Result<GpuPlan> {
         let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
-        let layout = Layout::new(graph, outputs)?;
-        let mut buffers = Buffers::allocate(device, graph, &layout, seed)?;
-        let (solves, lowered) = lower_graph(device, graph, &mut buffers)?;
+        let watch = StepWatch::of(graph);
+        // The losses keep their buffers: the status checks read them after the backward pass.
+        let kept = [outputs, graph.losses()].concat();
+        let layout = Layout::new(graph, &kept)?;
+        let mut buffers = Buffers::allocate(device, graph, &layout, seed, watch.len())?;
+        let (solves, lowered) = lower_graph(device, graph, &mut buffers, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
-        let recording = schedule::flatten(&order, lowered);
+        let mut recording = schedule::flatten(&order, lowered);
+        checks::insert(device, graph, &layout, &buffers, &watch, &mut recording)?;
         device.synchronize()?;
         let stats = PlanStats::of(
             graph,
@@ -93,6 +103,7 @@ impl GpuPlan {
             layout,
             buffers,
             solves,
+            watch,
             recording,
             outputs: outputs.to_vec(),
             stats,
@@ -142,13 +153,6 @@ impl GpuPlan {
         })
     }
 
-    /// Checks every eigendecomposition of the last step: a NaN or Inf in a spectral
-    /// function's input is `Error::NonFinite` naming the node (e.g. the layer's Gram matrix)
-    /// and the batch index. Reading the status waits for the step.
-    pub fn check_status(&self) -> Result<()> {
-        self.solves.check_status(&self.device, self.state.graph())
-    }
-
     /// Batched eigendecompositions recorded per step (spectral functions of equal order that
     /// depend only on parameters share one).
     pub fn solves_per_step(&self) -> usize {
@@ -157,7 +161,8 @@ impl GpuPlan {
 
     /// Copies on the device every trainable parameter and state tensor of `other` whose name
     /// and shape match one of this plan's (e.g. from a training plan into an eval plan built
-    /// from a graph with the same layer names). Returns how many tensors were copied.
+    /// from a graph with the same layer names). Returns how many tensors were copied. Like
+    /// [`Plan::write`], it clears this plan's status and makes its solves start cold.
     pub fn copy_resident_from(&self, other: &GpuPlan) -> Result<usize> {
         if !self.device.same_as(&other.device) {
             return Err(Error::InvalidArgument(
@@ -184,6 +189,7 @@ impl GpuPlan {
                 copied += 1;
             }
         }
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
         self.device.queue().submit([encoder.finish()]);
         self.device.take_error()?;
         Ok(copied)
@@ -218,14 +224,19 @@ impl GpuPlan {
     }
 
     /// Starts a training step: writes every input, counts the step and writes the step's
-    /// hyperparameter words.
+    /// hyperparameter words and its number into the status.
     fn begin_step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
         self.write_inputs("step", inputs, |_| true)?;
         let step = self.state.advance()?;
         let hyper = hyper_values(self.state.learning_rate(), step);
-        self.device
-            .queue()
-            .write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
+        let queue = self.device.queue();
+        queue.write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
+        let step_word = (STATUS_STEP * 4) as u64;
+        queue.write_buffer(
+            &self.buffers.status,
+            step_word,
+            &(step as u32).to_le_bytes(),
+        );
         Ok(())
     }
 
@@ -237,6 +248,7 @@ impl GpuPlan {
                 (None, _) => true,
                 (Some(needed), Slot::Node(i)) => needed[i],
                 (Some(needed), Slot::Solve(k)) => self.solves.get(k).serves_any(needed),
+                (Some(_), Slot::Status) => false,
             })
             .map(|(_, recorded)| recorded)
     }
@@ -316,14 +328,16 @@ impl GpuPlan {
 }
 
 /// Lowers every node of `graph` over `buffers`: the hoisted solves, then each node's
-/// launches (element i for node i). The scratch the launches bind joins `buffers`.
+/// launches (element i for node i), watched as `watch` says. The scratch the launches bind
+/// joins `buffers`.
 fn lower_graph(
     device: &Device,
     graph: &Graph,
     buffers: &mut Buffers,
+    watch: &StepWatch,
 ) -> Result<(Solves, Vec<Vec<Recorded>>)> {
     let mut solves = Solves::hoisted(device, graph, buffers)?;
-    let mut lowering = Lowering::new(device, graph, buffers, &mut solves);
+    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, watch);
     let lowered = lowering.lower_all()?;
     let scratch = lowering.scratch;
     buffers.keep_scratch(scratch);
@@ -372,7 +386,22 @@ impl Plan for GpuPlan {
         self.device
             .queue()
             .write_buffer(buffer, 0, bytemuck::cast_slice(data));
-        Ok(())
+        let mut encoder =
+            self.device
+                .wgpu_device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("reset status"),
+                });
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
+        self.submit(encoder.finish())
+    }
+
+    /// Solver statuses first (the last run's), then the step status.
+    fn check_status(&self) -> Result<()> {
+        let graph = self.state.graph();
+        self.solves.check_status(&self.device, graph)?;
+        let status = checks::read(&self.device, &self.buffers, &self.watch, self.steps())?;
+        self.watch.check(graph, &status)
     }
 
     fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {

@@ -6,10 +6,14 @@
 use super::alloc::{scratch, Buffers};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, Value};
-use crate::kernels::jacobi::{EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT};
+use crate::graph::status::{non_finite_solve, SolveFault};
+use crate::graph::{Graph, Op};
+use crate::kernels::jacobi::{
+    EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT, STATUS_NONFINITE_WARM_START,
+};
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One spectral-function node's share of a batched solve.
@@ -31,6 +35,8 @@ pub(super) struct Member {
 pub(super) struct Solve {
     members: Vec<Member>,
     plan: EighPlan,
+    /// Set when the plan's tensors were written: the next run starts cold, whatever its number.
+    restart: AtomicBool,
 }
 
 /// A member to be: (node, source buffer, number of matrices).
@@ -62,7 +68,11 @@ impl Solve {
                 Ok(m)
             })
             .collect::<Result<_>>()?;
-        Ok(Solve { members, plan })
+        Ok(Solve {
+            members,
+            plan,
+            restart: AtomicBool::new(false),
+        })
     }
 
     /// Kernel launches one run records.
@@ -95,7 +105,8 @@ impl Solve {
                 label: Some("eigh"),
                 timestamp_writes,
             });
-            self.plan.record(&mut pass, run);
+            let cold = self.restart.swap(false, Ordering::Relaxed) || self.plan.starts_cold(run);
+            self.plan.record_run(&mut pass, cold);
         }
         self.plan.record_feedback(encoder);
         let (values, vectors) = (self.plan.values().buffer(), self.plan.vectors().buffer());
@@ -105,6 +116,11 @@ impl Solve {
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(vectors, at, &m.vectors, 0, bytes);
         }
+    }
+
+    /// Makes the next run start cold (from V = I), whatever its number.
+    fn restart_cold(&self) {
+        self.restart.store(true, Ordering::Relaxed);
     }
 }
 
@@ -209,27 +225,33 @@ impl Solves {
         self.list.len()
     }
 
-    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input is
-    /// `Error::NonFinite` naming the node and its input, with the batch index.
+    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input, or
+    /// else in its warm start, is `Error::NonFinite` naming the node, with the batch index.
     pub fn check_status(&self, device: &Device, graph: &Graph) -> Result<()> {
         for s in &self.list {
             let status = read_words(device, s.plan.status(), s.plan.batch())?;
             for m in &s.members {
                 let words = &status[m.first..m.first + m.count];
-                if let Some(index) = words.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
-                    let node = graph.node(Value(m.node));
-                    return Err(Error::NonFinite {
-                        what: format!(
-                            "{} (the input {} of its eigendecomposition)",
-                            node.name,
-                            graph.node(node.inputs[0]).name
-                        ),
-                        index: index as u64,
-                    });
+                for (bit, fault) in [
+                    (STATUS_NONFINITE_INPUT, SolveFault::Input),
+                    (STATUS_NONFINITE_WARM_START, SolveFault::WarmStart),
+                ] {
+                    if let Some(index) = words.iter().position(|w| w & bit != 0) {
+                        return Err(non_finite_solve(graph, m.node, fault, index as u64));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records, for every solve, a cold start of its next run and the clearing of its status
+    /// (nothing has been decomposed since): what writing the plan's tensors asks for.
+    pub fn record_reset(&self, encoder: &mut wgpu::CommandEncoder) {
+        for s in &self.list {
+            s.restart_cold();
+            encoder.clear_buffer(s.plan.status(), 0, None);
+        }
     }
 
     /// Eigenvalues `[count, n]` of node `node` at the last run.
