@@ -1263,7 +1263,7 @@ pub struct SmallTuning {
 
 /// Chooses the one-workgroup variant (per sweep or one dispatch) for `device` by
 /// measurement, once per adapter, remembered on the device and in the cache file of
-/// [`default_cache_path`], as matmul's [`autotune`](super::matmul::autotune) does. On CPU
+/// [`default_cache_path`], as the kernels' [`autotune`](super::autotune) does. On CPU
 /// adapters a tuned one-dispatch choice is still used only where it fits the loop cap. Tune
 /// before building plans: plans built earlier keep the variant they were built with.
 pub fn autotune_small(device: &Device) -> Result<EighVariant> {
