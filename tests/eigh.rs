@@ -815,7 +815,12 @@ fn warm_runs_record_few_sweeps_and_recover_from_a_large_step() {
     for (n, batch) in [(16, 4), (33, 2), (64, 2)] {
         let small = variants(n, &EighOptions::default())
             .into_iter()
-            .filter(|o| o.variant != EighVariant::Blocked);
+            .filter(|o| {
+                !matches!(
+                    o.variant,
+                    EighVariant::Blocked | EighVariant::BlockedWith { .. }
+                )
+            });
         for base in small {
             let what = format!("n={n} {:?}", base.variant);
             let options = |warm_sweeps| EighOptions {
