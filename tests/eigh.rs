@@ -1129,7 +1129,9 @@ fn non_orthogonal_warm_start_falls_back_to_a_cold_start() {
             check_batch(&format!("rejected V0 {what}"), &a, n, &e);
 
             // Through a plan: the status bit, orthonormal vectors at once, and the eigenpairs
-            // once converged (on the per-sweep path the cold start may need the next runs).
+            // once converged (on the per-sweep and blocked paths, whose warm runs record
+            // `warm_sweeps` = 3 sweeps, the cold start may need the next runs: up to
+            // max_sweeps = 15 sweeps in all).
             let given = EighOptions {
                 warm_start: WarmStart::Given,
                 ..options
@@ -1150,7 +1152,7 @@ fn non_orthogonal_warm_start_falls_back_to_a_cold_start() {
             while status.iter().any(|&s| s & STATUS_NOT_CONVERGED != 0) {
                 runs += 1;
                 assert!(
-                    runs <= 3,
+                    runs <= 5,
                     "plan {what}: not converged after {runs} more runs"
                 );
                 status = run_plan(&plan, runs).0;
