@@ -95,7 +95,7 @@
 //! prologue and that matrix solved from a cold start ([`STATUS_WARM_START_REJECTED`]).
 //!
 //! Warm runs record only [`EighOptions::warm_sweeps`] sweeps (default 3) on the per-sweep
-//! and blocked paths: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
+//! path: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
 //! rejected V0 — ends the run flagged [`STATUS_NOT_CONVERGED`] with orthonormal vectors and
 //! Rayleigh-quotient eigenvalues, and the next run, fed back from them, continues where it
 //! stopped. The one-dispatch solver needs no such budget: it loops on the device until
@@ -1011,8 +1011,8 @@ fn small_solver(
 }
 
 /// The blocked solver ([`jacobi_block`](super::jacobi_block)) in blocks of at most
-/// `max_block` indices: `max_sweeps` sweeps recorded for a cold run, `warm_sweeps` for a warm
-/// one (a matrix that needs more continues at the next run, as on the per-sweep path).
+/// `max_block` indices: `max_sweeps` sweeps recorded for every run, the sweeps of converged
+/// matrices being empty indirect dispatches.
 fn blocked_solver(
     device: &Device,
     p: &Params,
@@ -1031,7 +1031,9 @@ fn blocked_solver(
     Ok(Solver::Blocked {
         sweeps: BlockedSweeps::new(device, p, max_block, &working)?,
         cold_budget: p.max_sweeps,
-        warm_budget: options.warm_sweeps.min(p.max_sweeps),
+        // The blocked `check` flags a matrix out of sweeps only after `max_sweeps`, so warm
+        // runs record them all too (converged matrices make them empty dispatches).
+        warm_budget: p.max_sweeps,
     })
 }
 
