@@ -748,9 +748,7 @@ impl EighPlan {
         };
         let prologue = prologue(device, &params, &bufs, warm_start_buffer.as_ref())?;
         let solver = match variant {
-            EighVariant::Blocked => {
-                blocked_solver(device, &params, &bufs, largest_block(device)?, options)?
-            }
+            EighVariant::Blocked => blocked_solver(device, &params, &bufs, largest_block(device)?)?,
             EighVariant::BlockedWith { max_block } => {
                 let largest = largest_block(device)?;
                 if !(1..=largest).contains(&max_block) {
@@ -758,7 +756,7 @@ impl EighPlan {
                         "eigh: block size {max_block} is outside 1 to {largest} on this device"
                     )));
                 }
-                blocked_solver(device, &params, &bufs, max_block, options)?
+                blocked_solver(device, &params, &bufs, max_block)?
             }
             small => small_solver(device, params, &bufs, small, options.warm_sweeps)?,
         };
@@ -1018,7 +1016,6 @@ fn blocked_solver(
     p: &Params,
     b: &PlanBuffers,
     max_block: usize,
-    options: &EighOptions,
 ) -> Result<Solver> {
     let w = b.work;
     let working = Working {
