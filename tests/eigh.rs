@@ -359,9 +359,11 @@ fn every_family_in_one_batch_blocked() {
 
 #[test]
 fn every_family_in_one_batch_small_blocks() {
-    for max_block in [1, 2, 4] {
+    // Blocks of one index (the blocked solver reduced to the scalar ordering), and orders whose
+    // last block is all padding (9 and 13 in blocks of 2, 25 and 33 in blocks of 4).
+    for (max_block, orders) in [(1, &[3, 9][..]), (2, &[9, 13]), (4, &[25, 33])] {
         let variant = EighVariant::BlockedWith { max_block };
-        every_family_in_one_batch_with(variant, &[3, 9, 13, 25, 33]);
+        every_family_in_one_batch_with(variant, orders);
     }
 }
 

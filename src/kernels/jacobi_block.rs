@@ -13,20 +13,21 @@
 //!    S = A[I∪J, I∪J] into workgroup memory and, unless it already passes the relative test,
 //!    sweeps it once with the one-workgroup method — the same round-robin order, Rutishauser's
 //!    update and Demmel–Veselić test against the whole matrix's floor — then stores S and
-//!    D_P = Q_P − I, Q_P the product of its rotations. One sweep, not a full diagonalisation
-//!    of S: sweeping S to convergence saves about one outer sweep in eight at n = 128–512 but
-//!    costs two to three times as much, and its extra rotations doubled the residual at 512;
+//!    D_P = Q_P − I, Q_P the product of its rotations. The first and last rounds of a sweep
+//!    visit every pair of S, the rounds between only the pairs across its two blocks (b inner
+//!    rounds instead of 2b − 1): every pair of indices is visited in every sweep, and about
+//!    half the rotations of sweeping all of S each round are saved, which left 2.5× the
+//!    residual at n = 512 for no fewer sweeps;
 //! 2. `block_apply` (one workgroup per output tile and matrix): A[P, R] ← Q_Pᵀ·A[P, R]·Q_R for
 //!    every pair of block pairs P < R, and Vᵀ[P, C] ← Q_Pᵀ·Vᵀ[P, C] for every 2b-wide column
 //!    tile C, as 2b×2b matrix products in workgroup memory, formed as updates X + X·D so that
 //!    their rounding shrinks with the rotations. Tiles of block pairs that rotated nothing
 //!    are skipped.
 //!
-//! A sweep visits every pair of indices in different blocks once, as the scalar round-robin
-//! ordering does, and the pairs within a block in every round. Measured on random matrices
-//! (lavapipe): 5–6 sweeps at n = 65, 6–7 at 128, 8 at 256, 9 at 512, and 2 from a warm start;
-//! a rank-deficient Gram matrix, whose roundoff-level null space the relative test resolves
-//! too, 12 at 128, 14 at 256, 16 at 512 (the scalar ordering this replaced: 14 and 15).
+//! Measured sweeps on lavapipe: random matrices 5–6 at n = 65, 6–7 at 128, 8 at 256, 9 at
+//! 512, 2 from a warm start; a rank-deficient Gram matrix, whose roundoff-level null space the
+//! relative test resolves too, 15 at 256 and 16 at 512 (the scalar ordering this replaced: 14
+//! and 15).
 //!
 //! Before the first sweep and after every sweep, `check` (one workgroup per matrix) runs the
 //! relative test on every off-diagonal entry: a converged matrix, or one out of sweeps, is
