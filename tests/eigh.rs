@@ -20,11 +20,10 @@
 //!
 //! The measured worst ratios on lavapipe are noted at each constant.
 //!
-//! Every accuracy test runs on each solver, forced by name (`*_with(variant, …)` and one
-//! `#[test]` per variant): the one-workgroup solver on the orders it takes (n ≤ 64 here), the
-//! blocked solver on every order — with the device's blocks, and with small blocks
-//! ([`EighVariant::BlockedWith`]) so that small orders get many blocks, odd numbers of block
-//! pairs and blocks made only of padding.
+//! Every accuracy test runs on each solver that takes the order, forced by name ([`variants`]):
+//! the one-workgroup solver up to n = 64, the blocked solver at every order — with the
+//! device's blocks, and with small blocks ([`EighVariant::BlockedWith`]) so that small orders
+//! get many blocks, odd numbers of block pairs and blocks made only of padding.
 
 mod common;
 use common::*;
@@ -278,128 +277,123 @@ fn forced(variant: EighVariant) -> EighOptions {
     }
 }
 
-const SMALL: EighVariant = EighVariant::SmallPerSweep;
-const BLOCKED: EighVariant = EighVariant::Blocked;
-/// Blocks of at most 4: n = 16 makes four blocks, n = 33 ten (the last one all padding).
-const BLOCKS_OF_4: EighVariant = EighVariant::BlockedWith { max_block: 4 };
-
-/// (n, batch) of `random_symmetric_every_size`: batches shrink as n grows to keep each variant
-/// near 10 s on lavapipe.
-const RANDOM_CASES: [(usize, usize); 12] = [
-    (1, 512),
-    (2, 512),
-    (3, 512),
-    (7, 256),
-    (16, 128),
-    (31, 32),
-    (32, 32),
-    (33, 8),
-    (64, 8),
-    (65, 4),
-    (127, 2),
-    (256, 1),
-];
-
-/// The cases of order at most `n_max`.
-fn up_to<const N: usize>(cases: [(usize, usize); N], n_max: usize) -> Vec<(usize, usize)> {
-    cases.into_iter().filter(|c| c.0 <= n_max).collect()
+/// Every solver that takes order n on the test device, each forced explicitly, with
+/// `options` otherwise: the one-workgroup solver up to its limit (64, or 32 without the
+/// workgroup memory; it refuses larger orders), the blocked solver at every order with the
+/// device's blocks, and for n ≤ 33 also with blocks of at most 4 — many blocks, odd numbers of
+/// block pairs, and (n = 33) a last block made only of padding.
+fn variants(n: usize, options: &EighOptions) -> Vec<EighOptions> {
+    let mut all = vec![EighVariant::SmallPerSweep, EighVariant::Blocked];
+    if n <= 33 {
+        all.push(EighVariant::BlockedWith { max_block: 4 });
+    }
+    let usable: Vec<EighOptions> = all
+        .into_iter()
+        .map(|variant| EighOptions {
+            variant,
+            ..options.clone()
+        })
+        .filter(|o| {
+            let plan = EighPlan::with_variant(&device(), 1, n, 1e-6, 15, false, o.variant);
+            match plan {
+                Ok(_) => true,
+                Err(Error::InvalidArgument(_)) => false,
+                Err(e) => panic!("n={n} {:?}: {e}", o.variant),
+            }
+        })
+        .collect();
+    let names: Vec<EighVariant> = usable.iter().map(|o| o.variant).collect();
+    assert!(names.contains(&EighVariant::Blocked), "n={n}: {names:?}");
+    assert!(
+        n > 32 || names.contains(&EighVariant::SmallPerSweep),
+        "n={n}: {names:?}"
+    );
+    usable
 }
 
 #[test]
-fn random_symmetric_every_size_small() {
-    random_symmetric_every_size_with(SMALL, &up_to(RANDOM_CASES, 64));
-}
-
-#[test]
-fn random_symmetric_every_size_blocked() {
-    random_symmetric_every_size_with(BLOCKED, &RANDOM_CASES);
-}
-
-#[test]
-fn random_symmetric_every_size_blocks_of_4() {
-    random_symmetric_every_size_with(BLOCKS_OF_4, &up_to(RANDOM_CASES, 33));
-}
-
-fn random_symmetric_every_size_with(variant: EighVariant, cases: &[(usize, usize)]) {
+fn random_symmetric_every_size() {
+    // Batches shrink as n grows to keep the test near 10 s per variant on lavapipe.
+    let cases = [
+        (1, 512),
+        (2, 512),
+        (3, 512),
+        (7, 256),
+        (16, 128),
+        (31, 32),
+        (32, 32),
+        (33, 8),
+        (64, 8),
+        (65, 4),
+        (127, 2),
+        (256, 1),
+    ];
     let mut rng = StdRng::seed_from_u64(1);
-    for &(n, batch) in cases {
+    for (n, batch) in cases {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let e = run(&a, batch, n, &forced(variant));
-        check_batch(
-            &format!("random n={n} batch={batch} {variant:?}"),
-            &a,
-            n,
-            &e,
-        );
-        assert!(
-            e.converged.iter().all(|&c| c),
-            "random n={n}: not converged"
-        );
-        let sweeps = e.sweeps().unwrap();
-        let most = *sweeps.iter().max().unwrap();
-        // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
-        assert!(most <= 10, "random n={n}: {most} sweeps");
-        eprintln!("random n={n}: sweeps {:?}", &sweeps[..batch.min(8)]);
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("random n={n} batch={batch} {:?}", options.variant);
+            let e = run(&a, batch, n, &options);
+            check_batch(&what, &a, n, &e);
+            assert!(e.converged.iter().all(|&c| c), "{what}: not converged");
+            let sweeps = e.sweeps().unwrap();
+            let most = *sweeps.iter().max().unwrap();
+            // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
+            assert!(most <= 10, "{what}: {most} sweeps");
+            eprintln!("{what}: sweeps {:?}", &sweeps[..batch.min(8)]);
+        }
     }
 }
 
-const FAMILY_ORDERS: [usize; 11] = [1, 2, 3, 7, 16, 31, 32, 33, 64, 65, 127];
-
 #[test]
-fn every_family_in_one_batch_small() {
-    every_family_in_one_batch_with(SMALL, &FAMILY_ORDERS[..9]);
-}
-
-#[test]
-fn every_family_in_one_batch_blocked() {
-    every_family_in_one_batch_with(BLOCKED, &FAMILY_ORDERS);
-}
-
-#[test]
-fn every_family_in_one_batch_small_blocks() {
-    // Blocks of one index (the blocked solver reduced to the scalar ordering), and orders whose
-    // last block is all padding (9 and 13 in blocks of 2, 25 and 33 in blocks of 4).
-    for (max_block, orders) in [(1, &[3, 9][..]), (2, &[9, 13]), (4, &[25, 33])] {
-        let variant = EighVariant::BlockedWith { max_block };
-        every_family_in_one_batch_with(variant, orders);
-    }
-}
-
-/// The orders of the blocked solver's own tests: both sides of the one-workgroup limit and of
-/// every change in the number of blocks of 32 (64, 128), primes and round numbers.
-#[test]
-fn every_family_in_one_batch_blocked_orders() {
-    every_family_in_one_batch_with(BLOCKED, &[100, 128, 129, 200]);
-}
-
-fn every_family_in_one_batch_with(variant: EighVariant, orders: &[usize]) {
+fn every_family_in_one_batch() {
     // One batch holding every family, so that matrices finish at different sweeps (0 for the
-    // diagonal ones) within the same dispatches.
+    // diagonal ones) within the same dispatches. Past 64: both sides of 128, where the blocked
+    // solver goes from four blocks to six, and orders that are not multiples of the blocks.
     let mut rng = StdRng::seed_from_u64(2);
-    for &n in orders {
+    for n in [1, 2, 3, 7, 16, 31, 32, 33, 64, 65, 100, 127, 128, 129, 200] {
         let a: Vec<f32> = FAMILIES
             .iter()
             .flat_map(|f| family(f, &mut rng, n))
             .collect();
-        let e = run(&a, FAMILIES.len(), n, &forced(variant));
-        check_batch(&format!("families n={n} {variant:?}"), &a, n, &e);
-        let sweeps = e.sweeps().unwrap();
-        for (f, s) in FAMILIES.iter().zip(&sweeps) {
-            if matches!(*f, "diagonal" | "zero" | "identity") {
-                assert_eq!(*s, 0, "{f} n={n} needs no sweep");
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("families n={n} {:?}", options.variant);
+            let e = run(&a, FAMILIES.len(), n, &options);
+            check_batch(&what, &a, n, &e);
+            let sweeps = e.sweeps().unwrap();
+            for (f, s) in FAMILIES.iter().zip(&sweeps) {
+                if matches!(*f, "diagonal" | "zero" | "identity") {
+                    assert_eq!(*s, 0, "{what}: {f} needs no sweep");
+                }
             }
+            assert!(
+                e.converged.iter().all(|&c| c),
+                "{what}: converged {:?}",
+                e.converged
+            );
+            eprintln!("{what}: sweeps {sweeps:?}");
         }
-        assert!(
-            e.converged.iter().all(|&c| c),
-            "families n={n} {variant:?}: not converged {:?}",
-            e.converged
-        );
-        eprintln!(
-            "families n={n} {variant:?}: sweeps {sweeps:?} converged {:?}",
-            e.converged
-        );
+    }
+}
+
+#[test]
+fn every_family_in_small_blocks() {
+    // The blocked solver with blocks of one index (the scalar round-robin ordering), and orders
+    // whose last block is all padding: 9 and 13 in blocks of 2, 25 in blocks of 4.
+    let mut rng = StdRng::seed_from_u64(13);
+    for (max_block, orders) in [(1, &[3, 9][..]), (2, &[9, 13]), (4, &[25])] {
+        let variant = EighVariant::BlockedWith { max_block };
+        for &n in orders {
+            let a: Vec<f32> = FAMILIES
+                .iter()
+                .flat_map(|f| family(f, &mut rng, n))
+                .collect();
+            let e = run(&a, FAMILIES.len(), n, &forced(variant));
+            check_batch(&format!("families n={n} {variant:?}"), &a, n, &e);
+            assert!(e.converged.iter().all(|&c| c), "n={n} {variant:?}");
+        }
     }
 }
 
@@ -410,7 +404,7 @@ fn hard_families_at_n_256() {
     let n = 256;
     let names = ["clustered", "graded", "rank-deficient", "near-orthogonal"];
     let a: Vec<f32> = names.iter().flat_map(|f| family(f, &mut rng, n)).collect();
-    let e = run(&a, names.len(), n, &forced(BLOCKED));
+    let e = run(&a, names.len(), n, &forced(EighVariant::Blocked));
     check_batch("hard families n=256", &a, n, &e);
     eprintln!(
         "hard families n=256: sweeps {:?} converged {:?}",
@@ -436,7 +430,7 @@ fn random_and_rank_deficient_at_n_512() {
         .collect();
     let options = EighOptions {
         max_sweeps: 20,
-        ..forced(BLOCKED)
+        ..forced(EighVariant::Blocked)
     };
     let cold = run(&a, 2, n, &options);
     check_batch("n=512 cold", &a, n, &cold);
@@ -455,19 +449,9 @@ fn random_and_rank_deficient_at_n_512() {
 }
 
 #[test]
-fn exact_on_diagonal_zero_and_identity_small() {
-    exact_on_diagonal_zero_and_identity_with(SMALL, &[5, 40]);
-}
-
-#[test]
-fn exact_on_diagonal_zero_and_identity_blocked() {
-    exact_on_diagonal_zero_and_identity_with(BLOCKED, &[5, 40, 70, 129]);
-    exact_on_diagonal_zero_and_identity_with(BLOCKS_OF_4, &[5, 40]);
-}
-
-fn exact_on_diagonal_zero_and_identity_with(variant: EighVariant, orders: &[usize]) {
+fn exact_on_diagonal_zero_and_identity() {
     let dev = device();
-    for &n in orders {
+    for n in [5, 40, 70, 129] {
         let d: Vec<f32> = (0..n)
             .map(|i| ((i * 7919) % n) as f32 - n as f32 / 2.0)
             .collect();
@@ -477,126 +461,117 @@ fn exact_on_diagonal_zero_and_identity_with(variant: EighVariant, orders: &[usiz
             a[2 * n * n + i * n + i] = 1.0;
         }
         let t = Tensor::from_slice(&dev, &[3, n, n], &a).unwrap();
-        let e = eigh(&t, &forced(variant)).unwrap();
-        let values = e.values.to_vec().unwrap();
-        let vectors = e.vectors.to_vec().unwrap();
-        let mut sorted = d.clone();
-        sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        assert_eq!(
-            values[..n],
-            sorted[..],
-            "diagonal n={n}: values are the sorted diagonal"
-        );
-        for (j, &x) in sorted.iter().enumerate() {
-            // The eigenvector of value x is the unit vector of its position on the diagonal.
-            let i = d.iter().position(|&y| y == x).unwrap();
-            for r in 0..n {
-                assert_eq!(vectors[r * n + j], if r == i { 1.0 } else { 0.0 });
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("n={n} {:?}", options.variant);
+            let e = eigh(&t, &options).unwrap();
+            let values = e.values.to_vec().unwrap();
+            let vectors = e.vectors.to_vec().unwrap();
+            let mut sorted = d.clone();
+            sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            assert_eq!(
+                values[..n],
+                sorted[..],
+                "diagonal {what}: values are the sorted diagonal"
+            );
+            for (j, &x) in sorted.iter().enumerate() {
+                // The eigenvector of value x is the unit vector of its position on the diagonal.
+                let i = d.iter().position(|&y| y == x).unwrap();
+                for r in 0..n {
+                    assert_eq!(vectors[r * n + j], if r == i { 1.0 } else { 0.0 });
+                }
             }
-        }
-        let eye: Vec<f32> = (0..n * n)
-            .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
-            .collect();
-        assert!(values[n..2 * n].iter().all(|&x| x == 0.0), "zero n={n}");
-        assert_eq!(vectors[n * n..2 * n * n], eye[..], "zero n={n}: V = I");
-        assert!(values[2 * n..].iter().all(|&x| x == 1.0), "identity n={n}");
-        assert_eq!(vectors[2 * n * n..], eye[..], "identity n={n}: V = I");
-        assert_eq!(e.sweeps().unwrap(), vec![0, 0, 0]);
-    }
-}
-
-const GRADED_CASES: [(usize, usize); 5] = [(7, 8), (32, 8), (64, 4), (65, 2), (127, 1)];
-
-#[test]
-fn graded_matrices_keep_relative_accuracy_small() {
-    graded_matrices_keep_relative_accuracy_with(SMALL, &up_to(GRADED_CASES, 64));
-}
-
-#[test]
-fn graded_matrices_keep_relative_accuracy_blocked() {
-    graded_matrices_keep_relative_accuracy_with(BLOCKED, &GRADED_CASES);
-    graded_matrices_keep_relative_accuracy_with(BLOCKED, &[(129, 1), (200, 1)]);
-    graded_matrices_keep_relative_accuracy_with(BLOCKS_OF_4, &up_to(GRADED_CASES, 32));
-}
-
-fn graded_matrices_keep_relative_accuracy_with(variant: EighVariant, cases: &[(usize, usize)]) {
-    let mut rng = StdRng::seed_from_u64(3);
-    for &(n, batch) in cases {
-        let a: Vec<f32> = (0..batch).flat_map(|_| graded(&mut rng, n)).collect();
-        let e = run(&a, batch, n, &forced(variant));
-        check_batch(&format!("graded n={n} {variant:?}"), &a, n, &e);
-        let values = e.values.to_vec().unwrap();
-        let mut worst = 0f64;
-        for b in 0..batch {
-            let l = mat(&a[b * n * n..(b + 1) * n * n], n)
-                .cholesky()
-                .expect("graded matrices are SPD")
-                .l();
-            let mut exact: Vec<f64> = l
-                .svd(false, false)
-                .singular_values
-                .iter()
-                .map(|s| s * s)
+            let eye: Vec<f32> = (0..n * n)
+                .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
                 .collect();
-            exact.sort_by(|x, y| x.partial_cmp(y).unwrap());
-            for (g, x) in values[b * n..(b + 1) * n].iter().zip(&exact) {
-                worst = worst.max((*g as f64 - x).abs() / x / (n as f64 * EPS));
-            }
-            assert!(exact[0] < 1e-6 * exact[n - 1] || n < 8, "not graded enough");
+            assert!(values[n..2 * n].iter().all(|&x| x == 0.0), "zero {what}");
+            assert_eq!(vectors[n * n..2 * n * n], eye[..], "zero {what}: V = I");
+            assert!(values[2 * n..].iter().all(|&x| x == 1.0), "identity {what}");
+            assert_eq!(vectors[2 * n * n..], eye[..], "identity {what}: V = I");
+            assert_eq!(e.sweeps().unwrap(), vec![0, 0, 0], "{what}");
         }
-        eprintln!("graded n={n} {variant:?}: worst relative error {worst:.3} n·ε");
-        assert!(
-            worst <= C_RELATIVE,
-            "graded n={n} {variant:?}: relative error {worst:.3} n·ε"
-        );
     }
 }
 
 #[test]
-fn asymmetric_input_uses_the_symmetric_part_small() {
-    asymmetric_input_uses_the_symmetric_part_with(SMALL, &[6, 45]);
+fn graded_matrices_keep_relative_accuracy() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for (n, batch) in [
+        (7, 8),
+        (32, 8),
+        (64, 4),
+        (65, 2),
+        (127, 1),
+        (129, 1),
+        (200, 1),
+    ] {
+        let a: Vec<f32> = (0..batch).flat_map(|_| graded(&mut rng, n)).collect();
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("graded n={n} {:?}", options.variant);
+            let e = run(&a, batch, n, &options);
+            check_batch(&what, &a, n, &e);
+            let values = e.values.to_vec().unwrap();
+            let mut worst = 0f64;
+            for b in 0..batch {
+                let l = mat(&a[b * n * n..(b + 1) * n * n], n)
+                    .cholesky()
+                    .expect("graded matrices are SPD")
+                    .l();
+                let mut exact: Vec<f64> = l
+                    .svd(false, false)
+                    .singular_values
+                    .iter()
+                    .map(|s| s * s)
+                    .collect();
+                exact.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                for (g, x) in values[b * n..(b + 1) * n].iter().zip(&exact) {
+                    worst = worst.max((*g as f64 - x).abs() / x / (n as f64 * EPS));
+                }
+                assert!(exact[0] < 1e-6 * exact[n - 1] || n < 8, "not graded enough");
+            }
+            eprintln!("{what}: worst relative error {worst:.3} n·ε");
+            assert!(worst <= C_RELATIVE, "{what}: relative error {worst:.3} n·ε");
+        }
+    }
 }
 
 #[test]
-fn asymmetric_input_uses_the_symmetric_part_blocked() {
-    asymmetric_input_uses_the_symmetric_part_with(BLOCKED, &[6, 45, 66]);
-    asymmetric_input_uses_the_symmetric_part_with(BLOCKS_OF_4, &[6, 45]);
-}
-
-fn asymmetric_input_uses_the_symmetric_part_with(variant: EighVariant, orders: &[usize]) {
+fn asymmetric_input_uses_the_symmetric_part() {
     let mut rng = StdRng::seed_from_u64(4);
-    for &n in orders {
+    for n in [6, 45, 66] {
         let a: Vec<f32> = (0..2 * n * n)
             .map(|_| rng.random_range(-1.0f32..=1.0))
             .collect();
-        let e = run(&a, 2, n, &forced(variant));
-        // check_one compares with the reference of (A + Aᵀ)/2.
-        check_batch(&format!("asymmetric n={n} {variant:?}"), &a, n, &e);
+        for options in variants(n, &EighOptions::default()) {
+            let e = run(&a, 2, n, &options);
+            // check_one compares with the reference of (A + Aᵀ)/2.
+            check_batch(
+                &format!("asymmetric n={n} {:?}", options.variant),
+                &a,
+                n,
+                &e,
+            );
+        }
     }
 }
 
 #[test]
 fn rank_two_input_gives_rank_one_values() {
-    for variant in [SMALL, BLOCKED, BLOCKS_OF_4] {
-        rank_two_input_gives_rank_one_values_with(variant);
-    }
-}
-
-fn rank_two_input_gives_rank_one_values_with(variant: EighVariant) {
     let mut rng = StdRng::seed_from_u64(5);
     let n = 9;
     let a = random_symmetric(&mut rng, n);
     let t = Tensor::from_slice(&device(), &[n, n], &a).unwrap();
-    let e = eigh(&t, &forced(variant)).unwrap();
-    assert_eq!(e.values.shape(), &[n]);
-    assert_eq!(e.vectors.shape(), &[n, n]);
-    check_one(
-        &format!("rank 2 {variant:?}"),
-        &a,
-        n,
-        &e.values.to_vec().unwrap(),
-        &e.vectors.to_vec().unwrap(),
-    );
+    for options in variants(n, &EighOptions::default()) {
+        let e = eigh(&t, &options).unwrap();
+        assert_eq!(e.values.shape(), &[n]);
+        assert_eq!(e.vectors.shape(), &[n, n]);
+        check_one(
+            &format!("rank 2 {:?}", options.variant),
+            &a,
+            n,
+            &e.values.to_vec().unwrap(),
+            &e.vectors.to_vec().unwrap(),
+        );
+    }
 }
 
 /// A + δ with ‖δ‖_F = 1e-3·‖A‖_F, δ random symmetric.
@@ -612,59 +587,57 @@ fn perturbed(rng: &mut StdRng, a: &[f32], n: usize) -> Vec<f32> {
     out
 }
 
-const WARM_CASES: [(usize, usize); 5] = [(16, 16), (33, 8), (64, 4), (65, 4), (127, 1)];
-
 #[test]
-fn warm_start_converges_in_two_sweeps_small() {
-    warm_start_converges_in_two_sweeps_with(SMALL, &up_to(WARM_CASES, 64));
-}
-
-#[test]
-fn warm_start_converges_in_two_sweeps_blocked() {
-    warm_start_converges_in_two_sweeps_with(BLOCKED, &WARM_CASES);
-    warm_start_converges_in_two_sweeps_with(BLOCKED, &[(100, 2), (129, 2), (200, 1), (256, 1)]);
-    warm_start_converges_in_two_sweeps_with(BLOCKS_OF_4, &up_to(WARM_CASES, 33));
-}
-
-fn warm_start_converges_in_two_sweeps_with(variant: EighVariant, cases: &[(usize, usize)]) {
+fn warm_start_converges_in_two_sweeps() {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(6);
-    for &(n, batch) in cases {
+    let cases = [
+        (16, 16),
+        (33, 8),
+        (64, 4),
+        (65, 4),
+        (100, 2),
+        (127, 1),
+        (129, 2),
+        (200, 1),
+        (256, 1),
+    ];
+    for (n, batch) in cases {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let cold = run(&a, batch, n, &forced(variant));
-        let cold_sweeps = cold.sweeps().unwrap();
         let b = perturbed(&mut rng, &a, n);
-        let options = EighOptions {
-            warm_start: Some(cold.vectors.clone()),
-            ..forced(variant)
-        };
         let t = Tensor::from_slice(&dev, &[batch, n, n], &b).unwrap();
-        let warm = eigh(&t, &options).unwrap();
-        check_batch(&format!("warm n={n} {variant:?}"), &b, n, &warm);
-        let sweeps = warm.sweeps().unwrap();
-        eprintln!("warm n={n} {variant:?}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
-        assert!(
-            sweeps.iter().all(|&s| (1..=2).contains(&s)),
-            "warm n={n} {variant:?}: {sweeps:?}"
-        );
-        assert!(
-            cold_sweeps.iter().all(|&s| s >= 4),
-            "cold n={n} {variant:?}: {cold_sweeps:?}"
-        );
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("warm n={n} {:?}", options.variant);
+            let cold = run(&a, batch, n, &options);
+            let cold_sweeps = cold.sweeps().unwrap();
+            let options = EighOptions {
+                warm_start: Some(cold.vectors.clone()),
+                ..options
+            };
+            let warm = eigh(&t, &options).unwrap();
+            check_batch(&what, &b, n, &warm);
+            let sweeps = warm.sweeps().unwrap();
+            eprintln!("{what}: cold sweeps {cold_sweeps:?}, warm {sweeps:?}");
+            assert!(
+                sweeps.iter().all(|&s| (1..=2).contains(&s)),
+                "{what}: {sweeps:?}"
+            );
+            assert!(
+                cold_sweeps.iter().all(|&s| s >= 4),
+                "cold {what}: {cold_sweeps:?}"
+            );
+        }
     }
 }
 
 #[test]
 fn plan_feeds_its_vectors_back_without_new_pipelines() {
-    for (variant, n, batch) in [
-        (SMALL, 24, 4),
-        (BLOCKED, 24, 4),
-        (BLOCKED, 80, 2),
-        (BLOCKS_OF_4, 24, 2),
-    ] {
-        plan_feeds_its_vectors_back_with(variant, n, batch);
+    for (n, batch) in [(24, 4), (80, 2)] {
+        for options in variants(n, &EighOptions::default()) {
+            plan_feeds_its_vectors_back_with(options.variant, n, batch);
+        }
     }
 }
 
@@ -728,31 +701,45 @@ fn plan_feeds_its_vectors_back_with(variant: EighVariant, n: usize, batch: usize
 #[test]
 fn results_are_deterministic() {
     let mut rng = StdRng::seed_from_u64(8);
-    for (variant, n, batch) in [(SMALL, 20, 16), (BLOCKED, 20, 4), (BLOCKED, 70, 3)] {
+    for (n, batch) in [(20, 16), (70, 3)] {
         let a: Vec<f32> = (0..batch)
             .flat_map(|_| random_symmetric(&mut rng, n))
             .collect();
-        let x = run(&a, batch, n, &forced(variant));
-        let y = run(&a, batch, n, &forced(variant));
-        assert_eq!(x.values.to_vec().unwrap(), y.values.to_vec().unwrap());
-        assert_eq!(x.vectors.to_vec().unwrap(), y.vectors.to_vec().unwrap());
+        for options in variants(n, &EighOptions::default()) {
+            let x = run(&a, batch, n, &options);
+            let y = run(&a, batch, n, &options);
+            let what = format!("n={n} {:?}", options.variant);
+            assert_eq!(
+                x.values.to_vec().unwrap(),
+                y.values.to_vec().unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                x.vectors.to_vec().unwrap(),
+                y.vectors.to_vec().unwrap(),
+                "{what}"
+            );
+        }
     }
 }
 
 #[test]
 fn max_sweeps_caps_the_work_and_is_reported() {
     let mut rng = StdRng::seed_from_u64(9);
-    for (variant, n) in [(SMALL, 12), (BLOCKED, 12), (BLOCKED, 68)] {
+    for n in [12, 68] {
         let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
         let options = EighOptions {
             max_sweeps: 2,
-            ..forced(variant)
+            ..EighOptions::default()
         };
-        let e = run(&a, 2, n, &options);
-        assert_eq!(e.sweeps().unwrap(), vec![2, 2]);
-        assert_eq!(e.converged, vec![false, false]);
-        let values = e.values.to_vec().unwrap();
-        assert!(values.iter().all(|x| x.is_finite()), "n={n}: {values:?}");
+        for options in variants(n, &options) {
+            let what = format!("n={n} {:?}", options.variant);
+            let e = run(&a, 2, n, &options);
+            assert_eq!(e.sweeps().unwrap(), vec![2, 2], "{what}");
+            assert_eq!(e.converged, vec![false, false], "{what}");
+            let values = e.values.to_vec().unwrap();
+            assert!(values.iter().all(|x| x.is_finite()), "{what}: {values:?}");
+        }
     }
 }
 
@@ -760,39 +747,43 @@ fn max_sweeps_caps_the_work_and_is_reported() {
 fn non_finite_input_is_reported_with_its_batch_index() {
     let dev = device();
     let mut rng = StdRng::seed_from_u64(10);
-    for (variant, n) in [(SMALL, 4), (BLOCKED, 4), (BLOCKED, 70)] {
-        for (b, x) in [
-            (3usize, f32::NAN),
-            (0, f32::INFINITY),
-            (4, f32::NEG_INFINITY),
-        ] {
-            let mut a: Vec<f32> = (0..5).flat_map(|_| random_symmetric(&mut rng, n)).collect();
-            // Below the diagonal: the symmetric part would hide nothing, the check must see it.
-            a[b * n * n + (n - 1) * n] = x;
-            let t = Tensor::from_slice(&dev, &[5, n, n], &a).unwrap();
-            match eigh(&t, &forced(variant)) {
-                Err(Error::NonFinite { what, index }) => {
-                    assert_eq!(what, "eigh input");
-                    assert_eq!(index, b as u64, "n={n}");
+    for n in [4, 70] {
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("n={n} {:?}", options.variant);
+            for (b, x) in [
+                (3usize, f32::NAN),
+                (0, f32::INFINITY),
+                (4, f32::NEG_INFINITY),
+            ] {
+                let mut a: Vec<f32> = (0..5).flat_map(|_| random_symmetric(&mut rng, n)).collect();
+                // Below the diagonal: the symmetric part would hide nothing, the check must
+                // see it.
+                a[b * n * n + (n - 1) * n] = x;
+                let t = Tensor::from_slice(&dev, &[5, n, n], &a).unwrap();
+                match eigh(&t, &options) {
+                    Err(Error::NonFinite { what: w, index }) => {
+                        assert_eq!(w, "eigh input");
+                        assert_eq!(index, b as u64, "{what}");
+                    }
+                    other => panic!("{what}: expected NonFinite, got {other:?}"),
                 }
-                other => panic!("n={n}: expected NonFinite, got {other:?}"),
             }
-        }
-        let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
-        let mut v0: Vec<f32> = (0..2 * n * n)
-            .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
-            .collect();
-        v0[n * n + 1] = f32::NAN;
-        let options = EighOptions {
-            warm_start: Some(Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap()),
-            ..forced(variant)
-        };
-        let t = Tensor::from_slice(&dev, &[2, n, n], &a).unwrap();
-        match eigh(&t, &options) {
-            Err(Error::NonFinite { what, index }) => {
-                assert_eq!((what.as_str(), index), ("eigh warm start", 1));
+            let a: Vec<f32> = (0..2).flat_map(|_| random_symmetric(&mut rng, n)).collect();
+            let mut v0: Vec<f32> = (0..2 * n * n)
+                .map(|k| if k % (n * n) % (n + 1) == 0 { 1.0 } else { 0.0 })
+                .collect();
+            v0[n * n + 1] = f32::NAN;
+            let options = EighOptions {
+                warm_start: Some(Tensor::from_slice(&dev, &[2, n, n], &v0).unwrap()),
+                ..options
+            };
+            let t = Tensor::from_slice(&dev, &[2, n, n], &a).unwrap();
+            match eigh(&t, &options) {
+                Err(Error::NonFinite { what: w, index }) => {
+                    assert_eq!((w.as_str(), index), ("eigh warm start", 1), "{what}");
+                }
+                other => panic!("{what}: expected NonFinite, got {other:?}"),
             }
-            other => panic!("n={n}: expected NonFinite, got {other:?}"),
         }
     }
 }
@@ -862,8 +853,9 @@ fn blocked_dispatches_grow_with_n_over_b() {
     let tol = 10.0 * f32::EPSILON;
     for (n, bound) in [(65, 150), (128, 150), (256, 300), (512, 1000)] {
         for warm in [false, true] {
-            let plan =
-                |sweeps| EighPlan::with_variant(&dev, 1, n, tol, sweeps, warm, BLOCKED).unwrap();
+            let plan = |sweeps| {
+                EighPlan::with_variant(&dev, 1, n, tol, sweeps, warm, EighVariant::Blocked).unwrap()
+            };
             let full = plan(15);
             let b = full.block_size().expect("a blocked plan");
             let blocks = 2 * n.div_ceil(2 * b);
@@ -899,7 +891,11 @@ fn auto_takes_one_workgroup_up_to_64_then_blocked() {
     for n in [1, 32, 33, 64, 65, 100] {
         let plan = |variant| EighPlan::with_variant(&dev, 2, n, tol, 15, false, variant);
         let auto = plan(EighVariant::Auto).unwrap();
-        let expected = if n <= 64 { SMALL } else { BLOCKED };
+        let expected = if n <= 64 {
+            EighVariant::SmallPerSweep
+        } else {
+            EighVariant::Blocked
+        };
         let forced = plan(expected).unwrap();
         assert_eq!(auto.block_size(), forced.block_size(), "n={n}");
         assert_eq!(
@@ -916,7 +912,10 @@ fn unsupported_variants_are_errors() {
     let dev = device();
     let tol = 10.0 * f32::EPSILON;
     let plan = |n, variant| EighPlan::with_variant(&dev, 1, n, tol, 15, false, variant);
-    assert!(matches!(plan(65, SMALL), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        plan(65, EighVariant::SmallPerSweep),
+        Err(Error::InvalidArgument(_))
+    ));
     for max_block in [0, 33] {
         let variant = EighVariant::BlockedWith { max_block };
         assert!(
