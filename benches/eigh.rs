@@ -25,7 +25,7 @@
 //! real GPU the same kernels spread the rotations of a round across thousands of lanes.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use eigengrad::kernels::jacobi::EighPlan;
+use eigengrad::kernels::jacobi::{EighOptions, EighPlan, WarmStart};
 use eigengrad::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::cell::RefCell;
@@ -87,8 +87,14 @@ fn prepared(
 ) -> (EighPlan, EighPlan, Vec<f32>, (f64, f64)) {
     let a = random_batch(rng, batch, n);
     let b = perturb(rng, &a, n);
-    let cold = EighPlan::new(device, batch, n, TOLERANCE, MAX_SWEEPS, false).unwrap();
-    let warm = EighPlan::new(device, batch, n, TOLERANCE, MAX_SWEEPS, true).unwrap();
+    let options = |warm_start| EighOptions {
+        tolerance: TOLERANCE,
+        max_sweeps: MAX_SWEEPS,
+        warm_start,
+        ..EighOptions::default()
+    };
+    let cold = EighPlan::new(device, batch, n, &options(WarmStart::Off)).unwrap();
+    let warm = EighPlan::new(device, batch, n, &options(WarmStart::Given)).unwrap();
     cold.input().write(&a).unwrap();
     solve(device, &cold);
     let cold_sweeps = mean_sweeps(device, &cold);
@@ -112,7 +118,7 @@ fn solve(device: &Device, plan: &EighPlan) {
         .create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        plan.record(&mut pass);
+        plan.record(&mut pass, 0);
     }
     device.queue().submit([encoder.finish()]);
     device.synchronize().expect("eigh bench: device error");

@@ -31,7 +31,7 @@ fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let n = p.n;
     let base = b * n * n;
     if (lid == 0u) {
-        flag = status[b];
+        flag = status[b] & STOP;
         atomicStore(&count, 0u);
     }
     if (workgroupUniformLoad(&flag) != 0u) {
@@ -53,9 +53,9 @@ fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     workgroupBarrier();
     if (lid == 0u) {
         if (atomicLoad(&count) == 0u) {
-            status[b] = FINISHED;
+            status[b] |= FINISHED;
         } else if (sweeps[b] >= p.max_sweeps) {
-            status[b] = FINISHED | NOT_CONVERGED;
+            status[b] |= FINISHED | NOT_CONVERGED;
         } else {
             sweeps[b] += 1u;
             let slot = atomicAdd(&args[1], 1u);

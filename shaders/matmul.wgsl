@@ -31,8 +31,6 @@ struct Params {
     // tile load walks k fastest; 0 walks rows fastest. Likewise for op(B) along n.
     a_k_fast: u32,
     b_n_fast: u32,
-    pad0: u32,
-    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -1,5 +1,6 @@
 // Reductions of a rows×cols row-major matrix: along each row (→ rows values) or down each
-// column (→ cols values). Ops: sum, sum of squares, max; mean is sum with `scale` = 1/count.
+// column (→ cols values). Ops: sum, sum of squares, max, chosen by the override constant OP
+// (one pipeline per op); mean is sum with `scale` = 1/count.
 //
 // Both axes are one scheme over *segments*: segment s holds the `len` values
 // x[s * seg_stride + k * elem_stride], k < len (a row: stride 1; a column: stride cols).
@@ -14,7 +15,7 @@
 // carries), and the lanes' partials meet in a tree in workgroup memory. A value passes through
 // at most about log2(len) + 3 roundings. Max is exact in any order.
 //
-// With L = 1 the `*_serial` entry points run one invocation per segment in workgroups of
+// With L = 1 the `reduce_serial` entry point runs one invocation per segment in workgroups of
 // SERIAL_WG = 64, without workgroup memory or barriers: many short rows on any adapter, and on
 // CPU adapters (llvmpipe) every segment the loop budget allows, since barriers are slow there.
 //
@@ -44,6 +45,8 @@ const SERIAL_WG: u32 = 64u;
 const OP_SUM: u32 = 0u;
 const OP_SUMSQ: u32 = 1u;
 const OP_MAX: u32 = 2u;
+// The reduction this pipeline computes: OP_SUM, OP_SUMSQ or OP_MAX (set by the host).
+override OP: u32;
 
 var<workgroup> part: array<f32, WG>;
 
@@ -53,20 +56,20 @@ struct Acc {
     count: u32,
 }
 
-fn combine(op: u32, a: f32, b: f32) -> f32 {
-    if (op == OP_MAX) {
+fn combine(a: f32, b: f32) -> f32 {
+    if (OP == OP_MAX) {
         return max(a, b);
     }
     return a + b;
 }
 
 // Value k of the segment at `base` (mapped: squared for sum of squares), or `fill` past the end.
-fn value(op: u32, base: u32, k: u32, fill: f32) -> f32 {
+fn value(base: u32, k: u32, fill: f32) -> f32 {
     if (k >= p.len) {
         return fill;
     }
     let v = x[base + k * p.elem_stride];
-    if (op == OP_SUMSQ) {
+    if (OP == OP_SUMSQ) {
         return v * v;
     }
     return v;
@@ -74,23 +77,23 @@ fn value(op: u32, base: u32, k: u32, fill: f32) -> f32 {
 
 // Values k0, k0 + L, ..., k0 + 7L (those below len; k0 itself always is) as a balanced tree.
 // Missing values are 0 for sums and a repeat of the first value for max: both exact.
-fn chunk(op: u32, base: u32, k0: u32, lanes: u32) -> f32 {
-    let v0 = value(op, base, k0, 0.0);
-    let fill = select(0.0, v0, op == OP_MAX);
-    let v1 = value(op, base, k0 + lanes, fill);
-    let v2 = value(op, base, k0 + 2u * lanes, fill);
-    let v3 = value(op, base, k0 + 3u * lanes, fill);
-    let v4 = value(op, base, k0 + 4u * lanes, fill);
-    let v5 = value(op, base, k0 + 5u * lanes, fill);
-    let v6 = value(op, base, k0 + 6u * lanes, fill);
-    let v7 = value(op, base, k0 + 7u * lanes, fill);
-    let a = combine(op, combine(op, v0, v1), combine(op, v2, v3));
-    let b = combine(op, combine(op, v4, v5), combine(op, v6, v7));
-    return combine(op, a, b);
+fn chunk(base: u32, k0: u32, lanes: u32) -> f32 {
+    let v0 = value(base, k0, 0.0);
+    let fill = select(0.0, v0, OP == OP_MAX);
+    let v1 = value(base, k0 + lanes, fill);
+    let v2 = value(base, k0 + 2u * lanes, fill);
+    let v3 = value(base, k0 + 3u * lanes, fill);
+    let v4 = value(base, k0 + 4u * lanes, fill);
+    let v5 = value(base, k0 + 5u * lanes, fill);
+    let v6 = value(base, k0 + 6u * lanes, fill);
+    let v7 = value(base, k0 + 7u * lanes, fill);
+    let a = combine(combine(v0, v1), combine(v2, v3));
+    let b = combine(combine(v4, v5), combine(v6, v7));
+    return combine(a, b);
 }
 
-fn push(acc: ptr<function, Acc>, op: u32, value: f32) {
-    if (op == OP_MAX) {
+fn push(acc: ptr<function, Acc>, value: f32) {
+    if (OP == OP_MAX) {
         // Max is exact in any order: a running maximum in level 0 suffices.
         let m = (*acc).levels[0];
         (*acc).levels[0] = select(max(m, value), value, (*acc).count == 0u);
@@ -113,8 +116,8 @@ fn push(acc: ptr<function, Acc>, op: u32, value: f32) {
 }
 
 // Combines the occupied levels, smallest first. Only called with count ≥ 1.
-fn total(acc: ptr<function, Acc>, op: u32) -> f32 {
-    if (op == OP_MAX) {
+fn total(acc: ptr<function, Acc>) -> f32 {
+    if (OP == OP_MAX) {
         return (*acc).levels[0];
     }
     var c = (*acc).count;
@@ -137,16 +140,16 @@ fn total(acc: ptr<function, Acc>, op: u32) -> f32 {
 
 // The reduced value of a lane's share of the segment at `base`: k = lane, lane + lanes, ...
 // Only called when the lane has at least one value (lane < len).
-fn lane_total(op: u32, base: u32, lane: u32, lanes: u32) -> f32 {
+fn lane_total(base: u32, lane: u32, lanes: u32) -> f32 {
     var acc: Acc;
     acc.count = 0u;
     for (var k0 = lane; k0 < p.len; k0 += 8u * lanes) {
-        push(&acc, op, chunk(op, base, k0, lanes));
+        push(&acc, chunk(base, k0, lanes));
     }
-    return total(&acc, op);
+    return total(&acc);
 }
 
-fn reduce_segments(op: u32, lid: u32, group: u32) {
+fn reduce_segments(lid: u32, group: u32) {
     let lanes = 1u << p.lanes_log2;
     let per_group = WG >> p.lanes_log2;
     var local_seg: u32;
@@ -163,13 +166,13 @@ fn reduce_segments(op: u32, lid: u32, group: u32) {
     let filled = min(p.len, lanes);
     let slot = local_seg * lanes;
     if (seg < p.nseg && lane < filled) {
-        part[slot + lane] = lane_total(op, seg * p.seg_stride, lane, lanes);
+        part[slot + lane] = lane_total(seg * p.seg_stride, lane, lanes);
     }
     workgroupBarrier();
     for (var h = lanes / 2u; h > 0u; h = h >> 1u) {
         // Lanes [0, min(filled, 2h)) of each segment are valid before this step.
         if (lane < h && lane + h < min(filled, 2u * h)) {
-            part[slot + lane] = combine(op, part[slot + lane], part[slot + lane + h]);
+            part[slot + lane] = combine(part[slot + lane], part[slot + lane + h]);
         }
         workgroupBarrier();
     }
@@ -179,38 +182,18 @@ fn reduce_segments(op: u32, lid: u32, group: u32) {
 }
 
 // One lane per segment: no workgroup memory, no barriers (which llvmpipe runs slowly).
-fn reduce_serial(op: u32, seg: u32) {
+fn reduce_segment_serial(seg: u32) {
     if (seg < p.nseg) {
-        out[seg] = lane_total(op, seg * p.seg_stride, 0u, 1u) * p.scale;
+        out[seg] = lane_total(seg * p.seg_stride, 0u, 1u) * p.scale;
     }
 }
 
-@compute @workgroup_size(256)
-fn sum(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_segments(OP_SUM, lid, wid.x + wid.y * nwg.x);
+@compute @workgroup_size(WG)
+fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    reduce_segments(lid, wid.x + wid.y * nwg.x);
 }
 
-@compute @workgroup_size(256)
-fn sum_squares(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_segments(OP_SUMSQ, lid, wid.x + wid.y * nwg.x);
-}
-
-@compute @workgroup_size(256)
-fn max_value(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_segments(OP_MAX, lid, wid.x + wid.y * nwg.x);
-}
-
-@compute @workgroup_size(64)
-fn sum_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_serial(OP_SUM, gid.x + gid.y * nwg.x * SERIAL_WG);
-}
-
-@compute @workgroup_size(64)
-fn sum_squares_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_serial(OP_SUMSQ, gid.x + gid.y * nwg.x * SERIAL_WG);
-}
-
-@compute @workgroup_size(64)
-fn max_value_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    reduce_serial(OP_MAX, gid.x + gid.y * nwg.x * SERIAL_WG);
+@compute @workgroup_size(SERIAL_WG)
+fn reduce_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    reduce_segment_serial(gid.x + gid.y * nwg.x * SERIAL_WG);
 }

@@ -134,7 +134,7 @@ fn row_stats_serial(row: u32) -> Row {
     return Row(row, 0u, 1u, m, lane_sums(base, 0u, 1u, m));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_stats(lid, wid.x + wid.y * nwg.x);
     if (r.row < p.rows && r.lane == 0u) {
@@ -142,7 +142,7 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_stats(lid, wid.x + wid.y * nwg.x);
     if (r.row < p.rows) {
@@ -150,7 +150,7 @@ fn backward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(SERIAL_WG)
 fn forward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = gid.x + gid.y * nwg.x * SERIAL_WG;
     if (row < p.rows) {
@@ -158,7 +158,7 @@ fn forward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(SERIAL_WG)
 fn backward_serial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let row = gid.x + gid.y * nwg.x * SERIAL_WG;
     if (row < p.rows) {

@@ -30,7 +30,7 @@ const DG: u32 = 64u;
 
 var<workgroup> tile: array<array<f32, 33>, 32>;
 
-@compute @workgroup_size(32, 8)
+@compute @workgroup_size(TILE, STEP)
 fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var t = wid.x; t < p.tiles; t += nwg.x) {
         let c0 = (t % p.col_tiles) * TILE;
@@ -58,7 +58,7 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(DG)
 fn direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * DG;
     let per = p.rows * p.cols;

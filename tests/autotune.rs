@@ -1,11 +1,18 @@
 //! Matmul autotuning and its cache: the file round-trips, corrupt or foreign files and
 //! unwritable folders are ignored (never an error), a cached choice is used without
-//! measuring, and `MatmulVariant::for_device` follows the tuned choice. No test asserts which
+//! measuring, and `autotune::variant::<Matmul>` follows the tuned choice. No test asserts which
 //! variant is faster: that depends on the adapter and the machine's load.
 
-use eigengrad::kernels::autotune::{adapter_key, TuneCache, TuneSource, CACHE_FILE};
-use eigengrad::kernels::matmul::{autotune_with, MatmulVariant};
-use eigengrad::Device;
+use eigengrad::kernels::autotune::{
+    adapter_key, set_variant, tune, tune_all, variant, Tunable, TuneCache, TuneSource, Variant,
+    CACHE_FILE,
+};
+use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
+use eigengrad::kernels::reduce::{reduce_lanes, Axis, Reduce};
+use eigengrad::kernels::softmax::{softmax_lanes, SoftmaxXent};
+use eigengrad::kernels::transpose::{transpose_dispatch, Transpose, TransposeKernel};
+use eigengrad::kernels::LanePolicy;
+use eigengrad::{Device, Tensor};
 use std::path::PathBuf;
 
 /// A fresh, empty folder for one test.
@@ -76,23 +83,20 @@ fn cached_choice_is_used_without_measuring() {
     let dir = temp_dir("cached");
     let path = dir.join(CACHE_FILE);
     // Store the variant the heuristic would NOT pick, to see that the cache decides.
-    let stored = match MatmulVariant::heuristic(&dev) {
+    let stored = match Matmul::default_variant(dev.info()) {
         MatmulVariant::RowBlock => MatmulVariant::Tiled,
         MatmulVariant::Tiled => MatmulVariant::RowBlock,
     };
     let mut cache = TuneCache::load(Some(&path));
     cache.insert(&adapter_key(dev.info()), "matmul", stored.name());
     cache.save().unwrap();
-    assert_eq!(
-        MatmulVariant::for_device(&dev),
-        MatmulVariant::heuristic(&dev)
-    );
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    assert_eq!(variant::<Matmul>(&dev), Matmul::default_variant(dev.info()));
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Disk));
     assert!(t.timings_ms.is_empty());
-    assert_eq!(MatmulVariant::for_device(&dev), stored);
+    assert_eq!(variant::<Matmul>(&dev), stored);
     // Second call: remembered on the device.
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Memory));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -109,7 +113,7 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
         format!("# eigengrad autotune v1\nmatmul\tNoSuchVariant\t{key}\n"),
     )
     .unwrap();
-    let t = autotune_with(&dev, Some(&path), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
     assert_eq!(t.timings_ms.len(), MatmulVariant::ALL.len());
     for (v, ms) in &t.timings_ms {
@@ -122,7 +126,7 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
         .unwrap()
         .0;
     assert_eq!(t.variant, fastest);
-    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    assert_eq!(variant::<Matmul>(&dev), t.variant);
     assert_eq!(
         TuneCache::load(Some(&path)).get(&key, "matmul"),
         Some(t.variant.name())
@@ -132,8 +136,87 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
     let blocked = dir.join("file-not-dir");
     std::fs::write(&blocked, "x").unwrap();
     let dev = Device::new().unwrap();
-    let t = autotune_with(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
+    let t = tune::<Matmul>(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
-    assert_eq!(MatmulVariant::for_device(&dev), t.variant);
+    assert_eq!(variant::<Matmul>(&dev), t.variant);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_tunable_kernel_is_measured_cached_and_then_read() {
+    let dir = temp_dir("all");
+    let path = dir.join(CACHE_FILE);
+    let dev = Device::new().unwrap();
+    let first = tune_all(&dev, Some(&path), false).unwrap();
+    let kernels = [
+        Matmul::KERNEL,
+        Transpose::KERNEL,
+        Reduce::KERNEL,
+        SoftmaxXent::KERNEL,
+    ];
+    assert_eq!(first.len(), kernels.len());
+    let cache = TuneCache::load(Some(&path));
+    let key = adapter_key(dev.info());
+    for (t, kernel) in first.iter().zip(kernels) {
+        assert_eq!(t.source, TuneSource::Measured, "{kernel}");
+        assert!(t.timings_ms.len() >= 2, "{kernel}: {t:?}");
+        assert!(t
+            .timings_ms
+            .iter()
+            .all(|(_, ms)| ms.is_finite() && *ms > 0.0));
+        assert_eq!(cache.get(&key, kernel), Some(t.variant), "{kernel}");
+    }
+    assert_eq!(variant::<Reduce>(&dev).name(), first[2].variant);
+    // Again on this device: remembered; on a new device: read from the file.
+    let again = tune_all(&dev, Some(&path), false).unwrap();
+    assert!(again.iter().all(|t| t.source == TuneSource::Memory));
+    let fresh = Device::new().unwrap();
+    let read = tune_all(&fresh, Some(&path), false).unwrap();
+    for (r, t) in read.iter().zip(&first) {
+        assert_eq!((r.source, r.variant), (TuneSource::Disk, t.variant));
+        assert!(r.timings_ms.is_empty());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn builders_follow_the_chosen_variant() {
+    let dev = Device::new().unwrap();
+    let x = Tensor::zeros(&dev, &[40, 24]).unwrap();
+    let y = Tensor::zeros(&dev, &[24, 40]).unwrap();
+    let c = Tensor::zeros(&dev, &[40, 40]).unwrap();
+    let (_, dims) = matmul_shape(&[40, 24], &[24, 40], false, false).unwrap();
+    for &v in MatmulVariant::ALL {
+        set_variant::<Matmul>(&dev, v);
+        let d = matmul_dispatch(&dev, &dims, x.buffer(), y.buffer(), c.buffer()).unwrap();
+        let entry = match v {
+            MatmulVariant::RowBlock => "matmul_rowblock",
+            MatmulVariant::Tiled => "matmul_tiled",
+        };
+        assert_eq!(d.label(), entry);
+    }
+    for &k in TransposeKernel::ALL {
+        set_variant::<Transpose>(&dev, k);
+        let d = transpose_dispatch(&dev, x.buffer(), y.buffer(), 1, 40, 24).unwrap();
+        let entry = match k {
+            TransposeKernel::Tiled => "tiled",
+            TransposeKernel::Direct => "direct",
+        };
+        assert_eq!(d.label(), entry);
+    }
+    // 4096 values per segment: about 8 per lane caps at a workgroup of 256 lanes; the fewest
+    // lanes the loop budget allows is one.
+    for (policy, lanes) in [(LanePolicy::Spread, 256), (LanePolicy::Fewest, 1)] {
+        set_variant::<Reduce>(&dev, policy);
+        assert_eq!(reduce_lanes(&dev, Axis::Rows, 3, 4096), lanes, "{policy:?}");
+        set_variant::<SoftmaxXent>(&dev, policy);
+        assert_eq!(softmax_lanes(&dev, 4096), lanes, "{policy:?}");
+    }
+    // On CPU adapters no policy may take fewer lanes than llvmpipe's loop budget needs.
+    set_variant::<Reduce>(&dev, LanePolicy::Spread);
+    let long = reduce_lanes(&dev, Axis::Cols, 1 << 22, 1);
+    assert!(
+        !dev.info().is_cpu() || (1 << 22) / long <= 1 << 16,
+        "{long} lanes"
+    );
 }

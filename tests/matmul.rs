@@ -10,6 +10,7 @@
 
 mod common;
 use common::*;
+use eigengrad::kernels::autotune::Variant;
 use eigengrad::kernels::matmul::{
     matmul, matmul_dispatch_variant, matmul_shape, MatmulDims, MatmulVariant,
 };
@@ -65,7 +66,7 @@ fn assert_matches_reference(what: &str, gpu: &[f32], a: &[f32], b: &[f32], dims:
 
 #[test]
 fn both_variants_match_reference_for_all_transposes_and_awkward_shapes() {
-    for variant in MatmulVariant::ALL {
+    for &variant in MatmulVariant::ALL {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
                 let dims = MatmulDims {
@@ -86,7 +87,7 @@ fn both_variants_match_reference_for_all_transposes_and_awkward_shapes() {
 
 #[test]
 fn batched_with_both_broadcast_patterns() {
-    for variant in MatmulVariant::ALL {
+    for &variant in MatmulVariant::ALL {
         for &(trans_a, trans_b) in &TRANSPOSES {
             for (a_batched, b_batched) in [(true, true), (true, false), (false, true)] {
                 for (m, n, k) in [(1, 1, 1), (7, 31, 17), (65, 257, 19)] {
@@ -111,7 +112,7 @@ fn batched_with_both_broadcast_patterns() {
 fn more_workgroups_than_one_grid_dimension_allows_are_folded() {
     // Batch past max_compute_workgroups_per_dimension: the one-tile-per-item grid must fold.
     let batch = device().info().limits.max_compute_workgroups_per_dimension as usize + 3;
-    for variant in MatmulVariant::ALL {
+    for &variant in MatmulVariant::ALL {
         let dims = MatmulDims {
             batch,
             m: 2,
@@ -212,7 +213,7 @@ fn dispatch_rejects_zero_dims_and_short_buffers() {
         b_batched: false,
     };
     let buf = small.buffer();
-    for variant in MatmulVariant::ALL {
+    for &variant in MatmulVariant::ALL {
         // 4 elements per operand fit in 5; a batch of 2 of batched A needs 8.
         assert!(matmul_dispatch_variant(&dev, &dims, buf, buf, buf, variant).is_ok());
         let batched = MatmulDims {

@@ -5,7 +5,7 @@
 mod common;
 use common::random;
 use eigengrad::graph::gpu::GpuPlan;
-use eigengrad::graph::{Graph, Init, Value};
+use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::nn::{EigenLayer, EigenMode};
 use eigengrad::optim::Adam;
 use eigengrad::profile::{time_pass, PassTimer};

@@ -1,83 +1,56 @@
 //! Checkpoints: trainable parameters and optimizer state in the safetensors format, with the
-//! step count (Adam's bias correction depends on it) in the header metadata. Loading checks
-//! every tensor — presence, dtype, shape — before writing any, so a bad file never
-//! half-loads a model.
+//! step count (Adam's bias correction depends on it) and a CRC-32 of the contents in the
+//! header metadata. Loading verifies the checksum and checks every tensor — presence, dtype,
+//! shape — before writing any, so a corrupted or mismatched file never half-loads a model.
+//!
+//! Saving is crash- and concurrency-safe: the bytes go to a uniquely named temporary file in
+//! the target's directory, which is flushed to disk and then atomically renamed over the
+//! target (the directory is flushed too, on Unix). A crash leaves the old checkpoint or the
+//! new one, never a mix; saves to different paths from several threads never touch each
+//! other's files; a failed save removes its temporary file.
 
-use super::gpu::GpuPlan;
-use super::reference::ReferencePlan;
-use super::{Graph, Value};
+use super::plan::Plan;
+use crate::atomic_file::write_atomically;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A compiled plan whose resident tensors can be saved and restored.
-pub trait Checkpointable {
-    /// The graph, for names and shapes.
-    fn graph(&self) -> &Graph;
-    /// Trainable parameters and optimizer state.
-    fn saved_values(&self) -> Vec<Value>;
-    /// The current contents of a resident tensor.
-    fn read_values(&self, v: Value) -> Result<Vec<f32>>;
-    /// Overwrites a resident tensor.
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()>;
-    /// Steps taken so far.
-    fn step_count(&self) -> u64;
-    /// Sets the step count (restored with the optimizer state).
-    fn set_step_count(&mut self, step: u64);
-}
-
-impl Checkpointable for GpuPlan {
-    fn graph(&self) -> &Graph {
-        GpuPlan::graph(self)
-    }
-    fn saved_values(&self) -> Vec<Value> {
-        GpuPlan::saved_values(self)
-    }
-    fn read_values(&self, v: Value) -> Result<Vec<f32>> {
-        self.read(v)
-    }
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()> {
-        self.write(v, data)
-    }
-    fn step_count(&self) -> u64 {
-        self.steps()
-    }
-    fn set_step_count(&mut self, step: u64) {
-        self.set_steps(step)
-    }
-}
-
-impl Checkpointable for ReferencePlan<f32> {
-    fn graph(&self) -> &Graph {
-        ReferencePlan::graph(self)
-    }
-    fn saved_values(&self) -> Vec<Value> {
-        ReferencePlan::saved_values(self)
-    }
-    fn read_values(&self, v: Value) -> Result<Vec<f32>> {
-        self.read(v).map(|x| x.to_vec())
-    }
-    fn write_values(&mut self, v: Value, data: &[f32]) -> Result<()> {
-        self.write(v, data)
-    }
-    fn step_count(&self) -> u64 {
-        self.steps()
-    }
-    fn set_step_count(&mut self, step: u64) {
-        self.set_steps(step)
-    }
-}
-
 const STEP_KEY: &str = "eigengrad.step";
+const CHECKSUM_KEY: &str = "eigengrad.crc32";
 
-/// Writes every trainable parameter and state tensor of `plan` to `path` (via a temporary
-/// file renamed into place, so a crash never leaves a truncated checkpoint behind).
-pub fn save(plan: &impl Checkpointable, path: &Path) -> Result<()> {
+/// CRC-32 of a checkpoint's contents: the step count as written in the metadata, then every
+/// tensor in name order — name, shape, dtype and data — so that a change to any of them is
+/// seen on load.
+fn checksum<'a>(
+    step: &str,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], Dtype, &'a [u8])>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by_key(|t| t.0);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(step.as_bytes());
+    for (name, shape, dtype, data) in sorted {
+        crc.update(&(name.len() as u64).to_le_bytes());
+        crc.update(name.as_bytes());
+        crc.update(&(shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            crc.update(&(d as u64).to_le_bytes());
+        }
+        crc.update(format!("{dtype:?}").as_bytes());
+        crc.update(&(data.len() as u64).to_le_bytes());
+        crc.update(data);
+    }
+    format!("{:08x}", crc.finalize())
+}
+
+/// Writes every trainable parameter and state tensor of `plan` to `path`, atomically (see the
+/// module docs): a crash never leaves a truncated checkpoint behind.
+pub fn save(plan: &(impl Plan + ?Sized), path: &Path) -> Result<()> {
     let graph = plan.graph();
     let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for v in plan.saved_values() {
-        let values = plan.read_values(v)?;
+        let values = plan.read(v)?;
         let node = graph.node(v);
         data.push((
             node.name.clone(),
@@ -93,22 +66,34 @@ pub fn save(plan: &impl Checkpointable, path: &Path) -> Result<()> {
                 .map_err(|e| Error::InvalidArgument(format!("checkpoint tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([(STEP_KEY.to_string(), plan.step_count().to_string())]);
+    let step = plan.steps().to_string();
+    let crc = checksum(
+        &step,
+        data.iter().map(|(name, bytes, shape)| {
+            (
+                name.as_str(),
+                shape.as_slice(),
+                Dtype::F32,
+                bytes.as_slice(),
+            )
+        }),
+    );
+    let meta = HashMap::from([
+        (STEP_KEY.to_string(), step),
+        (CHECKSUM_KEY.to_string(), crc),
+    ]);
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::InvalidArgument(format!("serialising checkpoint: {e}")))?;
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    write_atomically(path, &bytes)
 }
 
-/// Restores `plan`'s parameters, state and step count from `path`. The file must hold
-/// exactly the model's tensors with the same names, dtype f32 and shapes; otherwise
-/// [`Error::BadFile`] says what differs and nothing is written.
-pub fn load(plan: &mut impl Checkpointable, path: &Path) -> Result<()> {
+/// Restores `plan`'s parameters, state and step count from `path`. The file's checksum must
+/// match its contents, and it must hold exactly the model's tensors with the same names,
+/// dtype f32 and shapes; otherwise [`Error::BadFile`] says what differs and nothing is
+/// written. Like every [`Plan::write`], loading clears the plan's step status and makes its
+/// eigendecompositions start cold: a plan halted on NaN resumes from the checkpoint as a fresh
+/// plan would.
+pub fn load(plan: &mut (impl Plan + ?Sized), path: &Path) -> Result<()> {
     let p = path.display().to_string();
     let bad = |detail: String| Error::BadFile {
         path: p.clone(),
@@ -122,11 +107,29 @@ pub fn load(plan: &mut impl Checkpointable, path: &Path) -> Result<()> {
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let (_, header) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("bad header: {e}")))?;
-    let step = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(STEP_KEY))
-        .ok_or_else(|| bad(format!("no {STEP_KEY} in the metadata")))?
+    let meta = |key: &str| {
+        header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .ok_or_else(|| bad(format!("no {key} in the metadata")))
+    };
+    let step_text = meta(STEP_KEY)?;
+    let stored = meta(CHECKSUM_KEY)?;
+    let tensors = file.tensors();
+    let actual = checksum(
+        step_text,
+        tensors
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.shape(), t.dtype(), t.data())),
+    );
+    if *stored != actual {
+        return Err(bad(format!(
+            "checksum {actual} of the contents differs from the recorded {stored}: the file is \
+             corrupted or was modified"
+        )));
+    }
+    let step = step_text
         .parse::<u64>()
         .map_err(|e| bad(format!("bad step count: {e}")))?;
     let saved = plan.saved_values();
@@ -160,8 +163,8 @@ pub fn load(plan: &mut impl Checkpointable, path: &Path) -> Result<()> {
         staged.push((v, values));
     }
     for (v, values) in staged {
-        plan.write_values(v, &values)?;
+        plan.write(v, &values)?;
     }
-    plan.set_step_count(step);
+    plan.set_steps(step);
     Ok(())
 }

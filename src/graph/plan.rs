@@ -1,233 +1,351 @@
-//! The planner: which nodes run, where every value lives, and what a step costs.
+//! The one interface of a compiled graph, whichever executor runs it.
 //!
-//! Values of compute ops share a pool of buffers: a buffer returns to the pool after the last
-//! op that reads its value, and a later value of the same size class takes it. Inputs and
-//! resident tensors (parameters, optimizer state, constants) own their buffers; reshapes alias
-//! their input; values the caller wants to read stay alive for the whole step. Values that
-//! depend only on resident tensors (an Eigen layer's Gram matrix and effective weight) also
-//! own their buffers, because the GPU executor computes them ahead of the batch work.
+//! A [`Plan`] runs training steps (forward, backward, updates), forward-only evaluations,
+//! reads and writes tensors, and reports what its eigendecompositions found. The GPU executor
+//! ([`GpuPlan`](super::gpu::GpuPlan)) and the CPU reference executor
+//! ([`ReferencePlan`](super::reference::ReferencePlan)) both implement it, so checkpoints,
+//! the layers' introspection and evaluation code are written once for both.
+//!
+//! What every plan keeps besides its tensors — the graph, the step count and the learning
+//! rate — lives in one [`PlanState`] that both executors embed; the trait's provided methods
+//! read and change it, so the rules (validation, overflow) are written once.
+//!
+//! ```no_run
+//! use eigengrad::graph::{gpu::GpuPlan, Graph, Init, Plan};
+//! # fn main() -> eigengrad::Result<()> {
+//! # let device = eigengrad::Device::new()?;
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[4, 3]);
+//! let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 });
+//! let y = g.matmul(x, w, false, false)?;
+//! let mut plan = GpuPlan::compile(&device, &g, &[y], 0)?;
+//! plan.forward(&[(x, &[0.5; 12])], &[y])?; // no update, the step count stays 0
+//! let prediction = plan.read(y)?;
+//! # Ok(()) }
+//! ```
 
-use super::{Graph, Init, Op, Value};
+use super::{Graph, Op, Role, Value};
 use crate::error::{Error, Result};
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use rand_distr::StandardNormal;
 
-/// Where a value's data lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Storage {
-    /// The op produces no value (updates, clipping).
-    None,
-    /// An input or a resident tensor with a buffer of its own.
-    Owned,
-    /// A buffer of the pool, by index.
-    Pooled(usize),
-    /// The storage of an earlier value (a reshape).
-    Alias(Value),
+/// A graph compiled for one executor: steps, forward-only runs, tensor access and the
+/// eigendecompositions' introspection.
+///
+/// The trait is object safe: code that only needs to look at a plan (the layers'
+/// introspection) takes `&dyn Plan`.
+pub trait Plan {
+    /// The state every plan keeps: graph, step count, learning rate.
+    fn state(&self) -> &PlanState;
+
+    /// Mutable access to the state (its setters validate what they are given).
+    fn state_mut(&mut self) -> &mut PlanState;
+
+    /// Runs one training step: writes `inputs` (every input of the graph, by value), then runs
+    /// forward, backward and the updates, and advances the step count. On the GPU it returns
+    /// without waiting for the device.
+    fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()>;
+
+    /// Runs only the ops `outputs` depend on — no gradient the outputs do not need, no update,
+    /// no running-statistics write — and leaves the step count alone. `inputs` must hold the
+    /// graph inputs those ops read (others may be given and are written too). Afterwards
+    /// [`Plan::read`] returns the outputs; on the GPU they must be readable (named at compile
+    /// time, or resident). Eigendecompositions the outputs need run as in a step, and their
+    /// warm starts follow this run's eigenvectors (the solver's cache, not model state).
+    fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()>;
+
+    /// The current contents of `v` (waits for the work queued before).
+    fn read(&self, v: Value) -> Result<Vec<f32>>;
+
+    /// Overwrites a resident tensor (a parameter, state or constant), e.g. when loading a
+    /// checkpoint. It also clears the step status (a halted plan resumes updating) and makes
+    /// every eigendecomposition start cold at the next run (no warm start from eigenvectors
+    /// of the old tensors): training goes on from what was written as a fresh plan given the
+    /// same tensors would. See [`status`](super::status).
+    fn write(&mut self, v: Value, data: &[f32]) -> Result<()>;
+
+    /// Checks what the runs since the last write found: `Error::NonFinite` when the last
+    /// run's eigendecomposition of a spectral function had NaN or Inf in its input (naming
+    /// the node, with the batch index) or, on the GPU, in its warm start; otherwise when a
+    /// step found NaN or Inf in a running statistic, a loss or a parameter update and halted
+    /// the updates (naming the first, with the step; see [`status`](super::status) for the
+    /// policy). On the GPU it waits for the queued work and reads a few words back.
+    fn check_status(&self) -> Result<()>;
+
+    /// Eigenvalues (ascending, `[batch, n]`) of the matrices the spectral-function node `v`
+    /// decomposed at the last step or forward run: the spectrum the layer acted on.
+    fn eigenvalues(&self, v: Value) -> Result<Vec<f32>>;
+
+    /// Eigenvectors (`[batch, n, n]`, column j for eigenvalue j) of the spectral-function
+    /// node `v` at the last step or forward run.
+    fn eigenvectors(&self, v: Value) -> Result<Vec<f32>>;
+
+    /// Jacobi sweeps each matrix of the spectral-function node `v` needed at the last step
+    /// or forward run. Only an executor that runs the Jacobi solver counts sweeps; the others
+    /// return an error saying so.
+    fn sweeps(&self, v: Value) -> Result<Vec<u32>>;
+
+    /// The graph this plan runs.
+    fn graph(&self) -> &Graph {
+        self.state().graph()
+    }
+
+    /// Training steps run so far.
+    fn steps(&self) -> u64 {
+        self.state().steps()
+    }
+
+    /// Sets the step count (Adam's bias correction and the solver's cold-restart schedule
+    /// follow it), e.g. after loading a checkpoint.
+    fn set_steps(&mut self, steps: u64) {
+        self.state_mut().set_steps(steps)
+    }
+
+    /// The learning rate of the next step.
+    fn learning_rate(&self) -> f32 {
+        self.state().learning_rate()
+    }
+
+    /// Sets the learning rate used from the next step on (no recompilation); it must be
+    /// finite and ≥ 0.
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.state_mut().set_learning_rate(lr)
+    }
+
+    /// The values a checkpoint holds: trainable parameters and state, in graph order.
+    fn saved_values(&self) -> Vec<Value> {
+        self.state().saved_values()
+    }
 }
 
-/// Cost figures of a compiled plan.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PlanStats {
-    /// Nodes of the graph.
-    pub nodes: usize,
-    /// Kernel launches recorded per step.
-    pub dispatches_per_step: usize,
-    /// Queue submissions per step (1 on the GPU).
-    pub submits_per_step: usize,
-    /// Device bytes of all buffers the plan holds: owned tensors plus the pool.
-    pub peak_bytes: u64,
-    /// What one buffer per value (no pooling) would need.
-    pub unpooled_bytes: u64,
-    /// Bytes written to the device per step: the inputs and the hyperparameter words.
-    pub upload_bytes_per_step: u64,
-    /// Bytes read back per step unless the caller asks (0).
-    pub download_bytes_per_step: u64,
-    /// Pipelines the device built while this plan compiled.
-    pub pipelines_built_at_compile: usize,
-}
-
-/// The executor-independent part of a plan: storage of every value and the pool.
+/// What every plan keeps besides its tensors: the graph it runs, the step count and the
+/// learning rate. Embedded by each executor and reached through [`Plan::state`].
 #[derive(Clone, Debug)]
-pub struct Layout {
-    /// Storage of each node's value.
-    pub storage: Vec<Storage>,
-    /// Sizes in bytes of the pooled buffers.
-    pub pool: Vec<u64>,
-    /// Bytes of owned buffers (inputs and resident tensors).
-    pub owned_bytes: u64,
-    /// Bytes if every value had its own buffer.
-    pub unpooled_bytes: u64,
+pub struct PlanState {
+    graph: Graph,
+    steps: u64,
+    learning_rate: f32,
 }
 
-/// The size class of a buffer: the next power of two, at least 256 bytes.
-fn size_class(bytes: u64) -> u64 {
-    bytes.next_power_of_two().max(256)
-}
+impl PlanState {
+    /// The state of a freshly compiled plan of `graph`: no step run yet, the learning rate
+    /// the optimizer set in the graph.
+    pub(crate) fn new(graph: &Graph) -> PlanState {
+        PlanState {
+            graph: graph.clone(),
+            steps: 0,
+            learning_rate: graph.learning_rate(),
+        }
+    }
 
-/// Bytes of a value of `shape` (f32).
-pub(crate) fn value_bytes(shape: &[usize]) -> u64 {
-    shape.iter().product::<usize>() as u64 * 4
-}
+    /// The graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
 
-impl Layout {
-    /// Assigns storage to every value of `graph`; `keep` are values the caller will read.
-    pub fn new(graph: &Graph, keep: &[Value]) -> Result<Layout> {
-        let nodes = graph.nodes();
-        for &k in keep {
-            if k.0 >= nodes.len() || nodes[k.0].shape.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "output {} is not a value of this graph",
-                    k.0
-                )));
-            }
+    /// Training steps run so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Sets the step count.
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    /// The learning rate of the next step.
+    pub fn learning_rate(&self) -> f32 {
+        self.learning_rate
+    }
+
+    /// Sets the learning rate: finite and ≥ 0, otherwise `Error::InvalidArgument` and the
+    /// rate is unchanged.
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "learning rate must be finite and ≥ 0, got {lr}"
+            )));
         }
-        let root = |mut v: Value| {
-            while nodes[v.0].op == Op::Reshape {
-                v = nodes[v.0].inputs[0];
-            }
-            v
-        };
-        let mut last_use = vec![None::<usize>; nodes.len()];
-        for (i, n) in nodes.iter().enumerate() {
-            for &v in &n.inputs {
-                last_use[root(v).0] = Some(i);
-            }
-        }
-        let kept: Vec<bool> = {
-            let mut k = vec![false; nodes.len()];
-            for &v in keep {
-                k[root(v).0] = true;
-            }
-            k
-        };
-        // Parameter-only values may be computed out of graph order (hoisted before the batch
-        // work), so they get buffers of their own instead of pool slots.
-        let param_only = graph.param_only();
-        let mut storage = vec![Storage::None; nodes.len()];
-        let mut pool: Vec<u64> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let (mut owned_bytes, mut unpooled_bytes) = (0u64, 0u64);
-        for (i, n) in nodes.iter().enumerate() {
-            let bytes = value_bytes(&n.shape);
-            storage[i] = match n.op {
-                Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. } => Storage::None,
-                Op::Input | Op::Param { .. } => {
-                    owned_bytes += bytes;
-                    unpooled_bytes += bytes;
-                    Storage::Owned
+        self.learning_rate = lr;
+        Ok(())
+    }
+
+    /// Counts one more training step and returns the new count; an error rather than a
+    /// wrap-around at `u64::MAX`.
+    pub(crate) fn advance(&mut self) -> Result<u64> {
+        self.steps = self.steps.checked_add(1).ok_or_else(|| {
+            Error::InvalidArgument(format!("step count {} cannot advance", self.steps))
+        })?;
+        Ok(self.steps)
+    }
+
+    /// Trainable parameters and state, in graph order.
+    pub fn saved_values(&self) -> Vec<Value> {
+        self.graph.values_where(|op| {
+            matches!(
+                op,
+                Op::Param {
+                    role: Role::Trainable | Role::State,
+                    ..
                 }
-                Op::Reshape => Storage::Alias(root(Value(i))),
-                _ if param_only[i] => {
-                    owned_bytes += bytes;
-                    unpooled_bytes += bytes;
-                    Storage::Owned
-                }
-                _ => {
-                    unpooled_bytes += bytes;
-                    let class = size_class(bytes);
-                    let slot = match free.iter().position(|&b| pool[b] == class) {
-                        Some(k) => free.swap_remove(k),
-                        None => {
-                            pool.push(class);
-                            pool.len() - 1
-                        }
-                    };
-                    Storage::Pooled(slot)
-                }
-            };
-            // Release the buffers whose last reader is this node (after allocating its output,
-            // so no op reads and writes the same buffer), and outputs nobody reads.
-            let mut dead: Vec<usize> = n.inputs.iter().map(|&v| root(v).0).collect();
-            dead.push(i);
-            dead.sort_unstable();
-            dead.dedup();
-            for r in dead {
-                let unused_after = last_use[r].is_none_or(|l| l <= i);
-                if let (Storage::Pooled(b), true, false) = (storage[r], unused_after, kept[r]) {
-                    if !free.contains(&b) {
-                        free.push(b);
-                    }
-                }
-            }
-        }
-        Ok(Layout {
-            storage,
-            pool,
-            owned_bytes,
-            unpooled_bytes,
+            )
         })
     }
 
-    /// The value whose storage `v` uses (itself unless it is a reshape).
-    pub fn root(&self, v: Value) -> Value {
-        match self.storage[v.0] {
-            Storage::Alias(r) => r,
-            _ => v,
+    /// Checks the `inputs` given to `what` (a step or a forward run): each is an input of the
+    /// graph with one value per element, and every input for which `required` holds is there.
+    pub(crate) fn check_inputs<T>(
+        &self,
+        what: &str,
+        inputs: &[(Value, &[T])],
+        required: impl Fn(Value) -> bool,
+    ) -> Result<()> {
+        for &(v, data) in inputs {
+            let node = self.graph.nodes().get(v.0).filter(|n| n.op == Op::Input);
+            let Some(node) = node else {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}: value {} is not an input of this graph",
+                    v.0
+                )));
+            };
+            if data.len() != node.shape.iter().product::<usize>() {
+                return Err(Error::shape(
+                    what,
+                    format!(
+                        "input {} has shape {:?} but {} values were given",
+                        node.name,
+                        node.shape,
+                        data.len()
+                    ),
+                ));
+            }
         }
+        for v in self.graph.values_where(|op| *op == Op::Input) {
+            if required(v) && !inputs.iter().any(|&(i, _)| i == v) {
+                return Err(Error::InvalidArgument(format!(
+                    "{what}: input {} was not given",
+                    self.graph.node(v).name
+                )));
+            }
+        }
+        Ok(())
     }
 
-    /// Owned plus pooled bytes.
-    pub fn peak_bytes(&self) -> u64 {
-        self.owned_bytes + self.pool.iter().sum::<u64>()
+    /// Checks that `v` is a resident tensor of `len` elements, as a write needs.
+    pub(crate) fn check_write(&self, v: Value, len: usize) -> Result<()> {
+        let node = self.graph.nodes().get(v.0);
+        let Some(node) = node.filter(|n| matches!(n.op, Op::Param { .. })) else {
+            return Err(Error::InvalidArgument(format!(
+                "write: value {} is not a resident tensor of this graph",
+                v.0
+            )));
+        };
+        if len != node.shape.iter().product::<usize>() {
+            return Err(Error::shape(
+                "write",
+                format!("{} values for {} of shape {:?}", len, node.name, node.shape),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Which nodes a forward run of `outputs` evaluates (see [`Graph::needed_for`]).
+    pub(crate) fn needed_for(&self, outputs: &[Value]) -> Result<Vec<bool>> {
+        self.graph.needed_for(outputs)
     }
 }
 
-/// The initial values of a resident tensor: deterministic for a given `seed`, identical for
-/// every executor.
-pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> {
-    let n: usize = shape.iter().product();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let (rows, cols) = super::rows_cols(shape);
-    Ok(match init {
-        Init::Zeros => vec![0.0; n],
-        Init::Constant(v) => vec![*v; n],
-        Init::Normal { std } => (0..n)
-            .map(|_| std * rng.sample::<f32, _>(StandardNormal))
-            .collect(),
-        Init::Uniform { limit } => (0..n).map(|_| rng.random_range(-limit..=*limit)).collect(),
-        Init::Identity { gain } => {
-            // Per matrix of a batch: row index within the matrix against the column index.
-            let mat_rows = if shape.len() >= 2 {
-                shape[shape.len() - 2]
-            } else {
-                1
-            };
-            (0..n)
-                .map(|i| {
-                    if (i / cols) % mat_rows == i % cols {
-                        *gain
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Init;
+
+    /// Inputs x [2, 3] and t [2, 1], a weight w with one state tensor, a constant; lr 0.25.
+    fn state() -> (PlanState, Value, Value, Value) {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 3]);
+        let t = g.input("t", &[2, 1]);
+        let w = g.param("w", &[3, 1], Init::Zeros);
+        g.resident("w.momentum", &[3, 1], Init::Zeros, Role::State);
+        g.constant(&[1], 1.0);
+        let y = g.matmul(x, w, false, false).unwrap();
+        g.mse(y, t).unwrap();
+        g.set_learning_rate(0.25);
+        (PlanState::new(&g), x, t, w)
+    }
+
+    #[test]
+    fn plans_can_move_between_threads() {
+        fn send_sync<P: Plan + Send + Sync>() {}
+        send_sync::<crate::graph::gpu::GpuPlan>();
+        send_sync::<crate::graph::reference::ReferencePlan<f64>>();
+    }
+
+    #[test]
+    fn learning_rate_is_validated_and_starts_from_the_graph() {
+        let (mut s, ..) = state();
+        assert_eq!(s.learning_rate(), 0.25);
+        for bad in [f32::NAN, -1.0, f32::INFINITY] {
+            assert!(matches!(
+                s.set_learning_rate(bad),
+                Err(Error::InvalidArgument(_))
+            ));
         }
-        Init::Orthogonal { gain } => {
-            // QR of a tall Gaussian matrix; Q's columns are orthonormal. Signs follow diag(R)
-            // so the result is Haar-distributed.
-            let (tall, short) = (rows.max(cols), rows.min(cols));
-            let g =
-                nalgebra::DMatrix::<f64>::from_fn(tall, short, |_, _| rng.sample(StandardNormal));
-            let qr = g.qr();
-            let (mut q, r) = (qr.q(), qr.r());
-            for j in 0..short {
-                if r[(j, j)] < 0.0 {
-                    q.column_mut(j).neg_mut();
-                }
-            }
-            let q = if rows >= cols { q } else { q.transpose() };
-            (0..n)
-                .map(|i| (*gain as f64 * q[(i / cols, i % cols)]) as f32)
-                .collect()
-        }
-        Init::Data(d) => {
-            if d.len() != n {
-                return Err(Error::shape(
-                    "Init::Data",
-                    format!("{} values for shape {shape:?}", d.len()),
-                ));
-            }
-            d.clone()
-        }
-    })
+        assert_eq!(s.learning_rate(), 0.25, "a refused rate changes nothing");
+        s.set_learning_rate(0.0).unwrap();
+        assert_eq!(s.learning_rate(), 0.0);
+    }
+
+    #[test]
+    fn step_count_advances_and_never_wraps() {
+        let (mut s, ..) = state();
+        assert_eq!(s.advance().unwrap(), 1);
+        s.set_steps(u64::MAX - 1);
+        assert_eq!(s.advance().unwrap(), u64::MAX);
+        assert!(s.advance().is_err());
+        assert_eq!(s.steps(), u64::MAX);
+    }
+
+    #[test]
+    fn inputs_are_checked_by_value_length_and_presence() {
+        let (s, x, t, w) = state();
+        let (xs, ts) = (vec![0.0f32; 6], vec![0.0f32; 2]);
+        s.check_inputs("step", &[(x, &xs), (t, &ts)], |_| true)
+            .unwrap();
+        let missing = s.check_inputs("step", &[(x, &xs)], |_| true);
+        assert!(matches!(missing, Err(Error::InvalidArgument(m)) if m.contains("t was not given")));
+        // Only the required inputs must be there.
+        s.check_inputs("forward", &[(x, &xs)], |v| v == x).unwrap();
+        let short = s.check_inputs("step", &[(x, &xs[..5]), (t, &ts)], |_| true);
+        assert!(matches!(short, Err(Error::Shape { .. })));
+        let not_input = s.check_inputs("step", &[(w, &ts)], |_| false);
+        assert!(matches!(not_input, Err(Error::InvalidArgument(_))));
+        let foreign = s.check_inputs("step", &[(Value(1000), &ts)], |_| false);
+        assert!(matches!(foreign, Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn writes_go_to_resident_tensors_of_the_right_size() {
+        let (s, x, _, w) = state();
+        s.check_write(w, 3).unwrap();
+        assert!(matches!(s.check_write(w, 4), Err(Error::Shape { .. })));
+        assert!(matches!(
+            s.check_write(x, 6),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            s.check_write(Value(1000), 1),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn saved_values_are_trainable_and_state_not_constants() {
+        let (s, _, _, w) = state();
+        let saved = s.saved_values();
+        let names: Vec<&str> = saved
+            .iter()
+            .map(|&v| s.graph().node(v).name.as_str())
+            .collect();
+        assert_eq!(names, ["w", "w.momentum"]);
+        assert_eq!(saved[0], w);
+    }
 }

@@ -1,22 +1,51 @@
 //! The reference executor: the same graph interpreted op by op on the CPU with the nalgebra
 //! reference kernels, in any precision. It is the oracle for the GPU executor, the f64 ground
 //! truth for gradient checks, and a way to run any model without a GPU.
+//!
+//! Its own methods take and return values in its precision `T`; through [`Plan`] it takes
+//! and returns `f32` like the GPU executor, so code written against the trait runs on both.
 
-use super::plan::init_values;
-use super::{rows_cols, Graph, Op, Role, Value};
+use super::layout::init_values;
+use super::plan::{Plan, PlanState};
+use super::status::{non_finite_solve, SolveFault, StepStatus, StepWatch, Watched};
+use super::{rows_cols, Graph, Node, Op, Value};
 use crate::error::{Error, Result};
 use crate::kernels::matmul::matmul_shape;
 use crate::kernels::optim::hyper_values;
 use crate::reference::{self as r, Real};
+use std::collections::{BTreeMap, HashMap};
 
 /// A graph compiled for the CPU reference in precision `T`.
 pub struct ReferencePlan<T: Real> {
-    graph: Graph,
+    state: PlanState,
     values: Vec<Vec<T>>,
-    /// Eigenvalues and eigenvectors of each spectral-function node, from the last step.
-    eigen: std::collections::HashMap<usize, (Vec<T>, Vec<T>)>,
-    learning_rate: f32,
-    step: u64,
+    /// Eigenvalues and eigenvectors of each spectral-function node, from the last run.
+    eigen: HashMap<usize, (Vec<T>, Vec<T>)>,
+    /// Spectral-function nodes whose input held NaN or Inf at their last run, with the first
+    /// such matrix of the batch.
+    non_finite_solves: BTreeMap<usize, u64>,
+    /// What the steps watch, and what they found since the last write.
+    watch: StepWatch,
+    status: StepStatus,
+}
+
+/// The inputs of one node as an op reads them.
+struct Operands<'a, T> {
+    graph: &'a Graph,
+    node: &'a Node,
+    values: &'a [Vec<T>],
+}
+
+impl<'a, T> Operands<'a, T> {
+    /// The data of input `k`.
+    fn x(&self, k: usize) -> &'a [T] {
+        &self.values[self.node.inputs[k].0]
+    }
+
+    /// The shape of input `k`.
+    fn shape(&self, k: usize) -> &'a [usize] {
+        self.graph.shape(self.node.inputs[k])
+    }
 }
 
 impl<T: Real> ReferencePlan<T> {
@@ -29,163 +58,35 @@ impl<T: Real> ReferencePlan<T> {
                 values[i] = data.iter().map(|&x| T::c(x as f64)).collect();
             }
         }
+        let watch = StepWatch::of(graph);
         Ok(ReferencePlan {
-            graph: graph.clone(),
+            state: PlanState::new(graph),
             values,
-            eigen: Default::default(),
-            learning_rate: graph.learning_rate(),
-            step: 0,
+            eigen: HashMap::new(),
+            non_finite_solves: BTreeMap::new(),
+            status: StepStatus::new(watch.len()),
+            watch,
         })
     }
 
-    /// Runs one step: every op in order, updates included.
+    /// Runs one step in precision `T`: every op in order, updates included.
     pub fn step(&mut self, inputs: &[(Value, &[T])]) -> Result<()> {
-        for &(v, data) in inputs {
-            let node = self.graph.nodes().get(v.0).filter(|n| n.op == Op::Input);
-            let Some(node) = node else {
-                return Err(Error::InvalidArgument(format!(
-                    "step: value {} is not an input",
-                    v.0
-                )));
-            };
-            if data.len() != node.shape.iter().product::<usize>() {
-                return Err(Error::shape(
-                    "step",
-                    format!(
-                        "input {} has shape {:?} but {} values were given",
-                        node.name,
-                        node.shape,
-                        data.len()
-                    ),
-                ));
-            }
-            self.values[v.0] = data.to_vec();
-        }
-        self.step += 1;
-        let hyper = hyper_values(self.learning_rate, self.step);
-        let mut clip_scale = T::one();
-        for i in 0..self.graph.nodes().len() {
-            let node = self.graph.nodes()[i].clone();
-            let x = |k: usize| &self.values[node.inputs[k].0];
-            let shape_of = |k: usize| self.graph.shape(node.inputs[k]);
-            let n = node.shape.iter().product::<usize>();
-            let out: Option<Vec<T>> = match &node.op {
-                Op::Input => {
-                    if self.values[i].is_empty() {
-                        return Err(Error::InvalidArgument(format!(
-                            "step: input {} was not given",
-                            node.name
-                        )));
-                    }
-                    None
-                }
-                Op::Param { .. } => None,
-                Op::MatMul { trans_a, trans_b } => {
-                    let (_, dims) = matmul_shape(shape_of(0), shape_of(1), *trans_a, *trans_b)?;
-                    Some(r::matmul::matmul(x(0), x(1), &dims))
-                }
-                Op::Unary(op) => Some(r::elementwise::unary(*op, x(0))),
-                Op::Binary { op, b_from } => Some(r::elementwise::binary(*op, x(0), x(1), *b_from)),
-                Op::Expand { from, alpha } => {
-                    Some(r::elementwise::expand(x(0), n, *from, *alpha as f64))
-                }
-                Op::Reduce { op, axis } => {
-                    let (rows, cols) = rows_cols(shape_of(0));
-                    Some(r::reduce::reduce(*op, *axis, x(0), rows, cols))
-                }
-                Op::Transpose => {
-                    let s = shape_of(0);
-                    let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
-                    Some(r::transpose::transpose(x(0), n / (rows * cols), rows, cols))
-                }
-                Op::Reshape => Some(x(0).clone()),
-                Op::SoftmaxXent => {
-                    let (rows, classes) = rows_cols(shape_of(0));
-                    Some(r::softmax::softmax_xent(x(0), x(1), rows, classes))
-                }
-                Op::SoftmaxXentBackward => {
-                    let (rows, classes) = rows_cols(shape_of(0));
-                    Some(r::softmax::softmax_xent_backward(
-                        x(0),
-                        x(1),
-                        x(2),
-                        rows,
-                        classes,
-                    ))
-                }
-                Op::SpectralFn(f) => {
-                    let (h, lambda, v) = r::spectral::spectral_forward(x(0), last(&node.shape), *f);
-                    self.eigen.insert(i, (lambda, v));
-                    Some(h)
-                }
-                Op::SpectralFnBackward(f) => {
-                    let (lambda, v) = &self.eigen[&node.inputs[1].0];
-                    Some(r::spectral::spectral_backward(
-                        lambda,
-                        v,
-                        x(0),
-                        last(&node.shape),
-                        *f,
-                    ))
-                }
-                Op::Ema { momentum } => {
-                    let m = T::c(*momentum as f64);
-                    let value = self.values[node.inputs[1].0].clone();
-                    for (s, v) in self.values[node.inputs[0].0].iter_mut().zip(value) {
-                        *s = (T::one() - m) * *s + m * v;
-                    }
-                    None
-                }
-                Op::ClipGradients { max_norm } => {
-                    let grads: Vec<&[T]> = node
-                        .inputs
-                        .iter()
-                        .map(|v| self.values[v.0].as_slice())
-                        .collect();
-                    clip_scale = r::optim::clip_scale(&grads, *max_norm as f64);
-                    None
-                }
-                Op::Update(rule) => {
-                    let grad = self.values[node.inputs[1].0].clone();
-                    let mut states: Vec<Vec<T>> = node.inputs[2..]
-                        .iter()
-                        .map(|v| std::mem::take(&mut self.values[v.0]))
-                        .collect();
-                    let param = &mut self.values[node.inputs[0].0];
-                    r::optim::update(
-                        rule,
-                        hyper[0] as f64,
-                        self.step,
-                        clip_scale,
-                        param,
-                        &grad,
-                        &mut states,
-                    );
-                    for (v, s) in node.inputs[2..].iter().zip(states) {
-                        self.values[v.0] = s;
-                    }
-                    None
-                }
-            };
-            if let Some(out) = out {
-                self.values[i] = out;
-            }
-        }
-        Ok(())
+        self.state.check_inputs("step", inputs, |_| true)?;
+        self.set_inputs(inputs);
+        self.state.advance()?;
+        self.execute(None)
     }
 
-    /// Eigenvalues (ascending, `[batch, n]`) and eigenvectors (`[batch, n, n]`, column j for
-    /// value j) of the spectral-function node `v` at the last step.
-    pub fn eigenpairs(&self, v: Value) -> Result<(&[T], &[T])> {
-        self.eigen
-            .get(&v.0)
-            .map(|(l, q)| (l.as_slice(), q.as_slice()))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!("value {} is not a computed spectral function", v.0))
-            })
+    /// A forward-only run in precision `T` (see [`Plan::forward`]).
+    pub fn forward(&mut self, inputs: &[(Value, &[T])], outputs: &[Value]) -> Result<()> {
+        let needed = self.state.needed_for(outputs)?;
+        self.state
+            .check_inputs("forward", inputs, |v| needed[v.0])?;
+        self.set_inputs(inputs);
+        self.execute(Some(&needed))
     }
 
-    /// The current contents of `v` (after the last step; resident tensors at any time).
+    /// The current contents of `v` (after the last run; resident tensors at any time).
     pub fn read(&self, v: Value) -> Result<&[T]> {
         match self.values.get(v.0) {
             Some(x) if !x.is_empty() => Ok(x),
@@ -196,57 +97,300 @@ impl<T: Real> ReferencePlan<T> {
         }
     }
 
-    /// Overwrites a resident tensor.
+    /// Overwrites a resident tensor and clears the status (see [`Plan::write`]).
     pub fn write(&mut self, v: Value, data: &[T]) -> Result<()> {
-        let node = self.graph.node(v);
-        if !matches!(node.op, Op::Param { .. })
-            || data.len() != node.shape.iter().product::<usize>()
-        {
-            return Err(Error::InvalidArgument(format!(
-                "write: value {} is not a resident tensor of {} elements",
-                v.0,
-                data.len()
-            )));
-        }
+        self.state.check_write(v, data.len())?;
         self.values[v.0] = data.to_vec();
+        self.non_finite_solves.clear();
+        self.status = StepStatus::new(self.watch.len());
         Ok(())
     }
 
-    /// Steps run so far.
-    pub fn steps(&self) -> u64 {
-        self.step
+    fn set_inputs(&mut self, inputs: &[(Value, &[T])]) {
+        for &(v, data) in inputs {
+            self.values[v.0] = data.to_vec();
+        }
     }
 
-    /// Sets the step count (Adam's bias correction), e.g. after loading a checkpoint.
-    pub fn set_steps(&mut self, step: u64) {
-        self.step = step;
+    /// Evaluates every node in order, or only those `needed` marks. A step (all nodes) checks
+    /// its losses and gradients before its first update and halts the updates on a finding,
+    /// then, after the last node, checks any loss computed after the first update (none in
+    /// graphs the optimizers build) and halts on any finding, the updates' own included (see
+    /// [`super::status`]).
+    fn execute(&mut self, needed: Option<&[bool]>) -> Result<()> {
+        let hyper = hyper_values(self.state.learning_rate(), self.state.steps());
+        let mut clip_scale = T::one();
+        let nodes = self.state.graph().nodes().len();
+        let gate_at = match needed {
+            None => self.watch.first_update().unwrap_or(nodes),
+            Some(_) => usize::MAX,
+        };
+        for i in 0..=nodes {
+            if i == gate_at {
+                // Every loss and gradient computed by now.
+                self.check_and_gate(|w| match *w {
+                    Watched::Loss(v) | Watched::Update { grad: v, .. } => v.0 < gate_at,
+                    Watched::RunningStatistic { .. } => false,
+                });
+            }
+            if i < nodes && needed.is_none_or(|n| n[i]) {
+                self.evaluate(i, hyper[0], &mut clip_scale)?;
+            }
+        }
+        if needed.is_none() {
+            // A gradient computed after the first update is left to its update's own check.
+            self.check_and_gate(|w| matches!(*w, Watched::Loss(v) if v.0 >= gate_at));
+        }
+        Ok(())
     }
 
-    /// The learning rate used from the next step on.
-    pub fn set_learning_rate(&mut self, lr: f32) {
-        self.learning_rate = lr;
+    /// Records the non-finite values of the watched losses and gradients `which` picks in
+    /// their slots, then halts the updates on any finding.
+    fn check_and_gate(&mut self, which: impl Fn(&Watched) -> bool) {
+        for (slot, watched) in self.watch.iter() {
+            let checked = match *watched {
+                Watched::Loss(v) | Watched::Update { grad: v, .. } if which(watched) => v,
+                _ => continue,
+            };
+            let finding = r::finite::non_finite(&self.values[checked.0]);
+            self.status.record(slot, finding);
+        }
+        self.status.gate(self.state.steps());
     }
 
-    /// The graph this plan runs.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// Trainable parameters and state, the values a checkpoint holds.
-    pub fn saved_values(&self) -> Vec<Value> {
-        self.graph.values_where(|op| {
-            matches!(
-                op,
-                Op::Param {
-                    role: Role::Trainable | Role::State,
-                    ..
+    /// Evaluates node `i`: the op family's function computes its value, or changes resident
+    /// tensors in place (with the step's learning rate and gradient clip scale).
+    fn evaluate(&mut self, i: usize, learning_rate: f32, clip_scale: &mut T) -> Result<()> {
+        let graph = self.state.graph();
+        let node = &graph.nodes()[i];
+        let ops = Operands {
+            graph,
+            node,
+            values: &self.values,
+        };
+        let value = match &node.op {
+            Op::Input | Op::Param { .. } => return Ok(()),
+            Op::MatMul { trans_a, trans_b } => matmul(&ops, *trans_a, *trans_b)?,
+            Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => elementwise(&ops),
+            Op::Reduce { .. } | Op::Transpose | Op::Reshape => arrange(&ops),
+            Op::SoftmaxXent | Op::SoftmaxXentBackward => softmax(&ops),
+            Op::SpectralFn(f) => {
+                let n = last(&node.shape);
+                match ops
+                    .x(0)
+                    .chunks(n * n)
+                    .position(|m| r::finite::non_finite(m).is_some())
+                {
+                    Some(b) => self.non_finite_solves.insert(i, b as u64),
+                    None => self.non_finite_solves.remove(&i),
+                };
+                let (h, lambda, v) = r::spectral::spectral_forward(ops.x(0), n, *f);
+                self.eigen.insert(i, (lambda, v));
+                h
+            }
+            Op::SpectralFnBackward(f) => {
+                let (lambda, v) = self.eigen.get(&node.inputs[1].0).ok_or_else(|| {
+                    Error::InvalidArgument(format!("{}: forward value not computed", node.name))
+                })?;
+                r::spectral::spectral_backward(lambda, v, ops.x(0), last(&node.shape), *f)
+            }
+            Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => {
+                if self.status.is_halted() && !matches!(node.op, Op::ClipGradients { .. }) {
+                    return Ok(());
                 }
-            )
-        })
+                let step = self.state.steps();
+                let found = in_place(node, &mut self.values, learning_rate, step, clip_scale);
+                if let Some(slot) = self.watch.slot_of(i) {
+                    self.status.record(slot, found);
+                }
+                return Ok(());
+            }
+        };
+        self.values[i] = value;
+        Ok(())
     }
+}
+
+/// C = op(A)·op(B).
+fn matmul<T: Real>(ops: &Operands<T>, trans_a: bool, trans_b: bool) -> Result<Vec<T>> {
+    let (_, dims) = matmul_shape(ops.shape(0), ops.shape(1), trans_a, trans_b)?;
+    Ok(r::matmul::matmul(ops.x(0), ops.x(1), &dims))
+}
+
+/// Unary maps, binary maps with broadcasting, and scaled broadcasts.
+fn elementwise<T: Real>(ops: &Operands<T>) -> Vec<T> {
+    match &ops.node.op {
+        Op::Unary(op) => r::elementwise::unary(*op, ops.x(0)),
+        Op::Binary { op, b_from } => r::elementwise::binary(*op, ops.x(0), ops.x(1), *b_from),
+        Op::Expand { from, alpha } => {
+            let n = ops.node.shape.iter().product();
+            r::elementwise::expand(ops.x(0), n, *from, *alpha as f64)
+        }
+        other => unreachable!("{} is not elementwise", other.name()),
+    }
+}
+
+/// Ops that rearrange or reduce their input: reductions, transposes, reshapes.
+fn arrange<T: Real>(ops: &Operands<T>) -> Vec<T> {
+    let s = ops.shape(0);
+    match &ops.node.op {
+        Op::Reduce { op, axis } => {
+            let (rows, cols) = rows_cols(s);
+            r::reduce::reduce(*op, *axis, ops.x(0), rows, cols)
+        }
+        Op::Transpose => {
+            let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+            let batch = s.iter().product::<usize>() / (rows * cols);
+            r::transpose::transpose(ops.x(0), batch, rows, cols)
+        }
+        Op::Reshape => ops.x(0).to_vec(),
+        other => unreachable!("{} does not rearrange", other.name()),
+    }
+}
+
+/// Softmax cross-entropy and its gradient w.r.t. the logits.
+fn softmax<T: Real>(ops: &Operands<T>) -> Vec<T> {
+    let (rows, classes) = rows_cols(ops.shape(0));
+    if ops.node.op == Op::SoftmaxXent {
+        r::softmax::softmax_xent(ops.x(0), ops.x(1), rows, classes)
+    } else {
+        r::softmax::softmax_xent_backward(ops.x(0), ops.x(1), ops.x(2), rows, classes)
+    }
+}
+
+/// In-place ops on resident tensors: running averages, gradient clipping (sets the step's
+/// `clip_scale`), optimizer updates (step `step`, learning rate `learning_rate`). A running
+/// average of a non-finite value is skipped; an element of a running average or an update
+/// whose new values would be NaN or Inf keeps its old ones. Returns what was found so.
+fn in_place<T: Real>(
+    node: &Node,
+    values: &mut [Vec<T>],
+    learning_rate: f32,
+    step: u64,
+    clip_scale: &mut T,
+) -> Option<(u64, u64)> {
+    // The new value of a running average, or the gradient of an update.
+    let source = &values[node.inputs[1].0];
+    let (changed, mut new): (Vec<Value>, Vec<Vec<T>>) = match &node.op {
+        Op::ClipGradients { max_norm } => {
+            let grads: Vec<&[T]> = node.inputs.iter().map(|v| values[v.0].as_slice()).collect();
+            *clip_scale = r::optim::clip_scale(&grads, *max_norm as f64);
+            return None;
+        }
+        Op::Ema { momentum } => {
+            if let found @ Some(_) = r::finite::non_finite(source) {
+                return found;
+            }
+            let m = T::c(*momentum as f64);
+            let mut state = values[node.inputs[0].0].clone();
+            for (s, &v) in state.iter_mut().zip(source) {
+                *s = (T::one() - m) * *s + m * v;
+            }
+            (vec![node.inputs[0]], vec![state])
+        }
+        Op::Update(rule) => {
+            // The parameter and its state tensors.
+            let changed = [&node.inputs[..1], &node.inputs[2..]].concat();
+            let mut new: Vec<Vec<T>> = changed.iter().map(|v| values[v.0].clone()).collect();
+            let (param, states) = new.split_at_mut(1);
+            let lr = learning_rate as f64;
+            r::optim::update(rule, lr, step, *clip_scale, &mut param[0], source, states);
+            (changed, new)
+        }
+        other => unreachable!("{} is not an in-place op", other.name()),
+    };
+    let old: Vec<&[T]> = changed.iter().map(|v| values[v.0].as_slice()).collect();
+    let found = r::finite::keep_finite(&old, &mut new);
+    for (v, t) in changed.into_iter().zip(new) {
+        values[v.0] = t;
+    }
+    found
 }
 
 /// The last dimension of a shape.
 fn last(shape: &[usize]) -> usize {
     shape.last().copied().unwrap_or(1)
+}
+
+/// `f32` values of a reference tensor.
+fn narrow<T: Real>(x: &[T]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| nalgebra::try_convert::<T, f64>(v).unwrap_or(f64::NAN) as f32)
+        .collect()
+}
+
+/// `T` values of `f32` data.
+fn widen<T: Real>(x: &[f32]) -> Vec<T> {
+    x.iter().map(|&v| T::c(v as f64)).collect()
+}
+
+impl<T: Real> ReferencePlan<T> {
+    /// Eigenvalues and eigenvectors of spectral-function node `v` at the last run.
+    fn eigenpairs(&self, v: Value) -> Result<&(Vec<T>, Vec<T>)> {
+        self.eigen.get(&v.0).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "value {} is not a spectral function computed by the last run",
+                v.0
+            ))
+        })
+    }
+}
+
+/// The reference executor through the common interface: `f32` in and out, converted to and
+/// from its precision `T`.
+impl<T: Real> Plan for ReferencePlan<T> {
+    fn state(&self) -> &PlanState {
+        &self.state
+    }
+
+    fn state_mut(&mut self) -> &mut PlanState {
+        &mut self.state
+    }
+
+    fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        let wide: Vec<(Value, Vec<T>)> = inputs.iter().map(|&(v, x)| (v, widen(x))).collect();
+        let views: Vec<(Value, &[T])> = wide.iter().map(|(v, x)| (*v, x.as_slice())).collect();
+        ReferencePlan::step(self, &views)
+    }
+
+    fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()> {
+        let wide: Vec<(Value, Vec<T>)> = inputs.iter().map(|&(v, x)| (v, widen(x))).collect();
+        let views: Vec<(Value, &[T])> = wide.iter().map(|(v, x)| (*v, x.as_slice())).collect();
+        ReferencePlan::forward(self, &views, outputs)
+    }
+
+    fn read(&self, v: Value) -> Result<Vec<f32>> {
+        ReferencePlan::read(self, v).map(narrow)
+    }
+
+    fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
+        ReferencePlan::write(self, v, &widen(data))
+    }
+
+    /// The reference has no warm starts: it reports non-finite solver inputs and the step
+    /// status.
+    fn check_status(&self) -> Result<()> {
+        let graph = self.state.graph();
+        if let Some((&node, &index)) = self.non_finite_solves.iter().next() {
+            return Err(non_finite_solve(graph, node, SolveFault::Input, index));
+        }
+        self.watch.check(graph, &self.status)
+    }
+
+    fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
+        Ok(narrow(&self.eigenpairs(v)?.0))
+    }
+
+    fn eigenvectors(&self, v: Value) -> Result<Vec<f32>> {
+        Ok(narrow(&self.eigenpairs(v)?.1))
+    }
+
+    /// The reference decomposes with nalgebra's symmetric eigensolver, not Jacobi sweeps:
+    /// always an error.
+    fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
+        self.eigenpairs(v)?;
+        Err(Error::InvalidArgument(
+            "the reference executor decomposes with nalgebra and counts no Jacobi sweeps".into(),
+        ))
+    }
 }

@@ -1,10 +1,18 @@
-//! Per-adapter choice of kernel variants by measurement, remembered in memory on the
-//! [`Device`](crate::Device) and on disk.
+//! Per-adapter choice of kernel variants: one mechanism for every kernel that can run more
+//! than one way.
 //!
-//! A kernel with variants (today: [`matmul`](super::matmul::autotune)) times each variant
-//! once on a representative size and keeps the fastest for that adapter. The choice is
-//! stored in memory on the device (so kernels built afterwards use it) and in a small text
-//! file, so the next process on the same adapter and driver reads it instead of measuring.
+//! A kernel family with interchangeable variants implements [`Tunable`]: the name its choice
+//! is stored under, its [`Variant`] type, the default for an adapter that has not been
+//! measured (a rule on the adapter's type), and a trial — one launch of each variant on a
+//! representative problem. [`variant`] returns the choice for a device: what [`tune`] measured
+//! on this device if it ran, else the default. [`tune`] times every variant once per adapter
+//! and keeps the fastest, in memory on the [`Device`] (so kernels built afterwards use it) and
+//! in a small text file, so the next process on the same adapter and driver reads it instead
+//! of measuring. [`tune_all`] does so for every tunable kernel of the crate: matmul
+//! ([`Matmul`](super::matmul::Matmul)), transpose ([`Transpose`](super::transpose::Transpose)),
+//! reductions ([`Reduce`](super::reduce::Reduce)) and softmax cross-entropy
+//! ([`SoftmaxXent`](super::softmax::SoftmaxXent)). Tune before compiling plans: dispatches
+//! built earlier keep the variant they were built with.
 //!
 //! The file is `autotune-v1.txt` in the first of `$EIGENGRAD_CACHE_DIR`,
 //! `$XDG_CACHE_HOME/eigengrad` and `$HOME/.cache/eigengrad` that is set. Its first line is
@@ -12,8 +20,12 @@
 //! do not parse are ignored, and a missing, unreadable, corrupt or unwritable file is never
 //! an error: tuning measures again and logs why it could not save.
 
-use crate::device::DeviceInfo;
+use super::Dispatch;
+use crate::device::{Device, DeviceInfo};
+use crate::error::Result;
+use crate::profile::{time_pass, PassTimer};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// File name of the cache (the version is part of the name and of the header line).
@@ -155,5 +167,286 @@ impl TuneCache {
         std::fs::rename(&tmp, path).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
+    }
+}
+
+/// One way of running a kernel; the variants of a kernel compute the same result.
+pub trait Variant: Copy + PartialEq + fmt::Debug + 'static {
+    /// Every variant.
+    const ALL: &'static [Self];
+
+    /// The variant's stable name, as the cache file stores it.
+    fn name(self) -> &'static str;
+
+    /// The variant called `name` (as [`Variant::name`] writes it), if any.
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
+/// A kernel family whose [`Variant`] is chosen per adapter, by measurement where [`tune`] ran
+/// and by [`Tunable::default_variant`] elsewhere.
+pub trait Tunable {
+    /// The variants.
+    type Variant: Variant;
+
+    /// The name choices are stored under (on the device and in the cache file).
+    const KERNEL: &'static str;
+
+    /// The variant for an adapter where none was measured.
+    fn default_variant(info: &DeviceInfo) -> Self::Variant;
+
+    /// One launch of each variant of [`Variant::ALL`], in that order, on one representative
+    /// problem: what [`tune`] times.
+    fn trials(device: &Device) -> Result<Vec<Dispatch>>;
+}
+
+/// The variant of kernel `K` on `device`: the one [`tune`] chose there, if it ran on this
+/// device (or [`set_variant`] forced one), else [`Tunable::default_variant`].
+pub fn variant<K: Tunable>(device: &Device) -> K::Variant {
+    device
+        .tuned_variant(K::KERNEL)
+        .and_then(|name| K::Variant::parse(&name))
+        .unwrap_or_else(|| K::default_variant(device.info()))
+}
+
+/// Makes `v` the variant of kernel `K` on `device` (for kernels built afterwards), as if
+/// measured: a way to force a variant.
+pub fn set_variant<K: Tunable>(device: &Device, v: K::Variant) {
+    device.set_tuned_variant(K::KERNEL, v.name());
+}
+
+/// What [`tune`] chose, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning<V> {
+    /// The variant [`variant`] now returns on this device.
+    pub variant: V,
+    /// Whether it was already tuned in this process, read from the cache file, or measured.
+    pub source: TuneSource,
+    /// Milliseconds of one trial launch per variant (device time from timestamp queries where
+    /// the adapter has them, else wall time); empty unless measured.
+    pub timings_ms: Vec<(V, f64)>,
+    /// The cache file consulted, if any.
+    pub cache_path: Option<PathBuf>,
+}
+
+impl<V: Variant> Tuning<V> {
+    /// The same report with variants by name (what [`tune_all`] returns).
+    pub fn named(self) -> Tuning<&'static str> {
+        Tuning {
+            variant: self.variant.name(),
+            source: self.source,
+            timings_ms: self
+                .timings_ms
+                .into_iter()
+                .map(|(v, ms)| (v.name(), ms))
+                .collect(),
+            cache_path: self.cache_path,
+        }
+    }
+}
+
+/// Timed runs of each variant while tuning (after one untimed warm-up that compiles it); the
+/// fastest run counts, which discards runs slowed by other load.
+const TUNE_RUNS: usize = 3;
+
+/// Chooses the variant of kernel `K` for `device` by measurement, once per adapter: the
+/// choice is remembered on the device (so [`variant`] returns it from then on) and in the
+/// cache file `cache` (`None`: memory only; usually [`default_cache_path`]). With `force` it
+/// measures even where a choice is remembered or cached (which it then replaces).
+///
+/// Errors: only device errors while measuring; cache files are read and written best-effort.
+pub fn tune<K: Tunable>(
+    device: &Device,
+    cache: Option<&Path>,
+    force: bool,
+) -> Result<Tuning<K::Variant>> {
+    let done = |variant: K::Variant, source, timings_ms| {
+        set_variant::<K>(device, variant);
+        log::info!(
+            "{} autotune on {}: {variant:?} ({source:?})",
+            K::KERNEL,
+            device.info().name
+        );
+        Ok(Tuning {
+            variant,
+            source,
+            timings_ms,
+            cache_path: cache.map(Path::to_path_buf),
+        })
+    };
+    if !force {
+        if let Some(v) = device
+            .tuned_variant(K::KERNEL)
+            .and_then(|n| K::Variant::parse(&n))
+        {
+            return done(v, TuneSource::Memory, Vec::new());
+        }
+    }
+    let key = adapter_key(device.info());
+    let mut file = TuneCache::load(cache);
+    if !force {
+        if let Some(v) = file.get(&key, K::KERNEL).and_then(K::Variant::parse) {
+            return done(v, TuneSource::Disk, Vec::new());
+        }
+    }
+    let timings = measure::<K>(device)?;
+    let best = timings
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|t| t.0)
+        .unwrap_or_else(|| K::default_variant(device.info()));
+    file.insert(&key, K::KERNEL, best.name());
+    if let Err(e) = file.save() {
+        log::warn!(
+            "{} autotune: could not save {}: {e} (the choice is kept in memory)",
+            K::KERNEL,
+            cache.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    done(best, TuneSource::Measured, timings)
+}
+
+/// [`tune`] for every tunable kernel of the crate, in the order of the module docs.
+pub fn tune_all(
+    device: &Device,
+    cache: Option<&Path>,
+    force: bool,
+) -> Result<Vec<Tuning<&'static str>>> {
+    use super::{matmul::Matmul, reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
+    Ok(vec![
+        tune::<Matmul>(device, cache, force)?.named(),
+        tune::<Transpose>(device, cache, force)?.named(),
+        tune::<Reduce>(device, cache, force)?.named(),
+        tune::<SoftmaxXent>(device, cache, force)?.named(),
+    ])
+}
+
+/// Times every variant's trial: the fastest of [`TUNE_RUNS`] runs each, runs of the variants
+/// interleaved so that a burst of other load hits them alike.
+fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
+    let dispatches = K::trials(device)?;
+    debug_assert_eq!(dispatches.len(), K::Variant::ALL.len());
+    let timer = PassTimer::new(device, 1)?;
+    let mut best = vec![f64::INFINITY; dispatches.len()];
+    for run in 0..=TUNE_RUNS {
+        for (k, d) in dispatches.iter().enumerate() {
+            let p = time_pass(device, timer.as_ref(), 1, |pass| d.record(pass))?;
+            if run > 0 {
+                best[k] = best[k].min(p.gpu_ms.unwrap_or(p.wall_ms));
+            }
+        }
+    }
+    Ok(K::Variant::ALL.iter().copied().zip(best).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::matmul::{Matmul, MatmulVariant};
+    use crate::kernels::reduce::Reduce;
+    use crate::kernels::softmax::SoftmaxXent;
+    use crate::kernels::transpose::{Transpose, TransposeKernel};
+    use crate::kernels::LanePolicy;
+
+    /// Every variant of `K` survives a round trip through its name; names are distinct.
+    fn names_round_trip<K: Tunable>() {
+        let names: Vec<&str> = K::Variant::ALL.iter().map(|v| v.name()).collect();
+        for (i, &v) in K::Variant::ALL.iter().enumerate() {
+            assert_eq!(K::Variant::parse(v.name()), Some(v));
+            assert!(!names[..i].contains(&v.name()), "{names:?}");
+            assert_eq!(
+                clean(v.name()),
+                v.name(),
+                "a name the cache file would alter"
+            );
+        }
+        assert_eq!(K::Variant::parse("NoSuchVariant"), None);
+        assert_eq!(clean(K::KERNEL), K::KERNEL);
+    }
+
+    #[test]
+    fn variant_names_round_trip() {
+        names_round_trip::<Matmul>();
+        names_round_trip::<Transpose>();
+        names_round_trip::<Reduce>();
+        names_round_trip::<SoftmaxXent>();
+    }
+
+    #[test]
+    fn cache_keys_are_normalised_in_memory() {
+        let mut cache = TuneCache::load(None);
+        assert!(cache.is_empty() && cache.path().is_none());
+        cache.insert("Adapter\tA\n", " matmul", "Tiled\r");
+        assert_eq!(cache.get("Adapter A", "matmul"), Some("Tiled"));
+        assert_eq!(cache.get("Adapter\tA", "matmul\n"), Some("Tiled"));
+        cache.insert("Adapter A", "matmul", "RowBlock");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get("Adapter A", "matmul"), Some("RowBlock"));
+        assert_eq!(cache.get("Adapter B", "matmul"), None);
+        // No file: saving is a no-op, not an error.
+        assert!(cache.save().is_ok());
+    }
+
+    #[test]
+    fn named_reports_keep_order_and_figures() {
+        let t = Tuning {
+            variant: MatmulVariant::Tiled,
+            source: TuneSource::Measured,
+            timings_ms: vec![(MatmulVariant::RowBlock, 2.0), (MatmulVariant::Tiled, 1.0)],
+            cache_path: None,
+        };
+        let n = t.named();
+        assert_eq!(n.variant, "Tiled");
+        assert_eq!(n.timings_ms, vec![("RowBlock", 2.0), ("Tiled", 1.0)]);
+        assert_eq!(n.source, TuneSource::Measured);
+    }
+
+    /// Untuned, `variant` is the default; forced, it follows; every trial builds one launch
+    /// per variant.
+    fn follows_the_device<K: Tunable>(device: &Device) {
+        assert_eq!(variant::<K>(device), K::default_variant(device.info()));
+        for &v in K::Variant::ALL {
+            set_variant::<K>(device, v);
+            assert_eq!(variant::<K>(device), v);
+        }
+        assert_eq!(K::trials(device).unwrap().len(), K::Variant::ALL.len());
+    }
+
+    #[test]
+    fn the_choice_follows_the_device() {
+        // A device of its own: forcing variants must not touch other tests' devices.
+        let device = Device::new().unwrap();
+        follows_the_device::<Matmul>(&device);
+        follows_the_device::<Transpose>(&device);
+        follows_the_device::<Reduce>(&device);
+        follows_the_device::<SoftmaxXent>(&device);
+        // A stored name that no variant has is ignored.
+        device.set_tuned_variant(Transpose::KERNEL, "NoSuchVariant");
+        assert_eq!(
+            variant::<Transpose>(&device),
+            Transpose::default_variant(device.info())
+        );
+        // The defaults are the adapter-type rules.
+        fn on<T>(cpu: bool, on_cpu: T, elsewhere: T) -> T {
+            if cpu {
+                on_cpu
+            } else {
+                elsewhere
+            }
+        }
+        let cpu = device.info().is_cpu();
+        assert_eq!(
+            Matmul::default_variant(device.info()),
+            on(cpu, MatmulVariant::RowBlock, MatmulVariant::Tiled)
+        );
+        assert_eq!(
+            Transpose::default_variant(device.info()),
+            on(cpu, TransposeKernel::Direct, TransposeKernel::Tiled)
+        );
+        assert_eq!(
+            Reduce::default_variant(device.info()),
+            on(cpu, LanePolicy::Fewest, LanePolicy::Spread)
+        );
     }
 }

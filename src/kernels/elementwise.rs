@@ -1,27 +1,72 @@
 //! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`) and binary (add,
 //! sub, mul with a broadcast right operand, and the activations' backward rules).
+//!
+//! The activations and their backward rules propagate NaN on every adapter: a NaN input (or
+//! upstream gradient) gives a NaN output, so a diverged network never reads as finite.
 
-use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::Tensor;
 
+// Both shaders are appended to the activations' NaN-propagating helpers.
 const UNARY: Shader = Shader {
     name: "elementwise_unary",
-    source: include_str!("../../shaders/elementwise_unary.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/elementwise_unary.wgsl")
+    ),
 };
 const BINARY: Shader = Shader {
     name: "elementwise_binary",
-    source: include_str!("../../shaders/elementwise_binary.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/elementwise_binary.wgsl")
+    ),
 };
-const WORKGROUP: u32 = 64;
+/// Invocations per workgroup of every elementwise kernel.
+const WG: [u32; 3] = [64, 1, 1];
+
+const SCALE: Kernel<UnaryParams> = Kernel::new(&UNARY, "scale", WG);
+const RELU: Kernel<UnaryParams> = Kernel::new(&UNARY, "relu", WG);
+const TANH: Kernel<UnaryParams> = Kernel::new(&UNARY, "tanh_fwd", WG);
+const GELU: Kernel<UnaryParams> = Kernel::new(&UNARY, "gelu", WG);
+const EXPAND: Kernel<UnaryParams> = Kernel::new(&UNARY, "expand", WG);
+const ADD: Kernel<BinaryParams> = Kernel::new(&BINARY, "add", WG);
+const SUB: Kernel<BinaryParams> = Kernel::new(&BINARY, "sub", WG);
+const MUL: Kernel<BinaryParams> = Kernel::new(&BINARY, "mul", WG);
+const RELU_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "relu_backward", WG);
+const TANH_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "tanh_backward", WG);
+const GELU_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "gelu_backward", WG);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 11] = [
+    SCALE.spec(),
+    RELU.spec(),
+    TANH.spec(),
+    GELU.spec(),
+    EXPAND.spec(),
+    ADD.spec(),
+    SUB.spec(),
+    MUL.spec(),
+    RELU_BACKWARD.spec(),
+    TANH_BACKWARD.spec(),
+    GELU_BACKWARD.spec(),
+];
+
+/// The shaders' workgroup size constant, which their flat index uses.
+pub(super) const CONSTANTS: [SharedConstant; 2] = [
+    SharedConstant::u32(&UNARY, "WG", WG[0]),
+    SharedConstant::u32(&BINARY, "WG", WG[0]),
+];
 
 /// A unary elementwise map y = f(x).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
     /// y = alpha · x.
     Scale(f32),
-    /// y = max(x, 0).
+    /// y = max(x, 0) (NaN stays NaN).
     Relu,
     /// y = tanh(x).
     Tanh,
@@ -30,12 +75,12 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
-    fn entry(self) -> &'static str {
+    fn kernel(self) -> &'static Kernel<UnaryParams> {
         match self {
-            UnaryOp::Scale(_) => "scale",
-            UnaryOp::Relu => "relu",
-            UnaryOp::Tanh => "tanh_fwd",
-            UnaryOp::Gelu => "gelu",
+            UnaryOp::Scale(_) => &SCALE,
+            UnaryOp::Relu => &RELU,
+            UnaryOp::Tanh => &TANH,
+            UnaryOp::Gelu => &GELU,
         }
     }
 }
@@ -49,7 +94,7 @@ pub enum BinaryOp {
     Sub,
     /// a ∘ b.
     Mul,
-    /// dx of ReLU: a = x, b = dy.
+    /// dx of ReLU: a = x, b = dy; dy where x > 0, 0 where x ≤ 0, NaN where x or dy is NaN.
     ReluBackward,
     /// dx of tanh: a = y = tanh(x), b = dy.
     TanhBackward,
@@ -58,14 +103,14 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    fn entry(self) -> &'static str {
+    fn kernel(self) -> &'static Kernel<BinaryParams> {
         match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::ReluBackward => "relu_backward",
-            BinaryOp::TanhBackward => "tanh_backward",
-            BinaryOp::GeluBackward => "gelu_backward",
+            BinaryOp::Add => &ADD,
+            BinaryOp::Sub => &SUB,
+            BinaryOp::Mul => &MUL,
+            BinaryOp::ReluBackward => &RELU_BACKWARD,
+            BinaryOp::TanhBackward => &TANH_BACKWARD,
+            BinaryOp::GeluBackward => &GELU_BACKWARD,
         }
     }
 }
@@ -125,21 +170,21 @@ impl Broadcast {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct UnaryParams {
-    n: u32,
-    alpha: f32,
-    inner: u32,
-    len: u32,
+crate::wgsl_params! {
+    struct UnaryParams {
+        n: u32,
+        alpha: f32,
+        inner: u32,
+        len: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct BinaryParams {
-    n: u32,
-    b_len: u32,
-    b_inner: u32,
+crate::wgsl_params! {
+    struct BinaryParams {
+        n: u32,
+        b_len: u32,
+        b_inner: u32,
+    }
 }
 
 /// Shape rule of a binary op: `b` has `a`'s shape, or is a suffix of it (broadcast along the
@@ -164,15 +209,16 @@ pub fn unary_dispatch(
     n: usize,
 ) -> Result<Dispatch> {
     let alpha = if let UnaryOp::Scale(a) = op { a } else { 1.0 };
-    let n32 = to_u32(op.entry(), n)?;
+    let kernel = op.kernel();
+    let n32 = to_u32(kernel.spec().entry, n)?;
     let params = UnaryParams {
         n: n32,
         alpha,
         inner: 1,
         len: n32,
     };
-    let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
-    Dispatch::new(device, &UNARY, op.entry(), &params, &[x, y], grid)
+    let grid = kernel.grid(device, n as u64)?;
+    kernel.dispatch(device, &params, &[x, y], grid)
 }
 
 /// A launch writing `n` elements of `y` = `alpha`·x broadcast as `from` says.
@@ -191,8 +237,8 @@ pub fn expand_dispatch(
         inner,
         len,
     };
-    let grid = grid_1d(device, "expand", n as u64, WORKGROUP)?;
-    Dispatch::new(device, &UNARY, "expand", &params, &[x, y], grid)
+    let grid = EXPAND.grid(device, n as u64)?;
+    EXPAND.dispatch(device, &params, &[x, y], grid)
 }
 
 /// A launch of `op` over `n` elements of `a` with `b` read as `b_from` says.
@@ -205,14 +251,16 @@ pub fn binary_dispatch(
     n: usize,
     b_from: Broadcast,
 ) -> Result<Dispatch> {
-    let (b_len, b_inner) = b_from.check(op.entry(), n)?;
+    let kernel = op.kernel();
+    let entry = kernel.spec().entry;
+    let (b_len, b_inner) = b_from.check(entry, n)?;
     let params = BinaryParams {
-        n: to_u32(op.entry(), n)?,
+        n: to_u32(entry, n)?,
         b_len,
         b_inner,
     };
-    let grid = grid_1d(device, op.entry(), n as u64, WORKGROUP)?;
-    Dispatch::new(device, &BINARY, op.entry(), &params, &[a, b, out], grid)
+    let grid = kernel.grid(device, n as u64)?;
+    kernel.dispatch(device, &params, &[a, b, out], grid)
 }
 
 /// y = op(x), a new tensor of `x`'s shape.
@@ -245,7 +293,7 @@ pub fn expand(x: &Tensor, shape: &[usize], from: Broadcast, alpha: f32) -> Resul
 
 /// out = op(a, b), a new tensor of `a`'s shape (`b` broadcast along leading dimensions).
 pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let device = same_device(op.entry(), &[a, b])?;
+    let device = same_device(op.kernel().spec().entry, &[a, b])?;
     let shape = binary_shape(op, a.shape(), b.shape())?;
     let out = Tensor::zeros(&device, &shape)?;
     let d = binary_dispatch(

@@ -80,6 +80,9 @@ const APPLY64: Shader = jacobi_shader!(
 );
 const CHECK: Shader = jacobi_shader!("jacobi_check", "", "jacobi_check.wgsl");
 
+/// Every shader of the blocked path (checked by the contract test).
+pub(super) const SHADERS: [&Shader; 5] = [&SOLVE32, &SOLVE64, &APPLY32, &APPLY64, &CHECK];
+
 /// The largest block a device can get: 32, or 16 on devices with little workgroup memory.
 const BLOCK_LARGE: usize = 32;
 const BLOCK_SMALL: usize = 16;

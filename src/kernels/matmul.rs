@@ -1,34 +1,47 @@
-//! Batched matrix product C[b] = op(A[b]) · op(B[b]), op = identity or transpose, with an
+//! Batched matrix product `C[b] = op(A[b]) · op(B[b])`, op = identity or transpose, with an
 //! operand optionally shared by every batch item.
 //!
-//! Two kernel variants, chosen per adapter by [`MatmulVariant::for_device`]:
-//! - [`MatmulVariant::RowBlock`], barrier-free and without workgroup memory, for CPU adapters
-//!   (llvmpipe runs a workgroup on one thread, where barriers cost more than they save);
-//! - [`MatmulVariant::Tiled`], shared-memory tiles with register blocking, for real GPUs.
+//! Two kernel variants, chosen per adapter through [`autotune`] ([`Matmul`] is the tunable
+//! kernel):
+//! - [`MatmulVariant::RowBlock`], barrier-free and without workgroup memory, the default on
+//!   CPU adapters (llvmpipe runs a workgroup on one thread, where barriers cost more than they
+//!   save);
+//! - [`MatmulVariant::Tiled`], shared-memory tiles with register blocking, the default on
+//!   real GPUs.
 //!
-//! That rule is a heuristic; [`autotune`] replaces it on a device by measurement (both
-//! variants timed once on a [`TUNE_SIZE`]² product, the winner cached per adapter in memory
-//! and on disk, see [`super::autotune`]).
+//! [`autotune::tune`] replaces the default on a device by measurement (both variants timed
+//! once on a [`TUNE_SIZE`]² product, the winner cached per adapter in memory and on disk).
 //!
 //! Both take any m, n, k ≥ 1: loads clamp into the matrix and stores are masked. Transposes
 //! are a choice of strides made here on the host, so the shaders' inner loops never branch.
 
-use super::autotune::{adapter_key, default_cache_path, TuneCache, TuneSource};
-use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
-use crate::device::Device;
+use super::autotune::{self, Tunable, Variant};
+use super::{grid_1d, same_device, to_u32, Dispatch, Kernel, Shader};
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
-use crate::profile::{time_pass, PassTimer};
+use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::Tensor;
-use std::path::{Path, PathBuf};
 
 const MATMUL: Shader = Shader {
     name: "matmul",
     source: include_str!("../../shaders/matmul.wgsl"),
 };
+const ROW_BLOCK: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_rowblock", [64, 1, 1]);
+const TILED: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_tiled", [16, 16, 1]);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 2] = [ROW_BLOCK.spec(), TILED.spec()];
+
+/// Constants the shader declares and this module mirrors: the tile each variant computes.
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
+    SharedConstant::u32(&MATMUL, "RB_ROWS", MatmulVariant::RowBlock.tile().0 as u32),
+    SharedConstant::u32(&MATMUL, "RB_COLS", MatmulVariant::RowBlock.tile().1 as u32),
+    SharedConstant::u32(&MATMUL, "TL_TILE", MatmulVariant::Tiled.tile().0 as u32),
+];
 
 /// The sizes of one batched product and how its operands are stored.
 ///
-/// C[b] = op(A[b]) · op(B[b]) for b in 0..batch, op(A) m×k, op(B) k×n, C m×n, all row-major.
+/// `C[b] = op(A[b]) · op(B[b])` for b in 0..batch, op(A) m×k, op(B) k×n, C m×n, all row-major.
 /// A is stored [m, k], or [k, m] when `trans_a`; B is stored [k, n], or [n, k] when `trans_b`.
 /// An operand that is not batched is one matrix shared by every batch item (batch stride 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,7 +154,7 @@ pub fn matmul_shape(
     Ok((shape, dims))
 }
 
-/// Which matmul kernel to run. The right one depends on the adapter: see [`Self::for_device`].
+/// Which matmul kernel to run; the right one depends on the adapter (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
     /// Barrier-free, no workgroup memory: 64 lanes own 16 rows × 256 columns, each lane 4
@@ -153,50 +166,28 @@ pub enum MatmulVariant {
     Tiled,
 }
 
-impl MatmulVariant {
-    /// Every variant, for tests and benches that cover all of them.
-    pub const ALL: [MatmulVariant; 2] = [MatmulVariant::RowBlock, MatmulVariant::Tiled];
+impl Variant for MatmulVariant {
+    const ALL: &'static [MatmulVariant] = &[MatmulVariant::RowBlock, MatmulVariant::Tiled];
 
-    /// The variant to use on `device`: the one [`autotune`] chose there, if it ran on this
-    /// device; else the [`Self::heuristic`]. This is the single place the choice is made.
-    pub fn for_device(device: &Device) -> MatmulVariant {
-        device
-            .tuned_variant(TUNE_KERNEL)
-            .and_then(|name| MatmulVariant::parse(&name))
-            .unwrap_or_else(|| MatmulVariant::heuristic(device))
-    }
-
-    /// The untuned rule: RowBlock on CPU adapters, Tiled otherwise.
-    pub fn heuristic(device: &Device) -> MatmulVariant {
-        if device.info().is_cpu() {
-            MatmulVariant::RowBlock
-        } else {
-            MatmulVariant::Tiled
-        }
-    }
-
-    /// The variant's name, as the autotune cache stores it: `RowBlock` or `Tiled`.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             MatmulVariant::RowBlock => "RowBlock",
             MatmulVariant::Tiled => "Tiled",
         }
     }
+}
 
-    /// The variant called `name` (as [`Self::name`] writes it), if any.
-    pub fn parse(name: &str) -> Option<MatmulVariant> {
-        MatmulVariant::ALL.into_iter().find(|v| v.name() == name)
-    }
-
-    fn entry(self) -> &'static str {
+impl MatmulVariant {
+    fn kernel(self) -> &'static Kernel<MatmulParams> {
         match self {
-            MatmulVariant::RowBlock => "matmul_rowblock",
-            MatmulVariant::Tiled => "matmul_tiled",
+            MatmulVariant::RowBlock => &ROW_BLOCK,
+            MatmulVariant::Tiled => &TILED,
         }
     }
 
-    /// Rows × columns of C one workgroup computes (must match the shader's constants).
-    fn tile(self) -> (usize, usize) {
+    /// Rows × columns of C one workgroup computes (the shader's constants, checked by the
+    /// contract test).
+    const fn tile(self) -> (usize, usize) {
         match self {
             MatmulVariant::RowBlock => (16, 256),
             MatmulVariant::Tiled => (64, 64),
@@ -204,28 +195,58 @@ impl MatmulVariant {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_n: u32,
-    tiles_m: u32,
-    total: u32,
-    a_rs: u32,
-    a_cs: u32,
-    a_bs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    b_bs: u32,
-    a_k_fast: u32,
-    b_n_fast: u32,
-    pad: [u32; 2],
+/// The matmul kernel family, whose [`MatmulVariant`] is chosen per adapter by [`autotune`].
+#[derive(Clone, Copy, Debug)]
+pub struct Matmul;
+
+impl Tunable for Matmul {
+    type Variant = MatmulVariant;
+    const KERNEL: &'static str = "matmul";
+
+    /// RowBlock on CPU adapters, Tiled otherwise.
+    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
+        if info.is_cpu() {
+            MatmulVariant::RowBlock
+        } else {
+            MatmulVariant::Tiled
+        }
+    }
+
+    /// Every variant on one [`TUNE_SIZE`]² product.
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        let n = TUNE_SIZE;
+        let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
+        let data: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        let a = Tensor::from_slice(device, &[n, n], &data)?;
+        let c = Tensor::zeros(device, &[n, n])?;
+        MatmulVariant::ALL
+            .iter()
+            .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), a.buffer(), c.buffer(), v))
+            .collect()
+    }
 }
 
-/// A launch of the kernel [`MatmulVariant::for_device`] picks, computing `c` from `a` and `b`
-/// as `dims` describe. Built once; record it every step.
+crate::wgsl_params! {
+    struct MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        tiles_n: u32,
+        tiles_m: u32,
+        total: u32,
+        a_rs: u32,
+        a_cs: u32,
+        a_bs: u32,
+        b_rs: u32,
+        b_cs: u32,
+        b_bs: u32,
+        a_k_fast: u32,
+        b_n_fast: u32,
+    }
+}
+
+/// A launch of the variant [`autotune::variant`] picks for [`Matmul`] on `device`, computing
+/// `c` from `a` and `b` as `dims` describe. Built once; record it every step.
 pub fn matmul_dispatch(
     device: &Device,
     dims: &MatmulDims,
@@ -233,7 +254,7 @@ pub fn matmul_dispatch(
     b: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    matmul_dispatch_variant(device, dims, a, b, c, MatmulVariant::for_device(device))
+    matmul_dispatch_variant(device, dims, a, b, c, autotune::variant::<Matmul>(device))
 }
 
 /// A launch of a chosen `variant` (for tests, benches and autotuning): as [`matmul_dispatch`].
@@ -248,7 +269,8 @@ pub fn matmul_dispatch_variant(
     c: &wgpu::Buffer,
     variant: MatmulVariant,
 ) -> Result<Dispatch> {
-    let op = variant.entry();
+    let kernel = variant.kernel();
+    let op = kernel.spec().entry;
     let &MatmulDims { batch, m, n, k, .. } = dims;
     if [batch, m, n, k].contains(&0) {
         return Err(Error::shape(
@@ -301,9 +323,8 @@ pub fn matmul_dispatch_variant(
         b_bs: if dims.b_batched { k32 * n32 } else { 0 },
         a_k_fast: u32::from(a_cs == 1),
         b_n_fast: u32::from(b_cs == 1),
-        pad: [0; 2],
     };
-    Dispatch::new(device, &MATMUL, op, &params, &[a, b, c], grid)
+    kernel.dispatch(device, &params, &[a, b, c], grid)
 }
 
 /// op(a) · op(b) as a new tensor, on the kernel the device prefers. Shapes as in
@@ -317,111 +338,6 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
     Ok(c)
 }
 
-/// The kernel name matmul choices are stored under (on the device and in the cache file).
-const TUNE_KERNEL: &str = "matmul";
-
-/// Order of the square product [`autotune`] times: large enough that launch overhead is
+/// Order of the square product [`Matmul`] is tuned on: large enough that launch overhead is
 /// noise, small enough to take about a second on lavapipe.
 pub const TUNE_SIZE: usize = 512;
-
-/// Timed runs of each variant while tuning (after one untimed warm-up that compiles it); the
-/// fastest run counts, which discards runs slowed by other load.
-const TUNE_RUNS: usize = 3;
-
-/// What [`autotune_with`] chose, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MatmulTuning {
-    /// The variant [`MatmulVariant::for_device`] now returns on this device.
-    pub variant: MatmulVariant,
-    /// Whether it was already tuned in this process, read from the cache file, or measured.
-    pub source: TuneSource,
-    /// Milliseconds of one [`TUNE_SIZE`]² product per variant (device time from timestamp
-    /// queries where the adapter has them, else wall time); empty unless measured.
-    pub timings_ms: Vec<(MatmulVariant, f64)>,
-    /// The cache file consulted, if any.
-    pub cache_path: Option<PathBuf>,
-}
-
-/// Chooses the matmul variant for `device` by measurement, once per adapter: the choice is
-/// remembered on the device (so [`MatmulVariant::for_device`] returns it from then on) and
-/// in the cache file of [`default_cache_path`]. A missing or read-only cache is not an error.
-/// Tune before compiling plans: dispatches built earlier keep the variant they were built
-/// with.
-pub fn autotune(device: &Device) -> Result<MatmulVariant> {
-    Ok(autotune_with(device, default_cache_path().as_deref(), false)?.variant)
-}
-
-/// [`autotune`] with an explicit cache file (`None`: memory only) and, with `force`, a new
-/// measurement even where a choice is remembered or cached (which it then replaces).
-///
-/// Errors: only device errors while measuring; cache files are read and written best-effort.
-pub fn autotune_with(device: &Device, cache: Option<&Path>, force: bool) -> Result<MatmulTuning> {
-    let done = |variant, source, timings_ms| {
-        device.set_tuned_variant(TUNE_KERNEL, MatmulVariant::name(variant));
-        log::info!(
-            "matmul autotune on {}: {variant:?} ({source:?})",
-            device.info().name
-        );
-        Ok(MatmulTuning {
-            variant,
-            source,
-            timings_ms,
-            cache_path: cache.map(Path::to_path_buf),
-        })
-    };
-    if !force {
-        if let Some(v) = device
-            .tuned_variant(TUNE_KERNEL)
-            .and_then(|n| MatmulVariant::parse(&n))
-        {
-            return done(v, TuneSource::Memory, Vec::new());
-        }
-    }
-    let key = adapter_key(device.info());
-    let mut file = TuneCache::load(cache);
-    if !force {
-        if let Some(v) = file.get(&key, TUNE_KERNEL).and_then(MatmulVariant::parse) {
-            return done(v, TuneSource::Disk, Vec::new());
-        }
-    }
-    let timings = measure(device)?;
-    let best = timings
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|t| t.0)
-        .unwrap_or_else(|| MatmulVariant::heuristic(device));
-    file.insert(&key, TUNE_KERNEL, best.name());
-    if let Err(e) = file.save() {
-        log::warn!(
-            "matmul autotune: could not save {}: {e} (the choice is kept in memory)",
-            cache.map(|p| p.display().to_string()).unwrap_or_default()
-        );
-    }
-    done(best, TuneSource::Measured, timings)
-}
-
-/// Times every variant on a [`TUNE_SIZE`]² product: the fastest of [`TUNE_RUNS`] runs each,
-/// runs of the variants interleaved so that a burst of other load hits them alike.
-fn measure(device: &Device) -> Result<Vec<(MatmulVariant, f64)>> {
-    let n = TUNE_SIZE;
-    let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
-    let data: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
-    let a = Tensor::from_slice(device, &[n, n], &data)?;
-    let b = Tensor::from_slice(device, &[n, n], &data)?;
-    let c = Tensor::zeros(device, &[n, n])?;
-    let timer = PassTimer::new(device, 1)?;
-    let dispatches = MatmulVariant::ALL
-        .iter()
-        .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), b.buffer(), c.buffer(), v))
-        .collect::<Result<Vec<_>>>()?;
-    let mut best = vec![f64::INFINITY; dispatches.len()];
-    for run in 0..=TUNE_RUNS {
-        for (k, d) in dispatches.iter().enumerate() {
-            let p = time_pass(device, timer.as_ref(), 1, |pass| d.record(pass))?;
-            if run > 0 {
-                best[k] = best[k].min(p.gpu_ms.unwrap_or(p.wall_ms));
-            }
-        }
-    }
-    Ok(MatmulVariant::ALL.into_iter().zip(best).collect())
-}

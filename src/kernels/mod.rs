@@ -7,10 +7,16 @@
 //! - a *tensor-level* function that checks shapes, allocates the output and runs the kernel at
 //!   once — convenient for tests, benchmarks and users who want one op.
 //!
+//! A kernel is declared as a typed [`Kernel`] constant (shader, entry point, workgroup size,
+//! override values, parameter struct; see [`crate::pipeline`]) and launched with
+//! [`Kernel::dispatch`]. Kernels with interchangeable variants choose them through
+//! [`autotune`].
+//!
 //! Binding convention: binding 0 is a small uniform of parameters, bindings 1.. are storage
 //! buffers in the order the builder lists them.
 
 pub mod autotune;
+pub mod contracts;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
@@ -22,24 +28,19 @@ pub mod softmax;
 pub mod spectral;
 pub mod transpose;
 
-use crate::device::Device;
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
+pub use crate::pipeline::{Kernel, Shader};
+use crate::pipeline::{KernelId, Params};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
-
-/// A WGSL source with a name that keys the device's pipeline cache.
-pub struct Shader {
-    /// Unique name of the shader (the cache key).
-    pub name: &'static str,
-    /// The WGSL text.
-    pub source: &'static str,
-}
 
 /// One recorded kernel launch: pipeline, bind group and workgroup counts, all built once.
 pub struct Dispatch {
     label: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
+    bind_group: GlDrop<wgpu::BindGroup>,
     workgroups: [u32; 3],
 }
 
@@ -49,35 +50,98 @@ impl std::fmt::Debug for Dispatch {
     }
 }
 
-impl Dispatch {
-    /// Builds a launch of `entry` in `shader` with `params` at binding 0 and `buffers` at
-    /// bindings 1, 2, … over `workgroups`.
-    pub fn new<P: bytemuck::Pod>(
+impl<P: Params> Kernel<P> {
+    /// A launch of this kernel with `params` at binding 0 and `buffers` at bindings 1, 2, …
+    /// over `workgroups`.
+    pub fn dispatch(
+        &self,
         device: &Device,
-        shader: &Shader,
-        entry: &'static str,
         params: &P,
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let bindings: Vec<(u32, &wgpu::Buffer)> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| (i as u32 + 1, b))
-            .collect();
-        Dispatch::with_bindings(device, shader, entry, params, &bindings, workgroups)
+        let bindings = numbered(buffers);
+        self.dispatch_bound(device, params, &bindings, workgroups)
     }
 
-    /// Like [`Dispatch::new`] with explicit binding numbers, for shaders whose entry points
+    /// Like [`Kernel::dispatch`] with explicit binding numbers, for shaders whose entry points
     /// use different subsets of one module's bindings (auto layouts keep only those used).
-    pub fn with_bindings<P: bytemuck::Pod>(
+    pub fn dispatch_bound(
+        &self,
         device: &Device,
-        shader: &Shader,
-        entry: &'static str,
         params: &P,
         buffers: &[(u32, &wgpu::Buffer)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
+        let spec = self.spec();
+        let bytes = bytemuck::bytes_of(params);
+        Dispatch::build(device, spec.shader, spec.id(), bytes, buffers, workgroups)
+    }
+
+    /// Workgroup counts covering `threads` invocations of this kernel (see [`grid_1d`]).
+    pub fn grid(&self, device: &Device, threads: u64) -> Result<[u32; 3]> {
+        grid_1d(
+            device,
+            self.spec().entry,
+            threads,
+            self.spec().invocations(),
+        )
+    }
+}
+
+/// `buffers` numbered from binding 1.
+fn numbered<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<(u32, &'a wgpu::Buffer)> {
+    buffers
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (i as u32 + 1, b))
+        .collect()
+}
+
+impl Dispatch {
+    /// Builds a launch of `entry` in `shader` with `params` at binding 0 and `buffers` at
+    /// bindings 1, 2, … over `workgroups`: the untyped form, for kernels not yet declared as
+    /// a [`Kernel`] (it compiles `entry` without override constants).
+    pub fn new<T: bytemuck::Pod>(
+        device: &Device,
+        shader: &Shader,
+        entry: &'static str,
+        params: &T,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let bindings = numbered(buffers);
+        Dispatch::with_bindings(device, shader, entry, params, &bindings, workgroups)
+    }
+
+    /// Like [`Dispatch::new`] with explicit binding numbers (see [`Kernel::dispatch_bound`]).
+    pub fn with_bindings<T: bytemuck::Pod>(
+        device: &Device,
+        shader: &Shader,
+        entry: &'static str,
+        params: &T,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let id = KernelId {
+            shader: shader.name,
+            entry,
+            overrides: &[],
+        };
+        let bytes = bytemuck::bytes_of(params);
+        Dispatch::build(device, shader, id, bytes, buffers, workgroups)
+    }
+
+    /// The launch of kernel `id` with the uniform `params` and storage `buffers`.
+    fn build(
+        device: &Device,
+        shader: &Shader,
+        id: KernelId,
+        params: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let entry = id.entry;
         let max = device.info().limits.max_compute_workgroups_per_dimension;
         if let Some(&w) = workgroups.iter().find(|&&w| w > max) {
             return Err(Error::TooLarge {
@@ -87,9 +151,10 @@ impl Dispatch {
                 limit: max as u64,
             });
         }
-        let pipeline = device.pipeline(shader, entry);
+        let _gl = device.gl_guard();
+        let pipeline = device.pipeline(shader, id);
         // Uniform buffers are padded to 16 bytes, the strictest alignment WGSL asks of a struct.
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
+        let mut bytes = params.to_vec();
         bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
         let uniform = device
             .wgpu_device()
@@ -116,7 +181,7 @@ impl Dispatch {
         Ok(Dispatch {
             label: entry,
             pipeline,
-            bind_group,
+            bind_group: GlDrop::new(bind_group, device.is_gl()),
             workgroups,
         })
     }
@@ -129,7 +194,7 @@ impl Dispatch {
     /// Records the launch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -143,13 +208,51 @@ impl Dispatch {
         offset: u64,
     ) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         pass.dispatch_workgroups_indirect(indirect, offset);
+    }
+}
+
+/// How many lanes of a workgroup cooperate on one segment (a row or a column) in the
+/// reduction-shaped kernels ([`reduce`], [`softmax`]): a variant chosen per adapter through
+/// [`autotune`]. Either is correct on any adapter; which is faster depends on the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LanePolicy {
+    /// About 8 values per lane, up to a whole workgroup per segment: keeps a GPU's lanes busy.
+    /// The default on GPUs.
+    Spread,
+    /// As few lanes as llvmpipe's loop budget allows — one lane without barriers or workgroup
+    /// memory up to tens of thousands of values. The default on CPU adapters, which run a
+    /// workgroup on one thread.
+    Fewest,
+}
+
+impl autotune::Variant for LanePolicy {
+    const ALL: &'static [LanePolicy] = &[LanePolicy::Spread, LanePolicy::Fewest];
+
+    fn name(self) -> &'static str {
+        match self {
+            LanePolicy::Spread => "Spread",
+            LanePolicy::Fewest => "Fewest",
+        }
+    }
+}
+
+impl LanePolicy {
+    /// The policy for an adapter where none was measured: `Fewest` on CPU adapters, `Spread`
+    /// elsewhere.
+    pub fn default_for(info: &DeviceInfo) -> LanePolicy {
+        if info.is_cpu() {
+            LanePolicy::Fewest
+        } else {
+            LanePolicy::Spread
+        }
     }
 }
 
 /// Records `dispatches` in order into one compute pass of one encoder and submits it once.
 pub fn run(device: &Device, dispatches: &[&Dispatch]) -> Result<()> {
+    let _gl = device.gl_guard();
     let mut encoder = device
         .wgpu_device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });

@@ -2,16 +2,43 @@
 //! in place, and clipping by global gradient norm — all reading the per-step hyperparameters
 //! (learning rate, step count, clip scale) from a small device buffer the host writes once per
 //! step, so changing the learning rate never recompiles anything.
+//!
+//! The updates and the running average also bind the step's status (a
+//! [`finite::status_buffer`]): once it says halted they change nothing, and an element whose
+//! new values would be NaN or Inf keeps its old ones and is recorded in the launch's slot.
 
-use super::{grid_1d, to_u32, Dispatch, Shader};
+use super::finite::{self, FLAG_WORDS, STATUS_HALT};
+use super::{to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 
 const SHADER: Shader = Shader {
     name: "optim",
     source: include_str!("../../shaders/optim.wgsl"),
 };
-const WORKGROUP: u32 = 64;
+const SGD: Kernel<Params> = Kernel::new(&SHADER, "sgd", [64, 1, 1]);
+const ADAM: Kernel<Params> = Kernel::new(&SHADER, "adam", [64, 1, 1]);
+const SUM_SQUARES: Kernel<Params> = Kernel::new(&SHADER, "sumsq_slot", [256, 1, 1]);
+const CLIP_SCALE: Kernel<Params> = Kernel::new(&SHADER, "clip_scale", [1, 1, 1]);
+const EMA: Kernel<Params> = Kernel::new(&SHADER, "ema", [64, 1, 1]);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 5] = [
+    SGD.spec(),
+    ADAM.spec(),
+    SUM_SQUARES.spec(),
+    CLIP_SCALE.spec(),
+    EMA.spec(),
+];
+
+/// The elementwise kernels' workgroup size, which their flat index uses, and the step-status
+/// layout they share with `finite.wgsl`.
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
+    SharedConstant::u32(&SHADER, "WG", SGD.spec().workgroup_size[0]),
+    SharedConstant::u32(&SHADER, "FLAG_WORDS", FLAG_WORDS as u32),
+    SharedConstant::u32(&SHADER, "HALT", STATUS_HALT as u32),
+];
 
 /// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, unused]`.
 pub const HYPER_WORDS: usize = 4;
@@ -66,17 +93,17 @@ impl UpdateRule {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    slot: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    max_norm: f32,
-    count: u32,
+crate::wgsl_params! {
+    struct Params {
+        n: u32,
+        slot: u32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        max_norm: f32,
+        count: u32,
+    }
 }
 
 /// A buffer for the per-step hyperparameters ([`HYPER_WORDS`] f32).
@@ -97,8 +124,34 @@ pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
     [learning_rate, step.max(1) as f32, 1.0, 0.0]
 }
 
+/// Where an update or a running average records itself: a step-status buffer and its slot
+/// there (counted from the buffer's start, header included).
+#[derive(Clone, Copy, Debug)]
+pub struct StatusSlot<'a> {
+    /// The step's status ([`finite::status_buffer`]).
+    pub buffer: &'a wgpu::Buffer,
+    /// The launch's slot.
+    pub slot: usize,
+}
+
+impl StatusSlot<'_> {
+    /// The slot as the shader reads it, checked against the buffer.
+    fn index(&self, what: &str) -> Result<u32> {
+        let slots = self.buffer.size() as usize / (FLAG_WORDS * 4);
+        if self.slot < finite::STATUS_HEADER_SLOTS || self.slot >= slots {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: status slot {} is outside the findings of a buffer of {slots} slots",
+                self.slot
+            )));
+        }
+        Ok(self.slot as u32)
+    }
+}
+
 /// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
-/// `rule.state_count()`), reading `hyper`.
+/// `rule.state_count()`), reading `hyper`; it does nothing once `status` says halted, and
+/// keeps (and records in its slot) every element whose new values would be non-finite.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a buffer of its own
 pub fn update_dispatch(
     device: &Device,
     rule: &UpdateRule,
@@ -106,6 +159,7 @@ pub fn update_dispatch(
     param: &wgpu::Buffer,
     grad: &wgpu::Buffer,
     states: &[&wgpu::Buffer],
+    status: StatusSlot,
     n: usize,
 ) -> Result<Dispatch> {
     if states.len() != rule.state_count() {
@@ -118,9 +172,9 @@ pub fn update_dispatch(
     }
     let mut params = Params {
         n: to_u32("optimizer update", n)?,
+        slot: status.index("optimizer update")?,
         ..Params::default()
     };
-    let grid = grid_1d(device, "optimizer update", n as u64, WORKGROUP)?;
     match *rule {
         UpdateRule::Sgd {
             momentum,
@@ -128,8 +182,14 @@ pub fn update_dispatch(
         } => {
             params.beta1 = momentum;
             params.weight_decay = weight_decay;
-            let b = [(1, hyper), (2, param), (3, grad), (4, states[0])];
-            Dispatch::with_bindings(device, &SHADER, "sgd", &params, &b, grid)
+            let b = [
+                (1, hyper),
+                (2, param),
+                (3, grad),
+                (4, states[0]),
+                (6, status.buffer),
+            ];
+            SGD.dispatch_bound(device, &params, &b, SGD.grid(device, n as u64)?)
         }
         UpdateRule::Adam {
             beta1,
@@ -147,8 +207,9 @@ pub fn update_dispatch(
                 (3, grad),
                 (4, states[0]),
                 (5, states[1]),
+                (6, status.buffer),
             ];
-            Dispatch::with_bindings(device, &SHADER, "adam", &params, &b, grid)
+            ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
     }
 }
@@ -167,7 +228,7 @@ pub fn sumsq_dispatch(
         ..Params::default()
     };
     let b = [(3, grad), (4, norms)];
-    Dispatch::with_bindings(device, &SHADER, "sumsq_slot", &params, &b, [1, 1, 1])
+    SUM_SQUARES.dispatch_bound(device, &params, &b, [1, 1, 1])
 }
 
 /// A launch setting the clip scale in `hyper` to min(1, max_norm/‖g‖) from the first `count`
@@ -190,15 +251,20 @@ pub fn clip_dispatch(
         ..Params::default()
     };
     let b = [(1, hyper), (4, norms)];
-    Dispatch::with_bindings(device, &SHADER, "clip_scale", &params, &b, [1, 1, 1])
+    CLIP_SCALE.dispatch_bound(device, &params, &b, [1, 1, 1])
 }
 
 /// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
-/// momentum·value: running statistics.
+/// momentum·value: running statistics. Like an update, it does nothing once `status` says
+/// halted and keeps (and records) the elements whose new value would be non-finite; it also
+/// does nothing when its own slot already records a finding — launch a
+/// [`finite::finite_check_dispatch`] of `value` into that slot before it, and a NaN batch
+/// leaves the statistic untouched.
 pub fn ema_dispatch(
     device: &Device,
     state: &wgpu::Buffer,
     value: &wgpu::Buffer,
+    status: StatusSlot,
     n: usize,
     momentum: f32,
 ) -> Result<Dispatch> {
@@ -209,10 +275,10 @@ pub fn ema_dispatch(
     }
     let params = Params {
         n: to_u32("running average", n)?,
+        slot: status.index("running average")?,
         beta1: momentum,
         ..Params::default()
     };
-    let grid = grid_1d(device, "running average", n as u64, WORKGROUP)?;
-    let b = [(2, state), (3, value)];
-    Dispatch::with_bindings(device, &SHADER, "ema", &params, &b, grid)
+    let b = [(2, state), (3, value), (6, status.buffer)];
+    EMA.dispatch_bound(device, &params, &b, EMA.grid(device, n as u64)?)
 }

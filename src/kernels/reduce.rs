@@ -8,23 +8,31 @@
 //! log2(n) + 2 roundings, so |error| ≤ (⌈log2 n⌉ + 2)·ε·Σ|x| — not the n·ε of a running sum.
 //!
 //! Geometry: both axes reduce *segments* (rows, or columns) of `len` values, each with L
-//! cooperating lanes (a power of two ≤ 256), chosen per adapter by [`reduce_lanes`]:
-//! - GPUs: L is the largest power of two ≤ len/8, so every lane has about 8 values or more;
-//!   down columns L is also capped so that a workgroup of 256 spans min(32, cols) neighbouring
-//!   columns, whose loads coalesce. One long row is one workgroup of 256 lanes: a row of 10^6
-//!   values is correct and accurate, though a two-level split would keep more of a large GPU
-//!   busy.
-//! - CPU adapters (llvmpipe): as few lanes as the loop budget below allows, since barriers and
-//!   workgroup memory cost more there than they save; up to 2^16 values per segment that is
-//!   one lane (the barrier-free `*_serial` kernels).
+//! cooperating lanes (a power of two ≤ 256), as [`reduce_lanes`] computes from the
+//! [`LanePolicy`] chosen for [`Reduce`] through [`autotune`] (by measurement where tuned, else
+//! by adapter type):
+//! - [`LanePolicy::Spread`] (default on GPUs): L is the largest power of two ≤ len/8, so every
+//!   lane has about 8 values or more; down columns L is also capped so that a workgroup of 256
+//!   spans min(32, cols) neighbouring columns, whose loads coalesce. One long row is one
+//!   workgroup of 256 lanes: a row of 10^6 values is correct and accurate, though a two-level
+//!   split would keep more of a large GPU busy.
+//! - [`LanePolicy::Fewest`] (default on CPU adapters such as llvmpipe): as few lanes as the
+//!   loop budget below allows, since barriers and workgroup memory cost more there than they
+//!   save; up to 2^16 values per segment that is one lane (the barrier-free `reduce_serial`
+//!   kernel).
+//!
+//! The op (sum, sum of squares, max) is the shader's `OP` override constant: one pipeline per
+//! op and entry point.
 //!
 //! Loop budget: llvmpipe (Mesa 22.x, Vulkan and GL) silently ends every loop of an invocation
 //! after 65535 loop iterations in total. A lane spends under 3 iterations per 8 values, so on
-//! CPU adapters a lane may hold at most [`CPU_MAX_PER_LANE`] values.
+//! CPU adapters a lane may hold at most [`CPU_MAX_PER_LANE`] values, whichever policy runs.
 
-use super::{grid_1d, to_u32, Dispatch, Shader};
-use crate::device::Device;
+use super::autotune::{self, Tunable, Variant};
+use super::{to_u32, Dispatch, Kernel, LanePolicy, Shader};
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, Override, SharedConstant};
 use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
@@ -35,12 +43,48 @@ const SHADER: Shader = Shader {
 const WORKGROUP: usize = 256;
 /// Invocations per workgroup of the one-lane-per-segment kernels (`SERIAL_WG` in the shader).
 const SERIAL_WORKGROUP: u32 = 64;
+
+/// Values of the shader's `OP` override constant.
+const OP_SUM: u32 = 0;
+const OP_SUM_SQUARES: u32 = 1;
+const OP_MAX: u32 = 2;
+const SUM: &[Override] = &[Override::u32("OP", OP_SUM)];
+const SUM_SQUARES: &[Override] = &[Override::u32("OP", OP_SUM_SQUARES)];
+const MAX: &[Override] = &[Override::u32("OP", OP_MAX)];
+
+const COOPERATIVE: Kernel<Params> = Kernel::new(&SHADER, "reduce", [WORKGROUP as u32, 1, 1]);
+const SERIAL: Kernel<Params> = Kernel::new(&SHADER, "reduce_serial", [SERIAL_WORKGROUP, 1, 1]);
+const COOPERATIVE_SUM: Kernel<Params> = COOPERATIVE.with_overrides(SUM);
+const COOPERATIVE_SUM_SQUARES: Kernel<Params> = COOPERATIVE.with_overrides(SUM_SQUARES);
+const COOPERATIVE_MAX: Kernel<Params> = COOPERATIVE.with_overrides(MAX);
+const SERIAL_SUM: Kernel<Params> = SERIAL.with_overrides(SUM);
+const SERIAL_SUM_SQUARES: Kernel<Params> = SERIAL.with_overrides(SUM_SQUARES);
+const SERIAL_MAX: Kernel<Params> = SERIAL.with_overrides(MAX);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 6] = [
+    COOPERATIVE_SUM.spec(),
+    COOPERATIVE_SUM_SQUARES.spec(),
+    COOPERATIVE_MAX.spec(),
+    SERIAL_SUM.spec(),
+    SERIAL_SUM_SQUARES.spec(),
+    SERIAL_MAX.spec(),
+];
+
+/// The op ids and workgroup sizes, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 5] = [
+    SharedConstant::u32(&SHADER, "OP_SUM", OP_SUM),
+    SharedConstant::u32(&SHADER, "OP_SUMSQ", OP_SUM_SQUARES),
+    SharedConstant::u32(&SHADER, "OP_MAX", OP_MAX),
+    SharedConstant::u32(&SHADER, "WG", WORKGROUP as u32),
+    SharedConstant::u32(&SHADER, "SERIAL_WG", SERIAL_WORKGROUP),
+];
 /// Neighbouring columns one workgroup spans when reducing down columns (if there are as many).
 const COALESCED_COLUMNS: usize = 32;
 /// On CPU adapters: the most values one lane may reduce (≈ 49k loop iterations of llvmpipe's
 /// 65535 per invocation).
 pub const CPU_MAX_PER_LANE: usize = 1 << 17;
-/// On CPU adapters: the values per lane [`reduce_lanes`] aims for (half the budget).
+/// The values per lane [`LanePolicy::Fewest`] aims for (half the CPU adapters' budget).
 const CPU_TARGET_PER_LANE: usize = 1 << 16;
 
 /// What a reduction computes.
@@ -65,16 +109,48 @@ pub enum Axis {
     Cols,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    nseg: u32,
-    len: u32,
-    seg_stride: u32,
-    elem_stride: u32,
-    lanes_log2: u32,
-    seg_fast: u32,
-    scale: f32,
+crate::wgsl_params! {
+    struct Params {
+        nseg: u32,
+        len: u32,
+        seg_stride: u32,
+        elem_stride: u32,
+        lanes_log2: u32,
+        seg_fast: u32,
+        scale: f32,
+    }
+}
+
+/// The reduction kernels, whose [`LanePolicy`] is chosen per adapter by [`autotune`].
+#[derive(Clone, Copy, Debug)]
+pub struct Reduce;
+
+/// Order of the square matrix whose rows [`Reduce`] is tuned on.
+const TUNE_SIZE: usize = 1024;
+
+impl Tunable for Reduce {
+    type Variant = LanePolicy;
+    const KERNEL: &'static str = "reduce";
+
+    fn default_variant(info: &DeviceInfo) -> LanePolicy {
+        LanePolicy::default_for(info)
+    }
+
+    /// Row sums of a square matrix of order `TUNE_SIZE` with the lanes of each policy.
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        let n = TUNE_SIZE;
+        let data: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let x = Tensor::from_slice(device, &[n, n], &data)?;
+        let out = Tensor::zeros(device, &[n])?;
+        let (op, axis) = (ReduceOp::Sum, Axis::Rows);
+        LanePolicy::ALL
+            .iter()
+            .map(|&policy| {
+                let lanes = policy_lanes(policy, device.info(), axis, n, n);
+                reduce_dispatch_with(device, op, axis, x.buffer(), out.buffer(), n, n, lanes)
+            })
+            .collect()
+    }
 }
 
 /// The largest power of two ≤ `v` (`v` ≥ 1).
@@ -100,23 +176,45 @@ pub fn reduce_shape(axis: Axis, x: &[usize]) -> Result<Vec<usize>> {
 }
 
 /// The number of lanes (a power of two, 1 to 256) that cooperate on one segment of a
-/// `rows × cols` reduction along `axis` on `device` (see the module documentation).
+/// `rows × cols` reduction along `axis` on `device`, under the [`LanePolicy`] chosen for
+/// [`Reduce`] there (see the module documentation).
 pub fn reduce_lanes(device: &Device, axis: Axis, rows: usize, cols: usize) -> usize {
+    let policy = autotune::variant::<Reduce>(device);
+    policy_lanes(policy, device.info(), axis, rows, cols)
+}
+
+/// The lanes `policy` gives a `rows × cols` reduction along `axis` on the adapter `info`: on
+/// CPU adapters never fewer than the loop budget needs.
+fn policy_lanes(
+    policy: LanePolicy,
+    info: &DeviceInfo,
+    axis: Axis,
+    rows: usize,
+    cols: usize,
+) -> usize {
     let len = match axis {
         Axis::Rows => cols,
         Axis::Cols => rows,
     };
-    if device.info().is_cpu() {
-        return len
-            .div_ceil(CPU_TARGET_PER_LANE)
-            .next_power_of_two()
-            .min(WORKGROUP);
-    }
-    let max_lanes = match axis {
-        Axis::Rows => WORKGROUP,
-        Axis::Cols => WORKGROUP / pow2_floor(cols.clamp(1, COALESCED_COLUMNS)),
+    let fewest = len
+        .div_ceil(CPU_TARGET_PER_LANE)
+        .next_power_of_two()
+        .min(WORKGROUP);
+    let lanes = match policy {
+        LanePolicy::Fewest => fewest,
+        LanePolicy::Spread => {
+            let max_lanes = match axis {
+                Axis::Rows => WORKGROUP,
+                Axis::Cols => WORKGROUP / pow2_floor(cols.clamp(1, COALESCED_COLUMNS)),
+            };
+            pow2_floor((len / 8).max(1)).min(max_lanes)
+        }
     };
-    pow2_floor((len / 8).max(1)).min(max_lanes)
+    if info.is_cpu() {
+        lanes.max(fewest)
+    } else {
+        lanes
+    }
 }
 
 /// A launch reducing the `rows × cols` row-major matrix in `x` into `out` (`rows` values for
@@ -185,27 +283,22 @@ pub fn reduce_dispatch_with(
         },
     };
     let serial = lanes == 1;
-    let entry = match (op, serial) {
-        (ReduceOp::Sum | ReduceOp::Mean, false) => "sum",
-        (ReduceOp::Sum | ReduceOp::Mean, true) => "sum_serial",
-        (ReduceOp::SumSquares, false) => "sum_squares",
-        (ReduceOp::SumSquares, true) => "sum_squares_serial",
-        (ReduceOp::Max, false) => "max_value",
-        (ReduceOp::Max, true) => "max_value_serial",
+    let kernel = match (op, serial) {
+        (ReduceOp::Sum | ReduceOp::Mean, false) => COOPERATIVE_SUM,
+        (ReduceOp::Sum | ReduceOp::Mean, true) => SERIAL_SUM,
+        (ReduceOp::SumSquares, false) => COOPERATIVE_SUM_SQUARES,
+        (ReduceOp::SumSquares, true) => SERIAL_SUM_SQUARES,
+        (ReduceOp::Max, false) => COOPERATIVE_MAX,
+        (ReduceOp::Max, true) => SERIAL_MAX,
     };
     let grid = if serial {
-        grid_1d(device, "reduce", nseg as u64, SERIAL_WORKGROUP)?
+        kernel.grid(device, nseg as u64)?
     } else {
         // One workgroup per 256/L segments, folded into 2-D past the dimension limit.
         let groups = nseg.div_ceil(WORKGROUP / lanes) as u64;
-        grid_1d(
-            device,
-            "reduce",
-            groups * WORKGROUP as u64,
-            WORKGROUP as u32,
-        )?
+        kernel.grid(device, groups * WORKGROUP as u64)?
     };
-    Dispatch::new(device, &SHADER, entry, &params, &[x, out], grid)
+    kernel.dispatch(device, &params, &[x, out], grid)
 }
 
 /// Reduces `x` (viewed as `[rows, cols]`, see [`matrix_view`]) along `axis`: a new tensor of

@@ -7,19 +7,23 @@
 //! - backward: dz_j = (softmax(z)_j · T − t_j) · dloss.
 //!
 //! Geometry (see `shaders/softmax_xent.wgsl`): L lanes cooperate on a row (a power of two ≤
-//! 256), chosen per adapter by [`softmax_lanes`]. On GPUs L is the largest power of two ≤
-//! classes/8: one invocation per row for a 10-class head, a whole workgroup per row for a
-//! large vocabulary. On CPU adapters (llvmpipe), where barriers are slow, L is as small as the
-//! loop budget allows: one invocation per row up to 8192 classes.
+//! 256), as [`softmax_lanes`] computes from the [`LanePolicy`] chosen for [`SoftmaxXent`]
+//! through [`autotune`]. [`LanePolicy::Spread`] (default on GPUs): L is the largest power of
+//! two ≤ classes/8: one invocation per row for a 10-class head, a whole workgroup per row for
+//! a large vocabulary. [`LanePolicy::Fewest`] (default on CPU adapters such as llvmpipe, where
+//! barriers are slow): L is as small as the loop budget allows: one invocation per row up to
+//! 8192 classes.
 //!
 //! Loop budget: llvmpipe (Mesa 22.x) silently ends every loop of an invocation after 65535
 //! iterations in total, and a lane of the backward kernel runs about 3 per class it holds: on
 //! CPU adapters a lane may hold at most [`CPU_MAX_PER_LANE`] classes, and on every adapter a
 //! row at most [`MAX_CLASSES`].
 
-use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
-use crate::device::Device;
+use super::autotune::{self, Tunable, Variant};
+use super::{same_device, to_u32, Dispatch, Kernel, LanePolicy, Shader};
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
@@ -30,21 +34,75 @@ const SHADER: Shader = Shader {
 const WORKGROUP: usize = 256;
 /// Invocations per workgroup of the one-invocation-per-row kernels (`SERIAL_WG`).
 const SERIAL_WORKGROUP: u32 = 64;
+
+const COOPERATIVE: [u32; 3] = [WORKGROUP as u32, 1, 1];
+const SERIAL: [u32; 3] = [SERIAL_WORKGROUP, 1, 1];
+const FORWARD: Kernel<Params> = Kernel::new(&SHADER, "forward", COOPERATIVE);
+const BACKWARD: Kernel<Params> = Kernel::new(&SHADER, "backward", COOPERATIVE);
+const FORWARD_SERIAL: Kernel<Params> = Kernel::new(&SHADER, "forward_serial", SERIAL);
+const BACKWARD_SERIAL: Kernel<Params> = Kernel::new(&SHADER, "backward_serial", SERIAL);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 4] = [
+    FORWARD.spec(),
+    BACKWARD.spec(),
+    FORWARD_SERIAL.spec(),
+    BACKWARD_SERIAL.spec(),
+];
+
+/// The workgroup sizes, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 2] = [
+    SharedConstant::u32(&SHADER, "WG", WORKGROUP as u32),
+    SharedConstant::u32(&SHADER, "SERIAL_WG", SERIAL_WORKGROUP),
+];
 /// On CPU adapters: the most classes one lane may hold (≈ 49k loop iterations of llvmpipe's
 /// 65535 per invocation in the backward kernel).
 pub const CPU_MAX_PER_LANE: usize = 1 << 14;
-/// On CPU adapters: the classes per lane [`softmax_lanes`] aims for (half the budget).
+/// The classes per lane [`LanePolicy::Fewest`] aims for (half the CPU adapters' budget).
 const CPU_TARGET_PER_LANE: usize = 1 << 13;
 /// The most classes a row may have: 256 lanes of [`CPU_MAX_PER_LANE`] classes.
 pub const MAX_CLASSES: usize = WORKGROUP * CPU_MAX_PER_LANE;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    classes: u32,
-    lanes_log2: u32,
-    block: u32,
+crate::wgsl_params! {
+    struct Params {
+        rows: u32,
+        classes: u32,
+        lanes_log2: u32,
+        block: u32,
+    }
+}
+
+/// Softmax cross-entropy, forward and backward, whose [`LanePolicy`] is chosen per adapter by
+/// [`autotune`].
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxXent;
+
+/// Rows × classes of the logits [`SoftmaxXent`] is tuned on.
+const TUNE_SHAPE: (usize, usize) = (1024, 1024);
+
+impl Tunable for SoftmaxXent {
+    type Variant = LanePolicy;
+    const KERNEL: &'static str = "softmax_xent";
+
+    fn default_variant(info: &DeviceInfo) -> LanePolicy {
+        LanePolicy::default_for(info)
+    }
+
+    /// The forward pass over `TUNE_SHAPE` logits with the lanes of each policy.
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        let (rows, classes) = TUNE_SHAPE;
+        let data: Vec<f32> = (0..rows * classes).map(|i| (i % 11) as f32 / 4.0).collect();
+        let z = Tensor::from_slice(device, &[rows, classes], &data)?;
+        let loss = Tensor::zeros(device, &[rows])?;
+        LanePolicy::ALL
+            .iter()
+            .map(|&policy| {
+                let lanes = policy_lanes(policy, device.info(), classes);
+                let (b, l) = (z.buffer(), loss.buffer());
+                softmax_xent_dispatch_with(device, b, b, l, rows, classes, lanes)
+            })
+            .collect()
+    }
 }
 
 /// Shape rule: logits and targets both `[rows, classes]`; the loss is `[rows]`.
@@ -60,28 +118,52 @@ pub fn softmax_xent_shape(logits: &[usize], targets: &[usize]) -> Result<Vec<usi
 }
 
 /// The number of lanes (a power of two, 1 to 256) that cooperate on one row of `classes`
-/// logits on `device` (see the module documentation).
+/// logits on `device`, under the [`LanePolicy`] chosen for [`SoftmaxXent`] there (see the
+/// module documentation).
 pub fn softmax_lanes(device: &Device, classes: usize) -> usize {
-    if device.info().is_cpu() {
-        classes
-            .div_ceil(CPU_TARGET_PER_LANE)
-            .next_power_of_two()
-            .min(WORKGROUP)
+    let policy = autotune::variant::<SoftmaxXent>(device);
+    policy_lanes(policy, device.info(), classes)
+}
+
+/// The lanes `policy` gives rows of `classes` logits on the adapter `info`: on CPU adapters
+/// never fewer than the loop budget needs.
+fn policy_lanes(policy: LanePolicy, info: &DeviceInfo, classes: usize) -> usize {
+    let fewest = classes
+        .div_ceil(CPU_TARGET_PER_LANE)
+        .next_power_of_two()
+        .min(WORKGROUP);
+    let lanes = match policy {
+        LanePolicy::Fewest => fewest,
+        LanePolicy::Spread => (1usize << (classes / 8).max(1).ilog2()).min(WORKGROUP),
+    };
+    if info.is_cpu() {
+        lanes.max(fewest)
     } else {
-        (1usize << (classes / 8).max(1).ilog2()).min(WORKGROUP)
+        lanes
     }
 }
 
-/// Parameters, workgroup grid and entry point of `entry` (`forward` or `backward`) over
-/// `rows × classes` with `lanes` lanes per row.
+/// Which pass a launch computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    Backward,
+}
+
+/// Parameters, workgroup grid and kernel of `pass` over `rows × classes` with `lanes` lanes
+/// per row.
 fn launch(
     device: &Device,
-    entry: &'static str,
+    pass: Pass,
     rows: usize,
     classes: usize,
     lanes: usize,
-) -> Result<(Params, [u32; 3], &'static str)> {
-    let op = format!("softmax_xent {entry}");
+) -> Result<(Params, [u32; 3], Kernel<Params>)> {
+    let op = match pass {
+        Pass::Forward => "softmax_xent forward",
+        Pass::Backward => "softmax_xent backward",
+    }
+    .to_string();
     if rows == 0 || classes == 0 {
         return Err(Error::Empty {
             op,
@@ -116,17 +198,19 @@ fn launch(
         // Blocks of ⌈√terms⌉ balance the two levels of a lane's blocked sum.
         block: (per_lane as f64).sqrt().ceil() as u32,
     };
-    if lanes == 1 {
-        let grid = grid_1d(device, &op, rows as u64, SERIAL_WORKGROUP)?;
-        let entry = match entry {
-            "forward" => "forward_serial",
-            _ => "backward_serial",
-        };
-        return Ok((params, grid, entry));
-    }
-    let groups = rows.div_ceil(WORKGROUP / lanes) as u64;
-    let grid = grid_1d(device, &op, groups * WORKGROUP as u64, WORKGROUP as u32)?;
-    Ok((params, grid, entry))
+    let kernel = match (pass, lanes == 1) {
+        (Pass::Forward, false) => FORWARD,
+        (Pass::Backward, false) => BACKWARD,
+        (Pass::Forward, true) => FORWARD_SERIAL,
+        (Pass::Backward, true) => BACKWARD_SERIAL,
+    };
+    let grid = if lanes == 1 {
+        kernel.grid(device, rows as u64)?
+    } else {
+        let groups = rows.div_ceil(WORKGROUP / lanes) as u64;
+        kernel.grid(device, groups * WORKGROUP as u64)?
+    };
+    Ok((params, grid, kernel))
 }
 
 /// A launch writing the per-row loss of `rows × classes` logits and targets into `loss`.
@@ -154,8 +238,8 @@ pub fn softmax_xent_dispatch_with(
     classes: usize,
     lanes: usize,
 ) -> Result<Dispatch> {
-    let (p, grid, entry) = launch(device, "forward", rows, classes, lanes)?;
-    Dispatch::new(device, &SHADER, entry, &p, &[logits, targets, loss], grid)
+    let (p, grid, kernel) = launch(device, Pass::Forward, rows, classes, lanes)?;
+    kernel.dispatch(device, &p, &[logits, targets, loss], grid)
 }
 
 /// A launch writing dloss/dlogits (`rows × classes`) from the logits, targets and the
@@ -188,15 +272,8 @@ pub fn softmax_xent_backward_dispatch_with(
     classes: usize,
     lanes: usize,
 ) -> Result<Dispatch> {
-    let (p, grid, entry) = launch(device, "backward", rows, classes, lanes)?;
-    Dispatch::new(
-        device,
-        &SHADER,
-        entry,
-        &p,
-        &[logits, targets, dloss, dlogits],
-        grid,
-    )
+    let (p, grid, kernel) = launch(device, Pass::Backward, rows, classes, lanes)?;
+    kernel.dispatch(device, &p, &[logits, targets, dloss, dlogits], grid)
 }
 
 /// The per-row loss `[rows]` of `[rows, classes]` logits against targets of the same shape.

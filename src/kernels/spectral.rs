@@ -47,17 +47,45 @@
 //! kink of `Clamp` the midpoint rule picks a one-sided derivative; g is not differentiable
 //! there.)
 
-use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::reference::Real;
+use crate::pipeline::{KernelSpec, SharedConstant};
+use crate::scalar::Real;
 use crate::tensor::Tensor;
 
 const SHADER: Shader = Shader {
     name: "spectral",
     source: include_str!("../../shaders/spectral.wgsl"),
 };
-const WORKGROUP: u32 = 64;
+const SCALE_COLUMNS: Kernel<Params> = Kernel::new(&SHADER, "scale_columns", [64, 1, 1]);
+const LOEWNER_PRODUCT: Kernel<Params> = Kernel::new(&SHADER, "loewner_product", [64, 1, 1]);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 2] = [SCALE_COLUMNS.spec(), LOEWNER_PRODUCT.spec()];
+
+/// The mode ids the shader switches on and its workgroup size, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 7] = [
+    SharedConstant::u32(&SHADER, "WG", SCALE_COLUMNS.spec().workgroup_size[0]),
+    SharedConstant::u32(
+        &SHADER,
+        "CLAMP",
+        SpectralFn::Clamp { lo: 0.0, hi: 0.0 }.mode_id(),
+    ),
+    SharedConstant::u32(&SHADER, "ORTHOGONAL", SpectralFn::Orthogonal.mode_id()),
+    SharedConstant::u32(
+        &SHADER,
+        "INV_SQRT",
+        SpectralFn::InvSqrt { eps: 0.0 }.mode_id(),
+    ),
+    SharedConstant::u32(&SHADER, "TOP_K", SpectralFn::TopK { k: 0 }.mode_id()),
+    SharedConstant::u32(
+        &SHADER,
+        "SHRINK",
+        SpectralFn::Shrink { keep: 0.0 }.mode_id(),
+    ),
+    SharedConstant::u32(&SHADER, "NORMALIZE", SpectralFn::Normalize.mode_id()),
+];
 
 /// Eigenvalues at or below `FLOOR_REL · max(λ_max, LAMBDA_TINY)` are treated as that floor
 /// (null directions of W). 1e-6 relative: in f32 a computed zero eigenvalue of a Gram matrix
@@ -188,7 +216,7 @@ fn inv_sqrt_dd<T: Real>(a: T, b: T) -> T {
 
 impl SpectralFn {
     /// The mode id the shader switches on.
-    fn mode_id(self) -> u32 {
+    const fn mode_id(self) -> u32 {
         match self {
             SpectralFn::Clamp { .. } => 0,
             SpectralFn::Orthogonal => 1,
@@ -365,20 +393,20 @@ impl SpectralFn {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    n: u32,
-    mode: u32,
-    k: u32,
-    lo: f32,
-    hi: f32,
-    eps: f32,
-    keep: f32,
-    floor_rel: f32,
-    rtol: f32,
-    tiny: f32,
+crate::wgsl_params! {
+    struct Params {
+        batch: u32,
+        n: u32,
+        mode: u32,
+        k: u32,
+        lo: f32,
+        hi: f32,
+        eps: f32,
+        keep: f32,
+        floor_rel: f32,
+        rtol: f32,
+        tiny: f32,
+    }
 }
 
 impl Params {
@@ -435,12 +463,13 @@ pub fn spectral_shape(op: &str, values: &[usize], matrices: &[usize]) -> Result<
 /// Checks sizes and buffers common to both dispatch builders.
 fn dispatch(
     device: &Device,
-    entry: &'static str,
+    kernel: &Kernel<Params>,
     f: SpectralFn,
     [values, matrices, out]: [&wgpu::Buffer; 3],
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
+    let entry = kernel.spec().entry;
     if batch == 0 || n == 0 {
         return Err(Error::Empty {
             op: entry.to_string(),
@@ -470,15 +499,8 @@ fn dispatch(
         }
     }
     let params = Params::new(f, batch as u32, n as u32);
-    let grid = grid_1d(device, entry, elements as u64, WORKGROUP)?;
-    Dispatch::new(
-        device,
-        &SHADER,
-        entry,
-        &params,
-        &[values, matrices, out],
-        grid,
-    )
+    let grid = kernel.grid(device, elements as u64)?;
+    kernel.dispatch(device, &params, &[values, matrices, out], grid)
 }
 
 /// A launch of `out[b,i,j] = vectors[b,i,j]·g̃(values[b,j])` over `batch` spectra of length
@@ -493,7 +515,7 @@ pub fn scale_columns_dispatch(
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
-    dispatch(device, "scale_columns", f, [values, vectors, out], batch, n)
+    dispatch(device, &SCALE_COLUMNS, f, [values, vectors, out], batch, n)
 }
 
 /// A launch of `out[b,i,j] = Lw_ij(values[b])·(s[b,i,j] + s[b,j,i])/2` (+ τ_b on the diagonal
@@ -508,7 +530,7 @@ pub fn loewner_product_dispatch(
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
-    dispatch(device, "loewner_product", f, [values, s, out], batch, n)
+    dispatch(device, &LOEWNER_PRODUCT, f, [values, s, out], batch, n)
 }
 
 /// V·g̃(Λ) column-scaled, a new tensor of `vectors`' shape: `values` `[.., n]` ascending,

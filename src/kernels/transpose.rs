@@ -2,11 +2,15 @@
 //!
 //! Two kernels (see `shaders/transpose.wgsl`): a 32 × 32 tiled one through workgroup memory,
 //! whose reads and writes both coalesce on a GPU, and a direct one-invocation-per-element one
-//! without barriers, which wins on CPU adapters such as llvmpipe. The builder picks by adapter.
+//! without barriers, which wins on CPU adapters such as llvmpipe. The builder takes the one
+//! chosen for [`Transpose`] through [`autotune`] (by measurement where tuned, else by adapter
+//! type).
 
-use super::{grid_1d, to_u32, Dispatch, Shader};
-use crate::device::Device;
+use super::autotune::{self, Tunable, Variant};
+use super::{to_u32, Dispatch, Kernel, Shader};
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
@@ -14,7 +18,20 @@ const SHADER: Shader = Shader {
     source: include_str!("../../shaders/transpose.wgsl"),
 };
 const TILE: usize = 32;
-const DIRECT_WORKGROUP: u32 = 64;
+/// Rows of a tile one step of the tiled kernel's workgroup moves (its workgroup is 32 × 8).
+const TILE_STEP: u32 = 8;
+const TILED: Kernel<Params> = Kernel::new(&SHADER, "tiled", [TILE as u32, TILE_STEP, 1]);
+const DIRECT: Kernel<Params> = Kernel::new(&SHADER, "direct", [64, 1, 1]);
+
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 2] = [TILED.spec(), DIRECT.spec()];
+
+/// The tile geometry and the direct kernel's workgroup size, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
+    SharedConstant::u32(&SHADER, "TILE", TILE as u32),
+    SharedConstant::u32(&SHADER, "STEP", TILE_STEP),
+    SharedConstant::u32(&SHADER, "DG", DIRECT.spec().workgroup_size[0]),
+];
 /// Workgroups of the tiled kernel at most (each loops over tiles): 4096 × 256 invocations
 /// fill any current GPU, and the grid never nears the per-dimension limit.
 const TILED_GROUPS: usize = 4096;
@@ -28,26 +45,58 @@ pub enum TransposeKernel {
     Direct,
 }
 
-impl TransposeKernel {
-    /// The kernel [`transpose_dispatch`] uses on `device`.
-    pub fn for_device(device: &Device) -> TransposeKernel {
-        if device.info().is_cpu() {
+impl Variant for TransposeKernel {
+    const ALL: &'static [TransposeKernel] = &[TransposeKernel::Tiled, TransposeKernel::Direct];
+
+    fn name(self) -> &'static str {
+        match self {
+            TransposeKernel::Tiled => "Tiled",
+            TransposeKernel::Direct => "Direct",
+        }
+    }
+}
+
+/// The transpose kernels, whose [`TransposeKernel`] is chosen per adapter by [`autotune`].
+#[derive(Clone, Copy, Debug)]
+pub struct Transpose;
+
+/// Order of the square matrix [`Transpose`] is tuned on.
+const TUNE_SIZE: usize = 1024;
+
+impl Tunable for Transpose {
+    type Variant = TransposeKernel;
+    const KERNEL: &'static str = "transpose";
+
+    /// Direct on CPU adapters, Tiled otherwise.
+    fn default_variant(info: &DeviceInfo) -> TransposeKernel {
+        if info.is_cpu() {
             TransposeKernel::Direct
         } else {
             TransposeKernel::Tiled
         }
     }
+
+    /// Every kernel on one square matrix of order `TUNE_SIZE`.
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        let n = TUNE_SIZE;
+        let x = Tensor::zeros(device, &[n, n])?;
+        let y = Tensor::zeros(device, &[n, n])?;
+        TransposeKernel::ALL
+            .iter()
+            .map(|&k| transpose_dispatch_with(device, k, x.buffer(), y.buffer(), 1, n, n))
+            .collect()
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    rows: u32,
-    cols: u32,
-    row_tiles: u32,
-    col_tiles: u32,
-    tiles: u32,
+crate::wgsl_params! {
+    struct Params {
+        batch: u32,
+        rows: u32,
+        cols: u32,
+        row_tiles: u32,
+        col_tiles: u32,
+        tiles: u32,
+    }
 }
 
 /// Shape rule: `[.., r, c]` → `[.., c, r]` for rank 2 or 3; other ranks are a shape error.
@@ -66,7 +115,8 @@ pub fn transpose_shape(x: &[usize]) -> Result<Vec<usize>> {
 }
 
 /// A launch writing the transpose of each of `batch` row-major `rows × cols` matrices in `x`
-/// into `y` (`batch × cols × rows`), with the kernel [`TransposeKernel::for_device`] picks.
+/// into `y` (`batch × cols × rows`), with the kernel [`autotune::variant`] picks for
+/// [`Transpose`] on `device`.
 pub fn transpose_dispatch(
     device: &Device,
     x: &wgpu::Buffer,
@@ -77,7 +127,7 @@ pub fn transpose_dispatch(
 ) -> Result<Dispatch> {
     transpose_dispatch_with(
         device,
-        TransposeKernel::for_device(device),
+        autotune::variant::<Transpose>(device),
         x,
         y,
         batch,
@@ -118,11 +168,11 @@ pub fn transpose_dispatch_with(
     match kernel {
         TransposeKernel::Tiled => {
             let grid = [tiles.min(TILED_GROUPS) as u32, 1, 1];
-            Dispatch::new(device, &SHADER, "tiled", &params, &[x, y], grid)
+            TILED.dispatch(device, &params, &[x, y], grid)
         }
         TransposeKernel::Direct => {
-            let grid = grid_1d(device, "transpose", n as u64, DIRECT_WORKGROUP)?;
-            Dispatch::new(device, &SHADER, "direct", &params, &[x, y], grid)
+            let grid = DIRECT.grid(device, n as u64)?;
+            DIRECT.dispatch(device, &params, &[x, y], grid)
         }
     }
 }

@@ -3,8 +3,7 @@
 //! their top principal components (PCA) or have their weak components damped (shrink).
 
 use crate::error::{Error, Result};
-use crate::graph::gpu::GpuPlan;
-use crate::graph::{Graph, Init, Role, Value};
+use crate::graph::{Graph, Init, Plan, Role, Value};
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::spectral::SpectralFn;
 
@@ -60,7 +59,8 @@ impl EigenWhiten {
     /// Appends the layer to `g` for input `x` `[batch, features]` and returns (layer, output).
     /// In training mode (`train = true`) it uses the batch statistics and updates the running
     /// ones with `momentum`; in eval mode it uses the running statistics, which an eval plan
-    /// takes from the training plan by name ([`GpuPlan::copy_resident_from`]).
+    /// takes from the training plan by name
+    /// ([`GpuPlan::copy_resident_from`](crate::graph::gpu::GpuPlan::copy_resident_from)).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         g: &mut Graph,
@@ -117,7 +117,7 @@ impl EigenWhiten {
             running_cov
         };
         let h = g.spectral_fn(cov, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"));
+        g.set_name(h, &format!("{name}.spectral"))?;
         // Yᵀ per group = H·Xᵀ (H symmetric), back to [batch, features].
         let yt = g.matmul(h, xt, false, false)?;
         let yt = g.reshape(yt, &[features, batch])?;
@@ -136,7 +136,7 @@ impl EigenWhiten {
 
     /// Explained-variance fraction of each principal component, per group, largest first:
     /// λ_i / Σλ from the last step's covariance eigenvalues.
-    pub fn explained_variance(&self, plan: &GpuPlan) -> Result<Vec<Vec<f32>>> {
+    pub fn explained_variance(&self, plan: &dyn Plan) -> Result<Vec<Vec<f32>>> {
         let lambda = plan.eigenvalues(self.spectral)?;
         Ok(lambda
             .chunks(self.group)
@@ -153,7 +153,7 @@ impl EigenWhiten {
 
     /// Principal directions per group (`[groups, group, group]`, column j for the j-th
     /// smallest eigenvalue), from the last step.
-    pub fn principal_directions(&self, plan: &GpuPlan) -> Result<Vec<f32>> {
+    pub fn principal_directions(&self, plan: &dyn Plan) -> Result<Vec<f32>> {
         plan.eigenvectors(self.spectral)
     }
 }

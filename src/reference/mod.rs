@@ -14,21 +14,5 @@ pub mod softmax;
 pub mod spectral;
 pub mod transpose;
 
-/// The scalar types the reference runs in: `f32` (to compare bit-for-bit behaviour) and `f64`
-/// (as ground truth).
-pub trait Real: nalgebra::RealField + Copy {
-    /// Converts an f64 constant.
-    fn c(v: f64) -> Self;
-}
-
-impl Real for f32 {
-    fn c(v: f64) -> Self {
-        v as f32
-    }
-}
-
-impl Real for f64 {
-    fn c(v: f64) -> Self {
-        v
-    }
-}
+/// The scalar types the reference runs in (defined in [`crate::scalar`]).
+pub use crate::scalar::Real;

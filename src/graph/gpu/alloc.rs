@@ -1,0 +1,145 @@
+//! The device buffers of a GPU plan, created once at compile time: the pool that compute ops'
+//! values share, the buffers owned by inputs and resident tensors (filled by their
+//! initialisers), the step's hyperparameter words and status, and scratch for ops' private
+//! intermediates.
+//!
+//! Every value buffer is reference-counted, so a buffer can serve several plans: an inference
+//! plan could take a training plan's resident buffers instead of allocating its own.
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::graph::layout::{init_values, value_bytes, Layout, Storage};
+use crate::graph::{Graph, Node, Op, Value};
+use crate::kernels;
+use crate::tensor::TENSOR_USAGE;
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// Every buffer a compiled plan binds.
+pub(super) struct Buffers {
+    /// The buffer of every node that has a value (owned or pooled; aliases resolved).
+    values: Vec<Option<Arc<wgpu::Buffer>>>,
+    /// The step's hyperparameter words ([`kernels::optim::HYPER_WORDS`]).
+    pub hyper: wgpu::Buffer,
+    /// Squared gradient norms, one word per gradient of the widest clipping op.
+    pub norms: wgpu::Buffer,
+    /// The step status (`kernels::finite::status_buffer`): its header and one slot per
+    /// thing the step watches (`graph::status::StepWatch`).
+    pub status: wgpu::Buffer,
+    /// Ops' private intermediates: bound by the plan's dispatches, kept alive here.
+    scratch: Vec<wgpu::Buffer>,
+}
+
+impl Buffers {
+    /// Drops the plan's references to its buffers and destroys the ones only it holds (a
+    /// plan's own hyperparameter words and norms), so that dropping a plan frees its memory
+    /// without waiting for the next submission.
+    pub fn release(&mut self) {
+        self.values.clear();
+        self.scratch.clear();
+        self.hyper.destroy();
+        self.norms.destroy();
+    }
+
+    /// Creates the pool and the owned buffers `layout` asks for (resident tensors filled by
+    /// their initialisers, node i with `seed + i`), the hyperparameter words, the norms and
+    /// the status of a step watching `watched` things.
+    pub fn allocate(
+        device: &Device,
+        graph: &Graph,
+        layout: &Layout,
+        seed: u64,
+        watched: usize,
+    ) -> Result<Buffers> {
+        let pool = layout
+            .pool
+            .iter()
+            .map(|&bytes| empty(device, "plan pool buffer", bytes).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let mut values: Vec<Option<Arc<wgpu::Buffer>>> = Vec::with_capacity(graph.nodes().len());
+        for (i, node) in graph.nodes().iter().enumerate() {
+            let buffer = match layout.storage[i] {
+                Storage::None => None,
+                Storage::Pooled(b) => Some(pool[b].clone()),
+                Storage::Alias(r) => values[r.0].clone(),
+                Storage::Owned => Some(Arc::new(owned(device, node, seed.wrapping_add(i as u64))?)),
+            };
+            values.push(buffer);
+        }
+        let widest_clip = graph
+            .nodes()
+            .iter()
+            .filter(|n| matches!(n.op, Op::ClipGradients { .. }))
+            .map(|n| n.inputs.len())
+            .max()
+            .unwrap_or(0);
+        Ok(Buffers {
+            values,
+            hyper: kernels::optim::hyper_buffer(device),
+            norms: empty(device, "gradient norms", (widest_clip.max(1) * 4) as u64)?,
+            status: kernels::finite::status_buffer(device, watched),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The buffer of `v`.
+    pub fn value(&self, v: Value) -> Result<&wgpu::Buffer> {
+        self.values
+            .get(v.0)
+            .and_then(|b| b.as_deref())
+            .ok_or_else(|| no_buffer(v))
+    }
+
+    /// The buffer of `v`, shared (for work that copies from it, such as a solve's input).
+    pub fn shared(&self, v: Value) -> Result<Arc<wgpu::Buffer>> {
+        self.values
+            .get(v.0)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| no_buffer(v))
+    }
+
+    /// Keeps `scratch` alive for as long as the plan (its dispatches bind them).
+    pub fn keep_scratch(&mut self, scratch: Vec<wgpu::Buffer>) {
+        self.scratch.extend(scratch);
+    }
+}
+
+fn no_buffer(v: Value) -> Error {
+    Error::InvalidArgument(format!("value {} has no buffer", v.0))
+}
+
+/// A buffer of `bytes` for tensors (checked against the device's limits).
+fn empty(device: &Device, what: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    device.check_buffer_size(what, bytes)?;
+    Ok(device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(what),
+        size: bytes,
+        usage: TENSOR_USAGE,
+        mapped_at_creation: false,
+    }))
+}
+
+/// A private scratch buffer of `elems` f32 for one op's intermediate products.
+pub(super) fn scratch(device: &Device, what: &str, elems: usize) -> Result<wgpu::Buffer> {
+    empty(device, what, elems as u64 * 4)
+}
+
+/// The buffer a node owns: a resident tensor's filled by its initialiser, any other (inputs,
+/// parameter-only values) empty.
+fn owned(device: &Device, node: &Node, seed: u64) -> Result<wgpu::Buffer> {
+    let what = format!("resident tensor {}", node.name);
+    let bytes = value_bytes(&node.shape);
+    let Op::Param { init, .. } = &node.op else {
+        return empty(device, &what, bytes);
+    };
+    device.check_buffer_size(&what, bytes)?;
+    let data = init_values(init, &node.shape, seed)?;
+    Ok(device
+        .wgpu_device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&node.name),
+            contents: bytemuck::cast_slice(&data),
+            usage: TENSOR_USAGE,
+        }))
+}

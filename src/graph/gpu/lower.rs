@@ -1,0 +1,467 @@
+//! Lowering: the one place where a graph op becomes kernel launches. [`Lowering::lower`] is
+//! the table — one arm per op family, each a short function that builds the family's
+//! dispatches over the plan's buffers. Everything is built here, once, at compile time; a
+//! step only records what this produced.
+
+use super::alloc::{scratch, Buffers};
+use super::solve::{batch_n, Solves};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::graph::status::StepWatch;
+use crate::graph::{rows_cols, Graph, Node, Op, Value};
+use crate::kernels::matmul::{matmul_dispatch, matmul_shape, MatmulDims};
+use crate::kernels::reduce::{Axis, ReduceOp};
+use crate::kernels::spectral::SpectralFn;
+use crate::kernels::{self, Dispatch};
+
+/// One item of a step's recording.
+pub(super) enum Recorded {
+    /// A kernel launch inside a compute pass.
+    Dispatch(Dispatch),
+    /// An eigendecomposition (index into the plan's solves): copies and passes of its own.
+    Solve(usize),
+}
+
+/// What lowering needs: the device, the graph, the buffers, the solves (a spectral function
+/// that no hoisted solve serves gets its own here), what the step watches (the status slots
+/// of the updates and running averages), and the scratch it creates.
+pub(super) struct Lowering<'a> {
+    device: &'a Device,
+    graph: &'a Graph,
+    buffers: &'a Buffers,
+    solves: &'a mut Solves,
+    watch: &'a StepWatch,
+    /// Scratch buffers the lowered dispatches bind; the plan keeps them alive.
+    pub scratch: Vec<wgpu::Buffer>,
+}
+
+impl<'a> Lowering<'a> {
+    /// A lowering of `graph` over `buffers` and `solves`, watched as `watch` says.
+    pub fn new(
+        device: &'a Device,
+        graph: &'a Graph,
+        buffers: &'a Buffers,
+        solves: &'a mut Solves,
+        watch: &'a StepWatch,
+    ) -> Lowering<'a> {
+        Lowering {
+            device,
+            graph,
+            buffers,
+            solves,
+            watch,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Lowers every node, in graph order: the launches of node i are element i.
+    pub fn lower_all(&mut self) -> Result<Vec<Vec<Recorded>>> {
+        (0..self.graph.nodes().len())
+            .map(|i| self.lower(i))
+            .collect()
+    }
+
+    /// The launches of node `i`, in the order they run.
+    pub fn lower(&mut self, i: usize) -> Result<Vec<Recorded>> {
+        let graph = self.graph;
+        let node = &graph.nodes()[i];
+        let launches = match &node.op {
+            Op::Input | Op::Param { .. } | Op::Reshape => Vec::new(),
+            Op::MatMul { trans_a, trans_b } => self.matmul(node, i, *trans_a, *trans_b)?,
+            Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => self.elementwise(node, i)?,
+            Op::Reduce { op, axis } => self.reduce(node, i, *op, *axis)?,
+            Op::Transpose => self.transpose(node, i)?,
+            Op::SoftmaxXent | Op::SoftmaxXentBackward => self.softmax(node, i)?,
+            Op::SpectralFn(f) => return self.spectral_fn(node, i, *f),
+            Op::SpectralFnBackward(f) => self.spectral_fn_backward(node, i, *f)?,
+            Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => self.optimizer(node, i)?,
+        };
+        Ok(launches.into_iter().map(Recorded::Dispatch).collect())
+    }
+
+    /// The buffer of value `v`.
+    fn buffer(&self, v: Value) -> Result<&'a wgpu::Buffer> {
+        self.buffers.value(v)
+    }
+
+    /// The buffer of input `k` of `node`.
+    fn input(&self, node: &Node, k: usize) -> Result<&'a wgpu::Buffer> {
+        self.buffer(node.inputs[k])
+    }
+
+    /// The output buffer of node `i`.
+    fn out(&self, i: usize) -> Result<&'a wgpu::Buffer> {
+        self.buffer(Value(i))
+    }
+
+    /// The shape of input `k` of `node`.
+    fn shape(&self, node: &Node, k: usize) -> &'a [usize] {
+        self.graph.shape(node.inputs[k])
+    }
+
+    /// C = op(A)·op(B).
+    fn matmul(&self, node: &Node, i: usize, ta: bool, tb: bool) -> Result<Vec<Dispatch>> {
+        let (_, dims) = matmul_shape(self.shape(node, 0), self.shape(node, 1), ta, tb)?;
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        Ok(vec![matmul_dispatch(
+            self.device,
+            &dims,
+            a,
+            b,
+            self.out(i)?,
+        )?])
+    }
+
+    /// Unary maps, binary maps with broadcasting, and scaled broadcasts.
+    fn elementwise(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::elementwise::{binary_dispatch, expand_dispatch, unary_dispatch};
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        let n = node.shape.iter().product::<usize>();
+        let d = match &node.op {
+            Op::Unary(op) => unary_dispatch(self.device, *op, x, out, n)?,
+            Op::Binary { op, b_from } => {
+                binary_dispatch(self.device, *op, x, self.input(node, 1)?, out, n, *b_from)?
+            }
+            Op::Expand { from, alpha } => expand_dispatch(self.device, x, out, n, *from, *alpha)?,
+            other => unreachable!("{} is not elementwise", other.name()),
+        };
+        Ok(vec![d])
+    }
+
+    /// Sums, means, maxima or sums of squares along rows or columns.
+    fn reduce(&self, node: &Node, i: usize, op: ReduceOp, axis: Axis) -> Result<Vec<Dispatch>> {
+        let (rows, cols) = rows_cols(self.shape(node, 0));
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        Ok(vec![kernels::reduce::reduce_dispatch(
+            self.device,
+            op,
+            axis,
+            x,
+            out,
+            rows,
+            cols,
+        )?])
+    }
+
+    /// Swaps the last two dimensions.
+    fn transpose(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        let s = self.shape(node, 0);
+        let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+        let batch = s.iter().product::<usize>() / (rows * cols);
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        Ok(vec![kernels::transpose::transpose_dispatch(
+            self.device,
+            x,
+            out,
+            batch,
+            rows,
+            cols,
+        )?])
+    }
+
+    /// Softmax cross-entropy and its gradient w.r.t. the logits.
+    fn softmax(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::softmax::{softmax_xent_backward_dispatch, softmax_xent_dispatch};
+        let (rows, classes) = rows_cols(self.shape(node, 0));
+        let (logits, targets, out) = (self.input(node, 0)?, self.input(node, 1)?, self.out(i)?);
+        let d = if node.op == Op::SoftmaxXent {
+            softmax_xent_dispatch(self.device, logits, targets, out, rows, classes)?
+        } else {
+            let dloss = self.input(node, 2)?;
+            softmax_xent_backward_dispatch(self.device, logits, targets, dloss, out, rows, classes)?
+        };
+        Ok(vec![d])
+    }
+
+    /// H = (V·diag(f(λ)))·Vᵀ from the node's solve, preceded by the solve itself when the node
+    /// has one of its own (a hoisted solve runs ahead of the step instead).
+    fn spectral_fn(&mut self, node: &Node, i: usize, f: SpectralFn) -> Result<Vec<Recorded>> {
+        let (batch, n) = batch_n(&node.shape);
+        let (k, own) = self
+            .solves
+            .serving(self.device, self.graph, self.buffers, i)?;
+        let (_, member) = self.solves.member(i)?;
+        let scaled = scratch(self.device, "spectral scaled vectors", batch * n * n)?;
+        let launches = [
+            kernels::spectral::scale_columns_dispatch(
+                self.device,
+                f,
+                &member.values,
+                &member.vectors,
+                &scaled,
+                batch,
+                n,
+            )?,
+            matmul_dispatch(
+                self.device,
+                &square_dims(batch, n, false, true),
+                &scaled,
+                &member.vectors,
+                self.out(i)?,
+            )?,
+        ];
+        self.scratch.push(scaled);
+        let solve = own.then_some(Recorded::Solve(k));
+        Ok(solve
+            .into_iter()
+            .chain(launches.into_iter().map(Recorded::Dispatch))
+            .collect())
+    }
+
+    /// dG = V·(Lw ∘ sym(Vᵀ·dH·V))·Vᵀ with the eigenpairs of the forward node (input 1).
+    fn spectral_fn_backward(
+        &mut self,
+        node: &Node,
+        i: usize,
+        f: SpectralFn,
+    ) -> Result<Vec<Dispatch>> {
+        let (batch, n) = batch_n(&node.shape);
+        let (_, member) = self.solves.member(node.inputs[1].0)?;
+        let (values, v) = (&member.values, &member.vectors);
+        let t1 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
+        let t2 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
+        let mm =
+            |ta, tb, a, b, c| matmul_dispatch(self.device, &square_dims(batch, n, ta, tb), a, b, c);
+        let dh = self.input(node, 0)?;
+        // S = Vᵀ·dH·V, P = Lw ∘ sym(S), dG = V·P·Vᵀ.
+        let launches = vec![
+            mm(false, false, dh, v, &t1)?,
+            mm(true, false, v, &t1, &t2)?,
+            kernels::spectral::loewner_product_dispatch(
+                self.device,
+                f,
+                values,
+                &t2,
+                &t1,
+                batch,
+                n,
+            )?,
+            mm(false, false, v, &t1, &t2)?,
+            mm(false, true, &t2, v, self.out(i)?)?,
+        ];
+        self.scratch.extend([t1, t2]);
+        Ok(launches)
+    }
+
+    /// In-place ops on resident tensors: running averages (a check of the new value, then the
+    /// average, which a finding skips), gradient clipping (a squared norm per gradient, then
+    /// the scale), optimizer updates. Averages and updates record in the step status.
+    fn optimizer(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::finite::finite_check_dispatch;
+        use kernels::optim::{
+            clip_dispatch, ema_dispatch, sumsq_dispatch, update_dispatch, StatusSlot,
+        };
+        let (device, hyper, norms) = (self.device, &self.buffers.hyper, &self.buffers.norms);
+        let len = |v: Value| self.graph.shape(v).iter().product::<usize>();
+        let status = || -> Result<StatusSlot> {
+            let slot = self.watch.slot_of(i).ok_or_else(|| {
+                Error::InvalidArgument(format!("{} is not watched by the step", node.name))
+            })?;
+            Ok(StatusSlot {
+                buffer: &self.buffers.status,
+                slot: kernels::finite::STATUS_HEADER_SLOTS + slot,
+            })
+        };
+        Ok(match &node.op {
+            Op::Ema { momentum } => {
+                let (state, value) = (self.input(node, 0)?, self.input(node, 1)?);
+                let (status, n) = (status()?, len(node.inputs[0]));
+                vec![
+                    finite_check_dispatch(device, value, status.buffer, n, status.slot)?,
+                    ema_dispatch(device, state, value, status, n, *momentum)?,
+                ]
+            }
+            Op::ClipGradients { max_norm } => {
+                let mut launches = node
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, &g)| sumsq_dispatch(device, self.buffer(g)?, norms, len(g), slot))
+                    .collect::<Result<Vec<_>>>()?;
+                launches.push(clip_dispatch(
+                    device,
+                    hyper,
+                    norms,
+                    node.inputs.len(),
+                    *max_norm,
+                )?);
+                launches
+            }
+            Op::Update(rule) => {
+                let states = node.inputs[2..]
+                    .iter()
+                    .map(|&v| self.buffer(v))
+                    .collect::<Result<Vec<_>>>()?;
+                let (param, grad) = (self.input(node, 0)?, self.input(node, 1)?);
+                vec![update_dispatch(
+                    device,
+                    rule,
+                    hyper,
+                    param,
+                    grad,
+                    &states,
+                    status()?,
+                    len(node.inputs[0]),
+                )?]
+            }
+            other => unreachable!("{} is not an optimizer op", other.name()),
+        })
+    }
+}
+
+/// Batched n×n product dims: C = op(A)·op(B).
+fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
+    MatmulDims {
+        batch,
+        m: n,
+        n,
+        k: n,
+        trans_a,
+        trans_b,
+        a_batched: true,
+        b_batched: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schedule::passes;
+    use super::*;
+    use crate::graph::layout::Layout;
+    use crate::graph::{Init, Role};
+    use crate::kernels::optim::UpdateRule;
+
+    /// One op of every family: a batch-dependent and a parameter-only spectral function,
+    /// softmax cross-entropy, its gradient through everything, clipping of three gradients,
+    /// updates and a running average.
+    fn every_family() -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", &[5, 3]);
+        let t = g.input("t", &[5, 3]);
+        let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 });
+        let v = g.param("v", &[3, 3], Init::Normal { std: 0.5 });
+        let gram = g.matmul(v, v, true, false).unwrap();
+        let hoisted = g.spectral_fn(gram, SpectralFn::Orthogonal).unwrap();
+        let xw = g.matmul(x, w, false, false).unwrap();
+        let a = g.tanh(xw).unwrap();
+        let xt = g.transpose(a).unwrap();
+        let cov = g.matmul(xt, a, false, false).unwrap();
+        let own = g
+            .spectral_fn(cov, SpectralFn::InvSqrt { eps: 1e-3 })
+            .unwrap();
+        let mixed = g.matmul(a, own, false, false).unwrap();
+        let logits = g.matmul(mixed, hoisted, false, false).unwrap();
+        let mean = g.reduce(ReduceOp::Mean, Axis::Cols, logits).unwrap();
+        let running = g.resident("running", &[3], Init::Zeros, Role::State);
+        g.ema(running, mean, 0.1).unwrap();
+        let loss = g.softmax_cross_entropy(logits, t).unwrap();
+        let grads = g.backward(loss).unwrap();
+        let pairs: Vec<(Value, Value)> = [w, v].map(|p| (p, grads.get(p).unwrap())).into();
+        let all = vec![pairs[0].1, pairs[1].1, grads.get(w).unwrap()];
+        g.push(Op::ClipGradients { max_norm: 1.0 }, all, vec![])
+            .unwrap();
+        let rule = UpdateRule::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        for (p, grad) in pairs {
+            let shape = g.shape(p).to_vec();
+            let state = g.resident(
+                &format!("{}.m", g.node(p).name),
+                &shape,
+                Init::Zeros,
+                Role::State,
+            );
+            g.push(Op::Update(rule), vec![p, grad, state], vec![])
+                .unwrap();
+        }
+        g
+    }
+
+    /// The kinds of a node's launches: `S` a solve, `D` a dispatch.
+    fn kinds(recorded: &[Recorded]) -> String {
+        recorded
+            .iter()
+            .map(|r| match r {
+                Recorded::Solve(_) => 'S',
+                Recorded::Dispatch(_) => 'D',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_op_family_lowers_to_its_launches() {
+        let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
+        let g = every_family();
+        let layout = Layout::new(&g, &[]).unwrap();
+        let watch = StepWatch::of(&g);
+        let buffers = Buffers::allocate(&device, &g, &layout, 0, watch.len()).unwrap();
+        let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
+        assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
+        let lowered = Lowering::new(&device, &g, &buffers, &mut solves, &watch)
+            .lower_all()
+            .unwrap();
+        let mut families = std::collections::BTreeSet::new();
+        for (i, node) in g.nodes().iter().enumerate() {
+            let expected = match &node.op {
+                Op::Input | Op::Param { .. } | Op::Reshape => String::new(),
+                // The parameter-only one is solved ahead of the step; the other in place.
+                Op::SpectralFn(_) if g.param_only()[i] => "DD".into(),
+                Op::SpectralFn(_) => "SDD".into(),
+                Op::SpectralFnBackward(_) => "DDDDD".into(),
+                // A check of the new value, then the average.
+                Op::Ema { .. } => "DD".into(),
+                // A squared norm per gradient, then the scale.
+                Op::ClipGradients { .. } => "D".repeat(node.inputs.len() + 1),
+                _ => "D".into(),
+            };
+            assert_eq!(kinds(&lowered[i]), expected, "{}", node.name);
+            families.insert(
+                node.op
+                    .name()
+                    .trim_end_matches(char::is_numeric)
+                    .to_string(),
+            );
+        }
+        for family in [
+            "Input",
+            "Param",
+            "MatMul",
+            "Tanh",
+            "Add",
+            "Expand",
+            "Reduce",
+            "Transpose",
+            "Reshape",
+            "SoftmaxXent",
+            "SoftmaxXentBackward",
+            "SpectralFn",
+            "SpectralFnBackward",
+            "Ema",
+            "ClipGradients",
+            "UpdateSgd",
+        ] {
+            assert!(
+                families.iter().any(|f| f.starts_with(family)),
+                "no {family} in {families:?}"
+            );
+        }
+        assert_eq!(
+            solves.len(),
+            2,
+            "the batch-dependent spectral function has its own"
+        );
+        // Passes: one per run of dispatches between solves.
+        let recording: Vec<&Recorded> = lowered.iter().flatten().collect();
+        let solves_recorded = recording
+            .iter()
+            .filter(|r| matches!(r, Recorded::Solve(_)))
+            .count();
+        assert_eq!(solves_recorded, 1);
+        assert_eq!(
+            passes(recording.into_iter()),
+            3,
+            "dispatches, the solve, dispatches"
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The memory layout of a plan: where every value lives, and how resident tensors start.
+//!
+//! Values of compute ops share a pool of buffers: a buffer returns to the pool after the last
+//! op that reads its value, and a later value of the same size class takes it. Inputs and
+//! resident tensors (parameters, optimizer state, constants) own their buffers; reshapes alias
+//! their input; values the caller wants to read stay alive for the whole step. Values that
+//! depend only on resident tensors (an Eigen layer's Gram matrix and effective weight) also
+//! own their buffers, because the GPU executor computes them ahead of the batch work.
+
+use super::{Graph, Init, Op, Value};
+use crate::error::{Error, Result};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+/// Where a value's data lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// The op produces no value (updates, clipping).
+    None,
+    /// An input or a resident tensor with a buffer of its own.
+    Owned,
+    /// A buffer of the pool, by index.
+    Pooled(usize),
+    /// The storage of an earlier value (a reshape).
+    Alias(Value),
+}
+
+/// The executor-independent part of a plan: storage of every value and the pool.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Storage of each node's value.
+    pub storage: Vec<Storage>,
+    /// Sizes in bytes of the pooled buffers.
+    pub pool: Vec<u64>,
+    /// Bytes of owned buffers (inputs and resident tensors).
+    pub owned_bytes: u64,
+    /// Bytes if every value had its own buffer.
+    pub unpooled_bytes: u64,
+}
+
+/// The size class of a buffer: the next power of two, at least 256 bytes.
+fn size_class(bytes: u64) -> u64 {
+    bytes.next_power_of_two().max(256)
+}
+
+/// Bytes of a value of `shape` (f32).
+pub(crate) fn value_bytes(shape: &[usize]) -> u64 {
+    shape.iter().product::<usize>() as u64 * 4
+}
+
+impl Layout {
+    /// Assigns storage to every value of `graph`; `keep` are values the caller will read.
+    pub fn new(graph: &Graph, keep: &[Value]) -> Result<Layout> {
+        let nodes = graph.nodes();
+        for &k in keep {
+            if k.0 >= nodes.len() || nodes[k.0].shape.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "output {} is not a value of this graph",
+                    k.0
+                )));
+            }
+        }
+        let root = |mut v: Value| {
+            while nodes[v.0].op == Op::Reshape {
+                v = nodes[v.0].inputs[0];
+            }
+            v
+        };
+        let mut last_use = vec![None::<usize>; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                last_use[root(v).0] = Some(i);
+            }
+        }
+        let kept: Vec<bool> = {
+            let mut k = vec![false; nodes.len()];
+            for &v in keep {
+                k[root(v).0] = true;
+            }
+            k
+        };
+        // Parameter-only values may be computed out of graph order (hoisted before the batch
+        // work), so they get buffers of their own instead of pool slots.
+        let param_only = graph.param_only();
+        let mut storage = vec![Storage::None; nodes.len()];
+        let mut pool: Vec<u64> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let (mut owned_bytes, mut unpooled_bytes) = (0u64, 0u64);
+        for (i, n) in nodes.iter().enumerate() {
+            let bytes = value_bytes(&n.shape);
+            storage[i] = match n.op {
+                Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. } => Storage::None,
+                Op::Input | Op::Param { .. } => {
+                    owned_bytes += bytes;
+                    unpooled_bytes += bytes;
+                    Storage::Owned
+                }
+                Op::Reshape => Storage::Alias(root(Value(i))),
+                _ if param_only[i] => {
+                    owned_bytes += bytes;
+                    unpooled_bytes += bytes;
+                    Storage::Owned
+                }
+                _ => {
+                    unpooled_bytes += bytes;
+                    let class = size_class(bytes);
+                    let slot = match free.iter().position(|&b| pool[b] == class) {
+                        Some(k) => free.swap_remove(k),
+                        None => {
+                            pool.push(class);
+                            pool.len() - 1
+                        }
+                    };
+                    Storage::Pooled(slot)
+                }
+            };
+            // Release the buffers whose last reader is this node (after allocating its output,
+            // so no op reads and writes the same buffer), and outputs nobody reads.
+            let mut dead: Vec<usize> = n.inputs.iter().map(|&v| root(v).0).collect();
+            dead.push(i);
+            dead.sort_unstable();
+            dead.dedup();
+            for r in dead {
+                let unused_after = last_use[r].is_none_or(|l| l <= i);
+                if let (Storage::Pooled(b), true, false) = (storage[r], unused_after, kept[r]) {
+                    if !free.contains(&b) {
+                        free.push(b);
+                    }
+                }
+            }
+        }
+        Ok(Layout {
+            storage,
+            pool,
+            owned_bytes,
+            unpooled_bytes,
+        })
+    }
+
+    /// The value whose storage `v` uses (itself unless it is a reshape).
+    pub fn root(&self, v: Value) -> Value {
+        match self.storage[v.0] {
+            Storage::Alias(r) => r,
+            _ => v,
+        }
+    }
+
+    /// Owned plus pooled bytes.
+    pub fn peak_bytes(&self) -> u64 {
+        self.owned_bytes + self.pool.iter().sum::<u64>()
+    }
+}
+
+/// The initial values of a resident tensor: deterministic for a given `seed`, identical for
+/// every executor.
+pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> {
+    let n: usize = shape.iter().product();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (rows, cols) = super::rows_cols(shape);
+    Ok(match init {
+        Init::Zeros => vec![0.0; n],
+        Init::Constant(v) => vec![*v; n],
+        Init::Normal { std } => (0..n)
+            .map(|_| std * rng.sample::<f32, _>(StandardNormal))
+            .collect(),
+        Init::Uniform { limit } => (0..n).map(|_| rng.random_range(-limit..=*limit)).collect(),
+        Init::Identity { gain } => {
+            // Per matrix of a batch: row index within the matrix against the column index.
+            let mat_rows = if shape.len() >= 2 {
+                shape[shape.len() - 2]
+            } else {
+                1
+            };
+            (0..n)
+                .map(|i| {
+                    if (i / cols) % mat_rows == i % cols {
+                        *gain
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        }
+        Init::Orthogonal { gain } => {
+            // QR of a tall Gaussian matrix; Q's columns are orthonormal. Signs follow diag(R)
+            // so the result is Haar-distributed.
+            let (tall, short) = (rows.max(cols), rows.min(cols));
+            let g =
+                nalgebra::DMatrix::<f64>::from_fn(tall, short, |_, _| rng.sample(StandardNormal));
+            let qr = g.qr();
+            let (mut q, r) = (qr.q(), qr.r());
+            for j in 0..short {
+                if r[(j, j)] < 0.0 {
+                    q.column_mut(j).neg_mut();
+                }
+            }
+            let q = if rows >= cols { q } else { q.transpose() };
+            (0..n)
+                .map(|i| (*gain as f64 * q[(i / cols, i % cols)]) as f32)
+                .collect()
+        }
+        Init::Data(d) => {
+            if d.len() != n {
+                return Err(Error::shape(
+                    "Init::Data",
+                    format!("{} values for shape {shape:?}", d.len()),
+                ));
+            }
+            d.clone()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::optim::UpdateRule;
+
+    /// x [8, 16] → three tanh in a row (each value 512 bytes) → a sum per row.
+    fn chain() -> (Graph, [Value; 5]) {
+        let mut g = Graph::new();
+        let x = g.input("x", &[8, 16]);
+        let a = g.tanh(x).unwrap();
+        let b = g.tanh(a).unwrap();
+        let c = g.tanh(b).unwrap();
+        let s = g
+            .reduce(
+                crate::kernels::reduce::ReduceOp::Sum,
+                crate::kernels::reduce::Axis::Rows,
+                c,
+            )
+            .unwrap();
+        (g, [x, a, b, c, s])
+    }
+
+    #[test]
+    fn a_buffer_returns_to_the_pool_after_its_last_reader() {
+        let (g, [x, a, b, c, s]) = chain();
+        let layout = Layout::new(&g, &[s]).unwrap();
+        assert_eq!(layout.storage[x.0], Storage::Owned);
+        let slot = |v: Value| match layout.storage[v.0] {
+            Storage::Pooled(k) => k,
+            other => panic!("{v:?} is {other:?}"),
+        };
+        // b is written while a is read: two buffers; c takes a's back.
+        assert_ne!(slot(a), slot(b));
+        assert_eq!(slot(c), slot(a));
+        // s is smaller (32 bytes, class 256): a buffer of its own size class.
+        assert_eq!(layout.pool.len(), 3);
+        assert_eq!(layout.pool[slot(a)], 512);
+        assert_eq!(layout.pool[slot(s)], 256);
+        assert_eq!(layout.owned_bytes, 512);
+        assert_eq!(layout.peak_bytes(), 512 + 512 + 512 + 256);
+        assert_eq!(layout.unpooled_bytes, 4 * 512 + 32);
+    }
+
+    #[test]
+    fn a_kept_value_keeps_its_buffer_for_the_whole_step() {
+        let (g, [_, a, b, c, s]) = chain();
+        let layout = Layout::new(&g, &[a, s]).unwrap();
+        let pooled: Vec<Storage> = [a, b, c].iter().map(|v| layout.storage[v.0]).collect();
+        assert_ne!(pooled[0], pooled[2], "c must not reuse the kept a");
+        assert_ne!(pooled[1], pooled[2], "c must not overwrite its input b");
+    }
+
+    #[test]
+    fn reshapes_alias_resident_and_parameter_only_values_own() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[4, 6]);
+        let w = g.param("w", &[6, 6], Init::Identity { gain: 1.0 });
+        let gram = g.matmul(w, w, true, false).unwrap();
+        let y = g.matmul(x, gram, false, false).unwrap();
+        let flat = g.reshape(y, &[1, 24]).unwrap();
+        let again = g.reshape(flat, &[24]).unwrap();
+        let layout = Layout::new(&g, &[again]).unwrap();
+        assert_eq!(layout.storage[w.0], Storage::Owned);
+        assert_eq!(layout.storage[gram.0], Storage::Owned, "parameter-only");
+        assert!(matches!(layout.storage[y.0], Storage::Pooled(_)));
+        assert_eq!(layout.storage[flat.0], Storage::Alias(y));
+        assert_eq!(layout.storage[again.0], Storage::Alias(y));
+        assert_eq!(layout.root(again), y);
+    }
+
+    #[test]
+    fn ops_without_a_value_have_no_storage_and_bad_outputs_are_errors() {
+        let mut g = Graph::new();
+        let w = g.param("w", &[3], Init::Zeros);
+        let grad = g.constant(&[3], 1.0);
+        let m = g.resident("w.momentum", &[3], Init::Zeros, crate::graph::Role::State);
+        let rule = UpdateRule::Sgd {
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        let update = g.push(Op::Update(rule), vec![w, grad, m], vec![]).unwrap();
+        let layout = Layout::new(&g, &[]).unwrap();
+        assert_eq!(layout.storage[update.0], Storage::None);
+        assert!(layout.pool.is_empty());
+        assert!(
+            Layout::new(&g, &[update]).is_err(),
+            "an update has no value"
+        );
+        assert!(Layout::new(&g, &[Value(99)]).is_err(), "not in the graph");
+    }
+
+    #[test]
+    fn initial_values_are_seeded_and_shaped() {
+        let a = init_values(&Init::Normal { std: 1.0 }, &[5, 4], 7).unwrap();
+        assert_eq!(
+            a,
+            init_values(&Init::Normal { std: 1.0 }, &[5, 4], 7).unwrap()
+        );
+        assert_ne!(
+            a,
+            init_values(&Init::Normal { std: 1.0 }, &[5, 4], 8).unwrap()
+        );
+        // A batch of two 2×3 identities.
+        let eye = init_values(&Init::Identity { gain: 2.0 }, &[2, 2, 3], 0).unwrap();
+        let one = [2.0, 0.0, 0.0, 0.0, 2.0, 0.0];
+        assert_eq!(eye, [one, one].concat());
+        // Orthogonal: the rows of a wide matrix are orthonormal (times the gain).
+        let q = init_values(&Init::Orthogonal { gain: 3.0 }, &[2, 5], 1).unwrap();
+        let dot = |i: usize, j: usize| (0..5).map(|k| q[i * 5 + k] * q[j * 5 + k]).sum::<f32>();
+        assert!((dot(0, 0) - 9.0).abs() < 1e-4 && dot(0, 1).abs() < 1e-4);
+        assert!(matches!(
+            init_values(&Init::Data(vec![1.0; 3]), &[2, 2], 0),
+            Err(Error::Shape { .. })
+        ));
+    }
+}

@@ -1,0 +1,109 @@
+//! What the Rust side of the kernels assumes about their WGSL, gathered in one place for
+//! `tests/kernel_contracts.rs`, which parses every shader with naga and checks: each kernel's
+//! entry point and workgroup size, its override constants, the layout of its parameter struct
+//! field by field, and the constants both sides declare (status bits, tile sizes, mode ids).
+
+use super::{
+    elementwise, finite, jacobi, jacobi_block, matmul, optim, reduce, softmax, spectral, transpose,
+};
+use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
+
+/// A uniform struct at `@group(0) @binding(0)` of `shader` that Rust mirrors, for kernels that
+/// are still launched untyped (`Dispatch::new`) rather than as a [`super::Kernel`].
+#[derive(Clone, Copy, Debug)]
+pub struct ParamsContract {
+    /// The shader declaring the uniform.
+    pub shader: &'static Shader,
+    /// The fields Rust writes.
+    pub fields: &'static [Field],
+    /// The size in bytes of the Rust struct.
+    pub size: usize,
+}
+
+/// Everything the Rust side assumes about the shaders.
+#[derive(Clone, Debug)]
+pub struct Contracts {
+    /// Every typed kernel of the crate.
+    pub kernels: Vec<KernelSpec>,
+    /// Parameter structs of the kernels launched untyped.
+    pub untyped_params: Vec<ParamsContract>,
+    /// The shaders of the kernels launched untyped (the Jacobi solver's, each
+    /// jacobi_common.wgsl followed by its files), exactly as they are compiled.
+    pub untyped_shaders: Vec<&'static Shader>,
+    /// Constants that a shader and Rust both declare.
+    pub constants: Vec<SharedConstant>,
+}
+
+/// The helpers and parameters every Jacobi shader is prefixed with.
+const JACOBI_COMMON: Shader = Shader {
+    name: "jacobi_common",
+    source: include_str!("../../shaders/jacobi_common.wgsl"),
+};
+
+/// The Jacobi solver's status bits, as `jacobi_common.wgsl` declares them.
+const JACOBI_STATUS: [SharedConstant; 6] = [
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "NONFINITE_INPUT",
+        jacobi::STATUS_NONFINITE_INPUT,
+    ),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "NONFINITE_WARM_START",
+        jacobi::STATUS_NONFINITE_WARM_START,
+    ),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "NOT_CONVERGED",
+        jacobi::STATUS_NOT_CONVERGED,
+    ),
+    SharedConstant::u32(&JACOBI_COMMON, "FINISHED", jacobi::STATUS_FINISHED),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "WARM_START_REJECTED",
+        jacobi::STATUS_WARM_START_REJECTED,
+    ),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "VALUES_OVERFLOW",
+        jacobi::STATUS_VALUES_OVERFLOW,
+    ),
+];
+
+/// The contracts of every kernel module.
+pub fn contracts() -> Contracts {
+    let kernels = [
+        &elementwise::KERNELS[..],
+        &finite::KERNELS,
+        &matmul::KERNELS,
+        &optim::KERNELS,
+        &reduce::KERNELS,
+        &softmax::KERNELS,
+        &spectral::KERNELS,
+        &transpose::KERNELS,
+    ]
+    .concat();
+    let untyped_params = vec![ParamsContract {
+        shader: &JACOBI_COMMON,
+        fields: jacobi::Params::FIELDS,
+        size: std::mem::size_of::<jacobi::Params>(),
+    }];
+    let constants = [
+        &elementwise::CONSTANTS[..],
+        &finite::CONSTANTS,
+        &matmul::CONSTANTS,
+        &optim::CONSTANTS,
+        &reduce::CONSTANTS,
+        &softmax::CONSTANTS,
+        &spectral::CONSTANTS,
+        &transpose::CONSTANTS,
+        &JACOBI_STATUS,
+    ]
+    .concat();
+    Contracts {
+        kernels,
+        untyped_params,
+        untyped_shaders: [&jacobi::SHADERS[..], &jacobi_block::SHADERS].concat(),
+        constants,
+    }
+}
