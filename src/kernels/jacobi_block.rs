@@ -160,23 +160,30 @@ pub(super) struct Working<'a> {
 
 /// The recorded sweeps of the blocked solver: a reset and a check, then per sweep the rounds'
 /// indirect `block_solve` and `block_apply`, and again a reset and a check.
+///
+/// The check flags a matrix still iterating after the run's budget as finished but not
+/// converged, so it carries that budget: one check for cold runs (`max_sweeps`), one for warm
+/// runs (the warm budget).
 pub(super) struct BlockedSweeps {
     layout: BlockLayout,
     reset: Dispatch,
-    check: Dispatch,
+    check_cold: Dispatch,
+    check_warm: Dispatch,
     rounds: Vec<(Dispatch, Dispatch)>,
     args: wgpu::Buffer,
 }
 
 impl BlockedSweeps {
     /// Builds the dispatches for `batch` matrices of order `n` in blocks of at most
-    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's; the blocked
-    /// kernels get their own copy with the block geometry.
+    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's (their
+    /// `max_sweeps` is the cold budget); the blocked kernels get their own copy with the block
+    /// geometry. Warm runs stop after `warm_budget` sweeps.
     pub fn new(
         device: &Device,
         params: &Params,
         max_block: usize,
         work: &Working<'_>,
+        warm_budget: u32,
     ) -> Result<BlockedSweeps> {
         let (batch, n) = (params.batch as usize, params.n as usize);
         let layout = BlockLayout::new(n, max_block);
@@ -207,14 +214,21 @@ impl BlockedSweeps {
             storage | wgpu::BufferUsages::INDIRECT,
         )?;
         let reset = Dispatch::new(device, &CHECK, "reset", &params, &[&args], [1, 1, 1])?;
-        let check = Dispatch::new(
-            device,
-            &CHECK,
-            "check",
-            &params,
-            &[&args, work.a, &live, work.floors, work.status, work.sweeps],
-            [batch as u32, 1, 1],
-        )?;
+        let check = |max_sweeps: u32| {
+            Dispatch::new(
+                device,
+                &CHECK,
+                "check",
+                &Params {
+                    max_sweeps,
+                    ..params
+                },
+                &[&args, work.a, &live, work.floors, work.status, work.sweeps],
+                [batch as u32, 1, 1],
+            )
+        };
+        let check_cold = check(params.max_sweeps)?;
+        let check_warm = check(warm_budget)?;
         let (solve, apply) = match max_block <= BLOCK_SMALL {
             true => (&SOLVE32, &APPLY32),
             false => (&SOLVE64, &APPLY64),
@@ -244,23 +258,30 @@ impl BlockedSweeps {
         Ok(BlockedSweeps {
             layout,
             reset,
-            check,
+            check_cold,
+            check_warm,
             rounds,
             args,
         })
     }
 
-    /// Records the first check and `sweeps` sweeps, each followed by a check.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32) {
+    /// Records the first check and `sweeps` sweeps (the run's budget), each followed by a
+    /// check that stops matrices at that budget.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32, cold: bool) {
+        let check = if cold {
+            &self.check_cold
+        } else {
+            &self.check_warm
+        };
         self.reset.record(pass);
-        self.check.record(pass);
+        check.record(pass);
         for _ in 0..sweeps {
             for (solve, apply) in &self.rounds {
                 solve.record_indirect(pass, &self.args, 0);
                 apply.record_indirect(pass, &self.args, 12);
             }
             self.reset.record(pass);
-            self.check.record(pass);
+            check.record(pass);
         }
     }
 
