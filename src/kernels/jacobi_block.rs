@@ -38,7 +38,12 @@
 //! Per sweep 2(2k − 1) + 2 (`block_solve` and `block_apply` per round, `reset` and `check`):
 //! with b = 32, 8 at n ≤ 128, 16 at n = 256, 32 at n = 512 — against 2(n − 1) + 2 for a
 //! scalar round-robin ordering that dispatches each round. A cold solve of 15 recorded sweeps
-//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue.
+//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue. A
+//! warm run records only the plan's warm budget ([`EighOptions::warm_sweeps`], default 3):
+//! its `check` flags a matrix still iterating after that budget finished but not converged,
+//! and the next run, fed back from its orthonormal vectors, continues.
+//!
+//! [`EighOptions::warm_sweeps`]: super::jacobi::EighOptions::warm_sweeps
 //!
 //! # How the work spreads
 //! A round of a batch of B matrices runs B·k `block_solve` workgroups and
