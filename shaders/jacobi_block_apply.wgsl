@@ -30,24 +30,26 @@ const WG: u32 = TQ * TQ;
 var<workgroup> x: array<vec4<f32>, TILE * TQ>;
 var<workgroup> qs: array<vec4<f32>, TILE * TQ>;
 
-// Rows 0 … mm − 1 of D = Q − I of block pair `slot` into qs — zero where the pair rotated
-// nothing (its D was not stored) and past the rows.
+// D = Q − I of block pair `slot` into rows 0 … 4·qv − 1 and vec4 columns 0 … qv − 1 of qs
+// (the part the products read): zero where the pair rotated nothing (its D was not stored)
+// and in the padding rows past mm.
 fn load_d(slot: u32, mm: u32, qv: u32, lid: u32) {
     let identity = rotated[slot] == 0u;
-    for (var e = lid; e < TILE * TQ; e += WG) {
-        let r = e / TQ;
-        let c = e % TQ;
+    for (var e = lid; e < 4u * qv * qv; e += WG) {
+        let r = e / qv;
+        let c = e % qv;
         var y = vec4<f32>();
-        if (r < mm && c < qv && !identity) {
+        if (r < mm && !identity) {
             y = q[(slot * mm + r) * qv + c];
         }
-        qs[e] = y;
+        qs[r * TQ + c] = y;
     }
 }
 
-fn clear_tile(lid: u32) {
-    for (var e = lid; e < TILE * TQ; e += WG) {
-        x[e] = vec4<f32>();
+// Zero over the part of the tile the products read, padding included.
+fn clear_tile(qv: u32, lid: u32) {
+    for (var e = lid; e < 4u * qv * qv; e += WG) {
+        x[(e / qv) * TQ + e % qv] = vec4<f32>();
     }
 }
 
@@ -108,7 +110,7 @@ fn block_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         return;
     }
     workgroupBarrier();
-    clear_tile(lid);
+    clear_tile(qv, lid);
     workgroupBarrier();
     let bp = pair_of(pp, p.round);
     var br = vec2<u32>();

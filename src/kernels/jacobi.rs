@@ -95,7 +95,7 @@
 //! prologue and that matrix solved from a cold start ([`STATUS_WARM_START_REJECTED`]).
 //!
 //! Warm runs record only [`EighOptions::warm_sweeps`] sweeps (default 3) on the per-sweep
-//! path: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
+//! and blocked paths: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
 //! rejected V0 — ends the run flagged [`STATUS_NOT_CONVERGED`] with orthonormal vectors and
 //! Rayleigh-quotient eigenvalues, and the next run, fed back from them, continues where it
 //! stopped. The one-dispatch solver needs no such budget: it loops on the device until
@@ -486,7 +486,7 @@ impl Solver {
                 sweeps,
                 cold_budget,
                 warm_budget,
-            } => sweeps.record(pass, if cold { *cold_budget } else { *warm_budget }),
+            } => sweeps.record(pass, if cold { *cold_budget } else { *warm_budget }, cold),
         }
     }
 }
@@ -748,7 +748,13 @@ impl EighPlan {
         };
         let prologue = prologue(device, &params, &bufs, warm_start_buffer.as_ref())?;
         let solver = match variant {
-            EighVariant::Blocked => blocked_solver(device, &params, &bufs, largest_block(device)?)?,
+            EighVariant::Blocked => blocked_solver(
+                device,
+                &params,
+                &bufs,
+                largest_block(device)?,
+                options.warm_sweeps,
+            )?,
             EighVariant::BlockedWith { max_block } => {
                 let largest = largest_block(device)?;
                 if !(1..=largest).contains(&max_block) {
@@ -756,7 +762,7 @@ impl EighPlan {
                         "eigh: block size {max_block} is outside 1 to {largest} on this device"
                     )));
                 }
-                blocked_solver(device, &params, &bufs, max_block)?
+                blocked_solver(device, &params, &bufs, max_block, options.warm_sweeps)?
             }
             small => small_solver(device, params, &bufs, small, options.warm_sweeps)?,
         };
@@ -1009,13 +1015,14 @@ fn small_solver(
 }
 
 /// The blocked solver ([`jacobi_block`](super::jacobi_block)) in blocks of at most
-/// `max_block` indices: `max_sweeps` sweeps recorded for every run, the sweeps of converged
-/// matrices being empty indirect dispatches.
+/// `max_block` indices: `max_sweeps` sweeps recorded for a cold run, `warm_sweeps` for a warm
+/// one, the sweeps of converged matrices being empty indirect dispatches.
 fn blocked_solver(
     device: &Device,
     p: &Params,
     b: &PlanBuffers,
     max_block: usize,
+    warm_sweeps: u32,
 ) -> Result<Solver> {
     let w = b.work;
     let working = Working {
@@ -1025,12 +1032,11 @@ fn blocked_solver(
         status: b.status,
         sweeps: b.sweeps,
     };
+    let warm_budget = warm_sweeps.min(p.max_sweeps);
     Ok(Solver::Blocked {
-        sweeps: BlockedSweeps::new(device, p, max_block, &working)?,
+        sweeps: BlockedSweeps::new(device, p, max_block, &working, warm_budget)?,
         cold_budget: p.max_sweeps,
-        // The blocked `check` flags a matrix out of sweeps only after `max_sweeps`, so warm
-        // runs record them all too (converged matrices make them empty dispatches).
-        warm_budget: p.max_sweeps,
+        warm_budget,
     })
 }
 

@@ -13,20 +13,21 @@
 //!    S = A[I∪J, I∪J] into workgroup memory and, unless it already passes the relative test,
 //!    sweeps it once with the one-workgroup method — the same round-robin order, Rutishauser's
 //!    update and Demmel–Veselić test against the whole matrix's floor — then stores S and
-//!    D_P = Q_P − I, Q_P the product of its rotations. One sweep, not a full diagonalisation
-//!    of S: sweeping S to convergence saves about one outer sweep in eight at n = 128–512 but
-//!    costs two to three times as much, and its extra rotations doubled the residual at 512;
+//!    D_P = Q_P − I, Q_P the product of its rotations. The first and last rounds of a sweep
+//!    visit every pair of S, the rounds between only the pairs across its two blocks (b inner
+//!    rounds instead of 2b − 1): every pair of indices is visited in every sweep, and about
+//!    half the rotations of sweeping all of S each round are saved, which left 2.5× the
+//!    residual at n = 512 for no fewer sweeps;
 //! 2. `block_apply` (one workgroup per output tile and matrix): A[P, R] ← Q_Pᵀ·A[P, R]·Q_R for
 //!    every pair of block pairs P < R, and Vᵀ[P, C] ← Q_Pᵀ·Vᵀ[P, C] for every 2b-wide column
 //!    tile C, as 2b×2b matrix products in workgroup memory, formed as updates X + X·D so that
 //!    their rounding shrinks with the rotations. Tiles of block pairs that rotated nothing
 //!    are skipped.
 //!
-//! A sweep visits every pair of indices in different blocks once, as the scalar round-robin
-//! ordering does, and the pairs within a block in every round. Measured on random matrices
-//! (lavapipe): 5–6 sweeps at n = 65, 6–7 at 128, 8 at 256, 9 at 512, and 2 from a warm start;
-//! a rank-deficient Gram matrix, whose roundoff-level null space the relative test resolves
-//! too, 12 at 128, 14 at 256, 16 at 512 (the scalar ordering this replaced: 14 and 15).
+//! Measured sweeps on lavapipe: random matrices 5–6 at n = 65, 6–7 at 128, 8 at 256, 9 at
+//! 512, 2 from a warm start; a rank-deficient Gram matrix, whose roundoff-level null space the
+//! relative test resolves too, 15 at 256 and 16 at 512 (the scalar ordering this replaced: 14
+//! and 15).
 //!
 //! Before the first sweep and after every sweep, `check` (one workgroup per matrix) runs the
 //! relative test on every off-diagonal entry: a converged matrix, or one out of sweeps, is
@@ -37,7 +38,12 @@
 //! Per sweep 2(2k − 1) + 2 (`block_solve` and `block_apply` per round, `reset` and `check`):
 //! with b = 32, 8 at n ≤ 128, 16 at n = 256, 32 at n = 512 — against 2(n − 1) + 2 for a
 //! scalar round-robin ordering that dispatches each round. A cold solve of 15 recorded sweeps
-//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue.
+//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue. A
+//! warm run records only the plan's warm budget ([`EighOptions::warm_sweeps`], default 3):
+//! its `check` flags a matrix still iterating after that budget finished but not converged,
+//! and the next run, fed back from its orthonormal vectors, continues.
+//!
+//! [`EighOptions::warm_sweeps`]: super::jacobi::EighOptions::warm_sweeps
 //!
 //! # How the work spreads
 //! A round of a batch of B matrices runs B·k `block_solve` workgroups and
@@ -159,23 +165,30 @@ pub(super) struct Working<'a> {
 
 /// The recorded sweeps of the blocked solver: a reset and a check, then per sweep the rounds'
 /// indirect `block_solve` and `block_apply`, and again a reset and a check.
+///
+/// The check flags a matrix still iterating after the run's budget as finished but not
+/// converged, so it carries that budget: one check for cold runs (`max_sweeps`), one for warm
+/// runs (the warm budget).
 pub(super) struct BlockedSweeps {
     layout: BlockLayout,
     reset: Dispatch,
-    check: Dispatch,
+    check_cold: Dispatch,
+    check_warm: Dispatch,
     rounds: Vec<(Dispatch, Dispatch)>,
     args: wgpu::Buffer,
 }
 
 impl BlockedSweeps {
     /// Builds the dispatches for `batch` matrices of order `n` in blocks of at most
-    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's; the blocked
-    /// kernels get their own copy with the block geometry.
+    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's (their
+    /// `max_sweeps` is the cold budget); the blocked kernels get their own copy with the block
+    /// geometry. Warm runs stop after `warm_budget` sweeps.
     pub fn new(
         device: &Device,
         params: &Params,
         max_block: usize,
         work: &Working<'_>,
+        warm_budget: u32,
     ) -> Result<BlockedSweeps> {
         let (batch, n) = (params.batch as usize, params.n as usize);
         let layout = BlockLayout::new(n, max_block);
@@ -206,14 +219,21 @@ impl BlockedSweeps {
             storage | wgpu::BufferUsages::INDIRECT,
         )?;
         let reset = Dispatch::new(device, &CHECK, "reset", &params, &[&args], [1, 1, 1])?;
-        let check = Dispatch::new(
-            device,
-            &CHECK,
-            "check",
-            &params,
-            &[&args, work.a, &live, work.floors, work.status, work.sweeps],
-            [batch as u32, 1, 1],
-        )?;
+        let check = |max_sweeps: u32| {
+            Dispatch::new(
+                device,
+                &CHECK,
+                "check",
+                &Params {
+                    max_sweeps,
+                    ..params
+                },
+                &[&args, work.a, &live, work.floors, work.status, work.sweeps],
+                [batch as u32, 1, 1],
+            )
+        };
+        let check_cold = check(params.max_sweeps)?;
+        let check_warm = check(warm_budget)?;
         let (solve, apply) = match max_block <= BLOCK_SMALL {
             true => (&SOLVE32, &APPLY32),
             false => (&SOLVE64, &APPLY64),
@@ -243,23 +263,30 @@ impl BlockedSweeps {
         Ok(BlockedSweeps {
             layout,
             reset,
-            check,
+            check_cold,
+            check_warm,
             rounds,
             args,
         })
     }
 
-    /// Records the first check and `sweeps` sweeps, each followed by a check.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32) {
+    /// Records the first check and `sweeps` sweeps (the run's budget), each followed by a
+    /// check that stops matrices at that budget.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32, cold: bool) {
+        let check = if cold {
+            &self.check_cold
+        } else {
+            &self.check_warm
+        };
         self.reset.record(pass);
-        self.check.record(pass);
+        check.record(pass);
         for _ in 0..sweeps {
             for (solve, apply) in &self.rounds {
                 solve.record_indirect(pass, &self.args, 0);
                 apply.record_indirect(pass, &self.args, 12);
             }
             self.reset.record(pass);
-            self.check.record(pass);
+            check.record(pass);
         }
     }
 
