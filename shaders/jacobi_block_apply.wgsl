@@ -10,7 +10,8 @@
 // stores): as the sweeps converge D shrinks, and so does the rounding of the 2b-term sums,
 // which would otherwise be ~ε·|X| per term in every round.
 //
-// TILE (the largest 2b: 32 or 64) is prepended by the host. The tile sits in workgroup memory
+// TILE (the largest 2b: 32 or 64) is an override constant, and with it the workgroup size
+// WG = (TILE/4)². The tile sits in workgroup memory
 // as rows of TILE/4 vec4, the Q being applied beside it; each invocation owns a 4×4 block of
 // the product. The upper-triangle storage of A holds a sub-block (X, Y) of a tile, X ≠ Y, at
 // rows X and columns Y when X < Y and transposed otherwise: loads and stores walk the stored
@@ -22,8 +23,9 @@
 @group(0) @binding(4) var<storage, read> rotated: array<u32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 
-const TQ: u32 = TILE / 4u;
-const WG: u32 = TQ * TQ;
+override TILE: u32;
+override TQ: u32 = TILE / 4u;
+override WG: u32 = TQ * TQ;
 // The tile (also Y = X·Q_R, then the result), and D_R then D_P; element (i, j) of each at
 // [i * TQ + j / 4][j % 4]. 32 KiB together when TILE = 64, nothing else: the skip flag is
 // passed through x[0].

@@ -6,7 +6,7 @@
 // matrix's floor), then stores S back with D = Q − I, Q the product of its rotations
 // (S ← QᵀSQ), row-major with `q_stride` floats a row. `rotated` records whether Q differs
 // from I, so that `block_apply` skips the tiles of pairs that did nothing (and reads D = 0 for
-// the others). MMAX (the largest 2b) is prepended by the host.
+// the others). MMAX (the largest 2b: 32 or 64) is an override constant.
 //
 // Which pairs: in the first and the last round of an outer sweep every pair of S (2b − 1
 // inner rounds), in the rounds between only the b² pairs across the two blocks (b inner
@@ -26,6 +26,7 @@
 @group(0) @binding(4) var<storage, read_write> rotated: array<u32>;
 @group(0) @binding(5) var<storage, read> floor_of: array<f32>;
 
+override MMAX: u32;
 const WG: u32 = 64u;
 var<workgroup> wa: array<f32, MMAX * (MMAX + 1u) / 2u>;
 var<workgroup> wq: array<vec4<f32>, MMAX * MMAX / 4u>;

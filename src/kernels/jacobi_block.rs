@@ -55,38 +55,51 @@
 //! problem ≈ 1,400 iterations, `check` n²/512), far below llvmpipe's 65,535.
 
 use super::jacobi::{jacobi_shader, words_buffer, Params};
-use super::{Dispatch, Shader};
+use super::{Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, Override};
 
-const SOLVE32: Shader = jacobi_shader!(
-    "jacobi_block_solve32",
-    "const MMAX: u32 = 32u;\n",
+const SOLVE: Shader = jacobi_shader!(
+    "jacobi_block_solve",
     "jacobi_block_common.wgsl",
     "jacobi_block_solve.wgsl"
 );
-const SOLVE64: Shader = jacobi_shader!(
-    "jacobi_block_solve64",
-    "const MMAX: u32 = 64u;\n",
-    "jacobi_block_common.wgsl",
-    "jacobi_block_solve.wgsl"
-);
-const APPLY32: Shader = jacobi_shader!(
-    "jacobi_block_apply32",
-    "const TILE: u32 = 32u;\n",
+const APPLY: Shader = jacobi_shader!(
+    "jacobi_block_apply",
     "jacobi_block_common.wgsl",
     "jacobi_block_apply.wgsl"
 );
-const APPLY64: Shader = jacobi_shader!(
-    "jacobi_block_apply64",
-    "const TILE: u32 = 64u;\n",
-    "jacobi_block_common.wgsl",
-    "jacobi_block_apply.wgsl"
-);
-const CHECK: Shader = jacobi_shader!("jacobi_check", "", "jacobi_check.wgsl");
+const CHECK: Shader = jacobi_shader!("jacobi_check", "jacobi_check.wgsl");
 
-/// Every shader of the blocked path (checked by the contract test).
-pub(super) const SHADERS: [&Shader; 5] = [&SOLVE32, &SOLVE64, &APPLY32, &APPLY64, &CHECK];
+/// `WG` of jacobi_block_solve.wgsl.
+const WG_SOLVE: u32 = 64;
+/// `WG` of jacobi_check.wgsl's `check`.
+const WG_CHECK: u32 = 256;
+
+/// `block_solve` for block pairs of up to 32 and 64 indices (the `MMAX` override, the largest
+/// 2b, sizes its workgroup arrays).
+const SOLVE32: Kernel<Params> = Kernel::new(&SOLVE, "block_solve", [WG_SOLVE, 1, 1])
+    .with_overrides(&[Override::u32("MMAX", 32)]);
+const SOLVE64: Kernel<Params> = Kernel::new(&SOLVE, "block_solve", [WG_SOLVE, 1, 1])
+    .with_overrides(&[Override::u32("MMAX", 64)]);
+/// `block_apply` on tiles of `TILE` = 2b_max: (TILE/4)² invocations, each a 4×4 block.
+const APPLY32: Kernel<Params> = Kernel::new(&APPLY, "block_apply", [(32 / 4) * (32 / 4), 1, 1])
+    .with_overrides(&[Override::u32("TILE", 32)]);
+const APPLY64: Kernel<Params> = Kernel::new(&APPLY, "block_apply", [(64 / 4) * (64 / 4), 1, 1])
+    .with_overrides(&[Override::u32("TILE", 64)]);
+const RESET: Kernel<Params> = Kernel::new(&CHECK, "reset", [1, 1, 1]);
+const CHECK_CONVERGENCE: Kernel<Params> = Kernel::new(&CHECK, "check", [WG_CHECK, 1, 1]);
+
+/// Every kernel of the blocked path (checked by the contract test).
+pub(super) const KERNELS: [KernelSpec; 6] = [
+    SOLVE32.spec(),
+    SOLVE64.spec(),
+    APPLY32.spec(),
+    APPLY64.spec(),
+    RESET.spec(),
+    CHECK_CONVERGENCE.spec(),
+];
 
 /// The largest block a device can get: 32, or 16 on devices with little workgroup memory.
 const BLOCK_LARGE: usize = 32;
@@ -218,12 +231,10 @@ impl BlockedSweeps {
             6,
             storage | wgpu::BufferUsages::INDIRECT,
         )?;
-        let reset = Dispatch::new(device, &CHECK, "reset", &params, &[&args], [1, 1, 1])?;
+        let reset = RESET.dispatch(device, &params, &[&args], [1, 1, 1])?;
         let check = |max_sweeps: u32| {
-            Dispatch::new(
+            CHECK_CONVERGENCE.dispatch(
                 device,
-                &CHECK,
-                "check",
                 &Params {
                     max_sweeps,
                     ..params
@@ -235,25 +246,21 @@ impl BlockedSweeps {
         let check_cold = check(params.max_sweeps)?;
         let check_warm = check(warm_budget)?;
         let (solve, apply) = match max_block <= BLOCK_SMALL {
-            true => (&SOLVE32, &APPLY32),
-            false => (&SOLVE64, &APPLY64),
+            true => (SOLVE32, APPLY32),
+            false => (SOLVE64, APPLY64),
         };
         let mut rounds = Vec::with_capacity(layout.blocks - 1);
         for round in 0..layout.blocks as u32 - 1 {
             params.round = round;
             rounds.push((
-                Dispatch::new(
+                solve.dispatch(
                     device,
-                    solve,
-                    "block_solve",
                     &params,
                     &[work.a, &live, &q, &rotated, work.floors],
                     [k as u32, batch as u32, 1],
                 )?,
-                Dispatch::new(
+                apply.dispatch(
                     device,
-                    apply,
-                    "block_apply",
                     &params,
                     &[work.a, &live, &q, &rotated, work.v],
                     [tiles as u32, batch as u32, 1],
