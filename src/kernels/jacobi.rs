@@ -227,7 +227,7 @@ pub const STATUS_WARM_START_REJECTED: u32 = 16;
 pub const STATUS_VALUES_OVERFLOW: u32 = 32;
 
 /// Where a plan's runs start from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WarmStart {
     /// Every run starts cold, from V = I; the plan has no V0 buffer.
     #[default]
