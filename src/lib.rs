@@ -20,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod graph;
 pub mod kernels;
+pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod pipeline;

@@ -14,7 +14,7 @@ use eigengrad::graph::{Graph, Init, Role, Value};
 use eigengrad::kernels::elementwise::UnaryOp;
 use eigengrad::kernels::reduce::{Axis, ReduceOp};
 use eigengrad::kernels::spectral::SpectralFn;
-use eigengrad::nn::{EigenLayer, EigenMode};
+use eigengrad::nn::{EigenLayer, EigenMode, Mode, Scope};
 
 const H: f64 = 1e-5;
 const REL_TOL: f64 = 1e-6;
@@ -47,17 +47,19 @@ fn gradcheck_at(
     let params: Vec<Value> = initial
         .iter()
         .enumerate()
-        .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())))
+        .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())).unwrap())
         .collect();
     let y = f(&mut g, &params);
     let y_shape = g.shape(y).to_vec();
     let ny: usize = y_shape.iter().product();
-    let r = g.resident(
-        "r",
-        &y_shape,
-        Init::Data(random(99, ny, 1.0)),
-        Role::Constant,
-    );
+    let r = g
+        .resident(
+            "r",
+            &y_shape,
+            Init::Data(random(99, ny, 1.0)),
+            Role::Constant,
+        )
+        .unwrap();
     let ry = g.mul(y, r).unwrap();
     let flat = g.reshape(ry, &[1, ny]).unwrap();
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
@@ -167,11 +169,15 @@ fn transpose_and_reshape() {
 #[test]
 fn losses() {
     gradcheck("softmax xent", &[&[4, 5]], |g, p| {
-        let t = g.resident("t", &[4, 5], Init::Data(soft_targets(4, 5)), Role::Constant);
+        let t = g
+            .resident("t", &[4, 5], Init::Data(soft_targets(4, 5)), Role::Constant)
+            .unwrap();
         g.softmax_xent(p[0], t).unwrap()
     });
     gradcheck("softmax cross-entropy mean", &[&[3, 7]], |g, p| {
-        let t = g.resident("t", &[3, 7], Init::Data(soft_targets(3, 7)), Role::Constant);
+        let t = g
+            .resident("t", &[3, 7], Init::Data(soft_targets(3, 7)), Role::Constant)
+            .unwrap();
         g.softmax_cross_entropy(p[0], t).unwrap()
     });
     gradcheck("mse", &[&[3, 4], &[3, 4]], |g, p| {
@@ -291,14 +297,16 @@ fn eigen_layer_modes_on_degenerate_and_random_weights() {
 fn eigen_layer_normalize_at_identity_is_finite() {
     let n = 4;
     let mut g = Graph::new();
-    let w = g.param("w", &[n, n], Init::Data(weight(0, n)));
+    let w = g.param("w", &[n, n], Init::Data(weight(0, n))).unwrap();
     let y = eigen_composition(EigenMode::Normalize)(&mut g, &[w]);
-    let r = g.resident(
-        "r",
-        &[n, n],
-        Init::Data(random(99, n * n, 1.0)),
-        Role::Constant,
-    );
+    let r = g
+        .resident(
+            "r",
+            &[n, n],
+            Init::Data(random(99, n * n, 1.0)),
+            Role::Constant,
+        )
+        .unwrap();
     let ry = g.mul(y, r).unwrap();
     let flat = g.reshape(ry, &[1, n * n]).unwrap();
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
@@ -324,8 +332,7 @@ fn eigen_layer_builder_both_gram_sides() {
             &[&[2, inputs]],
             |g, p| {
                 let layer = EigenLayer::new(
-                    g,
-                    "layer",
+                    &mut Scope::new(g, Mode::Train).scope("layer"),
                     inputs,
                     outputs,
                     EigenMode::Clamp { lo: 0.7, hi: 1.2 },

@@ -217,8 +217,8 @@ impl<T> Trainer<T> {
         mut build: impl FnMut(&mut Graph, Value, bool) -> eigengrad::Result<Built<T>>,
     ) -> DemoResult<Trainer<T>> {
         let mut g = Graph::new();
-        let x = g.input("x", &[batch, features]);
-        let targets = g.input("targets", &[batch, classes]);
+        let x = g.input("x", &[batch, features])?;
+        let targets = g.input("targets", &[batch, classes])?;
         let built = build(&mut g, x, true)?;
         let loss = g.softmax_cross_entropy(built.logits, targets)?;
         let gradients = adam.minimize(&mut g, loss)?;
@@ -236,7 +236,7 @@ impl<T> Trainer<T> {
         let plan = GpuPlan::compile(device, &g, &outputs, seed)?;
 
         let mut eg = Graph::new();
-        let eval_x = eg.input("x", &[eval_batch, features]);
+        let eval_x = eg.input("x", &[eval_batch, features])?;
         let ebuilt = build(&mut eg, eval_x, false)?;
         let eval = GpuPlan::compile(device, &eg, &[ebuilt.logits], seed)?;
         Ok(Trainer {

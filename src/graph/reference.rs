@@ -80,8 +80,8 @@ impl<T: Real> ReferencePlan<T> {
         match self.values.get(v.0) {
             Some(x) if !x.is_empty() => Ok(x),
             _ => Err(Error::InvalidArgument(format!(
-                "value {} has not been computed",
-                v.0
+                "read: {} has not been computed by the last run",
+                self.state.graph().describe(v)
             ))),
         }
     }
@@ -101,7 +101,8 @@ impl<T: Real> ReferencePlan<T> {
 
     /// Evaluates every node in order, or only those `needed` marks.
     fn execute(&mut self, needed: Option<&[bool]>) -> Result<()> {
-        let hyper = hyper_values(self.state.learning_rate(), self.state.steps());
+        let step = self.state.steps();
+        let hyper = hyper_values(self.state.rate_at(step), step);
         let mut clip_scale = T::one();
         for i in 0..self.state.graph().nodes().len() {
             if needed.is_none_or(|n| n[i]) {
@@ -127,6 +128,10 @@ impl<T: Real> ReferencePlan<T> {
             Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => elementwise(&ops),
             Op::Reduce { .. } | Op::Transpose | Op::Reshape => arrange(&ops),
             Op::SoftmaxXent | Op::SoftmaxXentBackward => softmax(&ops),
+            Op::Dropout { rate, seed } => {
+                r::dropout::dropout(ops.x(0), *rate, *seed, self.state.steps())
+            }
+            Op::LayerNorm { .. } | Op::LayerNormBackward { .. } => norm(&ops),
             Op::SpectralFn(f) => {
                 let (h, lambda, v) = r::spectral::spectral_forward(ops.x(0), last(&node.shape), *f);
                 self.eigen.insert(i, (lambda, v));
@@ -195,6 +200,18 @@ fn softmax<T: Real>(ops: &Operands<T>) -> Vec<T> {
     }
 }
 
+/// Layer normalisation and its gradient.
+fn norm<T: Real>(ops: &Operands<T>) -> Vec<T> {
+    let cols = last(ops.shape(0));
+    match ops.node.op {
+        Op::LayerNorm { eps } => r::norm::layer_norm(ops.x(0), cols, eps as f64),
+        Op::LayerNormBackward { eps } => {
+            r::norm::layer_norm_backward(ops.x(0), ops.x(1), cols, eps as f64)
+        }
+        ref other => unreachable!("{} is not a normalisation", other.name()),
+    }
+}
+
 /// In-place ops on resident tensors: running averages, gradient clipping (sets the step's
 /// `clip_scale`), optimizer updates (step `step`, learning rate `learning_rate`).
 fn in_place<T: Real>(
@@ -254,10 +271,11 @@ fn widen<T: Real>(x: &[f32]) -> Vec<T> {
 impl<T: Real> ReferencePlan<T> {
     /// Eigenvalues and eigenvectors of spectral-function node `v` at the last run.
     fn eigenpairs(&self, v: Value) -> Result<&(Vec<T>, Vec<T>)> {
+        self.state.check_spectral("eigendecomposition", v)?;
         self.eigen.get(&v.0).ok_or_else(|| {
             Error::InvalidArgument(format!(
-                "value {} is not a spectral function computed by the last run",
-                v.0
+                "{} has not been computed by a run yet",
+                self.state.graph().describe(v)
             ))
         })
     }

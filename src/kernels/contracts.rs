@@ -3,7 +3,9 @@
 //! entry point and workgroup size, its override constants, the layout of its parameter struct
 //! field by field, and the constants both sides declare (status bits, tile sizes, mode ids).
 
-use super::{elementwise, finite, jacobi, matmul, optim, reduce, softmax, spectral, transpose};
+use super::{
+    dropout, elementwise, finite, jacobi, matmul, norm, optim, reduce, softmax, spectral, transpose,
+};
 use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
 
 /// A uniform struct at `@group(0) @binding(0)` of `shader` that Rust mirrors, for kernels that
@@ -59,8 +61,10 @@ const JACOBI_STATUS: [SharedConstant; 4] = [
 pub fn contracts() -> Contracts {
     let kernels = [
         &elementwise::KERNELS[..],
+        &dropout::KERNELS,
         &finite::KERNELS,
         &matmul::KERNELS,
+        &norm::KERNELS,
         &optim::KERNELS,
         &reduce::KERNELS,
         &softmax::KERNELS,
@@ -75,8 +79,10 @@ pub fn contracts() -> Contracts {
     }];
     let constants = [
         &elementwise::CONSTANTS[..],
+        &dropout::CONSTANTS,
         &finite::CONSTANTS,
         &matmul::CONSTANTS,
+        &norm::CONSTANTS,
         &optim::CONSTANTS,
         &reduce::CONSTANTS,
         &softmax::CONSTANTS,

@@ -17,10 +17,12 @@
 
 pub mod autotune;
 pub mod contracts;
+pub mod dropout;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod reduce;
 pub mod softmax;

@@ -1,7 +1,7 @@
 //! The Eigen layer: a dense layer whose effective weight is W' = W·h(WᵀW) (or h(WWᵀ)·W, on
 //! the smaller side), recomputed from a warm-started GPU eigendecomposition at every step.
 
-use super::Linear;
+use super::{Linear, Scope};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
@@ -51,35 +51,34 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Adds a layer `name` with raw weight filled by `init`; W' is built in the graph at once.
-    /// The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`) when
-    /// outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
+    /// Declares the layer's raw weight `weight` (filled by `init`) and `bias` in `scope`; W'
+    /// is built in the graph at once, its nodes named `gram`, `spectral` and
+    /// `effective_weight` in the scope. The Gram matrix is taken on the smaller side: WᵀW
+    /// (`[outputs, outputs]`) when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
     pub fn new(
-        g: &mut Graph,
-        name: &str,
+        scope: &mut Scope,
         inputs: usize,
         outputs: usize,
         mode: EigenMode,
         init: Init,
     ) -> Result<EigenLayer> {
-        let linear = Linear::new(g, name, inputs, outputs, init);
+        let linear = Linear::new(scope, inputs, outputs, init)?;
         let w = linear.weight;
         let small_side = outputs <= inputs;
-        let gram = g.matmul(w, w, small_side, !small_side)?;
-        g.set_name(gram, &format!("{name}.gram"));
-        let h = g.spectral_fn(gram, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"));
+        let gram = scope.matmul(w, w, small_side, !small_side)?;
+        scope.name(gram, "gram")?;
+        let h = scope.spectral_fn(gram, mode.spectral_fn())?;
+        scope.name(h, "spectral")?;
         let effective_weight = if small_side {
-            g.matmul(w, h, false, false)?
+            scope.matmul(w, h, false, false)?
         } else {
-            g.matmul(h, w, false, false)?
+            scope.matmul(h, w, false, false)?
         };
-        g.set_name(effective_weight, &format!("{name}.effective_weight"));
-        let spectral = h;
+        scope.name(effective_weight, "effective_weight")?;
         Ok(EigenLayer {
             linear,
             effective_weight,
-            spectral,
+            spectral: h,
             mode,
         })
     }
