@@ -5,8 +5,9 @@
 // Geometry: a workgroup of WG = 64 invocations takes WG / L rows with L = 2^lanes_log2 lanes
 // per row; lane l reads columns l, l + L, ... The lanes' partial sums meet in a tree in
 // workgroup memory (`row_sum`), which every invocation reaches, rows past the end included,
-// so the barriers stay in uniform control flow. The variance is a second pass over the row
-// (Σ (x − mean)²), not E[x²] − mean², which cancels for rows with a large mean.
+// so the barriers stay in uniform control flow. The mean sums x − x[0] and the variance is a
+// second pass over the row (Σ (x − mean)²), not E[x²] − mean²: neither cancels for rows with a
+// large mean.
 //
 // Loop budget: llvmpipe ends every loop of an invocation after 65535 iterations in total; a
 // lane runs at most 4 passes over its columns, and the host keeps a lane's columns at or
@@ -61,15 +62,20 @@ fn row_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
     return total;
 }
 
-// (mean, rstd) of the invocation's row.
+// (mean, rstd) of the invocation's row. The sum is taken of x − x[0], so that a row far from
+// zero (a large mean, a small spread) loses no more than its own spread to rounding.
 fn row_stats(l: Lane, lid: u32) -> vec2<f32> {
     let lanes = 1u << p.lanes_log2;
     let n = f32(p.cols);
+    var shift = 0.0;
+    if (l.end > 0u) {
+        shift = x[l.base];
+    }
     var s = 0.0;
     for (var j = l.lane; j < l.end; j += lanes) {
-        s += x[l.base + j];
+        s += x[l.base + j] - shift;
     }
-    let mean = row_sum(vec2<f32>(s, 0.0), lid).x / n;
+    let mean = shift + row_sum(vec2<f32>(s, 0.0), lid).x / n;
     var q = 0.0;
     for (var j = l.lane; j < l.end; j += lanes) {
         let d = x[l.base + j] - mean;

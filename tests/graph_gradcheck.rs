@@ -2,7 +2,8 @@
 //! executor.
 //!
 //! For an op y = f(x) we take the scalar L = Σ R∘y with a fixed random R, let autodiff append
-//! ∂L/∂x, and compare it with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element i.
+//! ∂L/∂x, and compare it with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element i. Every
+//! evaluation is a forward run at step 0, so a dropout mask is the same in all of them.
 //! With h = 1e-5 in f64 the truncation error is O(h²·|f'''|) ≈ 1e-10 and the rounding error
 //! ≈ 1e-16·|L|/h ≈ 1e-11, so a relative error of 1e-6 (against the largest gradient entry)
 //! leaves a wide margin while still catching any wrong rule (which is off by O(1)).
@@ -64,11 +65,16 @@ fn gradcheck_at(
     let flat = g.reshape(ry, &[1, ny]).unwrap();
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
     let grads = g.backward(loss).unwrap();
+    // Forward runs (no step): the step count, and with it any dropout mask, stays fixed.
     let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
-    plan.step(&[]).unwrap();
-    let analytic_all: Vec<Vec<f64>> = params
+    let outputs: Vec<Value> = params
         .iter()
-        .map(|&p| plan.read(grads.get(p).expect("gradient")).unwrap().to_vec())
+        .map(|&p| grads.get(p).expect("gradient"))
+        .collect();
+    plan.forward(&[], &outputs).unwrap();
+    let analytic_all: Vec<Vec<f64>> = outputs
+        .iter()
+        .map(|&dp| plan.read(dp).unwrap().to_vec())
         .collect();
     for (&p, analytic) in params.iter().zip(analytic_all) {
         let x0 = plan.read(p).unwrap().to_vec();
@@ -78,7 +84,7 @@ fn gradcheck_at(
                 let mut x = x0.clone();
                 x[i] += delta;
                 plan.write(p, &x).unwrap();
-                plan.step(&[]).unwrap();
+                plan.forward(&[], &[loss]).unwrap();
                 plan.read(loss).unwrap()[0]
             };
             let numeric = (loss_at(H) - loss_at(-H)) / (2.0 * H);
@@ -350,5 +356,32 @@ fn whitening_spectral_function() {
     gradcheck("InvSqrt of a covariance", &[&[6, 3]], |g, p| {
         let c = g.matmul(p[0], p[0], true, false).unwrap();
         g.spectral_fn(c, SpectralFn::InvSqrt { eps: 1e-3 }).unwrap()
+    });
+}
+
+/// Dropout with a fixed seed at a fixed step: a fixed mask, so L is linear in x and the rule
+/// (the same dropout of dy) must match exactly up to rounding.
+#[test]
+fn dropout_with_a_fixed_mask() {
+    for (rate, seed) in [(0.4, 17), (0.9, 3)] {
+        gradcheck(&format!("dropout {rate}"), &[&[7, 9]], |g, p| {
+            g.dropout(p[0], rate, seed).unwrap()
+        });
+    }
+}
+
+/// Layer normalisation on rows of awkward widths, a one-column row (output and gradient 0)
+/// and the full layer with its gain and bias (broadcast products and sums after the op).
+#[test]
+fn layer_norm_alone_and_with_gain_and_bias() {
+    for shape in [&[3, 7][..], &[2, 2], &[4, 1], &[1, 13]] {
+        gradcheck(&format!("layer_norm {shape:?}"), &[shape], |g, p| {
+            g.layer_norm(p[0], 1e-3).unwrap()
+        });
+    }
+    gradcheck("layer_norm gain bias", &[&[5, 6], &[6], &[6]], |g, p| {
+        let n = g.layer_norm(p[0], 1e-5).unwrap();
+        let scaled = g.mul(n, p[1]).unwrap();
+        g.add(scaled, p[2]).unwrap()
     });
 }

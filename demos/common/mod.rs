@@ -1,6 +1,7 @@
 //! Shared by the demos: command-line options, device and data setup, a training loop over a
 //! pair of plans (training and evaluation, built by one function so they share parameter
-//! names), evaluation by argmax, CSV/JSON output, plots and the summary table.
+//! names; the evaluation plan shares the training plan's weights), CSV/JSON output, plots and
+//! the summary table.
 //!
 //! Each demo includes this module with `mod common;` and uses part of it.
 #![allow(dead_code)] // each demo binary uses a different part of this module
@@ -9,6 +10,7 @@ use clap::Args;
 use eigengrad::data::{default_dataset, Batch, Dataset, Standardizer, FASHION_MNIST_DIR};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Plan, Value};
+use eigengrad::model::{Evaluation, InferencePlan};
 use eigengrad::optim::Adam;
 use eigengrad::{Backend, Device, DeviceOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -173,18 +175,9 @@ pub struct Built<T> {
     pub net: T,
 }
 
-/// Loss and accuracy of a model on a dataset.
-#[derive(Clone, Copy, Debug)]
-pub struct Eval {
-    /// Mean softmax cross-entropy.
-    pub loss: f64,
-    /// Fraction of argmax predictions equal to the label.
-    pub accuracy: f64,
-}
-
 /// A training plan and an evaluation plan built by the same function, so they share
-/// parameter (and running-statistic) names and the evaluation plan can take the trained
-/// values with `copy_resident_from`.
+/// parameter (and running-statistic) names: the evaluation plan runs on the training plan's
+/// resident buffers.
 pub struct Trainer<T> {
     /// The training plan (forward, backward, Adam updates in one submission per step).
     pub plan: GpuPlan,
@@ -194,12 +187,7 @@ pub struct Trainer<T> {
     targets: Value,
     loss: Value,
     grads: Vec<Value>,
-    eval: GpuPlan,
-    eval_x: Value,
-    eval_logits: Value,
-    eval_batch: usize,
-    features: usize,
-    classes: usize,
+    eval: InferencePlan,
 }
 
 impl<T> Trainer<T> {
@@ -238,7 +226,8 @@ impl<T> Trainer<T> {
         let mut eg = Graph::new();
         let eval_x = eg.input("x", &[eval_batch, features])?;
         let ebuilt = build(&mut eg, eval_x, false)?;
-        let eval = GpuPlan::compile(device, &eg, &[ebuilt.logits], seed)?;
+        let eval_plan = GpuPlan::compile_sharing(&eg, &[ebuilt.logits], &plan)?;
+        let eval = InferencePlan::wrap(eval_plan, eval_x, ebuilt.logits)?;
         Ok(Trainer {
             plan,
             net: built.net,
@@ -247,11 +236,6 @@ impl<T> Trainer<T> {
             loss,
             grads,
             eval,
-            eval_x,
-            eval_logits: ebuilt.logits,
-            eval_batch,
-            features,
-            classes,
         })
     }
 
@@ -281,54 +265,13 @@ impl<T> Trainer<T> {
             .collect()
     }
 
-    /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the trained
-    /// values: copies them into the evaluation plan and runs it batch by batch, padding the
-    /// last batch with zeros whose rows are ignored.
-    pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Eval> {
-        self.eval.copy_resident_from(&self.plan)?;
+    /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the current
+    /// weights, which the evaluation plan shares.
+    pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Evaluation> {
         let n = data.n.min(limit);
-        let (f, c) = (self.features, self.classes);
-        let (mut loss, mut correct) = (0.0f64, 0usize);
-        let mut start = 0;
-        while start < n {
-            let rows = self.eval_batch.min(n - start);
-            let mut x = vec![0.0f32; self.eval_batch * f];
-            x[..rows * f].copy_from_slice(&data.images[start * f..(start + rows) * f]);
-            self.eval.step(&[(self.eval_x, &x)])?;
-            let logits = self.eval.read(self.eval_logits)?;
-            for (r, row) in logits.chunks(c).take(rows).enumerate() {
-                let label = data.labels[start + r] as usize;
-                loss += cross_entropy(row, label);
-                correct += (argmax(row) == label) as usize;
-            }
-            start += rows;
-        }
-        Ok(Eval {
-            loss: loss / n as f64,
-            accuracy: correct as f64 / n as f64,
-        })
+        let logits = self.eval.logits(&data.images[..n * data.features])?;
+        Ok(Evaluation::of(&logits, &data.labels[..n], data.classes)?)
     }
-}
-
-/// Index of the largest value (NaN never wins).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_nan())
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// −log softmax(row)[label], in f64.
-pub fn cross_entropy(row: &[f32], label: usize) -> f64 {
-    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    lse - row[label] as f64
 }
 
 /// A progress bar over `len` units (hidden when stderr is not a terminal).

@@ -41,7 +41,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::gpu::GpuPlan;
 use crate::graph::reference::ReferencePlan;
-use crate::graph::{Graph, Plan, Value};
+use crate::graph::{Graph, Op, Plan, Value};
 use crate::nn::{Mode, Module, Scope};
 use crate::optim::Optimizer;
 use crate::reference::Real;
@@ -235,12 +235,47 @@ impl<P: Plan> InferencePlan<P> {
         compile: impl FnOnce(&Graph, &[Value]) -> Result<P>,
     ) -> Result<InferencePlan<P>> {
         let built = ClassifierGraph::build(model, shape, Mode::Eval)?;
+        let plan = compile(&built.graph, &[built.logits])?;
+        InferencePlan::wrap(plan, built.x, built.logits)
+    }
+
+    /// An inference plan over a plan compiled elsewhere whose graph maps the input `x`
+    /// `[batch, features]` to `logits` `[batch, classes]` (on the GPU, `logits` must have been
+    /// named as an output at compile time).
+    pub fn wrap(plan: P, x: Value, logits: Value) -> Result<InferencePlan<P>> {
+        let graph = plan.graph();
+        let shape_of = |v: Value| graph.nodes().get(v.index()).map(|n| n.shape.as_slice());
+        let (Some(&[batch, features]), Some(&[rows, classes])) = (shape_of(x), shape_of(logits))
+        else {
+            return Err(Error::shape(
+                "InferencePlan::wrap",
+                format!(
+                    "needs an input [batch, features] and logits [batch, classes], got {} and {}",
+                    graph.describe(x),
+                    graph.describe(logits)
+                ),
+            ));
+        };
+        if rows != batch || graph.nodes()[x.index()].op != Op::Input {
+            return Err(Error::shape(
+                "InferencePlan::wrap",
+                format!(
+                    "{} must be an input and {} its {batch} rows of logits",
+                    graph.describe(x),
+                    graph.describe(logits)
+                ),
+            ));
+        }
         Ok(InferencePlan {
-            plan: compile(&built.graph, &[built.logits])?,
-            x: built.x,
-            logits: built.logits,
-            shape,
-            staging: vec![0.0; shape.batch * shape.features],
+            plan,
+            x,
+            logits,
+            shape: ClassifierShape {
+                batch,
+                features,
+                classes,
+            },
+            staging: vec![0.0; batch * features],
         })
     }
 
