@@ -4,6 +4,12 @@
 //! eigendecompose matrices on the GPU every step. `docs/ARCHITECTURE.md` draws the modules and
 //! the path of one training step through them; the README shows what it does.
 //!
+//! Where to start: [`nn`] describes a model once ([`nn::Module`], [`nn::Sequential`]);
+//! [`model`] compiles it into a training plan and an inference plan that shares its weights,
+//! and evaluates over a [`data::Dataset`]; [`optim`] trains it, with a learning-rate
+//! [`optim::Schedule`]; [`graph::checkpoint`] saves and loads it. Underneath, [`graph`] is
+//! the op graph and its two executors, and [`kernels`] the WGSL kernels.
+//!
 //! ```no_run
 //! use eigengrad::{Device, Tensor, kernels::elementwise::{unary, UnaryOp}};
 //! let device = Device::new()?;

@@ -55,8 +55,9 @@ impl Layout {
         for &k in keep {
             if k.0 >= nodes.len() || nodes[k.0].shape.is_empty() {
                 return Err(Error::InvalidArgument(format!(
-                    "output {} is not a value of this graph",
-                    k.0
+                    "output {} is not a value of this graph (an op without output, or a node \
+                     of another graph)",
+                    graph.describe(k)
                 )));
             }
         }

@@ -4,6 +4,23 @@
 //!
 //! Its own methods take and return values in its precision `T`; through [`Plan`] it takes
 //! and returns `f32` like the GPU executor, so code written against the trait runs on both.
+//!
+//! ```
+//! use eigengrad::graph::{reference::ReferencePlan, Graph, Init, Plan};
+//! # fn main() -> eigengrad::Result<()> {
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[2, 2])?;
+//! let w = g.param("w", &[2, 2], Init::Identity { gain: 2.0 })?;
+//! let y = g.matmul(x, w, false, false)?;
+//! let mut plan = ReferencePlan::<f64>::compile(&g, 0)?; // no GPU needed
+//! plan.forward(&[(x, &[1.0, 2.0, 3.0, 4.0])], &[y])?; // in f64
+//! assert_eq!(plan.read(y)?, [2.0, 4.0, 6.0, 8.0]);
+//! // Through the Plan trait it takes and returns f32, as the GPU executor does.
+//! Plan::forward(&mut plan, &[(x, &[1.0f32; 4])], &[y])?;
+//! assert_eq!(Plan::read(&plan, y)?, [2.0f32; 4]);
+//! assert_eq!(Plan::steps(&plan), 0); // forward runs leave the step count alone
+//! # Ok(()) }
+//! ```
 
 use super::layout::init_values;
 use super::plan::{Plan, PlanState};

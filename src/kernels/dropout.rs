@@ -3,7 +3,7 @@
 //! mask (see `shaders/dropout.wgsl` and [`crate::reference::dropout`]).
 //!
 //! The step count comes from the plan's hyperparameter buffer (word
-//! [`STEP_WORD`](crate::kernels::optim::STEP_WORD)), so a recorded dispatch draws a fresh mask
+//! [`STEP_WORD`]), so a recorded dispatch draws a fresh mask
 //! at every step without being rebuilt.
 
 use super::{to_u32, Dispatch, Kernel, Shader};

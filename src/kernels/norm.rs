@@ -30,7 +30,8 @@ pub(super) const CONSTANTS: [SharedConstant; 1] =
 /// The most columns one lane may hold: 4 passes of 8192 stay inside llvmpipe's budget of
 /// 65535 loop iterations per invocation.
 const MAX_PER_LANE: usize = 8192;
-/// The longest row: every lane of a workgroup at [`MAX_PER_LANE`].
+/// The longest row: 64 lanes (a workgroup) of 8192 columns each, the most one lane may hold
+/// within llvmpipe's loop budget.
 pub const MAX_COLS: usize = WORKGROUP * MAX_PER_LANE;
 
 crate::wgsl_params! {

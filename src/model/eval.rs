@@ -16,7 +16,8 @@ pub fn argmax(row: &[f32]) -> usize {
         .map_or(0, |(i, _)| i)
 }
 
-/// −log softmax(`row`)[`label`] in f64, stable for logits of any size.
+/// The cross-entropy −log softmax(row)ₗ of `row` at the class l = `label`, in f64, stable
+/// for logits of any size.
 pub fn cross_entropy(row: &[f32], label: usize) -> f64 {
     let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
