@@ -121,8 +121,7 @@ pub struct TrainingPlan<P: Plan = GpuPlan> {
     pub logits: Value,
     /// The mean cross-entropy of the last step (readable after a step).
     pub loss: Value,
-    /// The shapes it was compiled for.
-    pub shape: ClassifierShape,
+    shape: ClassifierShape,
 }
 
 impl<P: Plan> TrainingPlan<P> {
@@ -163,6 +162,11 @@ impl<P: Plan> TrainingPlan<P> {
     /// The mean loss of the last step's batch (waits for it).
     pub fn loss(&self) -> Result<f32> {
         Ok(self.plan.read(self.loss)?[0])
+    }
+
+    /// The shapes it was compiled for.
+    pub fn shape(&self) -> ClassifierShape {
+        self.shape
     }
 }
 
@@ -220,8 +224,7 @@ pub struct InferencePlan<P: Plan = GpuPlan> {
     pub x: Value,
     /// The logits.
     pub logits: Value,
-    /// The shapes it was compiled for (`batch`: the most samples one run takes).
-    pub shape: ClassifierShape,
+    shape: ClassifierShape,
     /// The input of one run, reused.
     staging: Vec<f32>,
 }
@@ -306,6 +309,11 @@ impl<P: Plan> InferencePlan<P> {
             out.extend_from_slice(&logits[..rows * classes]);
         }
         Ok(out)
+    }
+
+    /// The shapes it was compiled for (`batch`: the most samples one run takes).
+    pub fn shape(&self) -> ClassifierShape {
+        self.shape
     }
 
     /// The predicted class (argmax of the logits) of every sample of `data`.
