@@ -489,7 +489,6 @@ impl Graph {
 
     /// A constant tensor of `shape` filled with `v` (with a derived name).
     pub fn constant(&mut self, shape: &[usize], v: f32) -> Result<Value> {
-        numel("constant", shape)?;
         let op = Op::Param {
             init: Init::Constant(v),
             role: Role::Constant,
