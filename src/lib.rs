@@ -18,12 +18,22 @@
 //! assert_eq!(y.to_vec()?, vec![0.0, 0.5, 2.0, 0.0]);
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
+//!
+//! ## Cargo features
+//!
+//! - `data` (default): the `data` module — in-memory datasets, MNIST-format IDX files, the
+//!   stratified split, standardisation and the batcher.
+//! - `digits` (off; the demos and the data tests turn it on): the scikit-learn 8×8 digits
+//!   embedded without a download, through the `smartcore` crate.
 
 #![warn(missing_docs)]
 
+pub(crate) mod atomic_file;
+#[cfg(feature = "data")]
 pub mod data;
 pub mod device;
 pub mod error;
+pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
 pub mod model;
@@ -37,11 +47,13 @@ pub mod tensor;
 
 pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};
 pub use error::{Error, Result};
-pub use kernels::jacobi::{eigh, Eigh, EighOptions};
+pub use kernels::jacobi::{eigh, eigh_warm, Eigh, EighOptions, EighVariant, WarmStart};
 pub use tensor::Tensor;
 pub use wgpu;
 
-/// The README's example, compiled by `cargo test` so that it cannot go stale.
+/// The README's examples, compiled by `cargo test` so that they cannot go stale (the
+/// train-evaluate-save-reload one runs). They load the embedded digits, hence the `digits`
+/// feature.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "digits"))]
 pub struct ReadmeDoctests;

@@ -2,6 +2,7 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -14,7 +15,7 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 #[derive(Clone, Debug)]
 pub struct Tensor {
     device: Device,
-    buffer: Arc<wgpu::Buffer>,
+    buffer: Arc<GlDrop<wgpu::Buffer>>,
     shape: Vec<usize>,
 }
 
@@ -59,6 +60,7 @@ impl Tensor {
                 ),
             ));
         }
+        let _gl = device.gl_guard();
         let buffer = device
             .wgpu_device()
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -68,7 +70,7 @@ impl Tensor {
             });
         Ok(Tensor {
             device: device.clone(),
-            buffer: Arc::new(buffer),
+            buffer: Arc::new(GlDrop::new(buffer, device.is_gl())),
             shape: shape.to_vec(),
         })
     }
@@ -76,6 +78,7 @@ impl Tensor {
     /// A zero-filled tensor of `shape` (wgpu zero-initialises new buffers).
     pub fn zeros(device: &Device, shape: &[usize]) -> Result<Tensor> {
         let bytes = Tensor::checked_bytes(device, "Tensor::zeros", shape)?;
+        let _gl = device.gl_guard();
         let buffer = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: bytes,
@@ -84,7 +87,7 @@ impl Tensor {
         });
         Ok(Tensor {
             device: device.clone(),
-            buffer: Arc::new(buffer),
+            buffer: Arc::new(GlDrop::new(buffer, device.is_gl())),
             shape: shape.to_vec(),
         })
     }
@@ -147,6 +150,7 @@ impl Tensor {
                 ),
             ));
         }
+        let _gl = self.device.gl_guard();
         self.device
             .queue()
             .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
@@ -168,6 +172,7 @@ pub fn read_buffer(device: &Device, buffer: &wgpu::Buffer, len: usize) -> Result
 /// Downloads the first `len` 32-bit words of `buffer` as `u32` (flags, counters, indices).
 pub fn read_words(device: &Device, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>> {
     let bytes = (len * 4) as u64;
+    let _gl = device.gl_guard();
     let staging = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: bytes,

@@ -296,11 +296,12 @@ fn non_finite_weight_is_reported_by_the_status() {
 }
 
 /// All Eigen layers whose Gram matrices have the same order share one batched solve, run
-/// ahead of the batch work; the result is unchanged: a 4-layer Eigen MLP trains 5 steps on the
-/// GPU like the f64 reference (tolerance as above, 1e-4 relative).
+/// ahead of the batch work; the result is unchanged: a 4-layer Eigen MLP (with the default
+/// gain on its logits layer) trains 5 steps on the GPU like the f64 reference (tolerance as
+/// above, 1e-4 relative).
 #[test]
 fn equal_size_layers_share_one_batched_solve() {
-    use eigengrad::nn::{Activation, LayerKind, MlpSpec};
+    use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
     use eigengrad::optim::Sgd;
     let dev = device();
     let spec = MlpSpec {
@@ -308,6 +309,7 @@ fn equal_size_layers_share_one_batched_solve() {
         activation: Activation::Tanh,
         kind: LayerKind::Eigen(EigenMode::Clamp { lo: 0.8, hi: 1.2 }),
         init_scale: 1.5,
+        gains: GainPlacement::Logits,
     };
     let mut g = Graph::new();
     let x = g.input("x", &[8, 16]).unwrap();
@@ -338,11 +340,10 @@ fn equal_size_layers_share_one_batched_solve() {
             "step {step}: loss {a} vs {b}"
         );
     }
-    for layer in &net.layers {
-        let (a, b) = (
-            gpu.read(layer.weight()).unwrap(),
-            cpu.read(layer.weight()).unwrap(),
-        );
+    // Every weight, and the logits layer's gain (on by default), trained alike.
+    let gain = net.layers.last().unwrap().gain().expect("a logits gain");
+    for v in net.layers.iter().map(|l| l.weight()).chain([gain]) {
+        let (a, b) = (gpu.read(v).unwrap(), cpu.read(v).unwrap());
         let scale = b.iter().fold(1e-6f64, |s, v| s.max(v.abs()));
         for (p, q) in a.iter().zip(b) {
             assert!((*p as f64 - q).abs() <= 1e-4 * scale, "weights {p} vs {q}");

@@ -29,7 +29,8 @@ impl Gradients {
 
 impl Graph {
     /// Appends ∂loss/∂v for every value v between the trainable parameters and `loss`, which
-    /// must have exactly one element. Returns where each gradient lives.
+    /// must have exactly one element. Returns where each gradient lives. The loss joins
+    /// [`Graph::losses`], which every training step checks for NaN and Inf.
     pub fn backward(&mut self, loss: Value) -> Result<Gradients> {
         self.check_value("backward", loss)?;
         if self.shape(loss).iter().product::<usize>() != 1 {
@@ -75,6 +76,9 @@ impl Graph {
             }
         }
         grads.retain(|v, _| needs[v.0]);
+        if !self.losses.contains(&loss) {
+            self.losses.push(loss);
+        }
         Ok(Gradients { map: grads })
     }
 

@@ -4,6 +4,13 @@
 //! learning-rate schedule depend on). Loading checks every tensor — presence, dtype,
 //! shape — before writing any, so a bad file never half-loads a model.
 //!
+//! The header metadata also holds a CRC-32 of the contents, verified on load, so a corrupted
+//! file is refused. Saving is crash- and concurrency-safe: the bytes go to a uniquely named
+//! temporary file in the target's directory, which is flushed to disk and then atomically
+//! renamed over the target (the directory is flushed too, on Unix). A crash leaves the old
+//! checkpoint or the new one, never a mix; saves to different paths from several threads never
+//! touch each other's files; a failed save removes its temporary file.
+//!
 //! Names are the graph's (unique by construction). A strict load wants exactly the tensors
 //! it loads; a non-strict one loads those the file and the plan share and reports the rest.
 //! A parameters checkpoint loads into an inference plan, and so does a training-state one
@@ -47,6 +54,7 @@
 
 use super::plan::Plan;
 use super::Value;
+use crate::atomic_file::write_atomically;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{HashMap, HashSet};
@@ -120,6 +128,35 @@ pub struct LoadReport {
     pub step: Option<u64>,
 }
 
+const CHECKSUM_KEY: &str = "eigengrad.crc32";
+
+/// CRC-32 of a checkpoint's contents: its metadata texts (the step count and the names of
+/// the optimizer state, as written), then every tensor in name order — name, shape, dtype and data — so that a change to any of them is
+/// seen on load.
+fn checksum<'a>(
+    meta: [&str; 2],
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], Dtype, &'a [u8])>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by_key(|t| t.0);
+    let mut crc = crc32fast::Hasher::new();
+    for text in meta {
+        crc.update(&(text.len() as u64).to_le_bytes());
+        crc.update(text.as_bytes());
+    }
+    for (name, shape, dtype, data) in sorted {
+        crc.update(&(name.len() as u64).to_le_bytes());
+        crc.update(name.as_bytes());
+        crc.update(&(shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            crc.update(&(d as u64).to_le_bytes());
+        }
+        crc.update(format!("{dtype:?}").as_bytes());
+        crc.update(&(data.len() as u64).to_le_bytes());
+        crc.update(data);
+    }
+    format!("{:08x}", crc.finalize())
+}
 /// Writes the full training state of `plan` to `path` (see [`save_with`]).
 pub fn save(plan: &(impl Plan + ?Sized), path: &Path) -> Result<()> {
     save_with(plan, path, Contents::TrainingState)
@@ -149,27 +186,38 @@ pub fn save_with(plan: &(impl Plan + ?Sized), path: &Path, contents: Contents) -
                 .map_err(|e| Error::InvalidArgument(format!("checkpoint tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let optimizer_state: Vec<&str> = values
+    let step = plan.steps().to_string();
+    let optimizer_state = values
         .iter()
         .filter(|v| !model.contains(v))
         .map(|&v| graph.node(v).name.as_str())
-        .collect();
+        .collect::<Vec<_>>()
+        .join("\n");
+    let crc = checksum(
+        [&step, &optimizer_state],
+        data.iter().map(|(name, bytes, shape)| {
+            (
+                name.as_str(),
+                shape.as_slice(),
+                Dtype::F32,
+                bytes.as_slice(),
+            )
+        }),
+    );
     let meta = HashMap::from([
-        (STEP_KEY.to_string(), plan.steps().to_string()),
-        (OPTIMIZER_STATE_KEY.to_string(), optimizer_state.join("\n")),
+        (STEP_KEY.to_string(), step),
+        (OPTIMIZER_STATE_KEY.to_string(), optimizer_state),
+        (CHECKSUM_KEY.to_string(), crc),
     ]);
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::InvalidArgument(format!("serialising checkpoint: {e}")))?;
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    write_atomically(path, &bytes)
 }
 
 /// Restores the full training state of `plan` from `path`, strictly (see [`load_with`]).
+/// Like every [`Plan::write`], loading clears the plan's step status and makes its
+/// eigendecompositions start cold: a plan halted on NaN resumes from the checkpoint as a fresh
+/// plan would.
 pub fn load(plan: &mut (impl Plan + ?Sized), path: &Path) -> Result<()> {
     load_with(plan, path, &LoadOptions::training_state()).map(|_| ())
 }
@@ -197,8 +245,27 @@ pub fn load_with(
     let (_, header) =
         SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("bad header: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
+    let text = |key: &str| meta.get(key).map(String::as_str);
+    let stored =
+        text(CHECKSUM_KEY).ok_or_else(|| bad(format!("no {CHECKSUM_KEY} in the metadata")))?;
+    let tensors = file.tensors();
+    let actual = checksum(
+        [
+            text(STEP_KEY).unwrap_or_default(),
+            text(OPTIMIZER_STATE_KEY).unwrap_or_default(),
+        ],
+        tensors
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.shape(), t.dtype(), t.data())),
+    );
+    if stored != actual {
+        return Err(bad(format!(
+            "checksum {actual} of the contents differs from the recorded {stored}: the file is \
+             corrupted or was modified"
+        )));
+    }
     let training = options.contents == Contents::TrainingState;
-    let step = match meta.get(STEP_KEY) {
+    let step = match text(STEP_KEY) {
         Some(s) => Some(
             s.parse::<u64>()
                 .map_err(|e| bad(format!("bad step count: {e}")))?,
@@ -206,8 +273,7 @@ pub fn load_with(
         None if training => return Err(bad(format!("no {STEP_KEY} in the metadata"))),
         None => None,
     };
-    let optimizer_state: HashSet<&str> = meta
-        .get(OPTIMIZER_STATE_KEY)
+    let optimizer_state: HashSet<&str> = text(OPTIMIZER_STATE_KEY)
         .map(|names| names.lines().collect())
         .unwrap_or_default();
     let available: HashSet<String> = file

@@ -26,6 +26,7 @@ pub mod layout;
 pub mod plan;
 pub mod rate;
 pub mod reference;
+pub mod status;
 
 pub use plan::{Plan, PlanState};
 pub use rate::Schedule;
@@ -248,6 +249,8 @@ pub struct Graph {
     learning_rate: f32,
     schedule: Schedule,
     names: HashMap<String, Value>,
+    /// The values [`Graph::backward`] differentiated: the losses a step watches.
+    losses: Vec<Value>,
 }
 
 impl Graph {
@@ -274,6 +277,11 @@ impl Graph {
     /// Sets the schedule a compiled plan follows.
     pub fn set_schedule(&mut self, schedule: Schedule) {
         self.schedule = schedule;
+    }
+
+    /// The losses: every value [`Graph::backward`] was called on, in that order.
+    pub fn losses(&self) -> &[Value] {
+        &self.losses
     }
 
     /// All nodes, in order.
@@ -312,13 +320,25 @@ impl Graph {
         (index < self.nodes.len()).then_some(Value(index))
     }
 
-    /// The node of `v`.
-    pub fn node(&self, v: Value) -> &Node {
+    /// The node of `v`, or [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_node(&self, v: Value) -> Result<&Node> {
+        self.lookup("node", v)
+    }
+
+    /// The output shape of `v` (empty for ops without output), or
+    /// [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_shape(&self, v: Value) -> Result<&[usize]> {
+        self.lookup("shape", v).map(|n| n.shape.as_slice())
+    }
+
+    /// The node of `v`, which the crate took from this graph (panics otherwise: callers
+    /// outside the crate use [`Graph::try_node`]).
+    pub(crate) fn node(&self, v: Value) -> &Node {
         &self.nodes[v.0]
     }
 
-    /// The output shape of `v`.
-    pub fn shape(&self, v: Value) -> &[usize] {
+    /// The output shape of `v`, which the crate took from this graph (see [`Graph::node`]).
+    pub(crate) fn shape(&self, v: Value) -> &[usize] {
         &self.nodes[v.0].shape
     }
 
@@ -576,6 +596,7 @@ impl Graph {
 
     /// The mean of every element, shape `[1]`.
     pub fn mean_all(&mut self, x: Value) -> Result<Value> {
+        self.check_value("MeanAll", x)?;
         let n = self.shape(x).iter().product();
         let flat = self.reshape(x, &[1, n])?;
         self.reduce(ReduceOp::Mean, Axis::Rows, flat)

@@ -56,8 +56,19 @@ pub trait Plan {
     fn read(&self, v: Value) -> Result<Vec<f32>>;
 
     /// Overwrites a resident tensor (a parameter, state or constant), e.g. when loading a
-    /// checkpoint.
+    /// checkpoint. It also clears the step status (a halted plan resumes updating) and makes
+    /// every eigendecomposition start cold at the next run (no warm start from eigenvectors
+    /// of the old tensors): training goes on from what was written as a fresh plan given the
+    /// same tensors would. See [`status`](super::status).
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()>;
+
+    /// Checks what the runs since the last write found: `Error::NonFinite` when the last
+    /// run's eigendecomposition of a spectral function had NaN or Inf in its input (naming
+    /// the node, with the batch index) or, on the GPU, in its warm start; otherwise when a
+    /// step found NaN or Inf in a running statistic, a loss or a parameter update and halted
+    /// the updates (naming the first, with the step; see [`status`](super::status) for the
+    /// policy). On the GPU it waits for the queued work and reads a few words back.
+    fn check_status(&self) -> Result<()>;
 
     /// Eigenvalues (ascending, `[batch, n]`) of the matrices the spectral-function node `v`
     /// decomposed at the last step or forward run: the spectrum the layer acted on.

@@ -4,7 +4,8 @@
 //! field by field, and the constants both sides declare (status bits, tile sizes, mode ids).
 
 use super::{
-    dropout, elementwise, finite, jacobi, matmul, norm, optim, reduce, softmax, spectral, transpose,
+    dropout, elementwise, finite, jacobi, jacobi_block, matmul, norm, optim, reduce, softmax,
+    spectral, transpose,
 };
 use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
 
@@ -27,6 +28,9 @@ pub struct Contracts {
     pub kernels: Vec<KernelSpec>,
     /// Parameter structs of the kernels launched untyped.
     pub untyped_params: Vec<ParamsContract>,
+    /// The shaders of the kernels launched untyped (the Jacobi solver's, each
+    /// jacobi_common.wgsl followed by its files), exactly as they are compiled.
+    pub untyped_shaders: Vec<&'static Shader>,
     /// Constants that a shader and Rust both declare.
     pub constants: Vec<SharedConstant>,
 }
@@ -38,7 +42,7 @@ const JACOBI_COMMON: Shader = Shader {
 };
 
 /// The Jacobi solver's status bits, as `jacobi_common.wgsl` declares them.
-const JACOBI_STATUS: [SharedConstant; 4] = [
+const JACOBI_STATUS: [SharedConstant; 6] = [
     SharedConstant::u32(
         &JACOBI_COMMON,
         "NONFINITE_INPUT",
@@ -55,6 +59,16 @@ const JACOBI_STATUS: [SharedConstant; 4] = [
         jacobi::STATUS_NOT_CONVERGED,
     ),
     SharedConstant::u32(&JACOBI_COMMON, "FINISHED", jacobi::STATUS_FINISHED),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "WARM_START_REJECTED",
+        jacobi::STATUS_WARM_START_REJECTED,
+    ),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "VALUES_OVERFLOW",
+        jacobi::STATUS_VALUES_OVERFLOW,
+    ),
 ];
 
 /// The contracts of every kernel module.
@@ -94,6 +108,7 @@ pub fn contracts() -> Contracts {
     Contracts {
         kernels,
         untyped_params,
+        untyped_shaders: [&jacobi::SHADERS[..], &jacobi_block::SHADERS].concat(),
         constants,
     }
 }

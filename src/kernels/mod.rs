@@ -21,6 +21,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
+pub mod jacobi_block;
 pub mod matmul;
 pub mod norm;
 pub mod optim;
@@ -31,6 +32,7 @@ pub mod transpose;
 
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
 pub use crate::pipeline::{Kernel, Shader};
 use crate::pipeline::{KernelId, Params};
 use std::sync::Arc;
@@ -40,7 +42,7 @@ use wgpu::util::DeviceExt;
 pub struct Dispatch {
     label: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
+    bind_group: GlDrop<wgpu::BindGroup>,
     workgroups: [u32; 3],
 }
 
@@ -151,6 +153,7 @@ impl Dispatch {
                 limit: max as u64,
             });
         }
+        let _gl = device.gl_guard();
         let pipeline = device.pipeline(shader, id);
         // Uniform buffers are padded to 16 bytes, the strictest alignment WGSL asks of a struct.
         let mut bytes = params.to_vec();
@@ -180,7 +183,7 @@ impl Dispatch {
         Ok(Dispatch {
             label: entry,
             pipeline,
-            bind_group,
+            bind_group: GlDrop::new(bind_group, device.is_gl()),
             workgroups,
         })
     }
@@ -193,7 +196,7 @@ impl Dispatch {
     /// Records the launch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -207,7 +210,7 @@ impl Dispatch {
         offset: u64,
     ) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         pass.dispatch_workgroups_indirect(indirect, offset);
     }
 }
@@ -251,6 +254,7 @@ impl LanePolicy {
 
 /// Records `dispatches` in order into one compute pass of one encoder and submits it once.
 pub fn run(device: &Device, dispatches: &[&Dispatch]) -> Result<()> {
+    let _gl = device.gl_guard();
     let mut encoder = device
         .wgpu_device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });

@@ -2,7 +2,12 @@
 //! in place, and clipping by global gradient norm — all reading the per-step hyperparameters
 //! (learning rate, step count, clip scale) from a small device buffer the host writes once per
 //! step, so changing the learning rate never recompiles anything.
+//!
+//! The updates and the running average also bind the step's status (a
+//! [`finite::status_buffer`]): once it says halted they change nothing, and an element whose
+//! new values would be NaN or Inf keeps its old ones and is recorded in the launch's slot.
 
+use super::finite::{self, FLAG_WORDS, STATUS_HALT};
 use super::{to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -27,12 +32,13 @@ pub(super) const KERNELS: [KernelSpec; 5] = [
     EMA.spec(),
 ];
 
-/// The elementwise kernels' workgroup size, which their flat index uses.
-pub(super) const CONSTANTS: [SharedConstant; 1] = [SharedConstant::u32(
-    &SHADER,
-    "WG",
-    SGD.spec().workgroup_size[0],
-)];
+/// The elementwise kernels' workgroup size, which their flat index uses, and the step-status
+/// layout they share with `finite.wgsl`.
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
+    SharedConstant::u32(&SHADER, "WG", SGD.spec().workgroup_size[0]),
+    SharedConstant::u32(&SHADER, "FLAG_WORDS", FLAG_WORDS as u32),
+    SharedConstant::u32(&SHADER, "HALT", STATUS_HALT as u32),
+];
 
 /// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, step
 /// count as u32 bits]` (the last for kernels that hash the step, such as dropout).
@@ -128,8 +134,34 @@ pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
     ]
 }
 
+/// Where an update or a running average records itself: a step-status buffer and its slot
+/// there (counted from the buffer's start, header included).
+#[derive(Clone, Copy, Debug)]
+pub struct StatusSlot<'a> {
+    /// The step's status ([`finite::status_buffer`]).
+    pub buffer: &'a wgpu::Buffer,
+    /// The launch's slot.
+    pub slot: usize,
+}
+
+impl StatusSlot<'_> {
+    /// The slot as the shader reads it, checked against the buffer.
+    fn index(&self, what: &str) -> Result<u32> {
+        let slots = self.buffer.size() as usize / (FLAG_WORDS * 4);
+        if self.slot < finite::STATUS_HEADER_SLOTS || self.slot >= slots {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: status slot {} is outside the findings of a buffer of {slots} slots",
+                self.slot
+            )));
+        }
+        Ok(self.slot as u32)
+    }
+}
+
 /// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
-/// `rule.state_count()`), reading `hyper`.
+/// `rule.state_count()`), reading `hyper`; it does nothing once `status` says halted, and
+/// keeps (and records in its slot) every element whose new values would be non-finite.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a buffer of its own
 pub fn update_dispatch(
     device: &Device,
     rule: &UpdateRule,
@@ -137,6 +169,7 @@ pub fn update_dispatch(
     param: &wgpu::Buffer,
     grad: &wgpu::Buffer,
     states: &[&wgpu::Buffer],
+    status: StatusSlot,
     n: usize,
 ) -> Result<Dispatch> {
     if states.len() != rule.state_count() {
@@ -149,6 +182,7 @@ pub fn update_dispatch(
     }
     let mut params = Params {
         n: to_u32("optimizer update", n)?,
+        slot: status.index("optimizer update")?,
         ..Params::default()
     };
     match *rule {
@@ -158,7 +192,13 @@ pub fn update_dispatch(
         } => {
             params.beta1 = momentum;
             params.weight_decay = weight_decay;
-            let b = [(1, hyper), (2, param), (3, grad), (4, states[0])];
+            let b = [
+                (1, hyper),
+                (2, param),
+                (3, grad),
+                (4, states[0]),
+                (6, status.buffer),
+            ];
             SGD.dispatch_bound(device, &params, &b, SGD.grid(device, n as u64)?)
         }
         UpdateRule::Adam {
@@ -177,6 +217,7 @@ pub fn update_dispatch(
                 (3, grad),
                 (4, states[0]),
                 (5, states[1]),
+                (6, status.buffer),
             ];
             ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
@@ -224,11 +265,16 @@ pub fn clip_dispatch(
 }
 
 /// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
-/// momentum·value: running statistics.
+/// momentum·value: running statistics. Like an update, it does nothing once `status` says
+/// halted and keeps (and records) the elements whose new value would be non-finite; it also
+/// does nothing when its own slot already records a finding — launch a
+/// [`finite::finite_check_dispatch`] of `value` into that slot before it, and a NaN batch
+/// leaves the statistic untouched.
 pub fn ema_dispatch(
     device: &Device,
     state: &wgpu::Buffer,
     value: &wgpu::Buffer,
+    status: StatusSlot,
     n: usize,
     momentum: f32,
 ) -> Result<Dispatch> {
@@ -239,9 +285,10 @@ pub fn ema_dispatch(
     }
     let params = Params {
         n: to_u32("running average", n)?,
+        slot: status.index("running average")?,
         beta1: momentum,
         ..Params::default()
     };
-    let b = [(2, state), (3, value)];
+    let b = [(2, state), (3, value), (6, status.buffer)];
     EMA.dispatch_bound(device, &params, &b, EMA.grid(device, n as u64)?)
 }

@@ -1,6 +1,6 @@
 //! The device buffers of a GPU plan, created once at compile time: the pool that compute ops'
 //! values share, the buffers owned by inputs and resident tensors (filled by their
-//! initialisers), the step's hyperparameter words, and scratch for ops' private
+//! initialisers), the step's hyperparameter words and status, and scratch for ops' private
 //! intermediates.
 //!
 //! Every value buffer is reference-counted, so a buffer can serve several plans: a plan
@@ -34,18 +34,34 @@ pub(super) struct Buffers {
     pub hyper: wgpu::Buffer,
     /// Squared gradient norms, one word per gradient of the widest clipping op.
     pub norms: wgpu::Buffer,
+    /// The step status (`kernels::finite::status_buffer`): its header and one slot per
+    /// thing the step watches (`graph::status::StepWatch`).
+    pub status: wgpu::Buffer,
     /// Ops' private intermediates: bound by the plan's dispatches, kept alive here.
     scratch: Vec<wgpu::Buffer>,
 }
 
 impl Buffers {
+    /// Drops the plan's references to its buffers and destroys the ones only it holds (a
+    /// plan's own hyperparameter words and norms), so that dropping a plan frees its memory
+    /// without waiting for the next submission; shared resident buffers live on in the
+    /// plans that still hold them.
+    pub fn release(&mut self) {
+        self.values.clear();
+        self.scratch.clear();
+        self.hyper.destroy();
+        self.norms.destroy();
+    }
+
     /// Creates the pool and the owned buffers `layout` asks for (resident tensors as
-    /// `residents` says), the hyperparameter words and the norms.
+    /// `residents` says), the hyperparameter words, the norms and the status of a step
+    /// watching `watched` things.
     pub fn allocate(
         device: &Device,
         graph: &Graph,
         layout: &Layout,
         residents: &Residents,
+        watched: usize,
     ) -> Result<Buffers> {
         let pool = layout
             .pool
@@ -83,6 +99,7 @@ impl Buffers {
             values,
             hyper: kernels::optim::hyper_buffer(device),
             norms: empty(device, "gradient norms", (widest_clip.max(1) * 4) as u64)?,
+            status: kernels::finite::status_buffer(device, watched),
             scratch: Vec::new(),
         })
     }

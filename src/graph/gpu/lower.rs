@@ -6,7 +6,8 @@
 use super::alloc::{scratch, Buffers};
 use super::solve::{batch_n, Solves};
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::graph::status::StepWatch;
 use crate::graph::{rows_cols, Graph, Node, Op, Value};
 use crate::kernels::matmul::{matmul_dispatch, matmul_shape, MatmulDims};
 use crate::kernels::reduce::{Axis, ReduceOp};
@@ -22,29 +23,33 @@ pub(super) enum Recorded {
 }
 
 /// What lowering needs: the device, the graph, the buffers, the solves (a spectral function
-/// that no hoisted solve serves gets its own here), and the scratch it creates.
+/// that no hoisted solve serves gets its own here), what the step watches (the status slots
+/// of the updates and running averages), and the scratch it creates.
 pub(super) struct Lowering<'a> {
     device: &'a Device,
     graph: &'a Graph,
     buffers: &'a Buffers,
     solves: &'a mut Solves,
+    watch: &'a StepWatch,
     /// Scratch buffers the lowered dispatches bind; the plan keeps them alive.
     pub scratch: Vec<wgpu::Buffer>,
 }
 
 impl<'a> Lowering<'a> {
-    /// A lowering of `graph` over `buffers` and `solves`.
+    /// A lowering of `graph` over `buffers` and `solves`, watched as `watch` says.
     pub fn new(
         device: &'a Device,
         graph: &'a Graph,
         buffers: &'a Buffers,
         solves: &'a mut Solves,
+        watch: &'a StepWatch,
     ) -> Lowering<'a> {
         Lowering {
             device,
             graph,
             buffers,
             solves,
+            watch,
             scratch: Vec::new(),
         }
     }
@@ -71,7 +76,7 @@ impl<'a> Lowering<'a> {
             Op::LayerNorm { .. } | Op::LayerNormBackward { .. } => self.norm(node, i)?,
             Op::SpectralFn(f) => return self.spectral_fn(node, i, *f),
             Op::SpectralFnBackward(f) => self.spectral_fn_backward(node, i, *f)?,
-            Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => self.optimizer(node)?,
+            Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => self.optimizer(node, i)?,
         };
         Ok(launches.into_iter().map(Recorded::Dispatch).collect())
     }
@@ -271,22 +276,33 @@ impl<'a> Lowering<'a> {
         Ok(launches)
     }
 
-    /// In-place ops on resident tensors: running averages, gradient clipping (a squared norm
-    /// per gradient, then the scale), optimizer updates.
-    fn optimizer(&self, node: &Node) -> Result<Vec<Dispatch>> {
-        use kernels::optim::{clip_dispatch, ema_dispatch, sumsq_dispatch, update_dispatch};
+    /// In-place ops on resident tensors: running averages (a check of the new value, then the
+    /// average, which a finding skips), gradient clipping (a squared norm per gradient, then
+    /// the scale), optimizer updates. Averages and updates record in the step status.
+    fn optimizer(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::finite::finite_check_dispatch;
+        use kernels::optim::{
+            clip_dispatch, ema_dispatch, sumsq_dispatch, update_dispatch, StatusSlot,
+        };
         let (device, hyper, norms) = (self.device, &self.buffers.hyper, &self.buffers.norms);
         let len = |v: Value| self.graph.shape(v).iter().product::<usize>();
+        let status = || -> Result<StatusSlot> {
+            let slot = self.watch.slot_of(i).ok_or_else(|| {
+                Error::InvalidArgument(format!("{} is not watched by the step", node.name))
+            })?;
+            Ok(StatusSlot {
+                buffer: &self.buffers.status,
+                slot: kernels::finite::STATUS_HEADER_SLOTS + slot,
+            })
+        };
         Ok(match &node.op {
             Op::Ema { momentum } => {
                 let (state, value) = (self.input(node, 0)?, self.input(node, 1)?);
-                vec![ema_dispatch(
-                    device,
-                    state,
-                    value,
-                    len(node.inputs[0]),
-                    *momentum,
-                )?]
+                let (status, n) = (status()?, len(node.inputs[0]));
+                vec![
+                    finite_check_dispatch(device, value, status.buffer, n, status.slot)?,
+                    ema_dispatch(device, state, value, status, n, *momentum)?,
+                ]
             }
             Op::ClipGradients { max_norm } => {
                 let mut launches = node
@@ -317,6 +333,7 @@ impl<'a> Lowering<'a> {
                     param,
                     grad,
                     &states,
+                    status()?,
                     len(node.inputs[0]),
                 )?]
             }
@@ -415,10 +432,13 @@ mod tests {
         let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
         let g = every_family();
         let layout = Layout::new(&g, &[]).unwrap();
-        let buffers = Buffers::allocate(&device, &g, &layout, &Residents::Fresh(0)).unwrap();
+        let watch = StepWatch::of(&g);
+        let buffers =
+            Buffers::allocate(&device, &g, &layout, &Residents::Fresh(0), watch.len()).unwrap();
+
         let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
         assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
-        let lowered = Lowering::new(&device, &g, &buffers, &mut solves)
+        let lowered = Lowering::new(&device, &g, &buffers, &mut solves, &watch)
             .lower_all()
             .unwrap();
         let mut families = std::collections::BTreeSet::new();
@@ -429,6 +449,8 @@ mod tests {
                 Op::SpectralFn(_) if g.param_only()[i] => "DD".into(),
                 Op::SpectralFn(_) => "SDD".into(),
                 Op::SpectralFnBackward(_) => "DDDDD".into(),
+                // A check of the new value, then the average.
+                Op::Ema { .. } => "DD".into(),
                 // A squared norm per gradient, then the scale.
                 Op::ClipGradients { .. } => "D".repeat(node.inputs.len() + 1),
                 _ => "D".into(),

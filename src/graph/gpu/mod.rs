@@ -10,24 +10,27 @@
 //!    grouping the eigendecompositions of parameter-only spectral functions into batched
 //!    solves;
 //! 3. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
-//!    then the rest in graph order;
+//!    then the rest in graph order; `checks` adds the step's status checks (see
+//!    [`status`](crate::graph::status));
 //! 4. `stats` — what a step costs ([`PlanStats`]).
 
 mod alloc;
+mod checks;
 mod lower;
 mod schedule;
 mod solve;
 mod stats;
 
 pub use crate::profile::StepProfile;
-pub use solve::COLD_RESTART_EVERY;
 pub use stats::PlanStats;
 
 use super::layout::{value_bytes, Layout, Storage};
 use super::plan::{Plan, PlanState};
+use super::status::StepWatch;
 use super::{Graph, Value};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::kernels::finite::STATUS_STEP;
 use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
@@ -54,6 +57,8 @@ pub struct GpuPlan {
     layout: Layout,
     buffers: Buffers,
     solves: Solves,
+    /// What a step watches for NaN and Inf (the slots of `buffers.status`).
+    watch: StepWatch,
     /// Everything a step records, in order, each with the node or solve it serves.
     recording: Vec<(Slot, Recorded)>,
     /// The values named as outputs at compile time (kept readable after a step).
@@ -122,12 +127,17 @@ impl GpuPlan {
         outputs: &[Value],
         residents: Residents,
     ) -> Result<GpuPlan> {
+        let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
-        let layout = Layout::new(graph, outputs)?;
-        let mut buffers = Buffers::allocate(device, graph, &layout, &residents)?;
-        let (solves, lowered) = lower_graph(device, graph, &mut buffers)?;
+        let watch = StepWatch::of(graph);
+        // The losses keep their buffers: the status checks read them after the backward pass.
+        let kept = [outputs, graph.losses()].concat();
+        let layout = Layout::new(graph, &kept)?;
+        let mut buffers = Buffers::allocate(device, graph, &layout, &residents, watch.len())?;
+        let (solves, lowered) = lower_graph(device, graph, &mut buffers, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
-        let recording = schedule::flatten(&order, lowered);
+        let mut recording = schedule::flatten(&order, lowered);
+        checks::insert(device, graph, &layout, &buffers, &watch, &mut recording)?;
         device.synchronize()?;
         let stats = PlanStats::of(
             graph,
@@ -143,6 +153,7 @@ impl GpuPlan {
             layout,
             buffers,
             solves,
+            watch,
             recording,
             outputs: outputs.to_vec(),
             stats,
@@ -157,6 +168,7 @@ impl GpuPlan {
     /// time from the first pass's begin to the last pass's end. The query set and its buffers
     /// are created at the first call and reused; nothing else is created per step.
     pub fn step_profiled(&mut self, inputs: &[(Value, &[f32])]) -> Result<StepProfile> {
+        let _gl = self.device.gl_guard();
         self.device.synchronize()?;
         let passes = schedule::passes(self.recorded(None));
         if let StepTimer::NotCreated = self.timer {
@@ -191,13 +203,6 @@ impl GpuPlan {
         })
     }
 
-    /// Checks every eigendecomposition of the last step: a NaN or Inf in a spectral
-    /// function's input is `Error::NonFinite` naming the node (e.g. the layer's Gram matrix)
-    /// and the batch index. Reading the status waits for the step.
-    pub fn check_status(&self) -> Result<()> {
-        self.solves.check_status(&self.device, self.state.graph())
-    }
-
     /// Batched eigendecompositions recorded per step (spectral functions of equal order that
     /// depend only on parameters share one).
     pub fn solves_per_step(&self) -> usize {
@@ -205,8 +210,9 @@ impl GpuPlan {
     }
 
     /// Copies on the device every trainable parameter and state tensor of `other` whose name
-    /// and shape match one of this plan's. Returns how many tensors were copied. (A plan that
-    /// should follow another's weights shares them instead: [`GpuPlan::compile_sharing`].)
+    /// and shape match one of this plan's. Returns how many tensors were copied. Like
+    /// [`Plan::write`], it clears this plan's status and makes its solves start cold. (A plan
+    /// that should follow another's weights shares them instead: [`GpuPlan::compile_sharing`].)
     pub fn copy_resident_from(&self, other: &GpuPlan) -> Result<usize> {
         if !self.device.same_as(&other.device) {
             return Err(Error::InvalidArgument(
@@ -233,6 +239,7 @@ impl GpuPlan {
                 copied += 1;
             }
         }
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
         self.device.queue().submit([encoder.finish()]);
         self.device.take_error()?;
         Ok(copied)
@@ -267,11 +274,17 @@ impl GpuPlan {
     }
 
     /// Starts a training step: writes every input, counts the step and writes the step's
-    /// hyperparameter words.
+    /// hyperparameter words and its number into the status.
     fn begin_step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
         self.write_inputs("step", inputs, |_| true)?;
         let step = self.state.advance()?;
         self.write_hyper(step);
+        let step_word = (STATUS_STEP * 4) as u64;
+        self.device.queue().write_buffer(
+            &self.buffers.status,
+            step_word,
+            &(step as u32).to_le_bytes(),
+        );
         Ok(())
     }
 
@@ -292,6 +305,7 @@ impl GpuPlan {
                 (None, _) => true,
                 (Some(needed), Slot::Node(i)) => needed[i],
                 (Some(needed), Slot::Solve(k)) => self.solves.get(k).serves_any(needed),
+                (Some(_), Slot::Status) => false,
             })
             .map(|(_, recorded)| recorded)
     }
@@ -307,7 +321,8 @@ impl GpuPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
-        let cold = self.state.steps().is_multiple_of(COLD_RESTART_EVERY);
+        // Steps count from 1; the solves' runs from 0.
+        let run = self.state.steps().saturating_sub(1);
         let mut pass_index = 0;
         let mut writes = || {
             pass_index += 1;
@@ -316,7 +331,7 @@ impl GpuPlan {
         let mut items = self.recorded(needed).peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, cold, writes()),
+                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, run, writes()),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),
@@ -373,14 +388,16 @@ impl GpuPlan {
 }
 
 /// Lowers every node of `graph` over `buffers`: the hoisted solves, then each node's
-/// launches (element i for node i). The scratch the launches bind joins `buffers`.
+/// launches (element i for node i), watched as `watch` says. The scratch the launches bind
+/// joins `buffers`.
 fn lower_graph(
     device: &Device,
     graph: &Graph,
     buffers: &mut Buffers,
+    watch: &StepWatch,
 ) -> Result<(Solves, Vec<Vec<Recorded>>)> {
     let mut solves = Solves::hoisted(device, graph, buffers)?;
-    let mut lowering = Lowering::new(device, graph, buffers, &mut solves);
+    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, watch);
     let lowered = lowering.lower_all()?;
     let scratch = lowering.scratch;
     buffers.keep_scratch(scratch);
@@ -398,12 +415,14 @@ impl Plan for GpuPlan {
 
     /// Returns without waiting for the device.
     fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         self.begin_step(inputs)?;
         let commands = self.encode(None, None);
         self.submit(commands)
     }
 
     fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         let needed = self.state.needed_for(outputs)?;
         for &v in outputs {
             self.check_readable(v)?;
@@ -425,10 +444,26 @@ impl Plan for GpuPlan {
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         self.state.check_write(v, data.len())?;
         let buffer = self.buffers.value(v)?;
+        let _gl = self.device.gl_guard();
         self.device
             .queue()
             .write_buffer(buffer, 0, bytemuck::cast_slice(data));
-        Ok(())
+        let mut encoder =
+            self.device
+                .wgpu_device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("reset status"),
+                });
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
+        self.submit(encoder.finish())
+    }
+
+    /// Solver statuses first (the last run's), then the step status.
+    fn check_status(&self) -> Result<()> {
+        let graph = self.state.graph();
+        self.solves.check_status(&self.device, graph)?;
+        let status = checks::read(&self.device, &self.buffers, &self.watch, self.steps())?;
+        self.watch.check(graph, &status)
     }
 
     fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
@@ -444,5 +479,24 @@ impl Plan for GpuPlan {
     fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
         self.state.check_spectral("sweeps", v)?;
         self.solves.sweeps(&self.device, v.0)
+    }
+}
+
+impl Drop for GpuPlan {
+    /// Releases the plan's device memory at once (wgpu would keep buffers that queued writes
+    /// still reference until the next submission on the device): the plan's resources are
+    /// dropped, the queued writes flushed with an empty submission and the device polled until
+    /// the plan's work is done. On GL all of it runs under the GL lock.
+    fn drop(&mut self) {
+        let _gl = self.device.gl_guard();
+        self.recording.clear();
+        self.solves.clear();
+        self.buffers.release();
+        self.timer = StepTimer::Unavailable;
+        self.device.queue().submit([]);
+        let _ = self.device.wgpu_device().poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
     }
 }

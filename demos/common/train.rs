@@ -1,0 +1,122 @@
+//! The training loop: a training plan and an evaluation plan built by one function, so they
+//! share parameter names (the evaluation plan runs on the training plan's weights), stepped
+//! and evaluated together.
+
+use super::DemoResult;
+use eigengrad::data::{Batch, Dataset};
+use eigengrad::graph::gpu::GpuPlan;
+use eigengrad::graph::{Graph, Plan, Value};
+use eigengrad::model::{Evaluation, InferencePlan};
+use eigengrad::optim::Adam;
+use eigengrad::Device;
+
+/// What a model builder returns: the logits, the weights whose gradient norms are tracked,
+/// and whatever the demo wants to keep of the network (its layers, for introspection).
+pub struct Built<T> {
+    /// Output logits `[batch, classes]`.
+    pub logits: Value,
+    /// Weights whose ‖∂L/∂W‖ is tracked, input side first.
+    pub tracked: Vec<Value>,
+    /// The demo's handle on the network.
+    pub net: T,
+}
+
+/// A training plan and an evaluation plan built by the same function, so they share
+/// parameter (and running-statistic) names: the evaluation plan runs on the training plan's
+/// resident buffers.
+pub struct Trainer<T> {
+    /// The training plan (forward, backward, Adam updates in one submission per step).
+    pub plan: GpuPlan,
+    /// The training graph's network handle.
+    pub net: T,
+    x: Value,
+    targets: Value,
+    loss: Value,
+    grads: Vec<Value>,
+    eval: InferencePlan,
+}
+
+impl<T> Trainer<T> {
+    /// Builds both graphs with `build(graph, x, train)`: the training one for batches of
+    /// `batch` with Adam appended, the evaluation one (`train = false`) for `eval_batch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        device: &Device,
+        features: usize,
+        classes: usize,
+        batch: usize,
+        eval_batch: usize,
+        adam: Adam,
+        seed: u64,
+        mut build: impl FnMut(&mut Graph, Value, bool) -> eigengrad::Result<Built<T>>,
+    ) -> DemoResult<Trainer<T>> {
+        let mut g = Graph::new();
+        let x = g.input("x", &[batch, features])?;
+        let targets = g.input("targets", &[batch, classes])?;
+        let built = build(&mut g, x, true)?;
+        let loss = g.softmax_cross_entropy(built.logits, targets)?;
+        let gradients = adam.minimize(&mut g, loss)?;
+        let grads = built
+            .tracked
+            .iter()
+            .map(|&w| {
+                gradients.get(w).ok_or_else(|| {
+                    let name = g.try_node(w).map_or("?", |n| n.name.as_str());
+                    format!("weight {name} has no gradient")
+                })
+            })
+            .collect::<Result<Vec<Value>, String>>()?;
+        let mut outputs = vec![loss];
+        outputs.extend(&grads);
+        let plan = GpuPlan::compile(device, &g, &outputs, seed)?;
+
+        let mut eg = Graph::new();
+        let eval_x = eg.input("x", &[eval_batch, features])?;
+        let ebuilt = build(&mut eg, eval_x, false)?;
+        let eval_plan = GpuPlan::compile_sharing(&eg, &[ebuilt.logits], &plan)?;
+        let eval = InferencePlan::wrap(eval_plan, eval_x, ebuilt.logits)?;
+        Ok(Trainer {
+            plan,
+            net: built.net,
+            x,
+            targets,
+            loss,
+            grads,
+            eval,
+        })
+    }
+
+    /// One training step on `batch` (does not wait for the device).
+    pub fn step(&mut self, batch: &Batch) -> DemoResult<()> {
+        self.plan
+            .step(&[(self.x, &batch.images), (self.targets, &batch.targets)])?;
+        Ok(())
+    }
+
+    /// The loss of the last step (waits for it).
+    pub fn last_loss(&self) -> DemoResult<f32> {
+        Ok(self.plan.read(self.loss)?[0])
+    }
+
+    /// ‖∂L/∂W‖_F of every tracked weight at the last step (waits for it).
+    pub fn grad_norms(&self) -> DemoResult<Vec<f64>> {
+        self.grads
+            .iter()
+            .map(|&g| {
+                let v = self.plan.read(g)?;
+                Ok(v.iter()
+                    .map(|&x| (x as f64) * (x as f64))
+                    .sum::<f64>()
+                    .sqrt())
+            })
+            .collect()
+    }
+
+    /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the current
+    /// weights, which the evaluation plan shares.
+    pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Evaluation> {
+        let n = data.n.min(limit);
+        let logits = self.eval.logits(&data.images[..n * data.features])?;
+        Ok(Evaluation::of(&logits, &data.labels[..n], data.classes)?)
+    }
+}
