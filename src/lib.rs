@@ -22,7 +22,8 @@
 //! ## Cargo features
 //!
 //! - `data` (default): the `data` module — in-memory datasets, MNIST-format IDX files, the
-//!   stratified split, standardisation and the batcher.
+//!   stratified split, standardisation and the batcher — and the `model` module, which trains
+//!   and evaluates classifiers on them.
 //! - `digits` (off; the demos and the data tests turn it on): the scikit-learn 8×8 digits
 //!   embedded without a download, through the `smartcore` crate.
 
@@ -36,6 +37,7 @@ pub mod error;
 pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
+#[cfg(feature = "data")]
 pub mod model;
 pub mod nn;
 pub mod optim;

@@ -10,7 +10,7 @@
 //! ```no_run
 //! use eigengrad::data::{digits, Batcher};
 //! use eigengrad::model::{ClassifierShape, TrainingPlan};
-//! use eigengrad::nn::{Activation, LayerKind, MlpSpec};
+//! use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
 //! use eigengrad::optim::Adam;
 //! # fn main() -> eigengrad::Result<()> {
 //! let device = eigengrad::Device::new()?;
@@ -20,6 +20,7 @@
 //!     activation: Activation::Tanh,
 //!     kind: LayerKind::Plain,
 //!     init_scale: 1.0,
+//!     gains: GainPlacement::None,
 //! };
 //! let shape = ClassifierShape::of(&train, 32);
 //! let mut training = TrainingPlan::new(&device, &model, shape, &Adam::new(1e-2), 0)?;
