@@ -431,9 +431,8 @@ impl Graph {
         }
         if let Some(&v) = self.names.get(name) {
             return Err(Error::InvalidArgument(format!(
-                "duplicate name {name:?}: node {} ({}, shape {:?}) already has it; names \
-                 must be unique (checkpoints and shared plans find tensors by name)",
-                v.0,
+                "duplicate name {name:?}: the graph already has a {} of shape {:?} named so; \
+                 names must be unique (checkpoints and shared plans find tensors by name)",
                 self.nodes[v.0].op.name(),
                 self.nodes[v.0].shape
             )));

@@ -8,11 +8,11 @@
 //! [`InferencePlan::new`] has weights of its own, to be loaded from a checkpoint.
 //!
 //! ```no_run
+//! # #[cfg(feature = "digits")] {
 //! use eigengrad::data::{digits, Batcher};
 //! use eigengrad::model::{ClassifierShape, TrainingPlan};
 //! use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
 //! use eigengrad::optim::Adam;
-//! # fn main() -> eigengrad::Result<()> {
 //! let device = eigengrad::Device::new()?;
 //! let (train, test) = digits()?.split(0.2, 7)?;
 //! let model = MlpSpec {
@@ -30,7 +30,8 @@
 //! let mut inference = training.inference(&model, 100)?; // shares the weights
 //! let figures = inference.evaluate(&test)?; // 360 samples: three batches and a partial one
 //! println!("test accuracy {:.3}, loss {:.3}", figures.accuracy, figures.loss);
-//! # Ok(()) }
+//! # }
+//! # Ok::<(), eigengrad::Error>(())
 //! ```
 
 mod eval;
