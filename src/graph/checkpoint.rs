@@ -38,16 +38,15 @@
 //!
 //! // An inference graph: the same parameter, no optimizer, another batch size.
 //! let mut infer = Graph::new();
-//! let (ix, iy) = {
-//!     let x = infer.input("x", &[5, 3])?;
-//!     let w = infer.param("w", &[3, 1], Init::Zeros)?;
-//!     (x, infer.matmul(x, w, false, false)?)
-//! };
+//! let ix = infer.input("x", &[5, 3])?;
+//! let iw = infer.param("w", &[3, 1], Init::Zeros)?;
+//! let iy = infer.matmul(ix, iw, false, false)?;
 //! let mut inference = ReferencePlan::<f32>::compile(&infer, 2)?;
 //! let report = checkpoint::load_with(&mut inference, &path, &LoadOptions::parameters())?;
 //! assert_eq!(report.loaded, ["w"]);
 //! let w = train.find("w").unwrap();
-//! assert_eq!(Plan::read(&inference, infer.find("w").unwrap())?, Plan::read(&trainer, w)?);
+//! assert_eq!(Plan::read(&inference, iw)?, Plan::read(&trainer, w)?);
+//! Plan::forward(&mut inference, &[(ix, &[1.0; 15])], &[iy])?; // with the trained weight
 //! # std::fs::remove_file(&path).ok();
 //! # Ok(()) }
 //! ```

@@ -266,9 +266,10 @@ mod tests {
             weight_decay: 0.0,
         };
         for p in [w, v] {
+            let name = format!("{}.momentum", g.node(p).name);
             let state = g
                 .resident(
-                    "m",
+                    &name,
                     g.shape(p).to_vec().as_slice(),
                     Init::Zeros,
                     Role::State,
