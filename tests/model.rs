@@ -17,7 +17,7 @@ use eigengrad::optim::{Adam, Schedule, Sgd};
 use eigengrad::Error;
 use std::path::PathBuf;
 
-/// 64 → 32 (tanh) → 32 orthogonal Eigen layer (tanh, layer norm, dropout) → 10 logits.
+/// 64 → 32 (tanh) → 32 orthogonal Eigen layer with a gain (tanh, layer norm, dropout) → 10 logits.
 fn model() -> Sequential {
     Sequential::new()
         .push(Layer::Linear {
@@ -125,8 +125,8 @@ fn train_evaluate_save_reload_continue() {
     assert!(report.missing.is_empty() && report.unexpected.is_empty());
     assert_eq!(
         report.loaded.len(),
-        2 * 3 + 2,
-        "three layers and a layer norm"
+        2 * 3 + 1 + 2,
+        "three layers, the Eigen layer's gain and a layer norm"
     );
     assert_eq!(report.step, None);
     let reloaded = fresh.logits(&test.images).unwrap();
@@ -210,7 +210,8 @@ fn train_evaluate_save_reload_continue() {
 }
 
 /// Strict loads name what differs; non-strict ones load the common tensors and report the
-/// others; a shape or dtype mismatch is an error in both, and nothing is written.
+/// others; a shape mismatch is an error in both, and nothing is written; a file without the
+/// checksum a plan writes is refused.
 #[test]
 fn loads_report_missing_unexpected_and_mismatched_tensors() {
     let dev = device();
@@ -240,7 +241,7 @@ fn loads_report_missing_unexpected_and_mismatched_tensors() {
     // in the file except norm1's.
     assert_eq!(report.missing, ["norm1.gain", "norm1.bias"]);
     assert!(report.unexpected.is_empty());
-    assert_eq!(report.loaded.len(), 8);
+    assert_eq!(report.loaded.len(), 9);
 
     // One layer fewer: the file's extra tensors are unexpected.
     let mut narrower = base.clone();
@@ -277,7 +278,8 @@ fn loads_report_missing_unexpected_and_mismatched_tensors() {
     }
     assert_eq!(plan.plan.read(w).unwrap(), before);
 
-    // A tensor of another dtype.
+    // A file not written by a plan (no checksum in its metadata), here holding a tensor of
+    // another dtype: refused.
     let bytes = vec![0u8; 64 * 32 * 8];
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![64, 32], &bytes)
         .unwrap();
@@ -291,7 +293,7 @@ fn loads_report_missing_unexpected_and_mismatched_tensors() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, Error::BadFile { detail, .. } if detail.contains("F64")),
+        matches!(&err, Error::BadFile { detail, .. } if detail.contains("eigengrad.crc32")),
         "{err}"
     );
 }
