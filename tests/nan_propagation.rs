@@ -1,6 +1,7 @@
 //! A diverged network reads as diverged: NaN entering an activation, forward or backward,
-//! reaches the loss, the gradients and the updated parameters on the GPU exactly where it
-//! does in the reference executor (whose f32 arithmetic propagates NaN as IEEE 754 says).
+//! reaches the loss and the gradients on the GPU exactly where it does in the reference
+//! executor (whose f32 arithmetic propagates NaN as IEEE 754 says), and the step status then
+//! halts the step's updates on both, the parameters left as they were.
 
 mod common;
 use common::{device, random};
@@ -8,12 +9,14 @@ use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::optim::Sgd;
+use eigengrad::Error;
 
 /// z = x + b, a = act(z), loss = mse(a, t), one SGD step. x carries NaN into the forward
 /// pass; t carries NaN into the backward pass only (through dloss/da), once where z ≫ 0 and
-/// once where z ≪ 0, where ReLU's rule used to return 0. The loss, a, dL/dz and the updated b must be NaN on the GPU
-/// exactly where they are in the reference, and equal to it within 1e-5 elsewhere (values of
-/// order 1 through a handful of f32 operations, ≈ 1e-6 relative).
+/// once where z ≪ 0, where ReLU's rule used to return 0. The loss, a and dL/dz must be NaN on
+/// the GPU exactly where they are in the reference, and equal to it within 1e-5 elsewhere
+/// (values of order 1 through a handful of f32 operations, ≈ 1e-6 relative); b must be left
+/// bit for bit as initialised on both, and `check_status` must name the loss.
 #[test]
 fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
     let (rows, cols) = (5, 7);
@@ -33,7 +36,7 @@ fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
         let loss = g.mse(a, t).unwrap();
         let grads = Sgd::new(0.1).minimize(&mut g, loss).unwrap();
         let dz = grads.get(z).unwrap();
-        let watched: [(&str, Value); 4] = [("loss", loss), ("a", a), ("dL/dz", dz), ("b", b)];
+        let watched: [(&str, Value); 3] = [("loss", loss), ("a", a), ("dL/dz", dz)];
         let keep: Vec<Value> = watched.iter().map(|w| w.1).collect();
 
         // NaN in columns 0, 1 (from x) and 3, 6 (from t): the other columns of b stay finite.
@@ -45,6 +48,7 @@ fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
         (xs[at(4, 6)], ts[at(4, 6)]) = (-100.0, f32::NAN);
         let mut gpu = GpuPlan::compile(&dev, &g, &keep, 5).unwrap();
         let mut cpu = ReferencePlan::<f32>::compile(&g, 5).unwrap();
+        let b_before = (gpu.read(b).unwrap(), cpu.read(b).unwrap().to_vec());
         gpu.step(&[(x, &xs), (t, &ts)]).unwrap();
         cpu.step(&[(x, &xs), (t, &ts)]).unwrap();
         for (name, v) in watched {
@@ -62,13 +66,29 @@ fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
                 assert!(same, "{act} {name}[{i}]: gpu {gi} vs reference {ci}");
             }
         }
-        // Some elements stay finite, so the comparison above is not all-NaN.
-        let finite_b = gpu
-            .read(b)
-            .unwrap()
-            .iter()
-            .filter(|v| v.is_finite())
-            .count();
-        assert!(finite_b > 0, "{act}: every b is NaN");
+        // The NaN loss halted the update on both executors: b as initialised, bit for bit.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(
+            bits(&gpu.read(b).unwrap()),
+            bits(&b_before.0),
+            "{act}: gpu b"
+        );
+        assert_eq!(
+            bits(cpu.read(b).unwrap()),
+            bits(&b_before.1),
+            "{act}: reference b"
+        );
+        for (executor, status) in [
+            ("gpu", gpu.check_status()),
+            ("reference", cpu.check_status()),
+        ] {
+            match status {
+                Err(Error::NonFinite { what, index }) => {
+                    assert!(what.contains("loss"), "{act} {executor}: {what}");
+                    assert_eq!(index, 0, "{act} {executor}: step");
+                }
+                other => panic!("{act} {executor}: expected NonFinite, got {other:?}"),
+            }
+        }
     }
 }

@@ -7,35 +7,18 @@ use super::{
     dropout, elementwise, finite, jacobi, jacobi_block, matmul, norm, optim, reduce, softmax,
     spectral, transpose,
 };
-use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
-
-/// A uniform struct at `@group(0) @binding(0)` of `shader` that Rust mirrors, for kernels that
-/// are still launched untyped (`Dispatch::new`) rather than as a [`super::Kernel`].
-#[derive(Clone, Copy, Debug)]
-pub struct ParamsContract {
-    /// The shader declaring the uniform.
-    pub shader: &'static Shader,
-    /// The fields Rust writes.
-    pub fields: &'static [Field],
-    /// The size in bytes of the Rust struct.
-    pub size: usize,
-}
+use crate::pipeline::{KernelSpec, Shader, SharedConstant};
 
 /// Everything the Rust side assumes about the shaders.
 #[derive(Clone, Debug)]
 pub struct Contracts {
     /// Every typed kernel of the crate.
     pub kernels: Vec<KernelSpec>,
-    /// Parameter structs of the kernels launched untyped.
-    pub untyped_params: Vec<ParamsContract>,
-    /// The shaders of the kernels launched untyped (the Jacobi solver's, each
-    /// jacobi_common.wgsl followed by its files), exactly as they are compiled.
-    pub untyped_shaders: Vec<&'static Shader>,
     /// Constants that a shader and Rust both declare.
     pub constants: Vec<SharedConstant>,
 }
 
-/// The helpers and parameters every Jacobi shader is prefixed with.
+/// The parameters, status bits and helpers every Jacobi shader starts with.
 const JACOBI_COMMON: Shader = Shader {
     name: "jacobi_common",
     source: include_str!("../../shaders/jacobi_common.wgsl"),
@@ -77,6 +60,8 @@ pub fn contracts() -> Contracts {
         &elementwise::KERNELS[..],
         &dropout::KERNELS,
         &finite::KERNELS,
+        &jacobi::KERNELS,
+        &jacobi_block::KERNELS,
         &matmul::KERNELS,
         &norm::KERNELS,
         &optim::KERNELS,
@@ -86,11 +71,6 @@ pub fn contracts() -> Contracts {
         &transpose::KERNELS,
     ]
     .concat();
-    let untyped_params = vec![ParamsContract {
-        shader: &JACOBI_COMMON,
-        fields: jacobi::Params::FIELDS,
-        size: std::mem::size_of::<jacobi::Params>(),
-    }];
     let constants = [
         &elementwise::CONSTANTS[..],
         &dropout::CONSTANTS,
@@ -105,10 +85,5 @@ pub fn contracts() -> Contracts {
         &JACOBI_STATUS,
     ]
     .concat();
-    Contracts {
-        kernels,
-        untyped_params,
-        untyped_shaders: [&jacobi::SHADERS[..], &jacobi_block::SHADERS].concat(),
-        constants,
-    }
+    Contracts { kernels, constants }
 }
