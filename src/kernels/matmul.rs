@@ -201,6 +201,7 @@ pub struct Matmul;
 
 impl Tunable for Matmul {
     type Variant = MatmulVariant;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "matmul";
 
     /// RowBlock on CPU adapters, Tiled otherwise.
