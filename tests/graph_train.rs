@@ -21,19 +21,23 @@ struct Mlp {
 /// A tanh MLP with softmax cross-entropy: widths[0] inputs, widths.last() classes.
 fn mlp(batch: usize, widths: &[usize], optimizer: impl Fn(&mut Graph, Value)) -> Mlp {
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, widths[0]]);
-    let t = g.input("targets", &[batch, *widths.last().unwrap()]);
+    let x = g.input("x", &[batch, widths[0]]).unwrap();
+    let t = g
+        .input("targets", &[batch, *widths.last().unwrap()])
+        .unwrap();
     let mut h = x;
     let mut params = vec![];
     for (l, w) in widths.windows(2).enumerate() {
-        let weight = g.param(
-            &format!("w{l}"),
-            &[w[0], w[1]],
-            Init::Normal {
-                std: 1.0 / (w[0] as f32).sqrt(),
-            },
-        );
-        let bias = g.param(&format!("b{l}"), &[w[1]], Init::Zeros);
+        let weight = g
+            .param(
+                &format!("w{l}"),
+                &[w[0], w[1]],
+                Init::Normal {
+                    std: 1.0 / (w[0] as f32).sqrt(),
+                },
+            )
+            .unwrap();
+        let bias = g.param(&format!("b{l}"), &[w[1]], Init::Zeros).unwrap();
         params.extend([weight, bias]);
         let z = g.matmul(h, weight, false, false).unwrap();
         h = g.add(z, bias).unwrap();
@@ -188,8 +192,8 @@ fn bad_step_inputs_are_errors() {
         Err(Error::Shape { .. })
     ));
     let mut g = Graph::new();
-    let a = g.input("a", &[2, 3]);
-    let b = g.input("b", &[2, 3]);
+    let a = g.input("a", &[2, 3]).unwrap();
+    let b = g.input("b", &[2, 3]).unwrap();
     assert!(matches!(
         g.matmul(a, b, false, false),
         Err(Error::Shape { .. })

@@ -23,9 +23,9 @@ fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
     let dev = device();
     for act in ["relu", "tanh", "gelu"] {
         let mut g = Graph::new();
-        let x = g.input("x", &[rows, cols]);
-        let t = g.input("t", &[rows, cols]);
-        let b = g.param("b", &[cols], Init::Normal { std: 1.0 });
+        let x = g.input("x", &[rows, cols]).unwrap();
+        let t = g.input("t", &[rows, cols]).unwrap();
+        let b = g.param("b", &[cols], Init::Normal { std: 1.0 }).unwrap();
         let z = g.add(x, b).unwrap();
         let a = match act {
             "relu" => g.relu(z),

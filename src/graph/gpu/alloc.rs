@@ -3,17 +3,28 @@
 //! initialisers), the step's hyperparameter words and status, and scratch for ops' private
 //! intermediates.
 //!
-//! Every value buffer is reference-counted, so a buffer can serve several plans: an inference
-//! plan could take a training plan's resident buffers instead of allocating its own.
+//! Every value buffer is reference-counted, so a buffer can serve several plans: a plan
+//! compiled with [`Residents::SharedWith`] (an inference plan) takes another plan's resident
+//! buffers by name instead of allocating its own.
 
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::layout::{init_values, value_bytes, Layout, Storage};
-use crate::graph::{Graph, Node, Op, Value};
+use crate::graph::{Graph, Node, Op, Role, Value};
 use crate::kernels;
 use crate::tensor::TENSOR_USAGE;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
+
+/// Where a plan's resident tensors come from.
+pub(super) enum Residents<'a> {
+    /// New buffers filled by their initialisers, node i with this seed + i.
+    Fresh(u64),
+    /// The buffers of another plan (its graph and buffers): every resident tensor that is
+    /// not a constant is the one of the same name there, which must have the same role and
+    /// shape; constants get buffers of their own.
+    SharedWith(&'a Graph, &'a Buffers),
+}
 
 /// Every buffer a compiled plan binds.
 pub(super) struct Buffers {
@@ -33,7 +44,8 @@ pub(super) struct Buffers {
 impl Buffers {
     /// Drops the plan's references to its buffers and destroys the ones only it holds (a
     /// plan's own hyperparameter words and norms), so that dropping a plan frees its memory
-    /// without waiting for the next submission.
+    /// without waiting for the next submission; shared resident buffers live on in the
+    /// plans that still hold them.
     pub fn release(&mut self) {
         self.values.clear();
         self.scratch.clear();
@@ -41,14 +53,14 @@ impl Buffers {
         self.norms.destroy();
     }
 
-    /// Creates the pool and the owned buffers `layout` asks for (resident tensors filled by
-    /// their initialisers, node i with `seed + i`), the hyperparameter words, the norms and
-    /// the status of a step watching `watched` things.
+    /// Creates the pool and the owned buffers `layout` asks for (resident tensors as
+    /// `residents` says), the hyperparameter words, the norms and the status of a step
+    /// watching `watched` things.
     pub fn allocate(
         device: &Device,
         graph: &Graph,
         layout: &Layout,
-        seed: u64,
+        residents: &Residents,
         watched: usize,
     ) -> Result<Buffers> {
         let pool = layout
@@ -62,7 +74,17 @@ impl Buffers {
                 Storage::None => None,
                 Storage::Pooled(b) => Some(pool[b].clone()),
                 Storage::Alias(r) => values[r.0].clone(),
-                Storage::Owned => Some(Arc::new(owned(device, node, seed.wrapping_add(i as u64))?)),
+                Storage::Owned => Some(match (residents, &node.op) {
+                    (Residents::SharedWith(source, buffers), Op::Param { role, .. })
+                        if role.is_saved() =>
+                    {
+                        buffers.shared(counterpart(source, node, *role)?)?
+                    }
+                    (Residents::Fresh(seed), _) => {
+                        Arc::new(owned(device, node, seed.wrapping_add(i as u64))?)
+                    }
+                    (Residents::SharedWith(..), _) => Arc::new(owned(device, node, i as u64)?),
+                }),
             };
             values.push(buffer);
         }
@@ -106,7 +128,30 @@ impl Buffers {
 }
 
 fn no_buffer(v: Value) -> Error {
-    Error::InvalidArgument(format!("value {} has no buffer", v.0))
+    Error::InvalidArgument(format!("node {} has no buffer", v.0))
+}
+
+/// The resident tensor of `source` that `node` (a resident tensor of role `role`) shares: the
+/// one of the same name, role and shape.
+fn counterpart(source: &Graph, node: &Node, role: Role) -> Result<Value> {
+    let mismatch = |what: String| {
+        Error::InvalidArgument(format!(
+            "sharing resident tensors: {} ({role:?}, shape {:?}) {what}",
+            node.name, node.shape
+        ))
+    };
+    let v = source
+        .find(&node.name)
+        .ok_or_else(|| mismatch("has no tensor of that name in the plan it shares with".into()))?;
+    let theirs = source.node(v);
+    match &theirs.op {
+        Op::Param { role: r, .. } if *r == role && theirs.shape == node.shape => Ok(v),
+        other => Err(mismatch(format!(
+            "is {} of shape {:?} in the plan it shares with",
+            other.name(),
+            theirs.shape
+        ))),
+    }
 }
 
 /// A buffer of `bytes` for tensors (checked against the device's limits).
