@@ -517,6 +517,34 @@ fn rank_two_input_gives_rank_one_values() {
     );
 }
 
+/// Every kernel of the solver once, at small orders, on every variant (`variants`: the
+/// one-workgroup solvers, the blocked one with the device's blocks and in blocks of up to 4 —
+/// n = 9: four blocks of 3; n = 17: six), cold and warm-started from the cold
+/// run's vectors for a nearby matrix.
+/// A batch of every family. Small enough to run on any backend; CI runs it on GL, where the
+/// larger orders of the other tests take too long.
+#[test]
+fn every_variant_and_kernel_at_small_orders() {
+    let dev = device();
+    let mut rng = StdRng::seed_from_u64(14);
+    for n in [1, 5, 9, 17] {
+        let a: Vec<f32> = FAMILIES
+            .iter()
+            .flat_map(|f| family(f, &mut rng, n))
+            .collect();
+        let batch = FAMILIES.len();
+        let moved = perturbed(&mut rng, &a, n);
+        let t = Tensor::from_slice(&dev, &[batch, n, n], &moved).unwrap();
+        for options in variants(n, &EighOptions::default()) {
+            let what = format!("n={n} {:?}", options.variant);
+            let cold = run(&a, batch, n, &options);
+            check_batch(&format!("{what} cold"), &a, n, &cold);
+            let warm = eigh_warm(&t, &cold.vectors, &options).unwrap();
+            check_batch(&format!("{what} warm"), &moved, n, &warm);
+        }
+    }
+}
+
 /// A + δ with ‖δ‖_F = 1e-3·‖A‖_F, δ random symmetric.
 fn perturbed(rng: &mut StdRng, a: &[f32], n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(a.len());
