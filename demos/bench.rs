@@ -30,7 +30,9 @@ use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
 use eigengrad::kernels::jacobi::EighPlan;
-use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
+use eigengrad::kernels::matmul::{
+    matmul_dispatch, matmul_shape, matmul_variant, MatmulLarge, MatmulMedium, MatmulSmall,
+};
 use eigengrad::nn::{
     Activation, EigenLayer, EigenMode, EigenWhiten, LayerKind, Linear, MlpSpec, WhitenMode,
 };
@@ -450,9 +452,8 @@ impl Bench {
         Ok(())
     }
 
-    fn matmul(&mut self, tuning: &Tuning<MatmulVariant>) -> BenchResult<()> {
+    fn matmul(&mut self) -> BenchResult<()> {
         let device = self.device.clone();
-        let variant = autotune::variant::<Matmul>(&device);
         let mut rng = StdRng::seed_from_u64(1);
         // Warm-up: the first launch compiles the kernel.
         let (t, out) = (
@@ -464,6 +465,7 @@ impl Bench {
         time_pass(&device, None, 1, |p| d.record(p))?;
         for &n in &self.sizes.matmul.clone() {
             let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
+            let variant = matmul_variant(&device, &dims);
             let a = gaussian(&mut rng, n * n, 1.0);
             let b = gaussian(&mut rng, n * n, 1.0);
             let (ta, tb) = (
@@ -511,14 +513,14 @@ impl Bench {
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes: format!(
-                    "GFLOPS: GPU {:.1} (kernel {}), nalgebra 1T {:.0}, faer {:.0}; tuning: {:?}",
+                    "GFLOPS: GPU {:.1} (kernel {}), nalgebra 1T {:.0}, faer {:.0}; {:?} product",
                     gflops(wall),
                     kernel
                         .map(|k| format!("{:.1}", gflops(k)))
                         .unwrap_or_else(|| "n/a".into()),
                     gflops(reference),
                     gflops(faer_ms),
-                    tuning.source
+                    dims.class()
                 ),
             })?;
         }
@@ -846,6 +848,29 @@ impl Bench {
     }
 }
 
+/// One size class's tuning: the variant, where it came from, and the trial times if measured.
+fn describe_tuning(class: &str, t: &Tuning<&'static str>) -> String {
+    let source = match t.source {
+        TuneSource::Measured => "measured",
+        TuneSource::Disk => "from the cache",
+        TuneSource::Memory => "already tuned",
+    };
+    let timings: Vec<String> = t
+        .timings_ms
+        .iter()
+        .map(|(v, ms)| format!("{v} {ms:.2} ms"))
+        .collect();
+    if timings.is_empty() {
+        format!("{class} products {} ({source})", t.variant)
+    } else {
+        format!(
+            "{class} products {} ({source}: {})",
+            t.variant,
+            timings.join(", ")
+        )
+    }
+}
+
 fn mean(v: &[u32]) -> f32 {
     v.iter().sum::<u32>() as f32 / v.len().max(1) as f32
 }
@@ -936,34 +961,25 @@ fn run(args: Args) -> BenchResult<()> {
     println!("mode: {mode}; CPU threads: {threads}; load average at start: {load_start}");
     std::fs::create_dir_all(&args.out)?;
     let cache = (!args.no_tune_cache).then(default_cache_path).flatten();
-    let tuning = autotune::tune::<Matmul>(&device, cache.as_deref(), args.retune)?;
+    let tunings = [
+        autotune::tune::<MatmulSmall>(&device, cache.as_deref(), args.retune)?.named(),
+        autotune::tune::<MatmulMedium>(&device, cache.as_deref(), args.retune)?.named(),
+        autotune::tune::<MatmulLarge>(&device, cache.as_deref(), args.retune)?.named(),
+    ];
+    let classes = ["small", "medium", "large"];
     let tuning_line = format!(
-        "matmul autotune: {} ({}{}){}",
-        tuning.variant.name(),
-        match tuning.source {
-            TuneSource::Measured => "measured",
-            TuneSource::Disk => "from the cache",
-            TuneSource::Memory => "already tuned",
-        },
-        tuning
+        "matmul autotune{}: {}",
+        tunings[0]
             .cache_path
             .as_ref()
-            .map(|p| format!(", cache {}", p.display()))
-            .unwrap_or_else(|| ", no cache file".into()),
-        if tuning.timings_ms.is_empty() {
-            String::new()
-        } else {
-            let t: Vec<String> = tuning
-                .timings_ms
-                .iter()
-                .map(|(v, ms)| format!("{} {ms:.2} ms", v.name()))
-                .collect();
-            format!(
-                "; {}² product: {}",
-                eigengrad::kernels::matmul::TUNE_SIZE,
-                t.join(", ")
-            )
-        }
+            .map(|p| format!(" (cache {})", p.display()))
+            .unwrap_or_else(|| " (no cache file)".into()),
+        tunings
+            .iter()
+            .zip(classes)
+            .map(|(t, class)| describe_tuning(class, t))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     println!("{tuning_line}");
     let timer = PassTimer::new(&device, 1)?;
@@ -982,7 +998,7 @@ fn run(args: Args) -> BenchResult<()> {
     let wanted = |w| args.only.is_empty() || args.only.contains(&w);
     if wanted(Workload::Matmul) {
         eprintln!("matmul");
-        bench.matmul(&tuning)?;
+        bench.matmul()?;
     }
     if wanted(Workload::Eigh) {
         eprintln!("eigh");

@@ -1,4 +1,5 @@
-// Binary elementwise maps out = f(a, b), one invocation per element of a.
+// Binary elementwise maps out = f(a, b), one invocation per element of a (the activations'
+// backward rules come from activation.wgsl, which the Rust side puts before this file).
 // b is read at (i / b_inner) % b_len: b_inner = 1, b_len = n for equal shapes; b_inner = 1,
 // b_len = cols for a bias added to every row of a rows×cols matrix; b_inner = cols,
 // b_len = rows for one value per row (the gradient of a row reduction).
@@ -15,9 +16,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
-const TANH_CLAMP: f32 = 15.0;
-const GELU_C: f32 = 0.7978845608028654;
-const GELU_A: f32 = 0.044715;
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -49,27 +47,19 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = select(0.0, b[bi(i)], a[i] > 0.0); }
+    if (i < p.n) { out[i] = relu_backward_of(a[i], b[bi(i)]); }
 }
 
 // a = y = tanh(x) (the forward output), b = dy: dx = (1 - y^2) dy.
 @compute @workgroup_size(64)
 fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) {
-        let t = a[i];
-        out[i] = (1.0 - t * t) * b[bi(i)];
-    }
+    if (i < p.n) { out[i] = tanh_backward_of(a[i], b[bi(i)]); }
 }
 
 // a = x (the GELU input), b = dy; derivative of the tanh approximation.
 @compute @workgroup_size(64)
 fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) {
-        let v = a[i];
-        let t = tanh(clamp(GELU_C * (v + GELU_A * v * v * v), -TANH_CLAMP, TANH_CLAMP));
-        let d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * v * v);
-        out[i] = d * b[bi(i)];
-    }
+    if (i < p.n) { out[i] = gelu_backward_of(a[i], b[bi(i)]); }
 }

@@ -56,12 +56,19 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 var<workgroup> partial: array<f32, 256>;
 
-// s1[slot] = sum of grad^2 over n elements: one workgroup of 256, strided then a tree.
-// (`param` and `s2` are bound but unused by this entry's math; they keep one layout.)
+// s1[slot + w] = sum of grad^2 over the elements workgroup w of the launch visits: lane l of
+// workgroup w reads elements w·256 + l, then every 256·(workgroups)-th after it; a tree adds
+// the lanes. (`param` and `s2` are bound but unused by this entry's math; they keep one
+// layout.)
 @compute @workgroup_size(256)
-fn sumsq_slot(@builtin(local_invocation_index) lid: u32) {
+fn sumsq_slot(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     var acc = 0.0;
-    for (var i = lid; i < p.n; i = i + 256u) {
+    let step = 256u * nwg.x;
+    for (var i = wid.x * 256u + lid; i < p.n; i = i + step) {
         let g = grad[i];
         acc = acc + g * g;
     }
@@ -71,7 +78,7 @@ fn sumsq_slot(@builtin(local_invocation_index) lid: u32) {
         if (lid < stride) { partial[lid] = partial[lid] + partial[lid + stride]; }
         workgroupBarrier();
     }
-    if (lid == 0u) { s1[p.slot] = partial[0]; }
+    if (lid == 0u) { s1[p.slot + wid.x] = partial[0]; }
 }
 
 // hyper[2] = min(1, max_norm / ||g||) with ||g||^2 = sum of s1[0..count].

@@ -29,6 +29,30 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+impl Shader {
+    /// The binding numbers of group 0 that the module declares as writable storage
+    /// (`var<storage, read_write>`), read from the source text; `tests/kernel_contracts.rs`
+    /// checks the scan against naga's parse of every shader.
+    pub fn writable_bindings(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (at, _) in self.source.match_indices("@binding(") {
+            let rest = &self.source[at + "@binding(".len()..];
+            let Some((number, decl)) = rest.split_once(')') else {
+                continue;
+            };
+            let decl = decl.split(';').next().unwrap_or_default();
+            let compact: String = decl.chars().filter(|c| !c.is_whitespace()).collect();
+            if let (Ok(binding), true) = (
+                number.trim().parse::<u32>(),
+                compact.starts_with("var<storage,read_write>"),
+            ) {
+                out.push(binding);
+            }
+        }
+        out
+    }
+}
+
 /// A WGSL scalar value: of an `override` constant, or of a `const` that Rust mirrors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScalarValue {
@@ -476,7 +500,7 @@ mod tests {
             mapped_at_creation: false,
         });
         let d = kernel
-            .dispatch(device, &ProbeParams { value }, &[&out], [1, 1, 1])
+            .dispatch(device, &ProbeParams { value }, &[(&out).into()], [1, 1, 1])
             .unwrap();
         run(device, &[&d]).unwrap();
         read_words(device, &out, 1).unwrap()[0]

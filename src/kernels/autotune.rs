@@ -8,8 +8,10 @@
 //! on this device if it ran, else the default. [`tune`] times every variant once per adapter
 //! and keeps the fastest, in memory on the [`Device`] (so kernels built afterwards use it) and
 //! in a small text file, so the next process on the same adapter and driver reads it instead
-//! of measuring. [`tune_all`] does so for every tunable kernel of the crate: matmul
-//! ([`Matmul`](super::matmul::Matmul)), transpose ([`Transpose`](super::transpose::Transpose)),
+//! of measuring. [`tune_all`] does so for every tunable kernel of the crate: matmul, one
+//! choice per size class ([`MatmulSmall`](super::matmul::MatmulSmall),
+//! [`MatmulMedium`](super::matmul::MatmulMedium), [`MatmulLarge`](super::matmul::MatmulLarge)),
+//! transpose ([`Transpose`](super::transpose::Transpose)),
 //! reductions ([`Reduce`](super::reduce::Reduce)) and softmax cross-entropy
 //! ([`SoftmaxXent`](super::softmax::SoftmaxXent)). Tune before compiling plans: dispatches
 //! built earlier keep the variant they were built with.
@@ -313,9 +315,12 @@ pub fn tune_all(
     cache: Option<&Path>,
     force: bool,
 ) -> Result<Vec<Tuning<&'static str>>> {
-    use super::{matmul::Matmul, reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
+    use super::matmul::{MatmulLarge, MatmulMedium, MatmulSmall};
+    use super::{reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
     Ok(vec![
-        tune::<Matmul>(device, cache, force)?.named(),
+        tune::<MatmulSmall>(device, cache, force)?.named(),
+        tune::<MatmulMedium>(device, cache, force)?.named(),
+        tune::<MatmulLarge>(device, cache, force)?.named(),
         tune::<Transpose>(device, cache, force)?.named(),
         tune::<Reduce>(device, cache, force)?.named(),
         tune::<SoftmaxXent>(device, cache, force)?.named(),
@@ -343,7 +348,7 @@ fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::matmul::{Matmul, MatmulVariant};
+    use crate::kernels::matmul::{MatmulLarge, MatmulMedium, MatmulSmall, MatmulVariant};
     use crate::kernels::reduce::Reduce;
     use crate::kernels::softmax::SoftmaxXent;
     use crate::kernels::transpose::{Transpose, TransposeKernel};
@@ -367,7 +372,9 @@ mod tests {
 
     #[test]
     fn variant_names_round_trip() {
-        names_round_trip::<Matmul>();
+        names_round_trip::<MatmulSmall>();
+        names_round_trip::<MatmulMedium>();
+        names_round_trip::<MatmulLarge>();
         names_round_trip::<Transpose>();
         names_round_trip::<Reduce>();
         names_round_trip::<SoftmaxXent>();
@@ -417,7 +424,9 @@ mod tests {
     fn the_choice_follows_the_device() {
         // A device of its own: forcing variants must not touch other tests' devices.
         let device = Device::new().unwrap();
-        follows_the_device::<Matmul>(&device);
+        follows_the_device::<MatmulSmall>(&device);
+        follows_the_device::<MatmulMedium>(&device);
+        follows_the_device::<MatmulLarge>(&device);
         follows_the_device::<Transpose>(&device);
         follows_the_device::<Reduce>(&device);
         follows_the_device::<SoftmaxXent>(&device);
@@ -436,10 +445,22 @@ mod tests {
             }
         }
         let cpu = device.info().is_cpu();
-        assert_eq!(
-            Matmul::default_variant(device.info()),
-            on(cpu, MatmulVariant::RowBlock, MatmulVariant::Tiled)
-        );
+        for (default, on_gpu) in [
+            (
+                MatmulSmall::default_variant(device.info()),
+                MatmulVariant::Skinny,
+            ),
+            (
+                MatmulMedium::default_variant(device.info()),
+                MatmulVariant::Tiled,
+            ),
+            (
+                MatmulLarge::default_variant(device.info()),
+                MatmulVariant::Large,
+            ),
+        ] {
+            assert_eq!(default, on(cpu, MatmulVariant::RowBlock, on_gpu));
+        }
         assert_eq!(
             Transpose::default_variant(device.info()),
             on(cpu, TransposeKernel::Direct, TransposeKernel::Tiled)

@@ -1,19 +1,27 @@
 //! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`) and binary (add,
 //! sub, mul with a broadcast right operand, and the activations' backward rules).
 
-use super::{same_device, to_u32, Dispatch, Kernel, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::Tensor;
 
+// The activations and their backward rules come from activation.wgsl, which the matmul
+// epilogue shares.
 const UNARY: Shader = Shader {
     name: "elementwise_unary",
-    source: include_str!("../../shaders/elementwise_unary.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/elementwise_unary.wgsl")
+    ),
 };
 const BINARY: Shader = Shader {
     name: "elementwise_binary",
-    source: include_str!("../../shaders/elementwise_binary.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/elementwise_binary.wgsl")
+    ),
 };
 /// Invocations per workgroup of every elementwise kernel.
 const WG: [u32; 3] = [64, 1, 1];
@@ -191,13 +199,15 @@ pub fn binary_shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>
 }
 
 /// A launch of `op` reading `n` elements of `x` into `y`.
-pub fn unary_dispatch(
+pub fn unary_dispatch<'a>(
     device: &Device,
     op: UnaryOp,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     n: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     let alpha = if let UnaryOp::Scale(a) = op { a } else { 1.0 };
     let kernel = op.kernel();
     let n32 = to_u32(kernel.spec().entry, n)?;
@@ -212,14 +222,16 @@ pub fn unary_dispatch(
 }
 
 /// A launch writing `n` elements of `y` = `alpha`·x broadcast as `from` says.
-pub fn expand_dispatch(
+pub fn expand_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     n: usize,
     from: Broadcast,
     alpha: f32,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     let (len, inner) = from.check("expand", n)?;
     let params = UnaryParams {
         n: to_u32("expand", n)?,
@@ -232,15 +244,18 @@ pub fn expand_dispatch(
 }
 
 /// A launch of `op` over `n` elements of `a` with `b` read as `b_from` says.
-pub fn binary_dispatch(
+pub fn binary_dispatch<'a>(
     device: &Device,
     op: BinaryOp,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    a: impl Into<Region<'a>>,
+    b: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     n: usize,
     b_from: Broadcast,
 ) -> Result<Dispatch> {
+    let a: Region<'a> = a.into();
+    let b: Region<'a> = b.into();
+    let out: Region<'a> = out.into();
     let kernel = op.kernel();
     let entry = kernel.spec().entry;
     let (b_len, b_inner) = b_from.check(entry, n)?;

@@ -9,7 +9,7 @@
 //! step resets its flags with `encoder.clear_buffer(&flags, 0, None)` before the checks.
 //! Counts accumulate until cleared.
 
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -59,13 +59,15 @@ pub fn flag_buffer(device: &Device, slots: usize) -> wgpu::Buffer {
 
 /// A launch scanning `n` values of `x` and recording the NaN/Inf count and the first offending
 /// index into slot `slot` of `flags` (which must have been zeroed since its last use).
-pub fn finite_check_dispatch(
+pub fn finite_check_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    flags: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    flags: impl Into<Region<'a>>,
     n: usize,
     slot: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let flags: Region<'a> = flags.into();
     if n == 0 {
         return Err(Error::Empty {
             op: "finite_check".into(),

@@ -3,7 +3,7 @@
 //! (learning rate, step count, clip scale) from a small device buffer the host writes once per
 //! step, so changing the learning rate never recompiles anything.
 
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -120,15 +120,18 @@ pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
 
 /// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
 /// `rule.state_count()`), reading `hyper`.
-pub fn update_dispatch(
+pub fn update_dispatch<'a>(
     device: &Device,
     rule: &UpdateRule,
-    hyper: &wgpu::Buffer,
-    param: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-    states: &[&wgpu::Buffer],
+    hyper: impl Into<Region<'a>>,
+    param: impl Into<Region<'a>>,
+    grad: impl Into<Region<'a>>,
+    states: &[Region<'a>],
     n: usize,
 ) -> Result<Dispatch> {
+    let hyper: Region<'a> = hyper.into();
+    let param: Region<'a> = param.into();
+    let grad: Region<'a> = grad.into();
     if states.len() != rule.state_count() {
         return Err(Error::InvalidArgument(format!(
             "{} needs {} state buffers, got {}",
@@ -173,32 +176,60 @@ pub fn update_dispatch(
     }
 }
 
-/// A launch writing Σ grad² over `n` elements into `norms[slot]`.
-pub fn sumsq_dispatch(
+/// Most partial sums one [`sumsq_dispatch`] writes (one per workgroup): enough workgroups to
+/// spread a large gradient arena over a GPU, few enough that the clip kernel's single thread
+/// adds them up quickly.
+pub const MAX_NORM_PARTS: usize = 256;
+
+/// Gradient values each lane of [`sumsq_dispatch`] sums before it takes another workgroup: a
+/// lane's loop stays far below llvmpipe's loop budget and long enough to amortise the
+/// workgroup's final tree.
+const VALUES_PER_LANE: usize = 64;
+
+/// How many partial sums [`sumsq_dispatch`] writes for `n` gradient values.
+pub fn sumsq_parts(n: usize) -> usize {
+    let lanes = SUM_SQUARES.spec().invocations() as usize;
+    n.div_ceil(lanes * VALUES_PER_LANE).clamp(1, MAX_NORM_PARTS)
+}
+
+/// A launch writing Σ grad² over `n` elements as [`sumsq_parts`]`(n)` partial sums into
+/// `norms[slot..]` (one workgroup per partial sum).
+pub fn sumsq_dispatch<'a>(
     device: &Device,
-    grad: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    grad: impl Into<Region<'a>>,
+    norms: impl Into<Region<'a>>,
     n: usize,
     slot: usize,
 ) -> Result<Dispatch> {
+    let grad: Region<'a> = grad.into();
+    let norms: Region<'a> = norms.into();
+    let parts = sumsq_parts(n);
+    if (norms.len() as usize) < slot + parts {
+        return Err(Error::InvalidArgument(format!(
+            "gradient norm: {parts} partial sums from slot {slot} do not fit {} slots",
+            norms.len()
+        )));
+    }
     let params = Params {
         n: to_u32("gradient norm", n)?,
         slot: to_u32("gradient norm", slot)?,
         ..Params::default()
     };
     let b = [(3, grad), (4, norms)];
-    SUM_SQUARES.dispatch_bound(device, &params, &b, [1, 1, 1])
+    SUM_SQUARES.dispatch_bound(device, &params, &b, [parts as u32, 1, 1])
 }
 
 /// A launch setting the clip scale in `hyper` to min(1, max_norm/‖g‖) from the first `count`
 /// squared norms in `norms`.
-pub fn clip_dispatch(
+pub fn clip_dispatch<'a>(
     device: &Device,
-    hyper: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    hyper: impl Into<Region<'a>>,
+    norms: impl Into<Region<'a>>,
     count: usize,
     max_norm: f32,
 ) -> Result<Dispatch> {
+    let hyper: Region<'a> = hyper.into();
+    let norms: Region<'a> = norms.into();
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(Error::InvalidArgument(format!(
             "clip norm must be positive and finite, got {max_norm}"
@@ -215,13 +246,15 @@ pub fn clip_dispatch(
 
 /// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
 /// momentum·value: running statistics.
-pub fn ema_dispatch(
+pub fn ema_dispatch<'a>(
     device: &Device,
-    state: &wgpu::Buffer,
-    value: &wgpu::Buffer,
+    state: impl Into<Region<'a>>,
+    value: impl Into<Region<'a>>,
     n: usize,
     momentum: f32,
 ) -> Result<Dispatch> {
+    let state: Region<'a> = state.into();
+    let value: Region<'a> = value.into();
     if !(0.0..=1.0).contains(&momentum) {
         return Err(Error::InvalidArgument(format!(
             "running-average momentum must lie in [0, 1], got {momentum}"

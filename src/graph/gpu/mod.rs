@@ -3,18 +3,23 @@
 //! backward and update into one encoder, and submits once. Nothing is read back unless the
 //! caller asks.
 //!
-//! [`GpuPlan::compile`] runs four stages, one module each:
-//! 1. `alloc` — the buffers [`Layout`] asks for: the pool, the owned tensors (filled by their
-//!    initialisers), the hyperparameter words;
-//! 2. `lower` — each op to its kernel launches (one function per op family), with `solve`
+//! [`GpuPlan::compile`] runs these stages, one module each:
+//! 1. `fuse` and `pack` — what runs as one launch: chains of a matmul and elementwise ops
+//!    fused into the matmul's epilogue, and the optimizer updates of a rule packed into arenas
+//!    that one launch updates; together they decide where values live ([`Placement`]);
+//! 2. `alloc` — the buffers [`Layout`] asks for: the pool, the arenas, the owned tensors
+//!    (filled by their initialisers), the hyperparameter words;
+//! 3. `lower` — each op to its kernel launches (one function per op family), with `solve`
 //!    grouping the eigendecompositions of parameter-only spectral functions into batched
 //!    solves;
-//! 3. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
-//!    then the rest in graph order;
-//! 4. `stats` — what a step costs ([`PlanStats`]).
+//! 4. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
+//!    independent launches side by side, then the rest in graph order;
+//! 5. `stats` — what a step costs ([`PlanStats`]).
 
 mod alloc;
+mod fuse;
 mod lower;
+mod pack;
 mod schedule;
 mod solve;
 mod stats;
@@ -23,7 +28,7 @@ pub use crate::profile::StepProfile;
 pub use solve::COLD_RESTART_EVERY;
 pub use stats::PlanStats;
 
-use super::layout::{value_bytes, Layout, Storage};
+use super::layout::{value_bytes, Layout, Placement, Storage};
 use super::plan::{Plan, PlanState};
 use super::{Graph, Value};
 use crate::device::Device;
@@ -32,7 +37,9 @@ use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
 use alloc::Buffers;
+use fuse::Fusion;
 use lower::{Lowering, Recorded};
+use pack::Packing;
 use schedule::Slot;
 use solve::Solves;
 use std::time::Instant;
@@ -47,6 +54,28 @@ enum StepTimer {
     Ready(PassTimer),
 }
 
+/// What [`GpuPlan::compile_with`] may merge. [`GpuPlan::compile`] merges everything it can;
+/// turning a merge off gives the plain lowering — one launch per op, one update per
+/// parameter — which computes the same values, for comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fuse a matmul with the bias add, activation or activation's backward rule after it
+    /// into one launch.
+    pub fuse: bool,
+    /// Update every parameter of an optimizer rule in one launch, over arenas that pack the
+    /// parameters, gradients and state.
+    pub pack_updates: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            fuse: true,
+            pack_updates: true,
+        }
+    }
+}
+
 /// A graph compiled for one device.
 pub struct GpuPlan {
     state: PlanState,
@@ -54,6 +83,8 @@ pub struct GpuPlan {
     layout: Layout,
     buffers: Buffers,
     solves: Solves,
+    /// The chains fused into one launch each.
+    fusion: Fusion,
     /// Everything a step records, in order, each with the node or solve it serves.
     recording: Vec<(Slot, Recorded)>,
     /// The values named as outputs at compile time (kept readable after a step).
@@ -72,10 +103,34 @@ impl GpuPlan {
         outputs: &[Value],
         seed: u64,
     ) -> Result<GpuPlan> {
+        GpuPlan::compile_with(device, graph, outputs, seed, PlanOptions::default())
+    }
+
+    /// [`GpuPlan::compile`] merging only what `options` allow.
+    pub fn compile_with(
+        device: &Device,
+        graph: &Graph,
+        outputs: &[Value],
+        seed: u64,
+        options: PlanOptions,
+    ) -> Result<GpuPlan> {
         let pipelines_before = device.pipelines_created();
-        let layout = Layout::new(graph, outputs)?;
+        let fusion = if options.fuse {
+            Fusion::find(graph, outputs)
+        } else {
+            Fusion::none(graph)
+        };
+        let packing = if options.pack_updates {
+            Packing::find(device, graph, &fusion)
+        } else {
+            Packing::none(graph)
+        };
+        let mut placement = Placement::plain(graph);
+        fusion.place(&mut placement);
+        packing.place(graph, &mut placement);
+        let layout = Layout::placed(graph, outputs, &placement)?;
         let mut buffers = Buffers::allocate(device, graph, &layout, seed)?;
-        let (solves, lowered) = lower_graph(device, graph, &mut buffers)?;
+        let (solves, lowered) = lower_graph(device, graph, &mut buffers, &fusion, &packing)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
         let recording = schedule::flatten(&order, lowered);
         device.synchronize()?;
@@ -93,6 +148,7 @@ impl GpuPlan {
             layout,
             buffers,
             solves,
+            fusion,
             recording,
             outputs: outputs.to_vec(),
             stats,
@@ -179,13 +235,31 @@ impl GpuPlan {
             };
             if theirs.contains(&src) && other_graph.shape(src) == node.shape.as_slice() {
                 let (from, to) = (other.buffers.value(src)?, self.buffers.value(v)?);
-                encoder.copy_buffer_to_buffer(from, 0, to, 0, value_bytes(&node.shape));
+                let bytes = value_bytes(&node.shape);
+                encoder.copy_buffer_to_buffer(
+                    from.buffer(),
+                    from.offset(),
+                    to.buffer(),
+                    to.offset(),
+                    bytes,
+                );
                 copied += 1;
             }
         }
         self.device.queue().submit([encoder.finish()]);
         self.device.take_error()?;
         Ok(copied)
+    }
+
+    /// The kernels a step launches, in order, by entry point (an eigendecomposition, with its
+    /// copies and passes, shows as one `"eigh"`): which ops fused and how the optimizer runs.
+    pub fn launches(&self) -> Vec<&'static str> {
+        self.recorded(None)
+            .map(|r| match r {
+                Recorded::Dispatch(d) => d.label(),
+                Recorded::Solve(_) => "eigh",
+            })
+            .collect()
     }
 
     /// Cost figures of the plan.
@@ -208,10 +282,12 @@ impl GpuPlan {
     ) -> Result<()> {
         self.state.check_inputs(what, inputs, required)?;
         for &(v, data) in inputs {
-            let buffer = self.buffers.value(v)?;
-            self.device
-                .queue()
-                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            let region = self.buffers.value(v)?;
+            self.device.queue().write_buffer(
+                region.buffer(),
+                region.offset(),
+                bytemuck::cast_slice(data),
+            );
         }
         Ok(())
     }
@@ -300,8 +376,11 @@ impl GpuPlan {
             )));
         }
         let root = self.layout.root(v);
-        let readable = self.layout.storage[root.0] == Storage::Owned
-            || self.outputs.iter().any(|&k| self.layout.root(k) == root);
+        let resident = matches!(
+            self.layout.storage[root.0],
+            Storage::Owned | Storage::Packed { .. }
+        );
+        let readable = resident || self.outputs.iter().any(|&k| self.layout.root(k) == root);
         if !readable {
             return Err(Error::InvalidArgument(format!(
                 "{} (value {}) was not named as an output at compile time; its buffer is reused",
@@ -313,15 +392,18 @@ impl GpuPlan {
     }
 }
 
-/// Lowers every node of `graph` over `buffers`: the hoisted solves, then each node's
-/// launches (element i for node i). The scratch the launches bind joins `buffers`.
+/// Lowers every node of `graph` over `buffers` with `fusion` and `packing`: the hoisted
+/// solves, then each node's launches (element i for node i). The scratch the launches bind
+/// joins `buffers`.
 fn lower_graph(
     device: &Device,
     graph: &Graph,
     buffers: &mut Buffers,
+    fusion: &Fusion,
+    packing: &Packing,
 ) -> Result<(Solves, Vec<Vec<Recorded>>)> {
     let mut solves = Solves::hoisted(device, graph, buffers)?;
-    let mut lowering = Lowering::new(device, graph, buffers, &mut solves);
+    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, fusion, packing);
     let lowered = lowering.lower_all()?;
     let scratch = lowering.scratch;
     buffers.keep_scratch(scratch);
@@ -350,7 +432,9 @@ impl Plan for GpuPlan {
             self.check_readable(v)?;
         }
         self.write_inputs("forward", inputs, |v| needed[v.0])?;
-        let commands = self.encode(Some(&needed), None);
+        // A fused launch computes its whole chain: run it if any of the chain is needed.
+        let run = self.fusion.expand(self.state.graph(), &needed);
+        let commands = self.encode(Some(&run), None);
         self.submit(commands)
     }
 
@@ -363,10 +447,12 @@ impl Plan for GpuPlan {
 
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         self.state.check_write(v, data.len())?;
-        let buffer = self.buffers.value(v)?;
-        self.device
-            .queue()
-            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        let region = self.buffers.value(v)?;
+        self.device.queue().write_buffer(
+            region.buffer(),
+            region.offset(),
+            bytemuck::cast_slice(data),
+        );
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! parameters only (an Eigen layer's Gram matrix) of equal order share one solve that runs
 //! ahead of the batch work, the others get a solve of their own recorded where the node is.
 
-use super::alloc::{scratch, Buffers};
+use super::alloc::{scratch, Buffers, Placed};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::layout::init_values;
@@ -11,7 +11,6 @@ use crate::graph::{Graph, Init, Op, Value};
 use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 /// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
@@ -22,8 +21,8 @@ pub const COLD_RESTART_EVERY: u64 = 100;
 pub(super) struct Member {
     /// The spectral-function node.
     node: usize,
-    /// The graph buffer holding its matrices.
-    source: Arc<wgpu::Buffer>,
+    /// Where the graph keeps its matrices.
+    source: Placed,
     /// Its first matrix in the solve's batch, and how many it has.
     first: usize,
     count: usize,
@@ -41,8 +40,8 @@ pub(super) struct Solve {
     identity: wgpu::Buffer,
 }
 
-/// A member to be: (node, source buffer, number of matrices).
-type MemberSpec = (usize, Arc<wgpu::Buffer>, usize);
+/// A member to be: (node, where its matrices are, number of matrices).
+type MemberSpec = (usize, Placed, usize);
 
 impl Solve {
     /// A solve of `members`, n×n each, warm-started from I.
@@ -89,6 +88,14 @@ impl Solve {
         self.plan.dispatches_per_run()
     }
 
+    /// The buffers outside the solve that it copies from or into: its members' matrices,
+    /// eigenvalues and eigenvectors.
+    pub fn copied(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        self.members
+            .iter()
+            .flat_map(|m| [&*m.source.buffer, &m.values, &m.vectors])
+    }
+
     /// Whether the solve serves one of the nodes `needed` marks.
     pub fn serves_any(&self, needed: &[bool]) -> bool {
         self.members.iter().any(|m| needed[m.node])
@@ -107,7 +114,7 @@ impl Solve {
         let input = self.plan.input().buffer();
         for m in &self.members {
             let (at, bytes) = matrices(m);
-            encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
+            encoder.copy_buffer_to_buffer(&m.source.buffer, m.source.offset, input, at, bytes);
         }
         if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
             encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
