@@ -13,8 +13,11 @@
 //! Times are medians. "GPU wall" runs from the start of the call until the device has
 //! finished; "GPU kernel" is the device's own time from timestamp queries (first pass begin
 //! to last pass end), where the adapter has them; "host µs" is the CPU time to record and
-//! submit one step, which does not depend on the adapter's speed. Ratios are CPU time / GPU
-//! wall time: above 1 the GPU is faster.
+//! submit one step, which does not depend on the adapter's speed; "dispatches" and "barriers"
+//! are the kernel launches of a step and the points where wgpu makes the device drain between
+//! them. The plain MLP also runs as "unfused" (no fused epilogues, one optimizer launch per
+//! parameter), to show what fusion saves. Ratios are CPU time / GPU wall time: above 1 the
+//! GPU is faster.
 //!
 //! ```text
 //! cargo run --release --example bench -- --quick            # under two minutes on lavapipe
@@ -25,7 +28,7 @@
 //! Writes `bench.csv` and `bench.md` into `--out` (default `out/bench`).
 
 use clap::{Parser, ValueEnum};
-use eigengrad::graph::gpu::{GpuPlan, StepProfile, COLD_RESTART_EVERY};
+use eigengrad::graph::gpu::{GpuPlan, PlanOptions, StepProfile, COLD_RESTART_EVERY};
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
@@ -157,6 +160,8 @@ struct Row {
     /// The strongest CPU library's time and its name.
     cpu_best: Option<(f64, String)>,
     dispatches: usize,
+    /// Pipeline barriers per step, for compiled plans.
+    barriers: Option<usize>,
     /// Host µs to record one step (or kernel) and to submit it.
     host_record_us: f64,
     host_submit_us: f64,
@@ -165,8 +170,8 @@ struct Row {
 
 /// Column names of the CSV (the Markdown table uses readable ones in the same order).
 const CSV_HEADER: &str = "workload,size,variant,gpu_wall_ms,gpu_kernel_ms,cpu_ref_ms,\
-cpu_best_ms,cpu_best_lib,ref_over_gpu,best_over_gpu,dispatches,host_record_us,host_submit_us,\
-record_us_per_dispatch,notes";
+cpu_best_ms,cpu_best_lib,ref_over_gpu,best_over_gpu,dispatches,barriers,host_record_us,\
+host_submit_us,record_us_per_dispatch,notes";
 
 impl Row {
     fn ratio_ref(&self) -> f64 {
@@ -199,6 +204,7 @@ impl Row {
             format!("{:.6}", self.ratio_ref()),
             opt(self.ratio_best()),
             self.dispatches.to_string(),
+            self.barriers.map(|b| b.to_string()).unwrap_or_default(),
             format!("{:.3}", self.host_record_us),
             format!("{:.3}", self.host_submit_us),
             format!("{:.3}", self.host_per_dispatch()),
@@ -224,6 +230,9 @@ impl Row {
             ratio(self.ratio_ref()),
             self.ratio_best().map(ratio).unwrap_or_else(|| "—".into()),
             self.dispatches.to_string(),
+            self.barriers
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "—".into()),
             format!("{:.0}", self.host_record_us),
             format!("{:.0}", self.host_submit_us),
             format!("{:.2}", self.host_per_dispatch()),
@@ -232,7 +241,7 @@ impl Row {
     }
 }
 
-const DISPLAY_HEADER: [&str; 14] = [
+const DISPLAY_HEADER: [&str; 15] = [
     "workload",
     "size",
     "variant",
@@ -243,6 +252,7 @@ const DISPLAY_HEADER: [&str; 14] = [
     "ref/GPU",
     "best/GPU",
     "dispatches",
+    "barriers",
     "record µs",
     "submit µs",
     "record µs/disp",
@@ -510,6 +520,7 @@ impl Bench {
                 cpu_ref_ms: reference,
                 cpu_best: Some((faer_ms, format!("faer {}T", self.threads))),
                 dispatches: 1,
+                barriers: None,
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes: format!(
@@ -620,6 +631,7 @@ impl Bench {
                     cpu_ref_ms: reference,
                     cpu_best: Some((faer_ms, format!("faer {threads}T over batch"))),
                     dispatches: profiles[0].dispatches,
+                    barriers: None,
                     host_record_us: record_us,
                     host_submit_us: submit_us,
                     notes: format!(
@@ -671,6 +683,7 @@ impl Bench {
                     &inputs,
                     eigen,
                     "fwd+bwd+SGD",
+                    PlanOptions::default(),
                 )?;
             }
         }
@@ -698,6 +711,7 @@ impl Bench {
                 &inputs,
                 Some(w.spectral),
                 "Linear+EigenWhiten fwd+bwd+SGD",
+                PlanOptions::default(),
             )?;
         }
         Ok(())
@@ -738,15 +752,28 @@ impl Bench {
                 _ => None,
             });
             let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-            self.plan_rows(
-                name,
-                &format!("{}, batch {batch}", sizes.join("-")),
-                &g,
-                &[loss],
-                &[(x, xs), (t, ts)],
-                spectral,
-                "Adam training step",
-            )?;
+            let size = format!("{}, batch {batch}", sizes.join("-"));
+            let inputs = [(x, xs), (t, ts)];
+            // The plain network also without fusion and packing: what they save, same run.
+            let mut runs = vec![PlanOptions::default()];
+            if spectral.is_none() {
+                runs.push(PlanOptions {
+                    fuse: false,
+                    pack_updates: false,
+                });
+            }
+            for options in runs {
+                self.plan_rows(
+                    name,
+                    &size,
+                    &g,
+                    &[loss],
+                    &inputs,
+                    spectral,
+                    "Adam training step",
+                    options,
+                )?;
+            }
         }
         Ok(())
     }
@@ -763,10 +790,11 @@ impl Bench {
         inputs: &[(Value, Vec<f32>)],
         spectral: Option<Value>,
         what: &str,
+        options: PlanOptions,
     ) -> BenchResult<()> {
         let device = self.device.clone();
         let feed: Vec<(Value, &[f32])> = inputs.iter().map(|(v, d)| (*v, d.as_slice())).collect();
-        let mut plan = GpuPlan::compile(&device, g, outputs, 1)?;
+        let mut plan = GpuPlan::compile_with(&device, g, outputs, 1, options)?;
         // Warm-up steps: first launches, and the warm start settles.
         for _ in 0..2 {
             plan.step(&feed)?;
@@ -808,7 +836,8 @@ impl Bench {
         let stats = plan.stats().clone();
         let variants: Vec<(&str, &Vec<StepProfile>, Option<f32>)> = match &cold {
             Some(c) => vec![("warm", &warm, warm_sweeps), ("cold", c, cold_sweeps)],
-            None => vec![("-", &warm, None)],
+            None if options == PlanOptions::default() => vec![("-", &warm, None)],
+            None => vec![("unfused", &warm, None)],
         };
         for (variant, profiles, sweeps) in variants {
             let Summary {
@@ -839,6 +868,7 @@ impl Bench {
                 cpu_ref_ms: cpu,
                 cpu_best: None,
                 dispatches: stats.dispatches_per_step,
+                barriers: Some(stats.barriers_per_step),
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes,

@@ -373,6 +373,8 @@ pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     /// Pipelines by kernel id.
     pipelines: Mutex<HashMap<KernelId, Arc<wgpu::ComputePipeline>>>,
+    /// The writable bindings of each shader, by shader name.
+    writable: Mutex<HashMap<&'static str, Arc<[u32]>>>,
     /// How many pipelines were built.
     created: AtomicUsize,
 }
@@ -381,6 +383,15 @@ impl PipelineCache {
     /// How many pipelines this cache has built.
     pub(crate) fn created(&self) -> usize {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// [`Shader::writable_bindings`] of `shader`, read once.
+    pub(crate) fn writable_bindings(&self, shader: &Shader) -> Arc<[u32]> {
+        let mut writable = self.writable.lock().unwrap_or_else(|p| p.into_inner());
+        writable
+            .entry(shader.name)
+            .or_insert_with(|| shader.writable_bindings().into())
+            .clone()
     }
 
     /// The pipeline of `id` (whose source is `shader`), built on first use.

@@ -436,14 +436,16 @@ fn size_classes_follow_the_tiles_a_large_gpu_needs() {
         }
         .class()
     };
-    // A training step's products are small: 256×512 is 4 × 8 = 32 tiles of 64×64.
+    // A training step's products are small: 256×512 outputs fill 32 tiles of 64×64, a
+    // weight gradient of 784×512 under 98.
     assert_eq!(class(1, 256, 512), MatmulClass::Small);
+    assert_eq!(class(1, 784, 512), MatmulClass::Small);
     assert_eq!(class(1, 128, 64), MatmulClass::Small);
     assert_eq!(class(1, 256, 10), MatmulClass::Small);
-    // 1024² is 256 tiles of 64×64 but 64 of 128×128; 2048² is 256 of 128×128.
+    // 1024² fills 256 tiles of 64×64 but 64 of 128×128; 2048² fills 256 of 128×128.
     assert_eq!(class(1, 1024, 1024), MatmulClass::Medium);
     assert_eq!(class(1, 2048, 2048), MatmulClass::Large);
-    // The batch counts: 128 items of 64×64 fill the device as well as one large product.
+    // The batch counts: 128 items of 64×64 fill 128 tiles of 64×64.
     assert_eq!(class(127, 64, 64), MatmulClass::Small);
     assert_eq!(class(128, 64, 64), MatmulClass::Medium);
 }

@@ -13,14 +13,16 @@
 //!   batch × width products of a training step, where bigger tiles leave a GPU idle.
 //!
 //! Which one runs depends on the adapter and on the product's size: a product falls into a
-//! [`MatmulClass`] by how many tiles it offers a large GPU, and each class has its own choice,
+//! [`MatmulClass`] by how many tiles its outputs fill, and each class has its own choice,
 //! tuned per adapter through [`autotune`] ([`MatmulSmall`], [`MatmulMedium`],
 //! [`MatmulLarge`]): the default is a rule on the adapter's type, and [`autotune::tune`]
 //! replaces it by measuring every variant on a product typical of the class.
 //!
 //! Every variant takes any m, n, k ≥ 1: loads clamp into the matrix and stores are masked.
 //! Transposes are a choice of strides made here on the host, so the shaders' inner loops never
-//! branch.
+//! branch. The epilogue runs as a second pass of each thread over the outputs it stored, so it
+//! never touches the accumulators (which then stay in registers) and costs nothing when there
+//! is none.
 
 use super::autotune::{self, Tunable, Variant};
 use super::elementwise::{BinaryOp, UnaryOp};
@@ -254,7 +256,7 @@ impl MatmulVariant {
 }
 
 /// Output tiles a large GPU needs to keep every multiprocessor busy: about its multiprocessor
-/// count (an H200 has 132). [`MatmulDims::class`] compares tile counts against it.
+/// count (an H200 has 132). [`MatmulDims::class`] measures products in tiles of this many.
 pub const FILL_TILES: usize = 128;
 
 /// The size class of a product, by how well it fills a large GPU: each class has its own
@@ -262,28 +264,23 @@ pub const FILL_TILES: usize = 128;
 /// one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulClass {
-    /// Fewer than [`FILL_TILES`] tiles of 64×64: the batch × width products of a training
-    /// step.
+    /// Fewer outputs than [`FILL_TILES`] tiles of 64×64 hold: the batch × width products of
+    /// a training step.
     Small,
     /// At least [`FILL_TILES`] tiles of 64×64 but fewer of 128×128.
     Medium,
-    /// At least [`FILL_TILES`] tiles of 128×128.
+    /// At least [`FILL_TILES`] tiles of 128×128 (2048² and up).
     Large,
 }
 
 impl MatmulDims {
-    /// Output tiles of `tile × tile` over the whole batch.
-    fn tiles(&self, tile: usize) -> usize {
-        self.batch
-            .saturating_mul(self.m.div_ceil(tile))
-            .saturating_mul(self.n.div_ceil(tile))
-    }
-
-    /// The size class whose tuned variant runs this product.
+    /// The size class whose tuned variant runs this product, by the number of outputs over
+    /// the whole batch.
     pub fn class(&self) -> MatmulClass {
-        if self.tiles(128) >= FILL_TILES {
+        let outputs = self.batch.saturating_mul(self.m).saturating_mul(self.n);
+        if outputs >= FILL_TILES * 128 * 128 {
             MatmulClass::Large
-        } else if self.tiles(64) >= FILL_TILES {
+        } else if outputs >= FILL_TILES * 64 * 64 {
             MatmulClass::Medium
         } else {
             MatmulClass::Small
@@ -303,12 +300,13 @@ impl MatmulClass {
         }
     }
 
-    /// The product (m, n, k) tuning times for this class: typical of the class on a GPU; on a
-    /// CPU adapter at most [`TUNE_SIZE`]³, which llvmpipe runs in well under a second.
+    /// The product (m, n, k) tuning times for this class: on a GPU a product typical of the
+    /// class (for small ones, a layer of width 512 at batch 256); on a CPU adapter one that
+    /// llvmpipe runs in well under a second.
     fn trial_size(self, info: &DeviceInfo) -> (usize, usize, usize) {
         match (self, info.is_cpu()) {
-            (MatmulClass::Small, _) => (256, 128, 512),
-            (MatmulClass::Medium, true) => (256, 512, 256),
+            (MatmulClass::Small, _) => (256, 512, 512),
+            (MatmulClass::Medium, true) => (1024, 512, 128),
             (MatmulClass::Medium, false) => (1024, 1024, 1024),
             (MatmulClass::Large, true) => (TUNE_SIZE, TUNE_SIZE, TUNE_SIZE),
             (MatmulClass::Large, false) => (2048, 2048, 2048),

@@ -269,7 +269,7 @@ impl Dispatch {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-        let writable = shader.writable_bindings();
+        let writable = device.writable_bindings(shader);
         let storage = buffers
             .iter()
             .map(|(binding, b)| (b.buffer().clone(), writable.contains(binding)))

@@ -60,6 +60,13 @@ impl Chain {
         }
     }
 
+    /// The matmul the chain starts with.
+    pub fn matmul(&self) -> usize {
+        match *self {
+            Chain::Forward { matmul, .. } | Chain::Backward { matmul, .. } => matmul,
+        }
+    }
+
     /// The last node, where the fused launch is recorded.
     pub fn end(&self) -> usize {
         *self.members().last().expect("a chain has a matmul")

@@ -130,10 +130,7 @@ impl<'a> Lowering<'a> {
     /// chain's last value (and the activation's argument where the chain stores it).
     fn fused(&self, chain: &Chain) -> Result<Dispatch> {
         let graph = self.graph;
-        let (matmul, end) = match *chain {
-            Chain::Forward { matmul, .. } | Chain::Backward { matmul, .. } => (matmul, chain.end()),
-        };
-        let node = &graph.nodes()[matmul];
+        let node = &graph.nodes()[chain.matmul()];
         let Op::MatMul { trans_a, trans_b } = node.op else {
             unreachable!("a chain starts at a matmul")
         };
@@ -164,7 +161,8 @@ impl<'a> Lowering<'a> {
             }
         };
         let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
-        fused_matmul_dispatch(self.device, &dims, [a, b, self.out(end)?], epilogue, None)
+        let c = self.out(chain.end())?;
+        fused_matmul_dispatch(self.device, &dims, [a, b, c], epilogue, None)
     }
 
     /// Unary maps, binary maps with broadcasting, and scaled broadcasts.
