@@ -25,7 +25,7 @@
 //! real GPU the same kernels spread the rotations of a round across thousands of lanes.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use eigengrad::kernels::jacobi::EighPlan;
+use eigengrad::kernels::jacobi::{EighOptions, EighPlan, WarmStart};
 use eigengrad::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::cell::RefCell;
@@ -34,6 +34,10 @@ use std::time::{Duration, Instant};
 
 /// (batch, n) cases: the brief's 4096×32, 1024×64, 64×256 → 16×256, 8×512 → 2×512.
 const CASES: [(usize, usize); 4] = [(4096, 32), (1024, 64), (16, 256), (2, 512)];
+/// Neighbouring orders (batch, n), (batch, n + 1) across the places where the solver changes
+/// shape — one workgroup per matrix up to 64, then blocked, with more blocks past 128 — timed
+/// on the GPU only: the cost per matrix should grow like n³, without a jump.
+const NEIGHBOURS: [(usize, usize); 3] = [(256, 32), (32, 64), (4, 128)];
 const TOLERANCE: f32 = 10.0 * f32::EPSILON;
 const MAX_SWEEPS: u32 = 15;
 
@@ -72,6 +76,41 @@ fn perturb(rng: &mut StdRng, a: &[f32], n: usize) -> Vec<f32> {
     out
 }
 
+/// Cold and warm plans for `batch` random matrices of order n, each solved once; the warm plan
+/// starts from the cold solve's eigenvectors and solves A + δ. Returns the plans, A, and the
+/// mean sweeps cold and warm.
+fn prepared(
+    device: &Device,
+    rng: &mut StdRng,
+    batch: usize,
+    n: usize,
+) -> (EighPlan, EighPlan, Vec<f32>, (f64, f64)) {
+    let a = random_batch(rng, batch, n);
+    let b = perturb(rng, &a, n);
+    let options = |warm_start| EighOptions {
+        tolerance: TOLERANCE,
+        max_sweeps: MAX_SWEEPS,
+        warm_start,
+        ..EighOptions::default()
+    };
+    let cold = EighPlan::new(device, batch, n, &options(WarmStart::Off)).unwrap();
+    let warm = EighPlan::new(device, batch, n, &options(WarmStart::Given)).unwrap();
+    cold.input().write(&a).unwrap();
+    solve(device, &cold);
+    let cold_sweeps = mean_sweeps(device, &cold);
+    let mut encoder = device
+        .wgpu_device()
+        .create_command_encoder(&Default::default());
+    let v0 = warm.warm_start().unwrap();
+    let bytes = (v0.len() * 4) as u64;
+    encoder.copy_buffer_to_buffer(cold.vectors().buffer(), 0, v0.buffer(), 0, bytes);
+    device.queue().submit([encoder.finish()]);
+    warm.input().write(&b).unwrap();
+    solve(device, &warm);
+    let warm_sweeps = mean_sweeps(device, &warm);
+    (cold, warm, a, (cold_sweeps, warm_sweeps))
+}
+
 /// One solve of the plan's current input: record, submit, wait.
 fn solve(device: &Device, plan: &EighPlan) {
     let mut encoder = device
@@ -79,7 +118,7 @@ fn solve(device: &Device, plan: &EighPlan) {
         .create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        plan.record(&mut pass);
+        plan.record(&mut pass, 0);
     }
     device.queue().submit([encoder.finish()]);
     device.synchronize().expect("eigh bench: device error");
@@ -154,24 +193,8 @@ fn main() {
     let times = Times::default();
     let mut rng = StdRng::seed_from_u64(2026);
     for (batch, n) in CASES {
-        let a = random_batch(&mut rng, batch, n);
-        let b = perturb(&mut rng, &a, n);
-        let cold = EighPlan::new(&device, batch, n, TOLERANCE, MAX_SWEEPS, false).unwrap();
-        let warm = EighPlan::new(&device, batch, n, TOLERANCE, MAX_SWEEPS, true).unwrap();
-        cold.input().write(&a).unwrap();
-        solve(&device, &cold);
-        let cold_sweeps = mean_sweeps(&device, &cold);
-        // The warm plan starts from A's eigenvectors and solves A + δ.
-        let mut encoder = device
-            .wgpu_device()
-            .create_command_encoder(&Default::default());
-        let v0 = warm.warm_start().unwrap();
-        let bytes = (v0.len() * 4) as u64;
-        encoder.copy_buffer_to_buffer(cold.vectors().buffer(), 0, v0.buffer(), 0, bytes);
-        device.queue().submit([encoder.finish()]);
-        warm.input().write(&b).unwrap();
-        solve(&device, &warm);
-        sweeps.insert((batch, n), (cold_sweeps, mean_sweeps(&device, &warm)));
+        let (cold, warm, a, mean) = prepared(&device, &mut rng, batch, n);
+        sweeps.insert((batch, n), mean);
 
         let mut group = criterion.benchmark_group("eigh");
         group.throughput(Throughput::Elements(batch as u64));
@@ -187,6 +210,19 @@ fn main() {
         timed(&mut group, &times, "faer_1t", batch, n, || faer_all(&a, n));
         timed(&mut group, &times, "faer_2t", batch, n, || {
             faer_two_threads(&a, n)
+        });
+        group.finish();
+    }
+    for (batch, n) in NEIGHBOURS.iter().flat_map(|&(b, n)| [(b, n), (b, n + 1)]) {
+        let (cold, warm, _, mean) = prepared(&device, &mut rng, batch, n);
+        sweeps.insert((batch, n), mean);
+        let mut group = criterion.benchmark_group("eigh_neighbours");
+        group.throughput(Throughput::Elements(batch as u64));
+        timed(&mut group, &times, "gpu_cold", batch, n, || {
+            solve(&device, &cold)
+        });
+        timed(&mut group, &times, "gpu_warm", batch, n, || {
+            solve(&device, &warm)
         });
         group.finish();
     }
@@ -215,6 +251,34 @@ fn main() {
             fmt(rate("faer_2t")),
             ratio(rate("gpu_cold"), rate("faer_2t")),
             ratio(rate("gpu_warm"), rate("faer_2t")),
+        );
+    }
+
+    println!(
+        "\nneighbouring orders: ms per matrix (median), and the step's ratio against n³ growth"
+    );
+    println!(
+        "| batch | n → n + 1 | cold | warm | sweeps cold | cold ratio | warm ratio | (n + 1)³/n³ |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (batch, n) in NEIGHBOURS {
+        let ms = |name, n| median(&times, name, batch, n).map(|t| 1e3 * t / batch as f64);
+        let (Some(c0), Some(c1), Some(w0), Some(w1)) = (
+            ms("gpu_cold", n),
+            ms("gpu_cold", n + 1),
+            ms("gpu_warm", n),
+            ms("gpu_warm", n + 1),
+        ) else {
+            continue;
+        };
+        println!(
+            "| {batch} | {n} → {} | {c0:.3} → {c1:.3} | {w0:.3} → {w1:.3} | {:.1} → {:.1} | {:.2} | {:.2} | {:.2} |",
+            n + 1,
+            sweeps[&(batch, n)].0,
+            sweeps[&(batch, n + 1)].0,
+            c1 / c0,
+            w1 / w0,
+            ((n + 1) as f64 / n as f64).powi(3),
         );
     }
 }

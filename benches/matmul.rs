@@ -7,7 +7,7 @@
 //! Measured 2026-11-28 on the 2-core development machine (AMD EPYC Zen 5 under KVM), adapter
 //! `llvmpipe (LLVM 15.0.6, 256 bits)` (Vulkan, Mesa 22.3.6 lavapipe), GFLOPS (median per
 //! call). The machine was shared: load average 6–7 on its 2 cores during the run, so every
-//! absolute figure is depressed (ANCHORS, on an idle machine: nalgebra ≈ 210, faer ≈ 250 on
+//! absolute figure is depressed (the same machine idle: nalgebra ≈ 210, faer ≈ 250 on
 //! one thread and ≈ 450 on two) and faer on 2 threads loses to 1 thread; read the ratios.
 //!
 //! | n | gpu RowBlock | gpu Tiled | nalgebra | faer 1 thread | faer 2 threads | best GPU / nalgebra | best GPU / faer 2 threads |
@@ -19,11 +19,11 @@
 //! A second run under the same load gave RowBlock 4.3 / 2.9 / 3.9 and Tiled 1.8 / 1.6 / 1.6.
 //! Counting process CPU time instead of wall time (a throw-away probe, same day), RowBlock did
 //! 6.1–6.6 GFLOP per CPU-second at n = 256 and 4.5–5.4 at n = 1024, i.e. roughly 12 and 10
-//! GFLOPS on two idle cores, in line with ANCHORS' 16.5 / 12.2; Tiled did about 3.
+//! GFLOPS on two idle cores, in line with the 16.5 / 12.2 it reaches idle; Tiled did about 3.
 //!
 //! GPU timing: each iteration submits one dispatch and waits for it (`run` + `synchronize`),
 //! after a warm-up run that compiles the pipeline. That is the cost a caller of one
-//! stand-alone matmul pays, including ~0.05–0.15 ms of submit-and-wait overhead (ANCHORS),
+//! stand-alone matmul pays, including ~0.05–0.15 ms of submit-and-wait overhead on this machine,
 //! which is under 5 % of even the fastest case here (n = 256 on lavapipe, ≥ 2 ms). Recording
 //! many dispatches into one submission would amortise that overhead; one submit + wait per
 //! iteration keeps every sample a whole, finished matmul, with no doubt about what the queue

@@ -28,16 +28,17 @@
 //! Writes `bench.csv` and `bench.md` into `--out` (default `out/bench`).
 
 use clap::{Parser, ValueEnum};
-use eigengrad::graph::gpu::{GpuPlan, PlanOptions, StepProfile, COLD_RESTART_EVERY};
+use eigengrad::graph::gpu::{GpuPlan, PlanOptions, StepProfile};
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
-use eigengrad::kernels::jacobi::EighPlan;
+use eigengrad::kernels::jacobi::{EighOptions, EighPlan, WarmStart, DEFAULT_COLD_RESTART_EVERY};
 use eigengrad::kernels::matmul::{
     matmul_dispatch, matmul_shape, matmul_variant, MatmulLarge, MatmulMedium, MatmulSmall,
 };
 use eigengrad::nn::{
-    Activation, EigenLayer, EigenMode, EigenWhiten, LayerKind, Linear, MlpSpec, WhitenMode,
+    Activation, EigenLayer, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
+    WhitenMode,
 };
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::profile::{time_pass, PassTimer};
@@ -361,10 +362,10 @@ fn regression_step(
     let inputs = [x, t]
         .into_iter()
         .map(|v| {
-            let n = g.shape(v).iter().product();
-            (v, gaussian(&mut rng, n, 1.0))
+            let n = g.try_shape(v)?.iter().product();
+            Ok((v, gaussian(&mut rng, n, 1.0)))
         })
-        .collect();
+        .collect::<eigengrad::Result<_>>()?;
     Ok((loss, inputs))
 }
 
@@ -544,11 +545,16 @@ impl Bench {
         faer::set_global_parallelism(faer::Par::Seq);
         // Warm-up on tiny problems: the first launch of each kernel compiles it (tens of ms
         // each on lavapipe); both solver paths, cold and warm-started.
-        let (tol, sweeps) = (10.0 * f32::EPSILON, 15);
+        let sweeps = EighOptions::default().max_sweeps;
+        let options = |max_sweeps, warm_start| EighOptions {
+            max_sweeps,
+            warm_start,
+            ..EighOptions::default()
+        };
         for n in [8, 66] {
-            for warm in [false, true] {
-                let plan = EighPlan::new(&device, 1, n, tol, 1, warm)?;
-                time_pass(&device, None, 0, |p| plan.record(p))?;
+            for warm_start in [WarmStart::Off, WarmStart::Given] {
+                let plan = EighPlan::new(&device, 1, n, &options(1, warm_start))?;
+                time_pass(&device, None, 0, |p| plan.record(p, 0))?;
             }
         }
         for &(batch, n) in &self.sizes.eigh.clone() {
@@ -571,19 +577,19 @@ impl Bench {
                     }
                 }
             }
-            let cold = EighPlan::new(&device, batch, n, tol, sweeps, false)?;
+            let cold = EighPlan::new(&device, batch, n, &options(sweeps, WarmStart::Off))?;
             cold.input().write(&a)?;
             let run = |plan: &EighPlan| {
                 time_pass(
                     &device,
                     self.timer.as_ref(),
                     plan.dispatches_per_run(),
-                    |p| plan.record(p),
+                    |p| plan.record(p, 0),
                 )
             };
             let cold_profiles = repeat(&self.sizes, || Ok(run(&cold)?))?;
             let cold_sweeps = mean_sweeps(&device, &cold)?;
-            let warm = EighPlan::new(&device, batch, n, tol, sweeps, true)?;
+            let warm = EighPlan::new(&device, batch, n, &options(sweeps, WarmStart::Given))?;
             warm.input().write(&moved)?;
             let v0 = cold.vectors().to_vec()?;
             warm.warm_start()
@@ -735,6 +741,7 @@ impl Bench {
                 activation: Activation::Tanh,
                 kind,
                 init_scale: 1.0,
+                gains: GainPlacement::Logits,
             };
             let net = spec.build(&mut g, x)?;
             let loss = g.softmax_cross_entropy(net.logits, t)?;
@@ -800,7 +807,8 @@ impl Bench {
             plan.step(&feed)?;
         }
         let warm = repeat(&self.sizes, || {
-            if plan.steps() % COLD_RESTART_EVERY == COLD_RESTART_EVERY - 1 {
+            // Step k + 1 is run k of the solves, cold when k is a multiple of the period.
+            if plan.steps() % DEFAULT_COLD_RESTART_EVERY == 0 {
                 plan.set_steps(plan.steps() + 1); // keep every timed step warm
             }
             Ok(plan.step_profiled(&feed)?)
@@ -811,8 +819,8 @@ impl Bench {
         // Cold: the step count makes the next step restart every solve from V0 = I.
         let cold = match spectral {
             Some(_) => Some(repeat(&self.sizes, || {
-                let next_cold = (plan.steps() / COLD_RESTART_EVERY + 1) * COLD_RESTART_EVERY;
-                plan.set_steps(next_cold - 1);
+                let period = DEFAULT_COLD_RESTART_EVERY;
+                plan.set_steps((plan.steps() / period + 1) * period);
                 Ok(plan.step_profiled(&feed)?)
             })?),
             None => None,

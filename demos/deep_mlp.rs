@@ -1,13 +1,15 @@
 //! The headline experiment: a deep tanh MLP trained with the same optimizer and budget in
-//! three variants — plain dense layers, Eigen layers whose singular values are clamped to a
-//! band, and Eigen layers whose weights are orthogonal (polar factor) — from the same small
-//! Gaussian initialisation. Plain deep nets vanish; the Eigen layers keep every singular
-//! value near 1, so the gradient reaches the first layer.
+//! several variants — plain dense layers, Eigen layers whose singular values are clamped to a
+//! band, Eigen layers whose weights are orthogonal (polar factor), Eigen layers spectrally
+//! normalised (W/σ_max) — from Gaussian initialisations of every scale asked for, beside a
+//! shallow baseline (a plain network of two weight layers, the same width and budget): the
+//! accuracy a deep network should reach. Plain deep nets vanish or saturate; the Eigen layers
+//! hold the singular values of every weight, so the gradient reaches the first layer.
 //!
-//! Writes `curves.png` (training loss and test accuracy per epoch), `gradnorms.png`
-//! (‖∂L/∂W_l‖ per layer at the first and last step, log scale), `spectra.png` (singular
-//! values of a few layers over training), and `metrics.csv`, `gradnorms.csv`, `spectra.csv`,
-//! `summary.csv`, `summary.json`.
+//! Writes `curves.png` (training loss and test accuracy per epoch, one row per init scale),
+//! `gradnorms.png` (‖∂L/∂W_l‖ per layer at the first and last step, log scale), `spectra.png`
+//! (singular values of a few layers over training), and `metrics.csv`, `gradnorms.csv`,
+//! `spectra.csv`, `summary.csv`, `summary.json`.
 //!
 //! ```text
 //! cargo run --release --example deep_mlp          # embedded digits, depth 16, width 32
@@ -17,40 +19,57 @@
 mod common;
 
 use clap::{Parser, ValueEnum};
-use common::{
-    fmt, log_line, plot_panels, plot_training_curves, progress, secs, setup, standardize,
-    write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
-};
+use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
+use common::plot::{plot_panels, training_curve_panels, Panel, Series, PALETTE};
+use common::table::{fmt, write_csv, write_json, Table};
+use common::train::{Built, Trainer};
+use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::Plan;
-use eigengrad::nn::{Activation, EigenMode, LayerKind, MlpLayer, MlpSpec};
+use eigengrad::nn::{Activation, EigenMode, GainPlacement, LayerKind, MlpLayer, MlpSpec};
 use eigengrad::optim::Adam;
 use serde_json::json;
 use std::time::Instant;
 
-/// The layer kinds compared.
+/// The networks compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Variant {
+    /// The shallow baseline: plain dense layers, two weight layers (one hidden layer).
+    Shallow,
     /// Plain dense layers.
     Plain,
     /// Eigen layers with singular values clamped to [--band-lo, --band-hi].
     Clamp,
     /// Eigen layers with orthogonal weights (every singular value 1).
     Orthogonal,
+    /// Eigen layers with spectrally normalised weights (W/σ_max).
+    Normalize,
 }
 
 impl Variant {
     fn name(self) -> &'static str {
         match self {
+            Variant::Shallow => "shallow",
             Variant::Plain => "plain",
             Variant::Clamp => "eigen-clamp",
             Variant::Orthogonal => "eigen-orthogonal",
+            Variant::Normalize => "eigen-normalize",
         }
+    }
+
+    /// A colour per variant, the same in every figure.
+    fn color(self) -> plotters::style::RGBColor {
+        PALETTE[self as usize]
+    }
+
+    fn is_plain(self) -> bool {
+        matches!(self, Variant::Plain | Variant::Shallow)
     }
 }
 
-/// Deep tanh MLP: plain layers against Eigen layers (clamped or orthogonal spectra).
+/// Deep tanh MLP: plain layers against Eigen layers (clamped, orthogonal or normalised
+/// spectra) and a shallow baseline, from one or several initialisation scales.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -71,18 +90,22 @@ struct Args {
     /// Adam learning rate (the same for every variant).
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
-    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in).
-    #[arg(long, default_value_t = 0.5)]
-    init_scale: f32,
+    /// Gaussian initialisation scales s, comma-separated: weights ~ N(0, s²/fan_in); every
+    /// variant is trained from each.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 1.0, 2.0])]
+    init_scale: Vec<f32>,
     /// Lower end of the singular-value band of the clamp variant.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = EigenMode::DEFAULT_CLAMP_LO)]
     band_lo: f32,
     /// Upper end of the singular-value band of the clamp variant.
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = EigenMode::DEFAULT_CLAMP_HI)]
     band_hi: f32,
     /// Variants to train, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["plain", "clamp", "orthogonal"])]
+    #[arg(long, value_delimiter = ',', default_values = ["shallow", "plain", "clamp", "orthogonal", "normalize"])]
     variants: Vec<Variant>,
+    /// Which Eigen layers carry a learnable gain: none, logits or every.
+    #[arg(long, default_value = "every")]
+    gains: GainPlacement,
     /// Test accuracy whose first epoch the summary reports.
     #[arg(long, default_value_t = 0.8)]
     target: f64,
@@ -115,20 +138,30 @@ struct Spectrum {
     sigma: Vec<f64>,
     /// σ of the raw weight W, direction by direction with `sigma`.
     raw: Vec<f64>,
+    /// The layer's gain γ (included in `sigma`; 1 for a layer without one).
+    gain: f64,
 }
 
 /// Everything measured for one variant.
 struct Run {
     variant: Variant,
+    init_scale: f32,
     rows: Vec<EpochRow>,
     grad_start: Vec<f64>,
     grad_end: Vec<f64>,
     spectra: Vec<Spectrum>,
     sweeps: Vec<f32>,
+    /// (layer, γ) of every layer with a gain, at the end of training.
+    gains: Vec<(usize, f32)>,
     failure: Option<String>,
 }
 
 impl Run {
+    /// "variant s=…", the run's name in logs and legends.
+    fn label(&self) -> String {
+        format!("{} s={}", self.variant.name(), self.init_scale)
+    }
+
     fn final_row(&self) -> &EpochRow {
         self.rows.last().expect("epoch 0 is always recorded")
     }
@@ -159,17 +192,39 @@ impl Run {
             self.sweeps.iter().map(|&s| s as f64).sum::<f64>() / self.sweeps.len() as f64
         }
     }
+
+    /// The gain of the last layer (the logits), if it has one.
+    fn logits_gain(&self) -> Option<f32> {
+        let last = self.grad_start.len().checked_sub(1)?;
+        self.gains.iter().find(|(l, _)| *l == last).map(|g| g.1)
+    }
+
+    /// The mean gain of the hidden layers that have one.
+    fn mean_hidden_gain(&self) -> Option<f32> {
+        let last = self.grad_start.len().checked_sub(1)?;
+        let hidden: Vec<f32> = self
+            .gains
+            .iter()
+            .filter(|(l, _)| *l != last)
+            .map(|g| g.1)
+            .collect();
+        (!hidden.is_empty()).then(|| hidden.iter().sum::<f32>() / hidden.len() as f32)
+    }
 }
 
 /// Singular values of layer `l` now: an Eigen layer's σ(W) and σ(W') from its own
-/// eigendecomposition on the device (at the last step), a plain layer's σ(W) by an SVD of its
-/// current W on the CPU.
+/// eigendecomposition on the device (at the last step, W' with its gain), a plain layer's σ(W)
+/// by an SVD of its current W on the CPU.
 fn layer_spectrum(
     plan: &GpuPlan,
     layers: &[MlpLayer],
     l: usize,
     epoch: usize,
 ) -> DemoResult<Spectrum> {
+    let gain = match &layers[l] {
+        MlpLayer::Eigen(e) => e.gain_value(plan)? as f64,
+        MlpLayer::Plain(_) => 1.0,
+    };
     let (raw, applied): (Vec<f64>, Vec<f64>) = match &layers[l] {
         MlpLayer::Eigen(e) => {
             let (raw, applied) = e.singular_values(plan)?;
@@ -179,7 +234,7 @@ fn layer_spectrum(
                 .unzip()
         }
         MlpLayer::Plain(p) => {
-            let shape = plan.graph().shape(p.weight).to_vec();
+            let shape = plan.graph().try_shape(p.weight)?.to_vec();
             let w = plan.read(p.weight)?;
             let m = nalgebra::DMatrix::<f64>::from_fn(shape[0], shape[1], |i, j| {
                 w[i * shape[1] + j] as f64
@@ -195,6 +250,7 @@ fn layer_spectrum(
         epoch,
         sigma: order.iter().map(|&i| applied[i]).collect(),
         raw: order.iter().map(|&i| raw[i]).collect(),
+        gain,
     })
 }
 
@@ -215,30 +271,48 @@ struct Config {
     epochs: usize,
 }
 
+/// The layer kind of `variant` and its number of weight layers.
+fn architecture(args: &Args, cfg: &Config, variant: Variant) -> (LayerKind, usize) {
+    match variant {
+        Variant::Shallow => (LayerKind::Plain, 2),
+        Variant::Plain => (LayerKind::Plain, cfg.depth),
+        Variant::Clamp => (
+            LayerKind::Eigen(EigenMode::Clamp {
+                lo: args.band_lo,
+                hi: args.band_hi,
+            }),
+            cfg.depth,
+        ),
+        Variant::Orthogonal => (LayerKind::Eigen(EigenMode::Orthogonal), cfg.depth),
+        Variant::Normalize => (LayerKind::Eigen(EigenMode::Normalize), cfg.depth),
+    }
+}
+
 fn train_variant(
     args: &Args,
     cfg: &Config,
-    s: &common::Setup,
+    s: &Setup,
     variant: Variant,
+    init_scale: f32,
     spectra_layers: &[usize],
 ) -> DemoResult<Run> {
     let (train, test) = (&s.train, &s.test);
-    let kind = match variant {
-        Variant::Plain => LayerKind::Plain,
-        Variant::Clamp => LayerKind::Eigen(EigenMode::Clamp {
-            lo: args.band_lo,
-            hi: args.band_hi,
-        }),
-        Variant::Orthogonal => LayerKind::Eigen(EigenMode::Orthogonal),
-    };
+    let (kind, depth) = architecture(args, cfg, variant);
     let mut widths = vec![train.features];
-    widths.extend(std::iter::repeat_n(cfg.width, cfg.depth - 1));
+    widths.extend(std::iter::repeat_n(cfg.width, depth - 1));
     widths.push(train.classes);
     let spec = MlpSpec {
         widths,
         activation: Activation::Tanh,
         kind,
-        init_scale: args.init_scale,
+        init_scale,
+        gains: args.gains,
+    };
+    // The shallow baseline is there for its accuracy; its layers are not the deep ones.
+    let spectra_layers = if variant == Variant::Shallow {
+        &[][..]
+    } else {
+        spectra_layers
     };
     let eval_batch = 500.min(test.n.max(args.eval_train.min(train.n)));
     let mut trainer = Trainer::new(
@@ -260,17 +334,18 @@ fn train_variant(
     )?;
     let mut batcher = Batcher::new(train, args.batch, args.common.seed)?;
     let steps_per_epoch = batcher.batches_per_epoch();
-    let pb = progress((cfg.epochs * steps_per_epoch) as u64, variant.name());
-
     let mut run = Run {
         variant,
+        init_scale,
         rows: Vec::new(),
         grad_start: Vec::new(),
         grad_end: Vec::new(),
         spectra: Vec::new(),
         sweeps: Vec::new(),
+        gains: Vec::new(),
         failure: None,
     };
+    let pb = progress((cfg.epochs * steps_per_epoch) as u64, &run.label());
     let evaluate = |trainer: &mut Trainer<Vec<MlpLayer>>, epoch, seconds| -> DemoResult<EpochRow> {
         let tr = trainer.evaluate(train, args.eval_train)?;
         let te = trainer.evaluate(test, usize::MAX)?;
@@ -286,7 +361,7 @@ fn train_variant(
     run.rows.push(evaluate(&mut trainer, 0, 0.0)?);
     // A plain layer's spectrum at initialisation is read before the first step; an Eigen
     // layer's comes from the first step's eigendecomposition, which sees the initial W.
-    if variant == Variant::Plain {
+    if variant.is_plain() {
         for &l in spectra_layers {
             run.spectra
                 .push(layer_spectrum(&trainer.plan, &trainer.net, l, 0)?);
@@ -304,7 +379,7 @@ fn train_variant(
                 s.device.synchronize()?;
                 let t = Instant::now();
                 run.grad_start = trainer.grad_norms()?;
-                if variant != Variant::Plain {
+                if !variant.is_plain() {
                     for &l in spectra_layers {
                         run.spectra
                             .push(layer_spectrum(&trainer.plan, &trainer.net, l, 0)?);
@@ -330,8 +405,8 @@ fn train_variant(
         log_line(
             &pb,
             &format!(
-                "{:>16} epoch {epoch:>3}: train loss {:.4}, test loss {:.4}, test accuracy {:.3} ({:.2} s)",
-                variant.name(),
+                "{:>22} epoch {epoch:>3}: train loss {:.4}, test loss {:.4}, test accuracy {:.3} ({:.2} s)",
+                run.label(),
                 row.train_loss,
                 row.test_loss,
                 row.test_accuracy,
@@ -348,15 +423,22 @@ fn train_variant(
         }
     }
     run.grad_end = trainer.grad_norms()?;
+    for (l, layer) in trainer.net.iter().enumerate() {
+        if let MlpLayer::Eigen(e) = layer {
+            if e.gain.is_some() {
+                run.gains.push((l, e.gain_value(&trainer.plan)?));
+            }
+        }
+    }
     pb.finish_and_clear();
     if let Some(f) = &run.failure {
-        eprintln!("{}: stopped: {f}", variant.name());
+        eprintln!("{}: stopped: {f}", run.label());
     }
     Ok(run)
 }
 
 fn main() -> std::process::ExitCode {
-    common::finish(run(Args::parse()))
+    common::cli::finish(run(Args::parse()))
 }
 
 fn run(args: Args) -> DemoResult<()> {
@@ -369,18 +451,34 @@ fn run(args: Args) -> DemoResult<()> {
     if cfg.depth < 2 || cfg.width == 0 || cfg.epochs == 0 || args.variants.is_empty() {
         return Err("need --depth ≥ 2, --width ≥ 1, --epochs ≥ 1 and at least one variant".into());
     }
+    if args.init_scale.is_empty() || args.init_scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(format!(
+            "--init-scale needs positive scales, got {:?}",
+            args.init_scale
+        )
+        .into());
+    }
     let mut s = setup(&args.common, "deep_mlp")?;
     standardize(&mut s.train, &mut s.test)?;
+    let scales: Vec<String> = args.init_scale.iter().map(|s| s.to_string()).collect();
     println!(
-        "model: tanh MLP, {} weight layers of width {} (init N(0, {}²/fan_in)), Adam lr {}, batch {}, {} epochs",
-        cfg.depth, cfg.width, args.init_scale, args.lr, args.batch, cfg.epochs
+        "model: tanh MLP, {} weight layers of width {} (init N(0, s²/fan_in), s ∈ {{{}}}), gains on {:?} Eigen layers, Adam lr {}, batch {}, {} epochs; shallow baseline: 2 weight layers",
+        cfg.depth,
+        cfg.width,
+        scales.join(", "),
+        args.gains,
+        args.lr,
+        args.batch,
+        cfg.epochs
     );
     let mut spectra_layers = vec![0, cfg.depth / 2, cfg.depth - 2];
     spectra_layers.dedup();
 
     let mut runs = Vec::new();
-    for &v in &args.variants {
-        runs.push(train_variant(&args, &cfg, &s, v, &spectra_layers)?);
+    for &scale in &args.init_scale {
+        for &v in &args.variants {
+            runs.push(train_variant(&args, &cfg, &s, v, scale, &spectra_layers)?);
+        }
     }
 
     // Numbers.
@@ -389,6 +487,7 @@ fn run(args: Args) -> DemoResult<()> {
         for e in &r.rows {
             metrics.push(vec![
                 r.variant.name().to_string(),
+                r.init_scale.to_string(),
                 e.epoch.to_string(),
                 format!("{:.6}", e.train_loss),
                 format!("{:.5}", e.train_accuracy),
@@ -402,6 +501,7 @@ fn run(args: Args) -> DemoResult<()> {
         &s.out.join("metrics.csv"),
         &[
             "variant",
+            "init_scale",
             "epoch",
             "train_loss",
             "train_accuracy",
@@ -416,6 +516,7 @@ fn run(args: Args) -> DemoResult<()> {
         for (l, (a, b)) in r.grad_start.iter().zip(&r.grad_end).enumerate() {
             grads.push(vec![
                 r.variant.name().to_string(),
+                r.init_scale.to_string(),
                 l.to_string(),
                 format!("{a:.6e}"),
                 format!("{b:.6e}"),
@@ -424,7 +525,7 @@ fn run(args: Args) -> DemoResult<()> {
     }
     write_csv(
         &s.out.join("gradnorms.csv"),
-        &["variant", "layer", "first_step", "last_step"],
+        &["variant", "init_scale", "layer", "first_step", "last_step"],
         &grads,
     )?;
     let mut spec_rows = Vec::new();
@@ -433,84 +534,88 @@ fn run(args: Args) -> DemoResult<()> {
             for (i, (sg, raw)) in sp.sigma.iter().zip(&sp.raw).enumerate() {
                 spec_rows.push(vec![
                     r.variant.name().to_string(),
+                    r.init_scale.to_string(),
                     sp.layer.to_string(),
                     sp.epoch.to_string(),
                     i.to_string(),
                     format!("{sg:.6e}"),
                     format!("{raw:.6e}"),
+                    format!("{:.6e}", sp.gain),
                 ]);
             }
         }
     }
     write_csv(
         &s.out.join("spectra.csv"),
-        &["variant", "layer", "epoch", "index", "sigma", "sigma_raw"],
+        &[
+            "variant",
+            "init_scale",
+            "layer",
+            "epoch",
+            "index",
+            "sigma",
+            "sigma_raw",
+            "gain",
+        ],
         &spec_rows,
     )?;
 
-    // Figures.
-    let curve = |f: fn(&EpochRow) -> f64| -> Vec<Series> {
-        runs.iter()
-            .enumerate()
-            .map(|(k, r)| {
+    // Figures: one row of panels per init scale, one colour per variant.
+    let at_scale = |scale: f32| runs.iter().filter(move |r| r.init_scale == scale);
+    let setting = |scale: f32| format!("depth {}, width {}, s = {scale}", cfg.depth, cfg.width);
+    let curve = |scale: f32, f: fn(&EpochRow) -> f64| -> Vec<Series> {
+        at_scale(scale)
+            .map(|r| {
                 Series::new(
                     r.variant.name(),
                     r.rows.iter().map(|e| (e.epoch as f64, f(e))).collect(),
-                    PALETTE[k],
+                    r.variant.color(),
                 )
             })
             .collect()
     };
-    let setting = format!(
-        "depth {}, width {}, s = {}",
-        cfg.depth, cfg.width, args.init_scale
-    );
-    plot_training_curves(
-        &s.out.join("curves.png"),
-        &setting,
-        curve(|e| e.train_loss),
-        curve(|e| e.test_accuracy),
-    )?;
-    let grad_series = |f: fn(&Run) -> &Vec<f64>| -> Vec<Series> {
-        runs.iter()
-            .enumerate()
-            .map(|(k, r)| {
+    let mut curve_panels = Vec::new();
+    for &scale in &args.init_scale {
+        curve_panels.extend(training_curve_panels(
+            &setting(scale),
+            curve(scale, |e| e.train_loss),
+            curve(scale, |e| e.test_accuracy),
+        ));
+    }
+    plot_panels(&s.out.join("curves.png"), 2, (640, 440), &curve_panels)?;
+    let grad_series = |scale: f32, f: fn(&Run) -> &Vec<f64>| -> Vec<Series> {
+        at_scale(scale)
+            .map(|r| {
                 Series::new(
                     r.variant.name(),
                     f(r).iter()
                         .enumerate()
                         .map(|(l, &g)| ((l + 1) as f64, g))
                         .collect(),
-                    PALETTE[k],
+                    r.variant.color(),
                 )
             })
             .collect()
     };
-    plot_panels(
-        &s.out.join("gradnorms.png"),
-        2,
-        (640, 440),
-        &[
-            Panel {
-                title: "‖∂L/∂W_l‖ at the first step".into(),
+    let mut grad_panels = Vec::new();
+    for &scale in &args.init_scale {
+        for (when, f) in [
+            ("first", (|r: &Run| &r.grad_start) as fn(&Run) -> &Vec<f64>),
+            ("last", |r: &Run| &r.grad_end),
+        ] {
+            grad_panels.push(Panel {
+                title: format!("‖∂L/∂W_l‖ at the {when} step, s = {scale}"),
                 x_label: "layer l (input side first)".into(),
                 y_label: "gradient norm (log scale)".into(),
-                series: grad_series(|r| &r.grad_start),
+                series: grad_series(scale, f),
                 log_y: true,
                 y_range: None,
-            },
-            Panel {
-                title: "‖∂L/∂W_l‖ at the last step".into(),
-                x_label: "layer l (input side first)".into(),
-                y_label: "gradient norm (log scale)".into(),
-                series: grad_series(|r| &r.grad_end),
-                log_y: true,
-                y_range: None,
-            },
-        ],
-    )?;
+            });
+        }
+    }
+    plot_panels(&s.out.join("gradnorms.png"), 2, (640, 440), &grad_panels)?;
     let mut panels = Vec::new();
-    for r in &runs {
+    for r in runs.iter().filter(|r| r.variant != Variant::Shallow) {
         let last = r.rows.last().map_or(0, |e| e.epoch);
         let mut shown = vec![0, last / 3, (2 * last) / 3, last];
         shown.dedup();
@@ -537,13 +642,9 @@ fn run(args: Args) -> DemoResult<()> {
             panels.push(Panel {
                 title: format!(
                     "{}: layer {}, σ({})",
-                    r.variant.name(),
+                    r.label(),
                     l + 1,
-                    if r.variant == Variant::Plain {
-                        "W"
-                    } else {
-                        "W'"
-                    }
+                    if r.variant.is_plain() { "W" } else { "W'" }
                 ),
                 x_label: "index (largest first)".into(),
                 y_label: "singular value (log scale)".into(),
@@ -553,20 +654,25 @@ fn run(args: Args) -> DemoResult<()> {
             });
         }
     }
-    plot_panels(
-        &s.out.join("spectra.png"),
-        spectra_layers.len(),
-        (420, 320),
-        &panels,
-    )?;
+    if !panels.is_empty() {
+        plot_panels(
+            &s.out.join("spectra.png"),
+            spectra_layers.len(),
+            (420, 320),
+            &panels,
+        )?;
+    }
 
     // Summary.
     let mut table = Table::new(&[
         "variant",
+        "s",
         "final test acc",
         "best test acc",
         &format!("epochs to {:.0}%", args.target * 100.0),
         "final train loss",
+        "logits gain",
+        "mean hidden gain",
         "s/epoch",
         "sweeps/step",
         "‖∂L/∂W_1‖ first step",
@@ -576,11 +682,15 @@ fn run(args: Args) -> DemoResult<()> {
         let f = r.final_row();
         table.push(vec![
             r.variant.name().to_string(),
+            r.init_scale.to_string(),
             fmt(f.test_accuracy, 3),
             fmt(r.best_accuracy(), 3),
             r.epochs_to(args.target)
                 .map_or("—".into(), |e| e.to_string()),
             fmt(f.train_loss, 4),
+            r.logits_gain().map_or("—".into(), |g| fmt(g as f64, 3)),
+            r.mean_hidden_gain()
+                .map_or("—".into(), |g| fmt(g as f64, 3)),
             fmt(r.seconds_per_epoch(), 2),
             fmt(r.mean_sweeps(), 2),
             r.grad_start
@@ -600,11 +710,14 @@ fn run(args: Args) -> DemoResult<()> {
         "epochs": cfg.epochs,
         "batch": args.batch,
         "lr": args.lr,
-        "init_scale": args.init_scale,
+        "init_scales": args.init_scale,
         "band": [args.band_lo, args.band_hi],
+        "gains": format!("{:?}", args.gains),
         "target": args.target,
-        "variants": runs.iter().map(|r| json!({
+        "runs": runs.iter().map(|r| json!({
             "variant": r.variant.name(),
+            "init_scale": r.init_scale,
+            "depth": r.grad_start.len(),
             "initial_train_loss": r.rows[0].train_loss,
             "final_train_loss": r.final_row().train_loss,
             "final_test_accuracy": r.final_row().test_accuracy,
@@ -614,6 +727,7 @@ fn run(args: Args) -> DemoResult<()> {
             "mean_sweeps_per_step": if r.sweeps.is_empty() { None } else { Some(r.mean_sweeps()) },
             "grad_norm_first_step": r.grad_start,
             "grad_norm_last_step": r.grad_end,
+            "gains": r.gains.iter().map(|(l, g)| json!({"layer": l, "gain": g})).collect::<Vec<_>>(),
             "failure": r.failure,
         })).collect::<Vec<_>>(),
     });

@@ -14,10 +14,10 @@
 mod common;
 
 use clap::Parser;
-use common::{
-    fmt, image_grid, plot_panels, progress, secs, setup, write_csv, write_json, CommonArgs,
-    DemoResult, Panel, Series, Table, PALETTE,
-};
+use common::cli::{progress, secs, setup, CommonArgs};
+use common::plot::{image_grid, plot_panels, Panel, Series, PALETTE};
+use common::table::{fmt, write_csv, write_json, Table};
+use common::DemoResult;
 use eigengrad::data::Dataset;
 use eigengrad::kernels::elementwise::{binary, unary, BinaryOp, UnaryOp};
 use eigengrad::kernels::jacobi::{eigh, EighOptions};
@@ -142,7 +142,7 @@ fn with_spinner<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn main() -> std::process::ExitCode {
-    common::finish(run(Args::parse()))
+    common::cli::finish(run(Args::parse()))
 }
 
 fn run(args: Args) -> DemoResult<()> {
@@ -201,7 +201,7 @@ fn run(args: Args) -> DemoResult<()> {
     let values_gpu = solved.values.to_vec()?;
     let vectors_gpu = solved.vectors.to_vec()?;
     let t_eigh_gpu = secs(t);
-    let sweeps = solved.sweeps()?[0];
+    let sweeps = solved.sweeps[0];
     let converged = solved.converged[0];
 
     // CPU reference: the same f32 covariance in f64 (solver error alone), and a covariance

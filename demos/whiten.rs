@@ -16,11 +16,13 @@
 mod common;
 
 use clap::{Parser, ValueEnum};
-use common::{
-    fmt, log_line, plot_panels, plot_training_curves, progress, secs, setup, standardize,
-    write_csv, write_json, Built, CommonArgs, DemoResult, Panel, Series, Table, Trainer, PALETTE,
-};
+use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
+use common::plot::{plot_panels, plot_training_curves, Panel, Series, PALETTE};
+use common::table::{fmt, write_csv, write_json, Table};
+use common::train::{Built, Trainer};
+use common::DemoResult;
 use eigengrad::data::Batcher;
+use eigengrad::graph::Plan;
 use eigengrad::nn::{scaled_normal, EigenWhiten, Linear, WhitenMode};
 use eigengrad::optim::Adam;
 use serde_json::json;
@@ -128,12 +130,7 @@ struct Config {
     pca_k: u32,
 }
 
-fn train_variant(
-    args: &Args,
-    cfg: &Config,
-    s: &common::Setup,
-    variant: Variant,
-) -> DemoResult<Run> {
+fn train_variant(args: &Args, cfg: &Config, s: &Setup, variant: Variant) -> DemoResult<Run> {
     let (train, test) = (&s.train, &s.test);
     let mode = match variant {
         Variant::None => None,
@@ -153,7 +150,7 @@ fn train_variant(
         |g, x, is_train| {
             let (mut h, mut whitens, mut tracked) = (x, Vec::new(), Vec::new());
             for i in 0..cfg.depth {
-                let fan_in = g.shape(h)[1];
+                let fan_in = g.try_shape(h)?[1];
                 let layer = Linear::new(
                     g,
                     &format!("layer{i}"),
@@ -261,7 +258,7 @@ fn components_for(fractions: &[f32], fraction: f32) -> usize {
 }
 
 fn main() -> std::process::ExitCode {
-    common::finish(run(Args::parse()))
+    common::cli::finish(run(Args::parse()))
 }
 
 fn run(args: Args) -> DemoResult<()> {

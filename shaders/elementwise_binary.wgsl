@@ -1,5 +1,5 @@
-// Binary elementwise maps out = f(a, b), one invocation per element of a (the activations'
-// backward rules come from activation.wgsl, which the Rust side puts before this file).
+// Binary elementwise maps out = f(a, b), one invocation per element of a (appended to
+// activation.wgsl, which holds the activations' backward rules).
 // b is read at (i / b_inner) % b_len: b_inner = 1, b_len = n for equal shapes; b_inner = 1,
 // b_len = cols for a bias added to every row of a rows×cols matrix; b_inner = cols,
 // b_len = rows for one value per row (the gradient of a row reduction).
@@ -47,19 +47,19 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = relu_backward_of(a[i], b[bi(i)]); }
+    if (i < p.n) { out[i] = relu_grad(a[i], b[bi(i)]); }
 }
 
 // a = y = tanh(x) (the forward output), b = dy: dx = (1 - y^2) dy.
 @compute @workgroup_size(64)
 fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = tanh_backward_of(a[i], b[bi(i)]); }
+    if (i < p.n) { out[i] = tanh_grad(a[i], b[bi(i)]); }
 }
 
 // a = x (the GELU input), b = dy; derivative of the tanh approximation.
 @compute @workgroup_size(64)
 fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { out[i] = gelu_backward_of(a[i], b[bi(i)]); }
+    if (i < p.n) { out[i] = gelu_grad(a[i], b[bi(i)]); }
 }

@@ -1,5 +1,4 @@
-// Unary elementwise maps y = f(x), one invocation per element (the activations come from
-// activation.wgsl, which the Rust side puts before this file).
+// Unary elementwise maps y = f(x), one invocation per element (appended to activation.wgsl).
 // Dispatch geometry: 1-D, folded into y past the per-dimension limit (see kernels::grid_1d).
 
 struct Params {
@@ -29,7 +28,7 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(64)
 fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { y[i] = relu_of(x[i]); }
+    if (i < p.n) { y[i] = relu_fwd(x[i]); }
 }
 
 @compute @workgroup_size(64)
@@ -41,7 +40,7 @@ fn tanh_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(64)
 fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
-    if (i < p.n) { y[i] = gelu_of(x[i]); }
+    if (i < p.n) { y[i] = gelu_fwd(x[i]); }
 }
 
 // Broadcast: y[i] = alpha * x[(i / inner) % len] — a row vector repeated down the rows

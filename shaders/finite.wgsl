@@ -45,3 +45,34 @@ fn finite_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         atomicMax(&flags[FLAG_WORDS * p.slot + 1u], 0xffffffffu - first);
     }
 }
+
+// Step status: a flag buffer whose first HEADER_SLOTS slots hold a header instead of findings,
+// and whose later slots are the findings (count, first index, as above) of everything a
+// training step watches: running statistics, losses, parameter updates (see graph::status).
+// Header words:
+//   HALT:      0 while the step's updates may run; else the slot of the first finding, from
+//              when on every update and running-statistic write is skipped;
+//   HALTED_AT: the step at which HALT was set (low 32 bits);
+//   STEP:      the current step (low 32 bits), written by the host before each step.
+// The whole buffer is zeroed (encoder.clear_buffer) when the plan's tensors are rewritten.
+const HEADER_SLOTS: u32 = 2u;
+const HALT: u32 = 0u;
+const HALTED_AT: u32 = 1u;
+const STEP: u32 = 2u;
+
+// The gate, one invocation: unless already halted, halts at the first of the p.n slots after
+// the header that recorded a finding. Recorded between the step's checks and its updates (so
+// that every update of a step sees the same HALT), and again at the end of the step.
+@compute @workgroup_size(1)
+fn gate() {
+    if (atomicLoad(&flags[HALT]) != 0u) {
+        return;
+    }
+    for (var s = HEADER_SLOTS; s < HEADER_SLOTS + p.n; s++) {
+        if (atomicLoad(&flags[FLAG_WORDS * s]) != 0u) {
+            atomicStore(&flags[HALTED_AT], atomicLoad(&flags[STEP]));
+            atomicStore(&flags[HALT], s);
+            return;
+        }
+    }
+}

@@ -1,5 +1,5 @@
-// Multi-dispatch path, between sweeps. `reset` clears the two indirect-dispatch argument
-// triples (rotate, apply); `check` then tests every matrix still iterating, one workgroup
+// Blocked path, between sweeps. `reset` clears the two indirect-dispatch argument triples
+// (block_solve, block_apply); `check` then tests every matrix still iterating, one workgroup
 // per matrix: converged, or out of sweeps, it is finished; otherwise its sweep count goes up
 // and it is appended to the `live` list that the next sweep's indirect dispatches cover
 // (args[1] counts the list; args[4] follows it by atomicMax).
@@ -31,7 +31,7 @@ fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let n = p.n;
     let base = b * n * n;
     if (lid == 0u) {
-        flag = status[b];
+        flag = status[b] & STOP;
         atomicStore(&count, 0u);
     }
     if (workgroupUniformLoad(&flag) != 0u) {
@@ -53,9 +53,9 @@ fn check(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     workgroupBarrier();
     if (lid == 0u) {
         if (atomicLoad(&count) == 0u) {
-            status[b] = FINISHED;
+            status[b] |= FINISHED;
         } else if (sweeps[b] >= p.max_sweeps) {
-            status[b] = FINISHED | NOT_CONVERGED;
+            status[b] |= FINISHED | NOT_CONVERGED;
         } else {
             sweeps[b] += 1u;
             let slot = atomicAdd(&args[1], 1u);

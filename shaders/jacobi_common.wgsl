@@ -1,14 +1,15 @@
 // Helpers shared by every Jacobi kernel (prepended to each jacobi_*.wgsl file by
-// src/kernels/jacobi.rs). Notation: the batch holds `batch` symmetric n×n matrices, stored
-// row-major; the solver keeps only the upper triangle (i ≤ j) of its working copy A up to
-// date, and holds the eigenvectors transposed, Vᵀ, each row padded to `chunks` vec4, so that
-// rotating two columns of V is rotating two contiguous rows of Vᵀ.
+// src/kernels/jacobi.rs and src/kernels/jacobi_block.rs). Notation: the batch holds `batch`
+// symmetric n×n matrices, stored row-major; the solver keeps only the upper triangle (i ≤ j) of
+// its working copy A up to date, and holds the eigenvectors transposed, Vᵀ, each row padded to
+// `chunks` vec4, so that rotating two columns of V is rotating two contiguous rows of Vᵀ.
 //
 // llvmpipe ends any invocation after 65,535 loop iterations in total (silently), so every
 // kernel bounds the iterations of each invocation well below that.
 //
 // Parallel ordering: the round-robin ("chess tournament", Brent–Luk) schedule over
-// m = n rounded up to even indices. Round r (0 ≤ r < m−1) pairs index m−1 with r and
+// m = n rounded up to even indices (on the blocked path: over the blocks, and within a block
+// pair over its 2b indices). Round r (0 ≤ r < m−1) pairs index m−1 with r and
 // (r+k) with (r−k) mod (m−1) for k = 1 … m/2−1, so the m/2 pairs of a round are disjoint and
 // the m−1 rounds of a sweep meet every pair once. When n is odd, index m−1 = n is a dummy and
 // its pair is skipped.
@@ -18,19 +19,25 @@ struct Params {
     n: u32,
     // vec4s per row of the working Vᵀ: ⌈n / 4⌉.
     chunks: u32,
-    // n rounded up to even, and m / 2 (the number of disjoint pairs per round).
+    // The indices the round-robin schedule pairs — n rounded up to even, or on the blocked
+    // path the number of blocks — and m / 2, the disjoint pairs per round.
     m: u32,
     pairs: u32,
-    // The round this dispatch performs (multi-dispatch kernels only).
+    // The round this dispatch performs (blocked path only).
     round: u32,
     max_sweeps: u32,
-    // Invocations of `apply` per matrix: groups of off-diagonal 2×2 blocks and of vec4s of Vᵀ.
+    // Blocked path: output tiles of `block_apply` per matrix and round.
     items: u32,
-    // Workgroups per matrix of `rotate` and `apply` (written into the indirect arguments).
+    // Blocked path: workgroups per matrix of `block_solve` and `block_apply` (written by
+    // `reset` into the indirect arguments).
     groups_rotate: u32,
     groups_apply: u32,
     // Relative tolerance of the negligibility test.
     tol: f32,
+    // Sweeps one dispatch of the one-workgroup solver may run (1: one dispatch per sweep).
+    sweeps_per_dispatch: u32,
+    // Largest |(V0ᵀV0 − I)_ij| a warm start may have; beyond it the matrix starts cold.
+    orth_tol: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,6 +47,10 @@ const NONFINITE_INPUT: u32 = 1u;
 const NONFINITE_WARM_START: u32 = 2u;
 const NOT_CONVERGED: u32 = 4u;
 const FINISHED: u32 = 8u;
+const WARM_START_REJECTED: u32 = 16u;
+const VALUES_OVERFLOW: u32 = 32u;
+// A matrix with any of these bits set is not (or no longer) iterated.
+const STOP: u32 = NONFINITE_INPUT | NONFINITE_WARM_START | FINISHED;
 
 // One rotation of a round: J = [[c, s], [−s, c]] acting on indices (i, j), i < j.
 // s == 0 means "no rotation" (negligible coupling or a dummy index).
@@ -55,9 +66,56 @@ fn non_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
-// Pair k of round r: (lo, hi) with lo < hi.
-fn pair_of(k: u32, r: u32) -> vec2<u32> {
-    let mm = p.m - 1u;
+// 2^e, exactly, for -126 ≤ e ≤ 127.
+fn pow2(e: i32) -> f32 {
+    return bitcast<f32>(u32(e + 127) << 23u);
+}
+
+// x·2^e for e ≤ 150, exact while the result is normal, rounded once otherwise. At most
+// one floating-point multiplication, by a normal power of two: a compiler may fold two
+// multiplications by powers of two into one by their product, which over- or underflows
+// once |e| > 126 (llvmpipe did, inside loops). Beyond that range the exponent moves by integer
+// arithmetic. Scaling up that far only meets subnormal x (the prologue's scale brings the
+// largest entry to [2, 4)), scaling down that far only eigenvalues of such matrices.
+fn times_pow2(x: f32, e: i32) -> f32 {
+    if (e >= -126 && e <= 127) {
+        return x * pow2(e);
+    }
+    if (e > 127) {
+        // 2^24·x is normal (or zero) for a subnormal x; then add e − 24 to its exponent.
+        let y = x * 16777216.0;
+        return select(bitcast<f32>(bitcast<u32>(y) + (u32(e - 24) << 23u)), y, y == 0.0);
+    }
+    // e < -126: x·2^(e + 126) by moving the exponent while it stays normal, then one rounding
+    // multiplication by 2^-126; an x too small for that ends at ±0 either way.
+    let shift = -126 - e;
+    let bits = bitcast<u32>(x);
+    if (i32((bits >> 23u) & 0xffu) <= shift) {
+        return x * 0.0;
+    }
+    return bitcast<f32>(bits - (u32(shift) << 23u)) * pow2(-126);
+}
+
+// Workgroup size of the kernels that compute 4×4 tiles of batched n×n products.
+const TILE_WG: u32 = 64u;
+
+// Flat invocation index of a tiled kernel's grid (folded into y past the dimension limit).
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * TILE_WG;
+}
+
+// (batch index, first row, first column) of 4×4 tile `idx` of an n×n product, or
+// batch = p.batch past the end.
+fn tile_of(idx: u32) -> vec3<u32> {
+    let tiles = p.chunks;
+    let per = tiles * tiles;
+    let r = idx % per;
+    return vec3<u32>(idx / per, (r / tiles) * 4u, (r % tiles) * 4u);
+}
+
+// Pair k of round r of the round-robin schedule over m (even) indices: (lo, hi), lo < hi.
+fn round_robin(k: u32, r: u32, m: u32) -> vec2<u32> {
+    let mm = m - 1u;
     var x = mm;
     var y = r;
     if (k != 0u) {
@@ -65,6 +123,11 @@ fn pair_of(k: u32, r: u32) -> vec2<u32> {
         y = (r + mm - k) % mm;
     }
     return vec2<u32>(min(x, y), max(x, y));
+}
+
+// Pair k of round r over the p.m indices of this solve (blocks, on the blocked path).
+fn pair_of(k: u32, r: u32) -> vec2<u32> {
+    return round_robin(k, r, p.m);
 }
 
 // The Demmel–Veselić test: a_pq is negligible when |a_pq| ≤ tol·√|a_pp|·√|a_qq| (this keeps

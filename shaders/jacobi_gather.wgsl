@@ -1,4 +1,4 @@
-// Epilogue 4 of 4. `sign`, one invocation per eigenvector (grid ⌈n/64⌉ × batch): flips row i
+// Epilogue, last. `sign`, one invocation per eigenvector (grid ⌈n/64⌉ × batch): flips row i
 // of Wᵀ so that its largest-magnitude component is positive (the first such on ties).
 // `gather`, one invocation per output entry: vectors[b][k][j] = Wᵀ[order[j]][k], so column j
 // belongs to values[j]; NaN for matrices whose input was not finite.

@@ -1,30 +1,17 @@
-// Epilogue 2 and 3 of 4: one Newton–Schulz step V ← V·(3I − VᵀV)/2 = V + V·E/2 with
-// E = I − VᵀV, which takes the eigenvectors from the ~n^1.5·ε departure from orthogonality
-// that f32 rotations accumulate to ~n·ε, without moving them off their eigenvalues, and keeps
-// warm starts that feed the vectors back step after step from drifting. Both products run in
-// 4×4 tiles per invocation, over the vec4 rows of Vᵀ.
+// Epilogue: one Newton–Schulz step V ← V·(3I − VᵀV)/2 = V + V·E/2 with E = I − VᵀV, which
+// takes the eigenvectors from the ~n^1.5·ε departure from orthogonality that f32 rotations
+// accumulate to ~n·ε, without moving them off their eigenvalues, and keeps warm starts that
+// feed the vectors back step after step from drifting. Run twice: after the sweeps, and after
+// the first-order correction of jacobi_rayleigh.wgsl. Both products run in 4×4 tiles per
+// invocation, over the vec4 rows of Vᵀ (working-vectors buffer).
 // `gram`: E (n×n, in the output-vectors buffer as scratch), tiles on or above the diagonal,
 // each written with its mirror image.
-// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i, n×n).
-// The working matrix is free by then: `rank` has read its diagonal.
+// `correct`: Wᵀ = Vᵀ + E·Vᵀ/2 into the working-matrix buffer (row i = eigenvector i, n×n),
+// free once the sweeps are done.
 
 @group(0) @binding(1) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> e: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
-
-const WG: u32 = 64u;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-// (batch index, first row, first column) of tile `idx`, or batch = p.batch past the end.
-fn tile_of(idx: u32) -> vec3<u32> {
-    let tiles = p.chunks;
-    let per = tiles * tiles;
-    let r = idx % per;
-    return vec3<u32>(idx / per, (r / tiles) * 4u, (r % tiles) * 4u);
-}
 
 // vec4 number c of row i of matrix b's Vᵀ; zero for rows past n (columns past n are zero).
 fn v_at(b: u32, i: u32, c: u32) -> vec4<f32> {
@@ -32,7 +19,7 @@ fn v_at(b: u32, i: u32, c: u32) -> vec4<f32> {
     return select(vec4<f32>(), v[(b * n + min(i, n - 1u)) * p.chunks + c], i < n);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn gram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     let b = tile.x;
@@ -75,7 +62,7 @@ fn gram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn correct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     let b = tile.x;

@@ -2,27 +2,16 @@
 // eigenvectors it returns are V0·J₁·J₂·…  Two batched products, each invocation computing a
 // 4×4 tile of the result (8 loads per 16 multiply-adds): T = A·V0 (T lives in the
 // output-vectors buffer, unused until the end), then the upper triangle of V0ᵀ·T together
-// with the copy Vᵀ ← V0ᵀ and a NaN/Inf check of V0.
+// with the copy Vᵀ ← V0ᵀ, a NaN/Inf check of V0, and the largest |(V0ᵀV0 − I)_ij| (the same
+// loop over k with V0's columns j… in place of T's: a non-orthogonal V0 would make the
+// result wrong, so `warm_fallback` replaces it by a cold start).
 
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read> v0: array<f32>;
 @group(0) @binding(3) var<storage, read_write> t: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
-
-const WG: u32 = 64u;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
-// (batch index, first row, first column) of tile `idx`, or batch = p.batch past the end.
-fn tile_of(idx: u32) -> vec3<u32> {
-    let tiles = (p.n + 3u) / 4u;
-    let per = tiles * tiles;
-    let r = idx % per;
-    return vec3<u32>(idx / per, (r / tiles) * 4u, (r % tiles) * 4u);
-}
+@group(0) @binding(6) var<storage, read_write> departure: array<atomic<u32>>;
 
 // Entry (i, j) of a row-major n×n matrix at `base` in v0 / t, 0 outside.
 fn v0_at(base: u32, i: u32, j: u32) -> f32 {
@@ -43,7 +32,7 @@ fn a_at(base: u32, i: u32, j: u32) -> f32 {
     return select(0.0, a[base + lo * n + hi], i < n && j < n);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn warm_product(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     if (tile.x >= p.batch) {
@@ -74,7 +63,7 @@ fn warm_product(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILE_WG)
 fn warm_congruence(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let tile = tile_of(flat(gid, nwg));
     if (tile.x >= p.batch) {
@@ -97,7 +86,7 @@ fn warm_congruence(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             }
         }
     }
-    // The product, on the tiles that reach the upper triangle.
+    // The products, on the tiles that reach the upper triangle.
     if (i > j + 3u) {
         return;
     }
@@ -105,19 +94,37 @@ fn warm_congruence(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     var r1 = vec4<f32>();
     var r2 = vec4<f32>();
     var r3 = vec4<f32>();
+    var g0 = vec4<f32>();
+    var g1 = vec4<f32>();
+    var g2 = vec4<f32>();
+    var g3 = vec4<f32>();
     for (var k = 0u; k < n; k++) {
         let y = vec4<f32>(t_at(base, k, j), t_at(base, k, j + 1u), t_at(base, k, j + 2u), t_at(base, k, j + 3u));
-        r0 += v0_at(base, k, i) * y;
-        r1 += v0_at(base, k, i + 1u) * y;
-        r2 += v0_at(base, k, i + 2u) * y;
-        r3 += v0_at(base, k, i + 3u) * y;
+        let z = vec4<f32>(v0_at(base, k, j), v0_at(base, k, j + 1u), v0_at(base, k, j + 2u), v0_at(base, k, j + 3u));
+        let x0 = v0_at(base, k, i);
+        let x1 = v0_at(base, k, i + 1u);
+        let x2 = v0_at(base, k, i + 2u);
+        let x3 = v0_at(base, k, i + 3u);
+        r0 += x0 * y;
+        r1 += x1 * y;
+        r2 += x2 * y;
+        r3 += x3 * y;
+        g0 += x0 * z;
+        g1 += x1 * z;
+        g2 += x2 * z;
+        g3 += x3 * z;
     }
     let rows = array<vec4<f32>, 4>(r0, r1, r2, r3);
+    let grams = array<vec4<f32>, 4>(g0, g1, g2, g3);
+    var worst = 0.0;
     for (var di = 0u; di < 4u; di++) {
         for (var dj = 0u; dj < 4u; dj++) {
             if (i + di <= j + dj && j + dj < n) {
                 a[base + (i + di) * n + j + dj] = rows[di][dj];
+                worst = max(worst, abs(grams[di][dj] - select(0.0, 1.0, i + di == j + dj)));
             }
         }
     }
+    // Non-negative floats order like their bit patterns.
+    atomicMax(&departure[tile.x], bitcast<u32>(worst));
 }

@@ -87,12 +87,12 @@ fn finish(idx: u32, j: u32) {
         pre[idx] = v;
     }
     switch p.epi_map {
-        case MAP_RELU: { v = relu_of(v); }
+        case MAP_RELU: { v = relu_fwd(v); }
         case MAP_TANH: { v = safe_tanh(v); }
-        case MAP_GELU: { v = gelu_of(v); }
-        case MAP_RELU_BACKWARD: { v = relu_backward_of(e[idx], v); }
-        case MAP_TANH_BACKWARD: { v = tanh_backward_of(e[idx], v); }
-        case MAP_GELU_BACKWARD: { v = gelu_backward_of(e[idx], v); }
+        case MAP_GELU: { v = gelu_fwd(v); }
+        case MAP_RELU_BACKWARD: { v = relu_grad(e[idx], v); }
+        case MAP_TANH_BACKWARD: { v = tanh_grad(e[idx], v); }
+        case MAP_GELU_BACKWARD: { v = gelu_grad(e[idx], v); }
         default: {}
     }
     c[idx] = v;

@@ -1,8 +1,8 @@
 //! # eigengrad
 //!
 //! Portable GPU training on raw `wgpu` compute shaders, centred on layers that
-//! eigendecompose matrices on the GPU every step. See `DESIGN.md` in the shared folder and the
-//! README for the map.
+//! eigendecompose matrices on the GPU every step. `docs/ARCHITECTURE.md` draws the modules and
+//! the path of one training step through them; the README shows what it does.
 //!
 //! ```no_run
 //! use eigengrad::{Device, Tensor, kernels::elementwise::{unary, UnaryOp}};
@@ -12,12 +12,22 @@
 //! assert_eq!(y.to_vec()?, vec![0.0, 0.5, 2.0, 0.0]);
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
+//!
+//! ## Cargo features
+//!
+//! - `data` (default): the `data` module — in-memory datasets, MNIST-format IDX files, the
+//!   stratified split, standardisation and the batcher.
+//! - `digits` (off; the demos and the data tests turn it on): the scikit-learn 8×8 digits
+//!   embedded without a download, through the `smartcore` crate.
 
 #![warn(missing_docs)]
 
+pub(crate) mod atomic_file;
+#[cfg(feature = "data")]
 pub mod data;
 pub mod device;
 pub mod error;
+pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
 pub mod nn;
@@ -30,7 +40,7 @@ pub mod tensor;
 
 pub use device::{Backend, Device, DeviceInfo, DeviceLimits, DeviceOptions};
 pub use error::{Error, Result};
-pub use kernels::jacobi::{eigh, Eigh, EighOptions};
+pub use kernels::jacobi::{eigh, eigh_warm, Eigh, EighOptions, EighVariant, WarmStart};
 pub use tensor::Tensor;
 pub use wgpu;
 

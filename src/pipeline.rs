@@ -394,12 +394,16 @@ impl PipelineCache {
             .clone()
     }
 
-    /// The pipeline of `id` (whose source is `shader`), built on first use.
+    /// The pipeline of `id` (whose source is `shader`), built on first use — through the
+    /// driver's pipeline cache `disk` where the backend has one, calling `built` after a build
+    /// (to save that cache).
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
         shader: &Shader,
         id: KernelId,
+        disk: Option<&wgpu::PipelineCache>,
+        built: impl FnOnce(),
     ) -> Arc<wgpu::ComputePipeline> {
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = pipelines.get(&id) {
@@ -427,9 +431,10 @@ impl PipelineCache {
                     constants: &constants,
                     ..Default::default()
                 },
-                cache: None,
+                cache: disk,
             }),
         );
+        built();
         self.created.fetch_add(1, Ordering::Relaxed);
         log::debug!("built pipeline {id:?}");
         pipelines.insert(id, pipeline.clone());
@@ -511,7 +516,7 @@ mod tests {
             mapped_at_creation: false,
         });
         let d = kernel
-            .dispatch(device, &ProbeParams { value }, &[(&out).into()], [1, 1, 1])
+            .dispatch(device, &ProbeParams { value }, &[&out], [1, 1, 1])
             .unwrap();
         run(device, &[&d]).unwrap();
         read_words(device, &out, 1).unwrap()[0]

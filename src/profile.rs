@@ -112,6 +112,7 @@ impl PassTimer {
         let queries = 2 * passes as u32;
         let bytes = queries as u64 * 8;
         device.check_buffer_size("timestamp queries", bytes)?;
+        let _gl = device.gl_guard();
         let wd = device.wgpu_device();
         let set = wd.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("pass timestamps"),
@@ -214,6 +215,7 @@ pub fn time_pass(
     dispatches: usize,
     record: impl FnOnce(&mut wgpu::ComputePass<'_>),
 ) -> Result<StepProfile> {
+    let _gl = device.gl_guard();
     device.synchronize()?;
     let start = Instant::now();
     let mut encoder =
@@ -253,6 +255,7 @@ pub fn time_pass(
 
 /// Blocks until submission `index` has finished, then returns the first device error.
 pub(crate) fn wait_for(device: &Device, index: wgpu::SubmissionIndex) -> Result<()> {
+    let _gl = device.gl_guard();
     device
         .wgpu_device()
         .poll(wgpu::PollType::Wait {

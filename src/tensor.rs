@@ -2,6 +2,7 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
 use crate::kernels::Region;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
@@ -15,7 +16,7 @@ pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 #[derive(Clone, Debug)]
 pub struct Tensor {
     device: Device,
-    buffer: Arc<wgpu::Buffer>,
+    buffer: Arc<GlDrop<wgpu::Buffer>>,
     shape: Vec<usize>,
 }
 
@@ -60,6 +61,7 @@ impl Tensor {
                 ),
             ));
         }
+        let _gl = device.gl_guard();
         let buffer = device
             .wgpu_device()
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -69,7 +71,7 @@ impl Tensor {
             });
         Ok(Tensor {
             device: device.clone(),
-            buffer: Arc::new(buffer),
+            buffer: Arc::new(GlDrop::new(buffer, device.is_gl())),
             shape: shape.to_vec(),
         })
     }
@@ -77,6 +79,7 @@ impl Tensor {
     /// A zero-filled tensor of `shape` (wgpu zero-initialises new buffers).
     pub fn zeros(device: &Device, shape: &[usize]) -> Result<Tensor> {
         let bytes = Tensor::checked_bytes(device, "Tensor::zeros", shape)?;
+        let _gl = device.gl_guard();
         let buffer = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: bytes,
@@ -85,7 +88,7 @@ impl Tensor {
         });
         Ok(Tensor {
             device: device.clone(),
-            buffer: Arc::new(buffer),
+            buffer: Arc::new(GlDrop::new(buffer, device.is_gl())),
             shape: shape.to_vec(),
         })
     }
@@ -148,6 +151,7 @@ impl Tensor {
                 ),
             ));
         }
+        let _gl = self.device.gl_guard();
         self.device
             .queue()
             .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
@@ -156,7 +160,7 @@ impl Tensor {
 
     /// Downloads the contents (waits for all work queued before it).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        read_buffer(&self.device, &self.buffer, self.len())
+        read_buffer(&self.device, self.buffer(), self.len())
     }
 }
 
@@ -180,6 +184,7 @@ pub fn read_words<'a>(
 ) -> Result<Vec<u32>> {
     let region: Region<'a> = buffer.into();
     let bytes = (len * 4) as u64;
+    let _gl = device.gl_guard();
     let staging = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: bytes,

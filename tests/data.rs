@@ -3,8 +3,8 @@
 //! shuffling. Pure CPU; no device needed.
 
 use eigengrad::data::{
-    default_dataset, digits, load_mnist_dir, read_idx_images, read_idx_labels, Batcher, Dataset,
-    Standardizer, FASHION_MNIST_DIR, MNIST_CLASSES,
+    digits, load_mnist_dir, read_idx_images, read_idx_labels, Batcher, DataSource, Dataset,
+    Standardizer, DIGITS_SPLIT_SEED, FASHION_MNIST_DIR, MNIST_CLASSES,
 };
 use eigengrad::Error;
 use flate2::{write::GzEncoder, Compression};
@@ -194,10 +194,14 @@ fn load_mnist_dir_round_trip() {
     }
     assert!(train.name.ends_with("train") && test.name.ends_with("test"));
 
-    // The same directory through default_dataset with an explicit folder.
-    let (dtrain, dtest, description) = default_dataset(Some(&files.dir.0)).unwrap();
+    // The same directory through DataSource, whose description names the folder.
+    let (dtrain, dtest, description) = DataSource::MnistDir(files.dir.0.clone()).load().unwrap();
     assert_eq!((dtrain, dtest), (train, test));
     assert!(description.contains("23 train / 11 test"), "{description}");
+    assert!(
+        description.contains(&files.dir.0.display().to_string()),
+        "{description}"
+    );
 }
 
 #[test]
@@ -336,7 +340,7 @@ fn malformed_mnist_dirs_name_the_file_and_the_fault() {
         other => panic!("expected Io, got {other:?}"),
     }
     let nowhere = files.dir.0.join("no-such-dir");
-    match default_dataset(Some(&nowhere)) {
+    match DataSource::MnistDir(nowhere).load() {
         Err(Error::Io { path, .. }) => assert!(path.contains("no-such-dir"), "{path}"),
         other => panic!("expected Io, got {other:?}"),
     }
@@ -426,15 +430,20 @@ fn split_is_stratified_disjoint_and_deterministic() {
     }
 }
 
+/// The digits are the digits whether or not Fashion-MNIST is installed: no data set is
+/// chosen behind the caller's back.
 #[test]
-fn default_dataset_without_a_folder() {
-    let (train, test, description) = default_dataset(None).unwrap();
-    if Path::new(FASHION_MNIST_DIR).is_dir() {
-        assert_eq!((train.n, test.n), (60000, 10000), "{description}");
-    } else {
-        assert_eq!((train.n, test.n), (1438, 359), "{description}");
-        assert!(description.contains("digits"), "{description}");
-    }
+fn digits_source_is_the_fixed_digits_split() {
+    let (train, test, description) = DataSource::Digits.load().unwrap();
+    assert_eq!((train.n, test.n), (1438, 359), "{description}");
+    assert_eq!((train.shape, train.classes), ((8, 8), 10));
+    assert!(description.contains("digits"), "{description}");
+    assert!(
+        description.contains("1438 train / 359 test"),
+        "{description}"
+    );
+    let (split_train, split_test) = digits().unwrap().split(0.2, DIGITS_SPLIT_SEED).unwrap();
+    assert_eq!((train, test), (split_train, split_test));
 }
 
 #[test]
@@ -632,15 +641,23 @@ fn standardizer_fits_train_and_applies_to_test() {
 
 #[test]
 fn fashion_mnist_from_the_system_package() {
-    let dir = Path::new(FASHION_MNIST_DIR);
-    if !dir.is_dir() {
-        eprintln!(
-            "skipping: {FASHION_MNIST_DIR} is absent (optional system dataset; \
-             Debian package dataset-fashion-mnist)"
-        );
+    let loaded = DataSource::FashionMnist.load();
+    if !Path::new(FASHION_MNIST_DIR).is_dir() {
+        // Not installed (an optional system package): asked for, it is a clear error.
+        match loaded {
+            Err(Error::Io { path, source }) => {
+                assert_eq!(path, FASHION_MNIST_DIR);
+                assert!(
+                    source.to_string().contains("dataset-fashion-mnist"),
+                    "{source}"
+                );
+            }
+            other => panic!("expected Error::Io naming the package, got {other:?}"),
+        }
         return;
     }
-    let (train, test) = load_mnist_dir(dir).unwrap();
+    let (train, test, description) = loaded.unwrap();
+    assert!(description.contains("Fashion-MNIST"), "{description}");
     assert_eq!((train.n, test.n), (60000, 10000));
     for ds in [&train, &test] {
         assert_eq!((ds.shape, ds.features, ds.classes), ((28, 28), 784, 10));

@@ -6,7 +6,7 @@ use common::device;
 use eigengrad::data::{digits, Batcher, DIGITS_SPLIT_SEED};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Plan};
-use eigengrad::nn::{Activation, LayerKind, MlpSpec};
+use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
 use eigengrad::optim::Adam;
 
 #[test]
@@ -18,6 +18,7 @@ fn two_layer_mlp_learns_digits() {
         activation: Activation::Tanh,
         kind: LayerKind::Plain,
         init_scale: 1.0,
+        gains: GainPlacement::Logits,
     };
     let batch = 64;
     let mut g = Graph::new();

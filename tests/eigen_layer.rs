@@ -290,11 +290,12 @@ fn non_finite_weight_is_reported_by_the_status() {
 }
 
 /// All Eigen layers whose Gram matrices have the same order share one batched solve, run
-/// ahead of the batch work; the result is unchanged: a 4-layer Eigen MLP trains 5 steps on the
-/// GPU like the f64 reference (tolerance as above, 1e-4 relative).
+/// ahead of the batch work; the result is unchanged: a 4-layer Eigen MLP (with the default
+/// gain on its logits layer) trains 5 steps on the GPU like the f64 reference (tolerance as
+/// above, 1e-4 relative).
 #[test]
 fn equal_size_layers_share_one_batched_solve() {
-    use eigengrad::nn::{Activation, LayerKind, MlpSpec};
+    use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
     use eigengrad::optim::Sgd;
     let dev = device();
     let spec = MlpSpec {
@@ -302,6 +303,7 @@ fn equal_size_layers_share_one_batched_solve() {
         activation: Activation::Tanh,
         kind: LayerKind::Eigen(EigenMode::Clamp { lo: 0.8, hi: 1.2 }),
         init_scale: 1.5,
+        gains: GainPlacement::Logits,
     };
     let mut g = Graph::new();
     let x = g.input("x", &[8, 16]);
@@ -332,14 +334,154 @@ fn equal_size_layers_share_one_batched_solve() {
             "step {step}: loss {a} vs {b}"
         );
     }
-    for layer in &net.layers {
-        let (a, b) = (
-            gpu.read(layer.weight()).unwrap(),
-            cpu.read(layer.weight()).unwrap(),
-        );
+    // Every weight, and the logits layer's gain (on by default), trained alike.
+    let gain = net.layers.last().unwrap().gain().expect("a logits gain");
+    for v in net.layers.iter().map(|l| l.weight()).chain([gain]) {
+        let (a, b) = (gpu.read(v).unwrap(), cpu.read(v).unwrap());
         let scale = b.iter().fold(1e-6f64, |s, v| s.max(v.abs()));
         for (p, q) in a.iter().zip(b) {
             assert!((*p as f64 - q).abs() <= 1e-4 * scale, "weights {p} vs {q}");
         }
+    }
+}
+
+/// The layers' introspection runs on either executor through `Plan`: after one step on the
+/// same data, the reference executor (f32, nalgebra's symmetric eigensolver) reports what the
+/// GPU (f32, Jacobi) reports — an Eigen layer's singular values, and a whitening layer's
+/// explained variance and principal directions. Both solve f32 matrices of order ≤ 24 to
+/// a few n·ε relative to the largest eigenvalue, so values agree to 1e-4 of the largest;
+/// the covariance eigenvalues here are (1 + i)² up to sampling, gaps of ≥ 3 next to a top
+/// of ≈ 64, so each eigenvector agrees up to sign to ~n·ε·64/3 ≈ 1e-5: we allow 1e-3 on
+/// 1 − |cos| of each pair. Only the GPU counts Jacobi sweeps.
+#[test]
+fn introspection_runs_on_the_reference_executor_too() {
+    let dev = device();
+    let mode = EigenMode::Clamp { lo: 0.9, hi: 1.1 };
+    let m = model(8, 40, 24, mode, scaled_normal(40, 2.0));
+    let mut gpu = GpuPlan::compile(&dev, &m.graph, &[m.loss], 3).unwrap();
+    let mut cpu = ReferencePlan::<f32>::compile(&m.graph, 3).unwrap();
+    let x = random(9, 8 * 40, 1.0);
+    for plan in [&mut gpu as &mut dyn Plan, &mut cpu] {
+        plan.step(&[(m.x, &x)]).unwrap();
+    }
+    let (raw_gpu, eff_gpu) = m.layer.singular_values(&gpu).unwrap();
+    let (raw_cpu, eff_cpu) = m.layer.singular_values(&cpu).unwrap();
+    for (a, b) in [(raw_gpu, raw_cpu), (eff_gpu, eff_cpu)] {
+        let top = b.iter().fold(0.0f32, |t, v| t.max(*v));
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (p - q).abs() <= 1e-4 * top,
+                "σ{i}: gpu {p} vs reference {q}"
+            );
+        }
+    }
+    assert!(m.layer.sweeps(&gpu).unwrap() >= 1.0);
+    assert!(matches!(
+        m.layer.sweeps(&cpu),
+        Err(Error::InvalidArgument(_))
+    ));
+
+    let (batch, features, group) = (64, 16, 8);
+    let mut g = Graph::new();
+    let xin = g.input("x", &[batch, features]);
+    let (white, y) = EigenWhiten::new(
+        &mut g,
+        "white",
+        xin,
+        group,
+        WhitenMode::Zca { eps: 1e-5 },
+        true,
+        0.1,
+    )
+    .unwrap();
+    let mut gpu = GpuPlan::compile(&dev, &g, &[y], 1).unwrap();
+    let mut cpu = ReferencePlan::<f32>::compile(&g, 1).unwrap();
+    let src = random(11, batch * features, 1.0);
+    let data: Vec<f32> = (0..batch * features)
+        .map(|i| (1 + i % group) as f32 * src[i])
+        .collect();
+    for plan in [&mut gpu as &mut dyn Plan, &mut cpu] {
+        plan.step(&[(xin, &data)]).unwrap();
+    }
+    let (a, b) = (
+        white.explained_variance(&gpu).unwrap(),
+        white.explained_variance(&cpu).unwrap(),
+    );
+    for (ga, gb) in a.iter().zip(&b) {
+        for (p, q) in ga.iter().zip(gb) {
+            assert!((p - q).abs() <= 1e-4, "explained variance {p} vs {q}");
+        }
+    }
+    let (a, b) = (
+        white.principal_directions(&gpu).unwrap(),
+        white.principal_directions(&cpu).unwrap(),
+    );
+    for (k, (va, vb)) in a
+        .chunks(group * group)
+        .zip(b.chunks(group * group))
+        .enumerate()
+    {
+        for j in 0..group {
+            let cos: f32 = (0..group)
+                .map(|i| va[i * group + j] * vb[i * group + j])
+                .sum();
+            assert!(
+                1.0 - cos.abs() <= 1e-3,
+                "group {k} direction {j}: |cos| = {}",
+                cos.abs()
+            );
+        }
+    }
+}
+
+/// A forward run of a whitening layer in training mode uses the batch statistics but leaves
+/// the running ones alone; a step updates them. Its output matches the next step's to the
+/// solver's accuracy (the step's solve is warm-started from the forward run's eigenvectors:
+/// both converge to f32 accuracy, 1e-4 relative to the largest output).
+#[test]
+fn forward_leaves_running_statistics_alone() {
+    let dev = device();
+    let (batch, features, group) = (32, 8, 4);
+    let mut g = Graph::new();
+    let x = g.input("x", &[batch, features]);
+    let (white, y) = EigenWhiten::new(
+        &mut g,
+        "white",
+        x,
+        group,
+        WhitenMode::Shrink { keep: 0.1 },
+        true,
+        0.5,
+    )
+    .unwrap();
+    let mut plan = GpuPlan::compile(&dev, &g, &[y], 1).unwrap();
+    let data = random(5, batch * features, 2.0);
+    let running = [white.running_mean, white.running_cov];
+    let before: Vec<Vec<f32>> = running.iter().map(|&v| plan.read(v).unwrap()).collect();
+    plan.forward(&[(x, &data)], &[y]).unwrap();
+    let forward = plan.read(y).unwrap();
+    for (&v, b) in running.iter().zip(&before) {
+        assert_eq!(
+            &plan.read(v).unwrap(),
+            b,
+            "a forward run wrote running statistics"
+        );
+    }
+    assert_eq!(plan.steps(), 0);
+    plan.step(&[(x, &data)]).unwrap();
+    for (&v, b) in running.iter().zip(&before) {
+        assert_ne!(
+            &plan.read(v).unwrap(),
+            b,
+            "a step updates the running statistics"
+        );
+    }
+    let stepped = plan.read(y).unwrap();
+    let scale = stepped.iter().fold(1e-6f32, |s, v| s.max(v.abs()));
+    for (i, (a, b)) in forward.iter().zip(&stepped).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale,
+            "y[{i}]: forward {a} vs step {b}"
+        );
     }
 }

@@ -151,3 +151,92 @@ fn expand_broadcasts_rows_and_columns() {
         Err(Error::Shape { .. })
     ));
 }
+
+/// NaN, ±Inf, ±0 and huge values among ordinary ones, at positions that differ between the
+/// two operands of the binary ops (so that NaN in dy alone, and in x alone, are both covered).
+fn specials(n: usize, seed: u64, shift: usize) -> Vec<f32> {
+    let special = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e30,
+        -1e30,
+        -f32::NAN,
+    ];
+    let mut x = random(seed, n, 4.0);
+    for (k, v) in x.iter_mut().enumerate() {
+        if (k + shift).is_multiple_of(3) {
+            *v = special[((k + shift) / 3) % special.len()];
+        }
+    }
+    x
+}
+
+/// The GPU result is NaN exactly where the reference is; elsewhere infinities agree and
+/// finite values meet `tol` (the tolerances of the tests above).
+fn assert_same_nans(what: &str, gpu: &[f32], reference: &[f64], tol: impl Fn(usize, f64) -> f64) {
+    assert_eq!(gpu.len(), reference.len(), "{what}: lengths differ");
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        let ok = if r.is_nan() || g.is_nan() {
+            r.is_nan() && g.is_nan()
+        } else if r.is_infinite() {
+            g as f64 == r
+        } else {
+            (g as f64 - r).abs() <= tol(i, r)
+        };
+        assert!(ok, "{what}: element {i}: gpu {g} vs reference {r}");
+    }
+}
+
+/// Activations and their backward rules turn NaN into NaN on every adapter (drivers may drop
+/// NaN in max/clamp): a diverged network must not read as finite.
+#[test]
+fn activations_and_their_gradients_propagate_nan() {
+    let dev = device();
+    let n = 67; // a prime, more than one 64-wide workgroup
+    let x = specials(n, 1, 0);
+    let dy = specials(n, 2, 1);
+    // tanh's backward reads the forward output y = tanh(x), which is in [-1, 1] or NaN.
+    let y: Vec<f32> = x.iter().map(|v| v.tanh()).collect();
+    let tx = Tensor::from_slice(&dev, &[n], &x).unwrap();
+    for op in [UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Gelu] {
+        let gpu = unary(op, &tx).unwrap().to_vec().unwrap();
+        let r = reference::elementwise::unary(op, &widen(&x));
+        assert!(r.iter().any(|v| v.is_nan()), "{op:?}: no NaN case");
+        // As above: ReLU is exact, tanh within 8ε, GELU within 8ε·(1 + |x|).
+        assert_same_nans(&format!("{op:?}"), &gpu, &r, |i, _| match op {
+            UnaryOp::Relu => 0.0,
+            UnaryOp::Tanh => 8.0 * EPS,
+            _ => 8.0 * EPS * (1.0 + x[i].abs() as f64),
+        });
+    }
+    let tdy = Tensor::from_slice(&dev, &[n], &dy).unwrap();
+    for op in [
+        BinaryOp::ReluBackward,
+        BinaryOp::TanhBackward,
+        BinaryOp::GeluBackward,
+    ] {
+        let a = if op == BinaryOp::TanhBackward { &y } else { &x };
+        let ta = Tensor::from_slice(&dev, &[n], a).unwrap();
+        let gpu = binary(op, &ta, &tdy).unwrap().to_vec().unwrap();
+        let r = reference::elementwise::binary(op, &widen(a), &widen(&dy), Broadcast::full(n));
+        // Both kinds of NaN source occur: NaN in the forward operand, and NaN in dy alone.
+        assert!(
+            (0..n).any(|i| a[i].is_nan() && r[i].is_nan())
+                && (0..n).any(|i| !a[i].is_nan() && dy[i].is_nan() && r[i].is_nan()),
+            "{op:?}: a NaN case is missing"
+        );
+        // ReLU's rule returns dy or 0 exactly; the others as above, scaled by |dy| (up to
+        // 1e30 here, where the tests above keep |dy| ≤ 1).
+        assert_same_nans(&format!("{op:?}"), &gpu, &r, |i, _| {
+            let dy = dy[i].abs() as f64;
+            match op {
+                BinaryOp::ReluBackward => 0.0,
+                BinaryOp::TanhBackward => 4.0 * EPS * (1.0 + (a[i] * a[i]) as f64) * dy,
+                _ => 8.0 * EPS * (1.0 + a[i].abs() as f64) * dy,
+            }
+        });
+    }
+}

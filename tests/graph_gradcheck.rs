@@ -50,7 +50,13 @@ fn gradcheck_at(
         .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())))
         .collect();
     let y = f(&mut g, &params);
-    let y_shape = g.shape(y).to_vec();
+    check_gradients(name, g, y, &params, &[]);
+}
+
+/// Checks ∂L/∂p of L = Σ R∘y for every parameter `p` of `params` by central differences,
+/// after setting the values `at` (the rest keep their initialisation).
+fn check_gradients(name: &str, mut g: Graph, y: Value, params: &[Value], at: &[(Value, Vec<f64>)]) {
+    let y_shape = g.try_shape(y).unwrap().to_vec();
     let ny: usize = y_shape.iter().product();
     let r = g.resident(
         "r",
@@ -63,6 +69,9 @@ fn gradcheck_at(
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
     let grads = g.backward(loss).unwrap();
     let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
+    for (v, data) in at {
+        plan.write(*v, data).unwrap();
+    }
     plan.step(&[]).unwrap();
     let analytic_all: Vec<Vec<f64>> = params
         .iter()
@@ -84,7 +93,7 @@ fn gradcheck_at(
             assert!(
                 err <= REL_TOL,
                 "{name}: d/d{}[{i}]: analytic {} vs numeric {numeric} (relative error {err:e})",
-                g.node(p).name,
+                g.try_node(p).unwrap().name,
                 analytic[i]
             );
         }
@@ -335,6 +344,46 @@ fn eigen_layer_builder_both_gram_sides() {
                 layer.forward(g, p[0]).unwrap()
             },
         );
+    }
+}
+
+/// The learnable gain: y = x·(γ·W') + b through `EigenLayer::with_gain`, every parameter
+/// (W, γ, b) and the input checked, at γ = 1 (its initial value) and γ = −0.7, on the
+/// degenerate and random weights of [`weight`], for every mode (`Normalize` on the kinds
+/// with a simple top singular value, as above). dγ = Σ dW''∘W' is a sum of n² products of
+/// O(1) terms: the FD budget of the module docs holds unchanged.
+#[test]
+fn eigen_layer_gain_on_degenerate_and_random_weights() {
+    let n = 4;
+    let modes = [
+        EigenMode::Clamp { lo: 0.9, hi: 1.1 },
+        EigenMode::Clamp { lo: 0.8, hi: 1.5 },
+        EigenMode::Orthogonal,
+        EigenMode::Normalize,
+    ];
+    for mode in modes {
+        for kind in 0..5 {
+            if mode == EigenMode::Normalize && ![2, 4].contains(&kind) {
+                continue;
+            }
+            for gain in [1.0, -0.7] {
+                let mut g = Graph::new();
+                let x = g.param("x", &[3, n], Init::Data(data(5, 3 * n)));
+                let layer =
+                    EigenLayer::with_gain(&mut g, "layer", n, n, mode, Init::Data(weight(kind, n)))
+                        .unwrap();
+                let y = layer.forward(&mut g, x).unwrap();
+                let gamma = layer.gain.expect("a gain");
+                let bias = layer.linear.bias;
+                check_gradients(
+                    &format!("{mode:?} weight kind {kind}, gain {gain}"),
+                    g,
+                    y,
+                    &[x, layer.linear.weight, gamma, bias],
+                    &[(gamma, vec![gain]), (bias, vec![0.1, -0.2, 0.3, 0.05])],
+                );
+            }
+        }
     }
 }
 

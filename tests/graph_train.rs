@@ -6,7 +6,7 @@ use common::{device, random};
 use eigengrad::graph::checkpoint;
 use eigengrad::graph::gpu::{GpuPlan, PlanOptions};
 use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Plan, Value};
+use eigengrad::graph::{Graph, Init, Op, Plan, Value};
 use eigengrad::kernels::elementwise::UnaryOp;
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::Error;
@@ -103,7 +103,7 @@ fn gpu_matches_reference_over_twenty_steps() {
             assert!(
                 (*a as f64 - b).abs() <= 1e-4,
                 "{} [{i}]: gpu {a} vs reference {b}",
-                m.graph.node(p).name
+                m.graph.try_node(p).unwrap().name
             );
         }
     }
@@ -138,7 +138,8 @@ fn plan_stats_one_submit_no_readback_no_new_pipelines_pooled_memory() {
     assert!(s.peak_bytes <= p.peak_bytes, "{s:?} vs {p:?}");
     assert_eq!(
         s.upload_bytes_per_step,
-        ((256 * 64 + 256 * 10) * 4 + 16) as u64
+        // The inputs, four hyperparameter words and the step's number in its status.
+        ((256 * 64 + 256 * 10) * 4 + 16 + 4) as u64
     );
     let before = dev.pipelines_created();
     let (x, t) = batch_data(3, 256, 64, 10);
@@ -210,6 +211,72 @@ fn bad_step_inputs_are_errors() {
     assert!(matches!(g.add(a, g.find("b").unwrap()).map(|_| ()), Ok(())));
 }
 
+/// A forward-only run computes what its outputs need and nothing else: the step count stays,
+/// no parameter or optimizer state moves, inputs the outputs do not read may be left out, and
+/// the loss it reports is the one the next step computes from the same parameters — bit for
+/// bit, as the same kernels run on the same data. The same code runs both executors through
+/// `Plan` (the reference in f32).
+#[test]
+fn forward_runs_what_the_outputs_need_and_changes_nothing() {
+    let m = mlp(8, &[5, 6, 3], |g, loss| {
+        Adam::new(1e-2).minimize(g, loss).unwrap();
+    });
+    let xent = m.graph.nodes().iter().position(|n| n.op == Op::SoftmaxXent);
+    let logits = m
+        .graph
+        .try_node(m.graph.value(xent.unwrap()).unwrap())
+        .unwrap()
+        .inputs[0];
+    let dev = device();
+    let gpu = GpuPlan::compile(&dev, &m.graph, &[m.loss, logits], 3).unwrap();
+    let cpu = ReferencePlan::<f32>::compile(&m.graph, 3).unwrap();
+    let (x, t) = batch_data(2, 8, 5, 3);
+    let both = [(m.x, x.as_slice()), (m.t, t.as_slice())];
+    for mut plan in [Box::new(gpu) as Box<dyn Plan>, Box::new(cpu)] {
+        plan.step(&both).unwrap();
+        let saved = plan.saved_values();
+        let before: Vec<Vec<f32>> = saved.iter().map(|&v| plan.read(v).unwrap()).collect();
+        plan.forward(&both, &[m.loss]).unwrap();
+        let loss = plan.read(m.loss).unwrap();
+        assert_eq!(plan.steps(), 1, "a forward run is not a step");
+        for (&v, b) in saved.iter().zip(&before) {
+            assert_eq!(
+                &plan.read(v).unwrap(),
+                b,
+                "{}",
+                m.graph.try_node(v).unwrap().name
+            );
+        }
+        // The logits need x only; the loss needs the targets too.
+        plan.forward(&both[..1], &[logits]).unwrap();
+        assert_eq!(plan.read(logits).unwrap().len(), 8 * 3);
+        assert!(matches!(
+            plan.forward(&both[..1], &[m.loss]),
+            Err(Error::InvalidArgument(_))
+        ));
+        plan.step(&both).unwrap();
+        assert_eq!(plan.read(m.loss).unwrap(), loss);
+        assert_eq!(plan.steps(), 2);
+    }
+}
+
+/// On the GPU a forward run's outputs must be readable afterwards: a value whose pooled
+/// buffer is reused is refused before anything runs.
+#[test]
+fn forward_outputs_must_be_readable_on_the_gpu() {
+    let m = mlp(4, &[3, 2], |g, loss| {
+        Sgd::new(0.1).minimize(g, loss).unwrap();
+    });
+    let mut plan = GpuPlan::compile(&device(), &m.graph, &[m.loss], 1).unwrap();
+    let first = m.graph.nodes().iter().position(|n| n.op.name() == "MatMul");
+    let hidden = m.graph.value(first.unwrap()).unwrap();
+    let x = vec![0.0; 12];
+    assert!(matches!(
+        plan.forward(&[(m.x, &x)], &[hidden]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
 fn temp_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("eigengrad-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -243,7 +310,7 @@ fn checkpoint_round_trip_is_bit_exact_and_bad_files_are_rejected() {
         assert!(
             a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{}",
-            m.graph.node(v).name
+            m.graph.try_node(v).unwrap().name
         );
     }
     plan.step(&[(m.x, &x), (m.t, &t)]).unwrap();
@@ -340,8 +407,11 @@ fn agrees_with_reference(m: &Mlp, options: PlanOptions, steps: u64, what: &str) 
     let dev = device();
     let mut gpu = GpuPlan::compile_with(&dev, &m.graph, &[m.loss], 7, options).unwrap();
     let mut cpu = ReferencePlan::<f64>::compile(&m.graph, 7).unwrap();
-    let (batch, features) = (m.graph.shape(m.x)[0], m.graph.shape(m.x)[1]);
-    let classes = m.graph.shape(m.t)[1];
+    let (batch, features) = (
+        m.graph.try_shape(m.x).unwrap()[0],
+        m.graph.try_shape(m.x).unwrap()[1],
+    );
+    let classes = m.graph.try_shape(m.t).unwrap()[1];
     for step in 0..steps {
         let (x, t) = batch_data(step, batch, features, classes);
         gpu.step(&[(m.x, &x), (m.t, &t)]).unwrap();
@@ -365,7 +435,7 @@ fn agrees_with_reference(m: &Mlp, options: PlanOptions, steps: u64, what: &str) 
             assert!(
                 (*a as f64 - b).abs() <= 1e-4,
                 "{what}: {} [{i}]: gpu {a} vs reference {b}",
-                m.graph.node(v).name
+                m.graph.try_node(v).unwrap().name
             );
         }
     }
@@ -502,4 +572,24 @@ fn forward_runs_of_a_fused_plan_compute_what_they_are_asked() {
     // A step afterwards is unaffected.
     fused.step(&[(m.x, &x), (m.t, &t)]).unwrap();
     assert!(fused.read(m.loss).unwrap()[0].is_finite());
+}
+
+/// Checkpoints work on any plan: saved from the GPU, loaded into the reference executor (and
+/// back through `&mut dyn Plan`), every tensor and the step count arrive bit for bit.
+#[test]
+fn checkpoints_move_between_executors() {
+    let m = mlp(8, &[5, 6, 3], |g, loss| {
+        Adam::new(1e-2).minimize(g, loss).unwrap();
+    });
+    let mut gpu = GpuPlan::compile(&device(), &m.graph, &[m.loss], 3).unwrap();
+    let (x, t) = batch_data(4, 8, 5, 3);
+    gpu.step(&[(m.x, &x), (m.t, &t)]).unwrap();
+    let path = temp_path("cross.safetensors");
+    checkpoint::save(&gpu, &path).unwrap();
+    let mut cpu = ReferencePlan::<f32>::compile(&m.graph, 77).unwrap();
+    checkpoint::load(&mut cpu as &mut dyn Plan, &path).unwrap();
+    assert_eq!(Plan::steps(&cpu), 1);
+    for v in gpu.saved_values() {
+        assert_eq!(gpu.read(v).unwrap(), Plan::read(&cpu, v).unwrap());
+    }
 }

@@ -215,24 +215,6 @@ fn shader_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders")
 }
 
-/// The sources the Jacobi solver compiles from `file`: jacobi_common.wgsl followed by the file,
-/// and, for the one-workgroup kernel, each order bound it is built for before that.
-fn jacobi_sources(file: &str, text: &str) -> Vec<(String, String)> {
-    let common = std::fs::read_to_string(shader_dir().join("jacobi_common.wgsl")).unwrap();
-    let prefixes: Vec<String> = if text.contains("NMAX") {
-        [32, 64]
-            .iter()
-            .map(|n| format!("const NMAX: u32 = {n}u;\n"))
-            .collect()
-    } else {
-        vec![String::new()]
-    };
-    prefixes
-        .into_iter()
-        .map(|prefix| (format!("{prefix}{file}"), format!("{prefix}{common}{text}")))
-        .collect()
-}
-
 #[test]
 fn every_shader_file_parses_validates_and_has_a_contract() {
     let c = contracts();
@@ -244,37 +226,28 @@ fn every_shader_file_parses_validates_and_has_a_contract() {
     files.sort();
     assert!(files.len() >= 10, "shaders found: {files:?}");
     let mut problems = Vec::new();
+    // The Jacobi solver's shaders, exactly as they are compiled (jacobi_common.wgsl and the
+    // files each is made of).
+    for shader in &c.untyped_shaders {
+        if let Err(e) = parse(shader.name, shader.source) {
+            problems.push(e);
+        }
+    }
     for path in &files {
         let file = path.file_name().unwrap().to_str().unwrap();
         let text = std::fs::read_to_string(path).unwrap();
-        let jacobi = file.starts_with("jacobi_") && file != "jacobi_common.wgsl";
-        // A file some kernel compiles after a library file (activation.wgsl): that module.
-        let with_library = c
-            .kernels
-            .iter()
-            .find(|k| k.shader.source != text && k.shader.source.ends_with(&text));
-        let sources = if jacobi {
-            jacobi_sources(file, &text)
-        } else if let Some(k) = with_library {
-            vec![(file.to_string(), k.shader.source.to_string())]
-        } else {
-            vec![(file.to_string(), text.clone())]
-        };
-        for (what, source) in sources {
-            if let Err(e) = parse(&what, &source) {
+        // Every file is compiled: on its own as the source of a typed kernel, or as a part of
+        // the source of a typed kernel (checked whole by `kernels_match_their_wgsl`) or of a
+        // Jacobi shader (parsed whole above).
+        let whole = c.kernels.iter().any(|k| k.shader.source == text);
+        let part = c.kernels.iter().any(|k| k.shader.source.contains(&text))
+            || c.untyped_shaders.iter().any(|s| s.source.contains(&text));
+        if whole {
+            if let Err(e) = parse(file, &text) {
                 problems.push(e);
             }
         }
-        // Jacobi files share the parameters of jacobi_common.wgsl; every other file must be
-        // (part of) the source of at least one typed kernel.
-        let covered = if file.starts_with("jacobi_") {
-            c.untyped_params
-                .iter()
-                .any(|p| p.shader.name == "jacobi_common")
-        } else {
-            c.kernels.iter().any(|k| k.shader.source.contains(&text))
-        };
-        if !covered {
+        if !part {
             problems.push(format!("{file}: no kernel contract uses this shader"));
         }
     }
@@ -324,9 +297,9 @@ fn shared_constants_match_their_wgsl() {
             other => panic!("{}: {other:?}", k.name),
         })
         .collect();
-    assert_eq!(bits.len(), 4);
+    assert_eq!(bits.len(), 6);
     assert!(bits.iter().all(|b| b.is_power_of_two()), "{bits:?}");
-    assert_eq!(bits.iter().fold(0, |acc, b| acc | b).count_ones(), 4);
+    assert_eq!(bits.iter().fold(0, |acc, b| acc | b).count_ones(), 6);
 }
 
 /// What `Shader::writable_bindings` reads from the text (and the barrier count relies on) is

@@ -1,17 +1,24 @@
 //! Datasets for the demos and the training tests: an in-memory [`Dataset`] of images scaled to
-//! [0, 1] with integer labels, readers for MNIST-format IDX files (raw or gzip), the
-//! scikit-learn 8×8 digits embedded in `smartcore`, a deterministic stratified split, per-feature
-//! standardisation, and a seeded, shuffling [`Batcher`] with a fixed batch shape.
+//! `[0, 1]` with integer labels, readers for MNIST-format IDX files (raw or gzip), the
+//! scikit-learn 8×8 digits embedded in `smartcore` (cargo feature `digits`), a deterministic
+//! stratified split, per-feature standardisation, and a seeded, shuffling [`Batcher`] with a
+//! fixed batch shape. [`DataSource`] names the data set to load; nothing is picked behind the
+//! caller's back.
+//!
+//! This module is the cargo feature `data`, on by default.
 //!
 //! ```
-//! use eigengrad::data::{digits, Batcher};
-//! let (train, test) = digits()?.split(0.2, 7)?;
+//! # #[cfg(feature = "digits")] {
+//! use eigengrad::data::{Batcher, DataSource};
+//! let (train, test, description) = DataSource::Digits.load()?;
 //! assert_eq!(train.n + test.n, 1797);
+//! println!("{description}");
 //! let mut batcher = Batcher::new(&train, 100, 1)?;
 //! for batch in batcher.epoch() {
 //!     assert_eq!(batch.images.len(), 100 * 64);
 //!     assert_eq!(batch.targets.len(), 100 * 10);
 //! }
+//! # }
 //! # Ok::<(), eigengrad::Error>(())
 //! ```
 
@@ -23,13 +30,15 @@ pub use idx::{load_mnist_dir, read_idx_images, read_idx_labels, MNIST_CLASSES};
 
 use crate::error::{Error, Result};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST (IDX, gzip).
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-/// Seed of the fixed 80/20 split [`default_dataset`] makes of the digits, so every run of a
+/// Seed of the fixed 80/20 split [`DataSource::Digits`] makes of the digits, so every run of a
 /// demo or test sees the same train and test sets.
+#[cfg(feature = "digits")]
 pub const DIGITS_SPLIT_SEED: u64 = 0x5eed;
 
 /// A labelled image classification dataset held in memory.
@@ -352,7 +361,9 @@ impl Standardizer {
 }
 
 /// scikit-learn's 8×8 handwritten digits (1,797 images, 64 features, 10 classes), embedded in
-/// the `smartcore` crate so it needs no download. Pixel counts 0..=16 are scaled to [0, 1].
+/// the `smartcore` crate so it needs no download (cargo feature `digits`). Pixel counts
+/// 0..=16 are scaled to `[0, 1]`.
+#[cfg(feature = "digits")]
 pub fn digits() -> Result<Dataset> {
     let raw = smartcore::dataset::digits::load_dataset();
     let bad = |detail: String| Error::BadFile {
@@ -393,32 +404,83 @@ pub fn digits() -> Result<Dataset> {
     Dataset::new("digits 8x8", images, labels, (8, 8), 10)
 }
 
-/// The dataset the demos use, as (train, test, one-line description):
-/// - `data_dir` given: the MNIST-format files in it ([`load_mnist_dir`]);
-/// - else, if [`FASHION_MNIST_DIR`] exists: Fashion-MNIST from there;
-/// - else: [`digits`] split 80/20, stratified, with [`DIGITS_SPLIT_SEED`].
-pub fn default_dataset(data_dir: Option<&Path>) -> Result<(Dataset, Dataset, String)> {
-    let dir = match data_dir {
-        Some(d) => Some(d),
-        None => Some(Path::new(FASHION_MNIST_DIR)).filter(|d| d.is_dir()),
-    };
-    let (train, test, source) = match dir {
-        Some(dir) => {
-            let (train, test) = load_mnist_dir(dir)?;
-            (train, test, format!("IDX files in {}", dir.display()))
+/// A data set to load as (train, test), named by the caller: there is no fallback from one to
+/// another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// [`digits`] split 80/20, stratified, with [`DIGITS_SPLIT_SEED`] (cargo feature `digits`).
+    #[cfg(feature = "digits")]
+    Digits,
+    /// Fashion-MNIST from [`FASHION_MNIST_DIR`]; an error naming the Debian package when that
+    /// folder does not exist.
+    FashionMnist,
+    /// The MNIST-format files in a folder ([`load_mnist_dir`]).
+    MnistDir(PathBuf),
+}
+
+impl DataSource {
+    /// Loads the data set as (train, test, one line saying which data this is and its size).
+    pub fn load(&self) -> Result<(Dataset, Dataset, String)> {
+        let (train, test) = match self {
+            #[cfg(feature = "digits")]
+            DataSource::Digits => digits()?.split(0.2, DIGITS_SPLIT_SEED)?,
+            DataSource::FashionMnist => load_fashion_mnist(Path::new(FASHION_MNIST_DIR))?,
+            DataSource::MnistDir(dir) => load_mnist_dir(dir)?,
+        };
+        let description = format!(
+            "{self}: {} train / {} test images of {}×{}, {} classes",
+            train.n, test.n, train.shape.0, train.shape.1, train.classes
+        );
+        Ok((train, test, description))
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(feature = "digits")]
+            DataSource::Digits => write!(
+                f,
+                "embedded scikit-learn digits, stratified 80/20 split, seed {DIGITS_SPLIT_SEED:#x}"
+            ),
+            DataSource::FashionMnist => write!(f, "Fashion-MNIST in {FASHION_MNIST_DIR}"),
+            DataSource::MnistDir(dir) => write!(f, "IDX files in {}", dir.display()),
         }
-        None => {
-            let (train, test) = digits()?.split(0.2, DIGITS_SPLIT_SEED)?;
-            (
-                train,
-                test,
-                format!("embedded scikit-learn digits, stratified 80/20 split, seed {DIGITS_SPLIT_SEED:#x}"),
-            )
+    }
+}
+
+/// Fashion-MNIST from `dir`, with an error that says how to install it when `dir` is missing.
+fn load_fashion_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no Fashion-MNIST folder here: install Debian's dataset-fashion-mnist package, \
+                 or load MNIST-format files from another folder with DataSource::MnistDir",
+            ),
+        });
+    }
+    load_mnist_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fashion_mnist_folder_says_how_to_install_it() {
+        let missing = std::env::temp_dir().join("eigengrad-no-such-fashion-mnist-folder");
+        match load_fashion_mnist(&missing) {
+            Err(Error::Io { path, source }) => {
+                assert_eq!(path, missing.display().to_string());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+                assert!(
+                    source.to_string().contains("dataset-fashion-mnist"),
+                    "{source}"
+                );
+            }
+            other => panic!("expected Error::Io, got {other:?}"),
         }
-    };
-    let description = format!(
-        "{source}: {} train / {} test images of {}×{}, {} classes",
-        train.n, test.n, train.shape.0, train.shape.1, train.classes
-    );
-    Ok((train, test, description))
+    }
 }

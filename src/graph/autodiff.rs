@@ -29,7 +29,8 @@ impl Gradients {
 
 impl Graph {
     /// Appends ∂loss/∂v for every value v between the trainable parameters and `loss`, which
-    /// must have exactly one element. Returns where each gradient lives.
+    /// must have exactly one element. Returns where each gradient lives. The loss joins
+    /// [`Graph::losses`], which every training step checks for NaN and Inf.
     pub fn backward(&mut self, loss: Value) -> Result<Gradients> {
         self.check_value("backward", loss)?;
         if self.shape(loss).iter().product::<usize>() != 1 {
@@ -75,10 +76,14 @@ impl Graph {
             }
         }
         grads.retain(|v, _| needs[v.0]);
+        if !self.losses.contains(&loss) {
+            self.losses.push(loss);
+        }
         Ok(Gradients { map: grads })
     }
 
-    /// The gradient contributions of one op to those of its inputs that need them.
+    /// The gradient contributions of one op to those of its inputs that need them: one arm
+    /// per op family, each written in terms of other graph ops.
     fn backward_rule(
         &mut self,
         y: Value,
@@ -88,30 +93,10 @@ impl Graph {
         needs: &[bool],
     ) -> Result<Vec<(Value, Value)>> {
         let want = |k: usize| inputs.get(k).is_some_and(|v| needs[v.0]);
-        let mut out = Vec::new();
         match op {
-            Op::Input | Op::Param { .. } => {}
+            Op::Input | Op::Param { .. } => Ok(Vec::new()),
             Op::MatMul { trans_a, trans_b } => {
-                let (a, b) = (inputs[0], inputs[1]);
-                // C = op(A)·op(B); each case is dA, dB as matmuls of dC with the other operand.
-                if want(0) {
-                    let da = match (trans_a, trans_b) {
-                        (false, false) => self.matmul(dy, b, false, true)?,
-                        (false, true) => self.matmul(dy, b, false, false)?,
-                        (true, false) => self.matmul(b, dy, false, true)?,
-                        (true, true) => self.matmul(b, dy, true, true)?,
-                    };
-                    out.push((a, da));
-                }
-                if want(1) {
-                    let db = match (trans_a, trans_b) {
-                        (false, false) => self.matmul(a, dy, true, false)?,
-                        (false, true) => self.matmul(dy, a, true, false)?,
-                        (true, false) => self.matmul(a, dy, false, false)?,
-                        (true, true) => self.matmul(dy, a, true, true)?,
-                    };
-                    out.push((b, db));
-                }
+                self.matmul_backward(inputs, dy, *trans_a, *trans_b, [want(0), want(1)])
             }
             Op::Unary(u) => {
                 let x = inputs[0];
@@ -121,76 +106,21 @@ impl Graph {
                     UnaryOp::Tanh => self.binary(BinaryOp::TanhBackward, y, dy)?,
                     UnaryOp::Gelu => self.binary(BinaryOp::GeluBackward, x, dy)?,
                 };
-                out.push((x, dx));
+                Ok(vec![(x, dx)])
             }
             Op::Binary { op, b_from } => {
-                let (a, b) = (inputs[0], inputs[1]);
-                let b_shape = self.shape(b).to_vec();
-                match op {
-                    BinaryOp::Add | BinaryOp::Sub => {
-                        if want(0) {
-                            out.push((a, dy));
-                        }
-                        if want(1) {
-                            let alpha = if *op == BinaryOp::Add { 1.0 } else { -1.0 };
-                            let db = self.sum_to(dy, *b_from, &b_shape, alpha)?;
-                            out.push((b, db));
-                        }
-                    }
-                    BinaryOp::Mul => {
-                        if want(0) {
-                            let da = self.push_binary(BinaryOp::Mul, dy, b, *b_from)?;
-                            out.push((a, da));
-                        }
-                        if want(1) {
-                            let prod = self.mul(dy, a)?;
-                            let db = self.sum_to(prod, *b_from, &b_shape, 1.0)?;
-                            out.push((b, db));
-                        }
-                    }
-                    _ => {
-                        return Err(Error::InvalidArgument(format!(
-                            "backward: {op:?} is itself a gradient op; second derivatives are not supported"
-                        )))
-                    }
-                }
+                self.binary_backward(*op, *b_from, inputs, dy, [want(0), want(1)])
             }
             Op::Expand { from, alpha } => {
                 let x = inputs[0];
                 let shape = self.shape(x).to_vec();
-                out.push((x, self.sum_to(dy, *from, &shape, *alpha)?));
+                Ok(vec![(x, self.sum_to(dy, *from, &shape, *alpha)?)])
             }
-            Op::Reduce { op, axis } => {
-                let x = inputs[0];
-                let shape = self.shape(x).to_vec();
-                let (rows, cols) = rows_cols(&shape);
-                let from = match axis {
-                    Axis::Rows => Broadcast::column_vector(rows, cols),
-                    Axis::Cols => Broadcast::row_vector(cols),
-                };
-                let count = match axis {
-                    Axis::Rows => cols,
-                    Axis::Cols => rows,
-                };
-                let dx = match op {
-                    ReduceOp::Sum => self.expand(dy, &shape, from, 1.0)?,
-                    ReduceOp::Mean => self.expand(dy, &shape, from, 1.0 / count as f32)?,
-                    ReduceOp::SumSquares => {
-                        let xdy = self.push_binary(BinaryOp::Mul, x, dy, from)?;
-                        self.scale(xdy, 2.0)?
-                    }
-                    ReduceOp::Max => {
-                        return Err(Error::InvalidArgument(
-                            "backward: Reduce Max has no gradient here; use it for metrics".into(),
-                        ))
-                    }
-                };
-                out.push((x, dx));
-            }
-            Op::Transpose => out.push((inputs[0], self.transpose(dy)?)),
+            Op::Reduce { op, axis } => self.reduce_backward(*op, *axis, inputs[0], dy),
+            Op::Transpose => Ok(vec![(inputs[0], self.transpose(dy)?)]),
             Op::Reshape => {
                 let shape = self.shape(inputs[0]).to_vec();
-                out.push((inputs[0], self.reshape(dy, &shape)?));
+                Ok(vec![(inputs[0], self.reshape(dy, &shape)?)])
             }
             Op::SoftmaxXent => {
                 let (logits, targets) = (inputs[0], inputs[1]);
@@ -202,25 +132,125 @@ impl Graph {
                 }
                 let shape = self.shape(logits).to_vec();
                 let dl = self.push(Op::SoftmaxXentBackward, vec![logits, targets, dy], shape)?;
-                out.push((logits, dl));
+                Ok(vec![(logits, dl)])
             }
             Op::SpectralFn(f) => {
                 let shape = self.shape(inputs[0]).to_vec();
                 let dg = self.push(Op::SpectralFnBackward(*f), vec![dy, y], shape)?;
-                out.push((inputs[0], dg));
+                Ok(vec![(inputs[0], dg)])
             }
             Op::SoftmaxXentBackward
             | Op::SpectralFnBackward(_)
             | Op::Update(_)
             | Op::ClipGradients { .. }
-            | Op::Ema { .. } => {
+            | Op::Ema { .. } => Err(Error::InvalidArgument(format!(
+                "backward: {} has no gradient rule",
+                op.name()
+            ))),
+        }
+    }
+
+    /// C = op(A)·op(B): dA and dB (where `want`ed) as matmuls of dC with the other operand.
+    fn matmul_backward(
+        &mut self,
+        inputs: &[Value],
+        dy: Value,
+        trans_a: bool,
+        trans_b: bool,
+        want: [bool; 2],
+    ) -> Result<Vec<(Value, Value)>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let mut out = Vec::new();
+        if want[0] {
+            let da = match (trans_a, trans_b) {
+                (false, false) => self.matmul(dy, b, false, true)?,
+                (false, true) => self.matmul(dy, b, false, false)?,
+                (true, false) => self.matmul(b, dy, false, true)?,
+                (true, true) => self.matmul(b, dy, true, true)?,
+            };
+            out.push((a, da));
+        }
+        if want[1] {
+            let db = match (trans_a, trans_b) {
+                (false, false) => self.matmul(a, dy, true, false)?,
+                (false, true) => self.matmul(dy, a, true, false)?,
+                (true, false) => self.matmul(a, dy, false, false)?,
+                (true, true) => self.matmul(dy, a, true, true)?,
+            };
+            out.push((b, db));
+        }
+        Ok(out)
+    }
+
+    /// a ± b and a ∘ b with b broadcast as `b_from` says: b's gradient is summed back over
+    /// the broadcast. The backward maps (ReluBackward, …) have no gradient themselves.
+    fn binary_backward(
+        &mut self,
+        op: BinaryOp,
+        b_from: Broadcast,
+        inputs: &[Value],
+        dy: Value,
+        want: [bool; 2],
+    ) -> Result<Vec<(Value, Value)>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let b_shape = self.shape(b).to_vec();
+        let mut out = Vec::new();
+        match op {
+            BinaryOp::Add | BinaryOp::Sub => {
+                if want[0] {
+                    out.push((a, dy));
+                }
+                if want[1] {
+                    let alpha = if op == BinaryOp::Add { 1.0 } else { -1.0 };
+                    out.push((b, self.sum_to(dy, b_from, &b_shape, alpha)?));
+                }
+            }
+            BinaryOp::Mul => {
+                if want[0] {
+                    out.push((a, self.push_binary(BinaryOp::Mul, dy, b, b_from)?));
+                }
+                if want[1] {
+                    let prod = self.mul(dy, a)?;
+                    out.push((b, self.sum_to(prod, b_from, &b_shape, 1.0)?));
+                }
+            }
+            _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "backward: {} has no gradient rule",
-                    op.name()
+                    "backward: {op:?} is itself a gradient op; second derivatives are not supported"
                 )))
             }
         }
         Ok(out)
+    }
+
+    /// Sums and means spread dy back over what they reduced; a sum of squares scales it by 2x.
+    fn reduce_backward(
+        &mut self,
+        op: ReduceOp,
+        axis: Axis,
+        x: Value,
+        dy: Value,
+    ) -> Result<Vec<(Value, Value)>> {
+        let shape = self.shape(x).to_vec();
+        let (rows, cols) = rows_cols(&shape);
+        let (from, count) = match axis {
+            Axis::Rows => (Broadcast::column_vector(rows, cols), cols),
+            Axis::Cols => (Broadcast::row_vector(cols), rows),
+        };
+        let dx = match op {
+            ReduceOp::Sum => self.expand(dy, &shape, from, 1.0)?,
+            ReduceOp::Mean => self.expand(dy, &shape, from, 1.0 / count as f32)?,
+            ReduceOp::SumSquares => {
+                let xdy = self.push_binary(BinaryOp::Mul, x, dy, from)?;
+                self.scale(xdy, 2.0)?
+            }
+            ReduceOp::Max => {
+                return Err(Error::InvalidArgument(
+                    "backward: Reduce Max has no gradient here; use it for metrics".into(),
+                ))
+            }
+        };
+        Ok(vec![(x, dx)])
     }
 
     /// alpha·x broadcast to `shape` as `from` says.

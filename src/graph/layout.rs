@@ -274,3 +274,120 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::optim::UpdateRule;
+
+    /// x [8, 16] → three tanh in a row (each value 512 bytes) → a sum per row.
+    fn chain() -> (Graph, [Value; 5]) {
+        let mut g = Graph::new();
+        let x = g.input("x", &[8, 16]);
+        let a = g.tanh(x).unwrap();
+        let b = g.tanh(a).unwrap();
+        let c = g.tanh(b).unwrap();
+        let s = g
+            .reduce(
+                crate::kernels::reduce::ReduceOp::Sum,
+                crate::kernels::reduce::Axis::Rows,
+                c,
+            )
+            .unwrap();
+        (g, [x, a, b, c, s])
+    }
+
+    #[test]
+    fn a_buffer_returns_to_the_pool_after_its_last_reader() {
+        let (g, [x, a, b, c, s]) = chain();
+        let layout = Layout::new(&g, &[s]).unwrap();
+        assert_eq!(layout.storage[x.0], Storage::Owned);
+        let slot = |v: Value| match layout.storage[v.0] {
+            Storage::Pooled(k) => k,
+            other => panic!("{v:?} is {other:?}"),
+        };
+        // b is written while a is read: two buffers; c takes a's back.
+        assert_ne!(slot(a), slot(b));
+        assert_eq!(slot(c), slot(a));
+        // s is smaller (32 bytes, class 256): a buffer of its own size class.
+        assert_eq!(layout.pool.len(), 3);
+        assert_eq!(layout.pool[slot(a)], 512);
+        assert_eq!(layout.pool[slot(s)], 256);
+        assert_eq!(layout.owned_bytes, 512);
+        assert_eq!(layout.peak_bytes(), 512 + 512 + 512 + 256);
+        assert_eq!(layout.unpooled_bytes, 4 * 512 + 32);
+    }
+
+    #[test]
+    fn a_kept_value_keeps_its_buffer_for_the_whole_step() {
+        let (g, [_, a, b, c, s]) = chain();
+        let layout = Layout::new(&g, &[a, s]).unwrap();
+        let pooled: Vec<Storage> = [a, b, c].iter().map(|v| layout.storage[v.0]).collect();
+        assert_ne!(pooled[0], pooled[2], "c must not reuse the kept a");
+        assert_ne!(pooled[1], pooled[2], "c must not overwrite its input b");
+    }
+
+    #[test]
+    fn reshapes_alias_resident_and_parameter_only_values_own() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[4, 6]);
+        let w = g.param("w", &[6, 6], Init::Identity { gain: 1.0 });
+        let gram = g.matmul(w, w, true, false).unwrap();
+        let y = g.matmul(x, gram, false, false).unwrap();
+        let flat = g.reshape(y, &[1, 24]).unwrap();
+        let again = g.reshape(flat, &[24]).unwrap();
+        let layout = Layout::new(&g, &[again]).unwrap();
+        assert_eq!(layout.storage[w.0], Storage::Owned);
+        assert_eq!(layout.storage[gram.0], Storage::Owned, "parameter-only");
+        assert!(matches!(layout.storage[y.0], Storage::Pooled(_)));
+        assert_eq!(layout.storage[flat.0], Storage::Alias(y));
+        assert_eq!(layout.storage[again.0], Storage::Alias(y));
+        assert_eq!(layout.root(again), y);
+    }
+
+    #[test]
+    fn ops_without_a_value_have_no_storage_and_bad_outputs_are_errors() {
+        let mut g = Graph::new();
+        let w = g.param("w", &[3], Init::Zeros);
+        let grad = g.constant(&[3], 1.0);
+        let m = g.resident("w.momentum", &[3], Init::Zeros, crate::graph::Role::State);
+        let rule = UpdateRule::Sgd {
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        let update = g.push(Op::Update(rule), vec![w, grad, m], vec![]).unwrap();
+        let layout = Layout::new(&g, &[]).unwrap();
+        assert_eq!(layout.storage[update.0], Storage::None);
+        assert!(layout.pool.is_empty());
+        assert!(
+            Layout::new(&g, &[update]).is_err(),
+            "an update has no value"
+        );
+        assert!(Layout::new(&g, &[Value(99)]).is_err(), "not in the graph");
+    }
+
+    #[test]
+    fn initial_values_are_seeded_and_shaped() {
+        let a = init_values(&Init::Normal { std: 1.0 }, &[5, 4], 7).unwrap();
+        assert_eq!(
+            a,
+            init_values(&Init::Normal { std: 1.0 }, &[5, 4], 7).unwrap()
+        );
+        assert_ne!(
+            a,
+            init_values(&Init::Normal { std: 1.0 }, &[5, 4], 8).unwrap()
+        );
+        // A batch of two 2×3 identities.
+        let eye = init_values(&Init::Identity { gain: 2.0 }, &[2, 2, 3], 0).unwrap();
+        let one = [2.0, 0.0, 0.0, 0.0, 2.0, 0.0];
+        assert_eq!(eye, [one, one].concat());
+        // Orthogonal: the rows of a wide matrix are orthonormal (times the gain).
+        let q = init_values(&Init::Orthogonal { gain: 3.0 }, &[2, 5], 1).unwrap();
+        let dot = |i: usize, j: usize| (0..5).map(|k| q[i * 5 + k] * q[j * 5 + k]).sum::<f32>();
+        assert!((dot(0, 0) - 9.0).abs() < 1e-4 && dot(0, 1).abs() < 1e-4);
+        assert!(matches!(
+            init_values(&Init::Data(vec![1.0; 3]), &[2, 2], 0),
+            Err(Error::Shape { .. })
+        ));
+    }
+}

@@ -1,6 +1,6 @@
 //! The command graph: symbolic values, ops with shapes checked as they are added, reverse-mode
 //! autodiff that appends gradient ops to the same graph, a planner that assigns pooled device
-//! buffers, and two executors over the same [`Plan`](plan::Plan) — the GPU one (one submission
+//! buffers, and two executors over the same [`Plan`] — the GPU one (one submission
 //! per step) and the CPU reference one (nalgebra, any precision).
 //!
 //! ```no_run
@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod layout;
 pub mod plan;
 pub mod reference;
+pub mod status;
 
 pub use plan::{Plan, PlanState};
 
@@ -200,6 +201,8 @@ pub struct Node {
 pub struct Graph {
     nodes: Vec<Node>,
     learning_rate: f32,
+    /// The values [`Graph::backward`] differentiated: the losses a step watches.
+    losses: Vec<Value>,
 }
 
 impl Graph {
@@ -218,14 +221,21 @@ impl Graph {
         self.learning_rate = lr;
     }
 
+    /// The losses: every value [`Graph::backward`] was called on, in that order.
+    pub fn losses(&self) -> &[Value] {
+        &self.losses
+    }
+
     /// All nodes, in order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
     /// Renames the node of `v` (layers name their nodes so errors and stats say which layer).
-    pub fn set_name(&mut self, v: Value, name: &str) {
+    pub fn set_name(&mut self, v: Value, name: &str) -> Result<()> {
+        self.lookup("set_name", v)?;
         self.nodes[v.0].name = name.to_string();
+        Ok(())
     }
 
     /// The value of node `index`, if the graph has that many nodes.
@@ -233,13 +243,25 @@ impl Graph {
         (index < self.nodes.len()).then_some(Value(index))
     }
 
-    /// The node of `v`.
-    pub fn node(&self, v: Value) -> &Node {
+    /// The node of `v`, or [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_node(&self, v: Value) -> Result<&Node> {
+        self.lookup("node", v)
+    }
+
+    /// The output shape of `v` (empty for ops without output), or
+    /// [`Error::InvalidArgument`] if `v` is not a value of this graph.
+    pub fn try_shape(&self, v: Value) -> Result<&[usize]> {
+        self.lookup("shape", v).map(|n| n.shape.as_slice())
+    }
+
+    /// The node of `v`, which the crate took from this graph (panics otherwise: callers
+    /// outside the crate use [`Graph::try_node`]).
+    pub(crate) fn node(&self, v: Value) -> &Node {
         &self.nodes[v.0]
     }
 
-    /// The output shape of `v`.
-    pub fn shape(&self, v: Value) -> &[usize] {
+    /// The output shape of `v`, which the crate took from this graph (see [`Graph::node`]).
+    pub(crate) fn shape(&self, v: Value) -> &[usize] {
         &self.nodes[v.0].shape
     }
 
@@ -302,18 +324,27 @@ impl Graph {
             .collect()
     }
 
+    /// The node of `v`, or an error naming `op` if `v` is out of this graph's range (e.g. a
+    /// value of another, larger graph).
+    fn lookup(&self, op: &str, v: Value) -> Result<&Node> {
+        self.nodes.get(v.0).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{op}: value {} is not in this graph of {} nodes",
+                v.0,
+                self.nodes.len()
+            ))
+        })
+    }
+
+    /// Checks that `v` is in this graph and has an output an op can read.
     fn check_value(&self, op: &str, v: Value) -> Result<()> {
-        match self.nodes.get(v.0) {
-            Some(n) if !n.shape.is_empty() => Ok(()),
-            Some(_) => Err(Error::InvalidArgument(format!(
+        if self.lookup(op, v)?.shape.is_empty() {
+            return Err(Error::InvalidArgument(format!(
                 "{op}: value {} has no output",
                 v.0
-            ))),
-            None => Err(Error::InvalidArgument(format!(
-                "{op}: value {} is not in this graph",
-                v.0
-            ))),
+            )));
         }
+        Ok(())
     }
 
     /// Appends a node whose shape has been checked; returns its value.
@@ -436,7 +467,7 @@ impl Graph {
     }
 
     /// x viewed as [rows, cols] (cols = last dimension) reduced per row (`Axis::Rows`, shape
-    /// [rows]) or per column (`Axis::Cols`, shape [cols]).
+    /// `[rows]`) or per column (`Axis::Cols`, shape `[cols]`).
     pub fn reduce(&mut self, op: ReduceOp, axis: Axis, x: Value) -> Result<Value> {
         self.check_value("Reduce", x)?;
         let (rows, cols) = rows_cols(self.shape(x));
@@ -447,8 +478,9 @@ impl Graph {
         self.push(Op::Reduce { op, axis }, vec![x], shape)
     }
 
-    /// The mean of every element, shape [1].
+    /// The mean of every element, shape `[1]`.
     pub fn mean_all(&mut self, x: Value) -> Result<Value> {
+        self.check_value("MeanAll", x)?;
         let n = self.shape(x).iter().product();
         let flat = self.reshape(x, &[1, n])?;
         self.reduce(ReduceOp::Mean, Axis::Rows, flat)
@@ -483,7 +515,7 @@ impl Graph {
     }
 
     /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or
-    /// soft, same shape), shape [rows].
+    /// soft, same shape), shape `[rows]`.
     pub fn softmax_xent(&mut self, logits: Value, targets: Value) -> Result<Value> {
         self.check_value("SoftmaxXent", logits)?;
         self.check_value("SoftmaxXent", targets)?;
@@ -491,7 +523,7 @@ impl Graph {
         self.push(Op::SoftmaxXent, vec![logits, targets], shape)
     }
 
-    /// The batch mean of the softmax cross-entropy, shape [1]: the usual classification loss.
+    /// The batch mean of the softmax cross-entropy, shape `[1]`: the usual classification loss.
     pub fn softmax_cross_entropy(&mut self, logits: Value, targets: Value) -> Result<Value> {
         let per_row = self.softmax_xent(logits, targets)?;
         self.mean_all(per_row)
@@ -540,7 +572,7 @@ impl Graph {
             .map(|_| ())
     }
 
-    /// Mean squared error mean((a − b)²), shape [1].
+    /// Mean squared error mean((a − b)²), shape `[1]`.
     pub fn mse(&mut self, a: Value, b: Value) -> Result<Value> {
         self.check_value("Mse", a)?;
         self.check_value("Mse", b)?;
@@ -567,5 +599,61 @@ pub fn rows_cols(shape: &[usize]) -> (usize, usize) {
     match shape.split_last() {
         Some((&cols, lead)) => (lead.iter().product(), cols),
         None => (1, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needed_for_is_the_outputs_and_their_ancestors() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 3]);
+        let t = g.input("t", &[2, 3]);
+        let state = g.resident("mean", &[3], Init::Zeros, Role::State);
+        let y = g.tanh(x).unwrap();
+        let m = g.reduce(ReduceOp::Mean, Axis::Cols, y).unwrap();
+        g.ema(state, m, 0.1).unwrap();
+        let loss = g.mse(y, t).unwrap();
+        let needed = g.needed_for(&[y]).unwrap();
+        let marked: Vec<usize> = (0..needed.len()).filter(|&i| needed[i]).collect();
+        assert_eq!(marked, [x.0, y.0]);
+        let needed = g.needed_for(&[loss]).unwrap();
+        assert!(needed[t.0] && needed[y.0] && !needed[m.0] && !needed[state.0]);
+        assert!(!needed
+            .iter()
+            .zip(g.nodes())
+            .any(|(&n, node)| n && node.shape.is_empty()));
+        assert!(g.needed_for(&[Value(1000)]).is_err());
+    }
+
+    #[test]
+    fn ema_and_mse_check_their_values() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[3]);
+        let state = g.resident("s", &[3], Init::Zeros, Role::State);
+        let foreign = Value(1000);
+        assert!(matches!(
+            g.ema(state, foreign, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            g.ema(foreign, x, 0.1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(g.mse(x, foreign), Err(Error::InvalidArgument(_))));
+        assert!(matches!(g.mse(foreign, x), Err(Error::InvalidArgument(_))));
+        for bad in [f32::NAN, -0.1, 1.5] {
+            assert!(matches!(
+                g.ema(state, x, bad),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(
+            matches!(g.ema(x, x, 0.1), Err(Error::Shape { .. })),
+            "state must be resident"
+        );
+        g.ema(state, x, 0.1).unwrap();
     }
 }

@@ -48,15 +48,27 @@ pub trait Plan {
     /// no running-statistics write — and leaves the step count alone. `inputs` must hold the
     /// graph inputs those ops read (others may be given and are written too). Afterwards
     /// [`Plan::read`] returns the outputs; on the GPU they must be readable (named at compile
-    /// time, or resident).
+    /// time, or resident). Eigendecompositions the outputs need run as in a step, and their
+    /// warm starts follow this run's eigenvectors (the solver's cache, not model state).
     fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()>;
 
     /// The current contents of `v` (waits for the work queued before).
     fn read(&self, v: Value) -> Result<Vec<f32>>;
 
     /// Overwrites a resident tensor (a parameter, state or constant), e.g. when loading a
-    /// checkpoint.
+    /// checkpoint. It also clears the step status (a halted plan resumes updating) and makes
+    /// every eigendecomposition start cold at the next run (no warm start from eigenvectors
+    /// of the old tensors): training goes on from what was written as a fresh plan given the
+    /// same tensors would. See [`status`](super::status).
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()>;
+
+    /// Checks what the runs since the last write found: `Error::NonFinite` when the last
+    /// run's eigendecomposition of a spectral function had NaN or Inf in its input (naming
+    /// the node, with the batch index) or, on the GPU, in its warm start; otherwise when a
+    /// step found NaN or Inf in a running statistic, a loss or a parameter update and halted
+    /// the updates (naming the first, with the step; see [`status`](super::status) for the
+    /// policy). On the GPU it waits for the queued work and reads a few words back.
+    fn check_status(&self) -> Result<()>;
 
     /// Eigenvalues (ascending, `[batch, n]`) of the matrices the spectral-function node `v`
     /// decomposed at the last step or forward run: the spectrum the layer acted on.
@@ -258,6 +270,13 @@ mod tests {
         g.mse(y, t).unwrap();
         g.set_learning_rate(0.25);
         (PlanState::new(&g), x, t, w)
+    }
+
+    #[test]
+    fn plans_can_move_between_threads() {
+        fn send_sync<P: Plan + Send + Sync>() {}
+        send_sync::<crate::graph::gpu::GpuPlan>();
+        send_sync::<crate::graph::reference::ReferencePlan<f64>>();
     }
 
     #[test]

@@ -7,12 +7,13 @@
 
 use super::layout::init_values;
 use super::plan::{Plan, PlanState};
+use super::status::{non_finite_solve, SolveFault, StepStatus, StepWatch, Watched};
 use super::{rows_cols, Graph, Node, Op, Value};
 use crate::error::{Error, Result};
 use crate::kernels::matmul::matmul_shape;
 use crate::kernels::optim::hyper_values;
 use crate::reference::{self as r, Real};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A graph compiled for the CPU reference in precision `T`.
 pub struct ReferencePlan<T: Real> {
@@ -20,6 +21,12 @@ pub struct ReferencePlan<T: Real> {
     values: Vec<Vec<T>>,
     /// Eigenvalues and eigenvectors of each spectral-function node, from the last run.
     eigen: HashMap<usize, (Vec<T>, Vec<T>)>,
+    /// Spectral-function nodes whose input held NaN or Inf at their last run, with the first
+    /// such matrix of the batch.
+    non_finite_solves: BTreeMap<usize, u64>,
+    /// What the steps watch, and what they found since the last write.
+    watch: StepWatch,
+    status: StepStatus,
 }
 
 /// The inputs of one node as an op reads them.
@@ -51,10 +58,14 @@ impl<T: Real> ReferencePlan<T> {
                 values[i] = data.iter().map(|&x| T::c(x as f64)).collect();
             }
         }
+        let watch = StepWatch::of(graph);
         Ok(ReferencePlan {
             state: PlanState::new(graph),
             values,
             eigen: HashMap::new(),
+            non_finite_solves: BTreeMap::new(),
+            status: StepStatus::new(watch.len()),
+            watch,
         })
     }
 
@@ -86,10 +97,12 @@ impl<T: Real> ReferencePlan<T> {
         }
     }
 
-    /// Overwrites a resident tensor.
+    /// Overwrites a resident tensor and clears the status (see [`Plan::write`]).
     pub fn write(&mut self, v: Value, data: &[T]) -> Result<()> {
         self.state.check_write(v, data.len())?;
         self.values[v.0] = data.to_vec();
+        self.non_finite_solves.clear();
+        self.status = StepStatus::new(self.watch.len());
         Ok(())
     }
 
@@ -99,16 +112,50 @@ impl<T: Real> ReferencePlan<T> {
         }
     }
 
-    /// Evaluates every node in order, or only those `needed` marks.
+    /// Evaluates every node in order, or only those `needed` marks. A step (all nodes) checks
+    /// its losses and gradients before its first update and halts the updates on a finding,
+    /// then, after the last node, checks any loss computed after the first update (none in
+    /// graphs the optimizers build) and halts on any finding, the updates' own included (see
+    /// [`super::status`]).
     fn execute(&mut self, needed: Option<&[bool]>) -> Result<()> {
         let hyper = hyper_values(self.state.learning_rate(), self.state.steps());
         let mut clip_scale = T::one();
-        for i in 0..self.state.graph().nodes().len() {
-            if needed.is_none_or(|n| n[i]) {
+        let nodes = self.state.graph().nodes().len();
+        let gate_at = match needed {
+            None => self.watch.first_update().unwrap_or(nodes),
+            Some(_) => usize::MAX,
+        };
+        for i in 0..=nodes {
+            if i == gate_at {
+                // Every loss and gradient computed by now.
+                self.check_and_gate(|w| match *w {
+                    Watched::Loss(v) | Watched::Update { grad: v, .. } => v.0 < gate_at,
+                    Watched::RunningStatistic { .. } => false,
+                });
+            }
+            if i < nodes && needed.is_none_or(|n| n[i]) {
                 self.evaluate(i, hyper[0], &mut clip_scale)?;
             }
         }
+        if needed.is_none() {
+            // A gradient computed after the first update is left to its update's own check.
+            self.check_and_gate(|w| matches!(*w, Watched::Loss(v) if v.0 >= gate_at));
+        }
         Ok(())
+    }
+
+    /// Records the non-finite values of the watched losses and gradients `which` picks in
+    /// their slots, then halts the updates on any finding.
+    fn check_and_gate(&mut self, which: impl Fn(&Watched) -> bool) {
+        for (slot, watched) in self.watch.iter() {
+            let checked = match *watched {
+                Watched::Loss(v) | Watched::Update { grad: v, .. } if which(watched) => v,
+                _ => continue,
+            };
+            let finding = r::finite::non_finite(&self.values[checked.0]);
+            self.status.record(slot, finding);
+        }
+        self.status.gate(self.state.steps());
     }
 
     /// Evaluates node `i`: the op family's function computes its value, or changes resident
@@ -128,7 +175,16 @@ impl<T: Real> ReferencePlan<T> {
             Op::Reduce { .. } | Op::Transpose | Op::Reshape => arrange(&ops),
             Op::SoftmaxXent | Op::SoftmaxXentBackward => softmax(&ops),
             Op::SpectralFn(f) => {
-                let (h, lambda, v) = r::spectral::spectral_forward(ops.x(0), last(&node.shape), *f);
+                let n = last(&node.shape);
+                match ops
+                    .x(0)
+                    .chunks(n * n)
+                    .position(|m| r::finite::non_finite(m).is_some())
+                {
+                    Some(b) => self.non_finite_solves.insert(i, b as u64),
+                    None => self.non_finite_solves.remove(&i),
+                };
+                let (h, lambda, v) = r::spectral::spectral_forward(ops.x(0), n, *f);
                 self.eigen.insert(i, (lambda, v));
                 h
             }
@@ -139,8 +195,15 @@ impl<T: Real> ReferencePlan<T> {
                 r::spectral::spectral_backward(lambda, v, ops.x(0), last(&node.shape), *f)
             }
             Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => {
+                if self.status.is_halted() && !matches!(node.op, Op::ClipGradients { .. }) {
+                    return Ok(());
+                }
                 let step = self.state.steps();
-                return in_place(node, &mut self.values, learning_rate, step, clip_scale);
+                let found = in_place(node, &mut self.values, learning_rate, step, clip_scale);
+                if let Some(slot) = self.watch.slot_of(i) {
+                    self.status.record(slot, found);
+                }
+                return Ok(());
             }
         };
         self.values[i] = value;
@@ -196,42 +259,52 @@ fn softmax<T: Real>(ops: &Operands<T>) -> Vec<T> {
 }
 
 /// In-place ops on resident tensors: running averages, gradient clipping (sets the step's
-/// `clip_scale`), optimizer updates (step `step`, learning rate `learning_rate`).
+/// `clip_scale`), optimizer updates (step `step`, learning rate `learning_rate`). A running
+/// average of a non-finite value is skipped; an element of a running average or an update
+/// whose new values would be NaN or Inf keeps its old ones. Returns what was found so.
 fn in_place<T: Real>(
     node: &Node,
     values: &mut [Vec<T>],
     learning_rate: f32,
     step: u64,
     clip_scale: &mut T,
-) -> Result<()> {
-    match &node.op {
-        Op::Ema { momentum } => {
-            let m = T::c(*momentum as f64);
-            let value = values[node.inputs[1].0].clone();
-            for (s, v) in values[node.inputs[0].0].iter_mut().zip(value) {
-                *s = (T::one() - m) * *s + m * v;
-            }
-        }
+) -> Option<(u64, u64)> {
+    // The new value of a running average, or the gradient of an update.
+    let source = &values[node.inputs[1].0];
+    let (changed, mut new): (Vec<Value>, Vec<Vec<T>>) = match &node.op {
         Op::ClipGradients { max_norm } => {
             let grads: Vec<&[T]> = node.inputs.iter().map(|v| values[v.0].as_slice()).collect();
             *clip_scale = r::optim::clip_scale(&grads, *max_norm as f64);
+            return None;
+        }
+        Op::Ema { momentum } => {
+            if let found @ Some(_) = r::finite::non_finite(source) {
+                return found;
+            }
+            let m = T::c(*momentum as f64);
+            let mut state = values[node.inputs[0].0].clone();
+            for (s, &v) in state.iter_mut().zip(source) {
+                *s = (T::one() - m) * *s + m * v;
+            }
+            (vec![node.inputs[0]], vec![state])
         }
         Op::Update(rule) => {
-            let grad = values[node.inputs[1].0].clone();
-            let mut states: Vec<Vec<T>> = node.inputs[2..]
-                .iter()
-                .map(|v| std::mem::take(&mut values[v.0]))
-                .collect();
-            let param = &mut values[node.inputs[0].0];
+            // The parameter and its state tensors.
+            let changed = [&node.inputs[..1], &node.inputs[2..]].concat();
+            let mut new: Vec<Vec<T>> = changed.iter().map(|v| values[v.0].clone()).collect();
+            let (param, states) = new.split_at_mut(1);
             let lr = learning_rate as f64;
-            r::optim::update(rule, lr, step, *clip_scale, param, &grad, &mut states);
-            for (v, s) in node.inputs[2..].iter().zip(states) {
-                values[v.0] = s;
-            }
+            r::optim::update(rule, lr, step, *clip_scale, &mut param[0], source, states);
+            (changed, new)
         }
         other => unreachable!("{} is not an in-place op", other.name()),
+    };
+    let old: Vec<&[T]> = changed.iter().map(|v| values[v.0].as_slice()).collect();
+    let found = r::finite::keep_finite(&old, &mut new);
+    for (v, t) in changed.into_iter().zip(new) {
+        values[v.0] = t;
     }
-    Ok(())
+    found
 }
 
 /// The last dimension of a shape.
@@ -292,6 +365,16 @@ impl<T: Real> Plan for ReferencePlan<T> {
 
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         ReferencePlan::write(self, v, &widen(data))
+    }
+
+    /// The reference has no warm starts: it reports non-finite solver inputs and the step
+    /// status.
+    fn check_status(&self) -> Result<()> {
+        let graph = self.state.graph();
+        if let Some((&node, &index)) = self.non_finite_solves.iter().next() {
+            return Err(non_finite_solve(graph, node, SolveFault::Input, index));
+        }
+        self.watch.check(graph, &self.status)
     }
 
     fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {

@@ -3,7 +3,9 @@
 //! entry point and workgroup size, its override constants, the layout of its parameter struct
 //! field by field, and the constants both sides declare (status bits, tile sizes, mode ids).
 
-use super::{elementwise, finite, jacobi, matmul, optim, reduce, softmax, spectral, transpose};
+use super::{
+    elementwise, finite, jacobi, jacobi_block, matmul, optim, reduce, softmax, spectral, transpose,
+};
 use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
 
 /// A uniform struct at `@group(0) @binding(0)` of `shader` that Rust mirrors, for kernels that
@@ -25,6 +27,9 @@ pub struct Contracts {
     pub kernels: Vec<KernelSpec>,
     /// Parameter structs of the kernels launched untyped.
     pub untyped_params: Vec<ParamsContract>,
+    /// The shaders of the kernels launched untyped (the Jacobi solver's, each
+    /// jacobi_common.wgsl followed by its files), exactly as they are compiled.
+    pub untyped_shaders: Vec<&'static Shader>,
     /// Constants that a shader and Rust both declare.
     pub constants: Vec<SharedConstant>,
 }
@@ -36,7 +41,7 @@ const JACOBI_COMMON: Shader = Shader {
 };
 
 /// The Jacobi solver's status bits, as `jacobi_common.wgsl` declares them.
-const JACOBI_STATUS: [SharedConstant; 4] = [
+const JACOBI_STATUS: [SharedConstant; 6] = [
     SharedConstant::u32(
         &JACOBI_COMMON,
         "NONFINITE_INPUT",
@@ -53,6 +58,16 @@ const JACOBI_STATUS: [SharedConstant; 4] = [
         jacobi::STATUS_NOT_CONVERGED,
     ),
     SharedConstant::u32(&JACOBI_COMMON, "FINISHED", jacobi::STATUS_FINISHED),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "WARM_START_REJECTED",
+        jacobi::STATUS_WARM_START_REJECTED,
+    ),
+    SharedConstant::u32(
+        &JACOBI_COMMON,
+        "VALUES_OVERFLOW",
+        jacobi::STATUS_VALUES_OVERFLOW,
+    ),
 ];
 
 /// The contracts of every kernel module.
@@ -88,6 +103,7 @@ pub fn contracts() -> Contracts {
     Contracts {
         kernels,
         untyped_params,
+        untyped_shaders: [&jacobi::SHADERS[..], &jacobi_block::SHADERS].concat(),
         constants,
     }
 }

@@ -1,5 +1,8 @@
 //! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`) and binary (add,
 //! sub, mul with a broadcast right operand, and the activations' backward rules).
+//!
+//! The activations and their backward rules propagate NaN on every adapter: a NaN input (or
+//! upstream gradient) gives a NaN output, so a diverged network never reads as finite.
 
 use super::{same_device, to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
@@ -7,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::Tensor;
 
-// The activations and their backward rules come from activation.wgsl, which the matmul
-// epilogue shares.
+// The activations and their NaN-propagating backward rules come from activation.wgsl, which
+// the matmul epilogue shares.
 const UNARY: Shader = Shader {
     name: "elementwise_unary",
     source: concat!(
@@ -64,7 +67,7 @@ pub(super) const CONSTANTS: [SharedConstant; 2] = [
 pub enum UnaryOp {
     /// y = alpha · x.
     Scale(f32),
-    /// y = max(x, 0).
+    /// y = max(x, 0) (NaN stays NaN).
     Relu,
     /// y = tanh(x).
     Tanh,
@@ -92,7 +95,7 @@ pub enum BinaryOp {
     Sub,
     /// a ∘ b.
     Mul,
-    /// dx of ReLU: a = x, b = dy.
+    /// dx of ReLU: a = x, b = dy; dy where x > 0, 0 where x ≤ 0, NaN where x or dy is NaN.
     ReluBackward,
     /// dx of tanh: a = y = tanh(x), b = dy.
     TanhBackward,

@@ -8,6 +8,14 @@
 //! `u32::MAX − first index` (kept with `atomicMax`). An all-zero slot means "all finite", so a
 //! step resets its flags with `encoder.clear_buffer(&flags, 0, None)` before the checks.
 //! Counts accumulate until cleared.
+//!
+//! A training step keeps its *status* in such a buffer ([`status_buffer`]): the first
+//! [`STATUS_HEADER_SLOTS`] slots hold a header — whether the step's updates are halted, since
+//! which step, and the current step — and each later slot the findings of one thing the step
+//! watches (a loss, a parameter update, a running statistic). The checks of a step write
+//! their slots; the [`gate_dispatch`] launch halts the updates at the first slot that found
+//! something; the update kernels (`kernels::optim`) read the halt and record their own
+//! non-finite results.
 
 use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
@@ -20,6 +28,7 @@ const SHADER: Shader = Shader {
     source: include_str!("../../shaders/finite.wgsl"),
 };
 const FINITE_CHECK: Kernel<Params> = Kernel::new(&SHADER, "finite_check", [64, 1, 1]);
+const GATE: Kernel<Params> = Kernel::new(&SHADER, "gate", [1, 1, 1]);
 /// Elements each invocation scans (strided by the number of invocations).
 const PER_THREAD: usize = 16;
 
@@ -27,13 +36,30 @@ const PER_THREAD: usize = 16;
 /// offending index.
 pub const FLAG_WORDS: usize = 2;
 
-/// The kernels of this module, for the contract checks.
-pub(super) const KERNELS: [KernelSpec; 1] = [FINITE_CHECK.spec()];
+/// Slots at the head of a step-status buffer that hold its header words.
+pub const STATUS_HEADER_SLOTS: usize = 2;
+/// Header word: 0 while a step's updates may run; else the slot of the first finding (at least
+/// [`STATUS_HEADER_SLOTS`]), from when on updates and running-statistic writes are skipped.
+pub const STATUS_HALT: usize = 0;
+/// Header word: the step at which the halt was set (its low 32 bits).
+pub const STATUS_HALTED_AT: usize = 1;
+/// Header word: the current step (its low 32 bits), written by the host before each step.
+pub const STATUS_STEP: usize = 2;
+/// The most slots a gate scans: its one invocation loops over them, and llvmpipe ends an
+/// invocation after 65,535 loop iterations.
+const MAX_WATCHED: usize = 60_000;
 
-/// The flag layout and the workgroup size, as the shader declares them.
-pub(super) const CONSTANTS: [SharedConstant; 2] = [
+/// The kernels of this module, for the contract checks.
+pub(super) const KERNELS: [KernelSpec; 2] = [FINITE_CHECK.spec(), GATE.spec()];
+
+/// The flag and status layouts and the workgroup size, as the shader declares them.
+pub(super) const CONSTANTS: [SharedConstant; 6] = [
     SharedConstant::u32(&SHADER, "FLAG_WORDS", FLAG_WORDS as u32),
     SharedConstant::u32(&SHADER, "WG", FINITE_CHECK.spec().workgroup_size[0]),
+    SharedConstant::u32(&SHADER, "HEADER_SLOTS", STATUS_HEADER_SLOTS as u32),
+    SharedConstant::u32(&SHADER, "HALT", STATUS_HALT as u32),
+    SharedConstant::u32(&SHADER, "HALTED_AT", STATUS_HALTED_AT as u32),
+    SharedConstant::u32(&SHADER, "STEP", STATUS_STEP as u32),
 ];
 
 crate::wgsl_params! {
@@ -90,6 +116,38 @@ pub fn finite_check_dispatch<'a>(
     };
     let grid = FINITE_CHECK.grid(device, threads as u64)?;
     FINITE_CHECK.dispatch(device, &params, &[x, flags], grid)
+}
+
+/// A zeroed step-status buffer: the header and one slot for each of `watched` things.
+pub fn status_buffer(device: &Device, watched: usize) -> wgpu::Buffer {
+    flag_buffer(device, STATUS_HEADER_SLOTS + watched)
+}
+
+/// The launch that halts the updates of the step-status buffer `status` (of `watched` slots
+/// after its header) at the first slot that recorded a non-finite value, unless halted
+/// already; the halt records the current step.
+pub fn gate_dispatch(device: &Device, status: &wgpu::Buffer, watched: usize) -> Result<Dispatch> {
+    let slots = status.size() as usize / (FLAG_WORDS * 4);
+    if STATUS_HEADER_SLOTS + watched > slots || watched > MAX_WATCHED {
+        return Err(Error::InvalidArgument(format!(
+            "gate: {watched} watched slots do not fit a status buffer of {slots} slots \
+             (at most {MAX_WATCHED} are scanned)"
+        )));
+    }
+    let params = Params {
+        n: watched as u32,
+        ..Params::default()
+    };
+    GATE.dispatch_bound(device, &params, &[(2, status)], [1, 1, 1])
+}
+
+/// Where the downloaded words of a step-status buffer say the updates halted: `None` while
+/// they run, else `Some((watched slot, low 32 bits of the step))` with the slot counted
+/// after the header, as [`decode_flags`] counts it minus [`STATUS_HEADER_SLOTS`].
+pub fn decode_halt(words: &[u32]) -> Option<(usize, u32)> {
+    let halt = *words.get(STATUS_HALT)? as usize;
+    let at = *words.get(STATUS_HALTED_AT)?;
+    (halt >= STATUS_HEADER_SLOTS).then(|| (halt - STATUS_HEADER_SLOTS, at))
 }
 
 /// Decodes slot `slot` of downloaded flag words: `None` when that slot recorded no NaN/Inf (or

@@ -1,4 +1,4 @@
-//! Batched matrix product C[b] = op(A[b]) · op(B[b]), op = identity or transpose, with an
+//! Batched matrix product `C[b] = op(A[b]) · op(B[b])`, op = identity or transpose, with an
 //! operand optionally shared by every batch item, and an optional elementwise [`Epilogue`]
 //! (bias, activation, or an activation's backward rule) applied as C is stored — the fusion
 //! the graph planner uses to save a kernel launch and a round trip through memory.
@@ -82,7 +82,7 @@ const MAP_GELU_BACKWARD: u32 = 6;
 
 /// The sizes of one batched product and how its operands are stored.
 ///
-/// C[b] = op(A[b]) · op(B[b]) for b in 0..batch, op(A) m×k, op(B) k×n, C m×n, all row-major.
+/// `C[b] = op(A[b]) · op(B[b])` for b in 0..batch, op(A) m×k, op(B) k×n, C m×n, all row-major.
 /// A is stored [m, k], or [k, m] when `trans_a`; B is stored [k, n], or [n, k] when `trans_b`.
 /// An operand that is not batched is one matrix shared by every batch item (batch stride 0).
 #[derive(Clone, Copy, Debug, PartialEq)]

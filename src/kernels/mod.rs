@@ -20,6 +20,7 @@ pub mod contracts;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
+pub mod jacobi_block;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
@@ -29,6 +30,7 @@ pub mod transpose;
 
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
+use crate::gl_lock::GlDrop;
 pub use crate::pipeline::{Kernel, Shader};
 use crate::pipeline::{KernelId, Params};
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use wgpu::util::DeviceExt;
 pub struct Dispatch {
     label: &'static str,
     pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
+    bind_group: GlDrop<wgpu::BindGroup>,
     workgroups: [u32; 3],
     /// The storage buffers it binds, each with whether the shader may write it.
     storage: Vec<(wgpu::Buffer, bool)>,
@@ -51,31 +53,39 @@ impl std::fmt::Debug for Dispatch {
 }
 
 impl<P: Params> Kernel<P> {
-    /// A launch of this kernel with `params` at binding 0 and `buffers` at bindings 1, 2, …
-    /// over `workgroups`.
-    pub fn dispatch(
+    /// A launch of this kernel with `params` at binding 0 and `buffers` (whole buffers or
+    /// [`Region`]s) at bindings 1, 2, … over `workgroups`.
+    pub fn dispatch<'a, B: Copy + Into<Region<'a>>>(
         &self,
         device: &Device,
         params: &P,
-        buffers: &[Region<'_>],
+        buffers: &[B],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let bindings = numbered(buffers);
+        let regions: Vec<Region<'a>> = buffers.iter().map(|&b| b.into()).collect();
+        let bindings = numbered(&regions);
         self.dispatch_bound(device, params, &bindings, workgroups)
     }
 
     /// Like [`Kernel::dispatch`] with explicit binding numbers, for shaders whose entry points
     /// use different subsets of one module's bindings (auto layouts keep only those used).
-    pub fn dispatch_bound(
+    pub fn dispatch_bound<'a, B: Copy + Into<Region<'a>>>(
         &self,
         device: &Device,
         params: &P,
-        buffers: &[(u32, Region<'_>)],
+        buffers: &[(u32, B)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let spec = self.spec();
         let bytes = bytemuck::bytes_of(params);
-        Dispatch::build(device, spec.shader, spec.id(), bytes, buffers, workgroups)
+        Dispatch::build(
+            device,
+            spec.shader,
+            spec.id(),
+            bytes,
+            &regions(buffers),
+            workgroups,
+        )
     }
 
     /// Workgroup counts covering `threads` invocations of this kernel (see [`grid_1d`]).
@@ -181,6 +191,11 @@ impl<'a> From<&'a Arc<wgpu::Buffer>> for Region<'a> {
 pub const REGION_ALIGNMENT: u64 = 256;
 
 /// `buffers` numbered from binding 1.
+/// `buffers` (whole buffers or regions) as the regions they bind.
+fn regions<'a, B: Copy + Into<Region<'a>>>(buffers: &[(u32, B)]) -> Vec<(u32, Region<'a>)> {
+    buffers.iter().map(|&(i, b)| (i, b.into())).collect()
+}
+
 fn numbered<'a>(buffers: &[Region<'a>]) -> Vec<(u32, Region<'a>)> {
     buffers
         .iter()
@@ -207,12 +222,12 @@ impl Dispatch {
     }
 
     /// Like [`Dispatch::new`] with explicit binding numbers (see [`Kernel::dispatch_bound`]).
-    pub fn with_bindings<T: bytemuck::Pod>(
+    pub fn with_bindings<'a, T: bytemuck::Pod, B: Copy + Into<Region<'a>>>(
         device: &Device,
         shader: &Shader,
         entry: &'static str,
         params: &T,
-        buffers: &[(u32, Region<'_>)],
+        buffers: &[(u32, B)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let id = KernelId {
@@ -221,7 +236,7 @@ impl Dispatch {
             overrides: &[],
         };
         let bytes = bytemuck::bytes_of(params);
-        Dispatch::build(device, shader, id, bytes, buffers, workgroups)
+        Dispatch::build(device, shader, id, bytes, &regions(buffers), workgroups)
     }
 
     /// The launch of kernel `id` with the uniform `params` and storage `buffers`.
@@ -243,6 +258,7 @@ impl Dispatch {
                 limit: max as u64,
             });
         }
+        let _gl = device.gl_guard();
         let pipeline = device.pipeline(shader, id);
         // Uniform buffers are padded to 16 bytes, the strictest alignment WGSL asks of a struct.
         let mut bytes = params.to_vec();
@@ -277,7 +293,7 @@ impl Dispatch {
         Ok(Dispatch {
             label: entry,
             pipeline,
-            bind_group,
+            bind_group: GlDrop::new(bind_group, device.is_gl()),
             workgroups,
             storage,
         })
@@ -297,7 +313,7 @@ impl Dispatch {
     /// Records the launch into an open compute pass.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -311,7 +327,7 @@ impl Dispatch {
         offset: u64,
     ) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
         pass.dispatch_workgroups_indirect(indirect, offset);
     }
 }
@@ -420,6 +436,7 @@ impl BufferUses {
 
 /// Records `dispatches` in order into one compute pass of one encoder and submits it once.
 pub fn run(device: &Device, dispatches: &[&Dispatch]) -> Result<()> {
+    let _gl = device.gl_guard();
     let mut encoder = device
         .wgpu_device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });

@@ -2,11 +2,17 @@
 //! in place, and clipping by global gradient norm — all reading the per-step hyperparameters
 //! (learning rate, step count, clip scale) from a small device buffer the host writes once per
 //! step, so changing the learning rate never recompiles anything.
+//!
+//! The updates and the running average also bind the step's status (a
+//! [`finite::status_buffer`]): once it says halted they change nothing, and an element whose
+//! new values would be NaN or Inf keeps its old ones and is recorded in the launch's slot.
 
+use super::finite::{self, FLAG_WORDS, STATUS_HALT};
 use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
+use wgpu::util::DeviceExt;
 
 const SHADER: Shader = Shader {
     name: "optim",
@@ -27,12 +33,13 @@ pub(super) const KERNELS: [KernelSpec; 5] = [
     EMA.spec(),
 ];
 
-/// The elementwise kernels' workgroup size, which their flat index uses.
-pub(super) const CONSTANTS: [SharedConstant; 1] = [SharedConstant::u32(
-    &SHADER,
-    "WG",
-    SGD.spec().workgroup_size[0],
-)];
+/// The elementwise kernels' workgroup size, which their flat index uses, and the step-status
+/// layout they share with `finite.wgsl`.
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
+    SharedConstant::u32(&SHADER, "WG", SGD.spec().workgroup_size[0]),
+    SharedConstant::u32(&SHADER, "FLAG_WORDS", FLAG_WORDS as u32),
+    SharedConstant::u32(&SHADER, "HALT", STATUS_HALT as u32),
+];
 
 /// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, unused]`.
 pub const HYPER_WORDS: usize = 4;
@@ -118,8 +125,34 @@ pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
     [learning_rate, step.max(1) as f32, 1.0, 0.0]
 }
 
+/// Where an update or a running average records itself: a step-status buffer and its slot
+/// there (counted from the buffer's start, header included).
+#[derive(Clone, Copy, Debug)]
+pub struct StatusSlot<'a> {
+    /// The step's status ([`finite::status_buffer`]).
+    pub buffer: &'a wgpu::Buffer,
+    /// The launch's slot.
+    pub slot: usize,
+}
+
+impl StatusSlot<'_> {
+    /// The slot as the shader reads it, checked against the buffer.
+    fn index(&self, what: &str) -> Result<u32> {
+        let slots = self.buffer.size() as usize / (FLAG_WORDS * 4);
+        if self.slot < finite::STATUS_HEADER_SLOTS || self.slot >= slots {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: status slot {} is outside the findings of a buffer of {slots} slots",
+                self.slot
+            )));
+        }
+        Ok(self.slot as u32)
+    }
+}
+
 /// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
-/// `rule.state_count()`), reading `hyper`.
+/// `rule.state_count()`), reading `hyper`; it does nothing once `status` says halted, and
+/// keeps (and records in its slot) every element whose new values would be non-finite.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a region of its own
 pub fn update_dispatch<'a>(
     device: &Device,
     rule: &UpdateRule,
@@ -127,6 +160,40 @@ pub fn update_dispatch<'a>(
     param: impl Into<Region<'a>>,
     grad: impl Into<Region<'a>>,
     states: &[Region<'a>],
+    status: StatusSlot,
+    n: usize,
+) -> Result<Dispatch> {
+    let parts = [(0, status.slot)];
+    packed_update_dispatch(
+        device,
+        rule,
+        hyper,
+        param,
+        grad,
+        states,
+        status.buffer,
+        &parts,
+        n,
+    )
+}
+
+/// A launch updating `n` elements of several tensors laid out alike in the arenas `param`,
+/// `grad` and `states` (one launch for every parameter of a rule, see
+/// [`GpuPlan`](crate::graph::gpu::GpuPlan)). `parts` lists, in order, the element where each
+/// tensor starts (the first at 0) and its slot in `status`: like [`update_dispatch`], the
+/// launch does nothing once `status` says halted, and an element whose new values would be
+/// non-finite keeps its old ones and is recorded in its tensor's slot, at its index in that
+/// tensor.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a region of its own
+pub fn packed_update_dispatch<'a>(
+    device: &Device,
+    rule: &UpdateRule,
+    hyper: impl Into<Region<'a>>,
+    param: impl Into<Region<'a>>,
+    grad: impl Into<Region<'a>>,
+    states: &[Region<'a>],
+    status: &wgpu::Buffer,
+    parts: &[(usize, usize)],
     n: usize,
 ) -> Result<Dispatch> {
     let hyper: Region<'a> = hyper.into();
@@ -140,10 +207,13 @@ pub fn update_dispatch<'a>(
             states.len()
         )));
     }
+    let table = parts_table(device, status, parts, n)?;
     let mut params = Params {
         n: to_u32("optimizer update", n)?,
+        count: to_u32("optimizer update", parts.len())?,
         ..Params::default()
     };
+    let (status, table) = (Region::from(status), Region::from(&table));
     match *rule {
         UpdateRule::Sgd {
             momentum,
@@ -151,7 +221,14 @@ pub fn update_dispatch<'a>(
         } => {
             params.beta1 = momentum;
             params.weight_decay = weight_decay;
-            let b = [(1, hyper), (2, param), (3, grad), (4, states[0])];
+            let b = [
+                (1, hyper),
+                (2, param),
+                (3, grad),
+                (4, states[0]),
+                (6, status),
+                (7, table),
+            ];
             SGD.dispatch_bound(device, &params, &b, SGD.grid(device, n as u64)?)
         }
         UpdateRule::Adam {
@@ -170,10 +247,46 @@ pub fn update_dispatch<'a>(
                 (3, grad),
                 (4, states[0]),
                 (5, states[1]),
+                (6, status),
+                (7, table),
             ];
             ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
     }
+}
+
+/// The device table of an update's `parts` (first element, status slot; see
+/// [`packed_update_dispatch`]), checked: the first tensor starts at 0, the starts rise and lie
+/// below `n`, and every slot is one of `status`'s findings.
+fn parts_table(
+    device: &Device,
+    status: &wgpu::Buffer,
+    parts: &[(usize, usize)],
+    n: usize,
+) -> Result<wgpu::Buffer> {
+    let what = "optimizer update";
+    let rising = parts.windows(2).all(|w| w[0].0 < w[1].0);
+    if parts.first().map(|p| p.0) != Some(0) || !rising || parts.iter().any(|p| p.0 >= n) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: tensors starting at {:?} do not split {n} elements",
+            parts.iter().map(|p| p.0).collect::<Vec<_>>()
+        )));
+    }
+    let mut words = Vec::with_capacity(2 * parts.len());
+    for &(start, slot) in parts {
+        let slot = StatusSlot {
+            buffer: status,
+            slot,
+        };
+        words.extend([to_u32(what, start)?, slot.index(what)?]);
+    }
+    Ok(device
+        .wgpu_device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("update parts"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        }))
 }
 
 /// Most partial sums one [`sumsq_dispatch`] writes (one per workgroup): enough workgroups to
@@ -245,11 +358,16 @@ pub fn clip_dispatch<'a>(
 }
 
 /// A launch updating `n` elements of `state` in place to (1 − momentum)·state +
-/// momentum·value: running statistics.
+/// momentum·value: running statistics. Like an update, it does nothing once `status` says
+/// halted and keeps (and records) the elements whose new value would be non-finite; it also
+/// does nothing when its own slot already records a finding — launch a
+/// [`finite::finite_check_dispatch`] of `value` into that slot before it, and a NaN batch
+/// leaves the statistic untouched.
 pub fn ema_dispatch<'a>(
     device: &Device,
     state: impl Into<Region<'a>>,
     value: impl Into<Region<'a>>,
+    status: StatusSlot,
     n: usize,
     momentum: f32,
 ) -> Result<Dispatch> {
@@ -262,9 +380,10 @@ pub fn ema_dispatch<'a>(
     }
     let params = Params {
         n: to_u32("running average", n)?,
+        slot: status.index("running average")?,
         beta1: momentum,
         ..Params::default()
     };
-    let b = [(2, state), (3, value)];
+    let b = [(2, state), (3, value), (6, Region::from(status.buffer))];
     EMA.dispatch_bound(device, &params, &b, EMA.grid(device, n as u64)?)
 }

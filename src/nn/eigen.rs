@@ -7,6 +7,36 @@ use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 
 /// What the layer does to the singular values σ of its weight.
+///
+/// # In a deep tanh network
+/// What keeps a deep stack trainable is that no layer shrinks or grows the signal much, from
+/// whatever scale the raw weights start at. Two facts decide the choice (measured with the
+/// `deep_mlp` demo, see the README's results):
+/// - at σ(W') = 1 exactly a deep tanh stack is *critical*: its pre-activations fade slowly
+///   with depth (for small variance q one layer maps q to E[tanh(√q·z)²] ≈ q − 2q², so q
+///   falls like 1/(2·depth)), so an `Orthogonal` network without gains ends with small
+///   logits — right argmax, high loss.
+///   Slightly above 1 the variance settles at a fixed point instead (tanh bounds it);
+/// - a clamped singular value gets no gradient (g is flat in σ there), so a σ held at the
+///   floor of the band stays there until the raw weight moves into the band on its own.
+///
+/// Hence the default band [`EigenMode::DEFAULT_CLAMP`] = [1, 1.25]: its floor of 1 means no
+/// layer ever shrinks the signal — from a small initialisation (every σ(W) < 1) the layer
+/// starts as the polar factor, from a large one at 1.25 — and its ceiling lets the signal
+/// settle above criticality. A band reaching below 1, such as [0.9, 1.1], shrinks the signal
+/// by its floor per layer from a small initialisation (0.9⁶³ ≈ 1e-3 over 64 layers), and
+/// the zero gradient keeps it there. The price of the floor at 1: orthogonal and identity
+/// initialisations sit exactly on the band's kink, where the layer takes a one-sided
+/// derivative (from the side the computed σ² falls on); and a layer may amplify by up to
+/// 1.25, which tanh bounds in the forward pass and the learnable gains (see [`EigenLayer`])
+/// can undo.
+///
+/// `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every initial
+/// scale, but both sit at or below criticality: they rely on the gains. `Normalize`
+/// contracts — for a random W the root-mean-square of σ/σ_max is about ½ (the quarter-circle
+/// law), so the signal halves per layer until the gains grow to about 2, which Adam, moving a
+/// parameter by about its learning rate per step, needs hundreds of steps to do: at depth 16
+/// it trains far slower than the other modes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EigenMode {
     /// Every singular value of W' lies in [lo, hi] (null directions stay 0).
@@ -26,6 +56,16 @@ pub enum EigenMode {
 }
 
 impl EigenMode {
+    /// The lower end of the default clamp band.
+    pub const DEFAULT_CLAMP_LO: f32 = 1.0;
+    /// The upper end of the default clamp band.
+    pub const DEFAULT_CLAMP_HI: f32 = 1.25;
+    /// `Clamp` with the default band [1, 1.25] (see the type's docs for the choice).
+    pub const DEFAULT_CLAMP: EigenMode = EigenMode::Clamp {
+        lo: Self::DEFAULT_CLAMP_LO,
+        hi: Self::DEFAULT_CLAMP_HI,
+    };
+
     /// The spectral function g with W' = W·V·diag(g(λ))·Vᵀ, λ = σ².
     pub fn spectral_fn(self) -> SpectralFn {
         match self {
@@ -37,13 +77,27 @@ impl EigenMode {
 }
 
 /// A dense layer y = x·W' + b whose effective weight W' has its singular values clamped or
-/// normalised on the GPU at every step.
+/// normalised on the GPU at every step, optionally times a learnable scalar gain γ.
+///
+/// # The gain
+/// W' = γ·U g(Σ) Vᵀ with one trainable scalar γ (`{name}.gain`, initialised to 1): the
+/// spectrum keeps its shape (the condition number of W' stays what the mode allows) while
+/// the layer can scale its output. Without it an `Orthogonal` or `Normalize` layer cannot
+/// make large outputs: the logits of a network that ends in one stay small, the loss stalls
+/// although the argmax is right. A scalar rather than one gain per output unit because a
+/// per-unit gain diag(γ) would spread the singular values again (to [lo·min γ, hi·max γ]),
+/// undoing the conditioning the layer exists for; one number is a temperature for the
+/// logits and a pre-activation scale for a hidden layer, which is what is missing. It is
+/// built from existing ops (a reshape and a broadcast product), so autodiff and both
+/// executors handle it unchanged.
 #[derive(Clone, Copy, Debug)]
 pub struct EigenLayer {
     /// The raw weight W `[inputs, outputs]` and the bias.
     pub linear: Linear,
-    /// The effective weight W', `[inputs, outputs]`.
+    /// The effective weight W' (the gain included), `[inputs, outputs]`.
     pub effective_weight: Value,
+    /// The learnable gain γ, shape `[1]`, if the layer has one.
+    pub gain: Option<Value>,
     /// The spectral-function node h(G) of the Gram matrix G (its eigenvalues are σ(W)²).
     pub spectral: Value,
     /// What the layer does to the spectrum.
@@ -51,9 +105,9 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Adds a layer `name` with raw weight filled by `init`; W' is built in the graph at once.
-    /// The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`) when
-    /// outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
+    /// Adds a layer `name` without gain, its raw weight filled by `init`; W' is built in the
+    /// graph at once. The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`)
+    /// when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
     pub fn new(
         g: &mut Graph,
         name: &str,
@@ -62,24 +116,59 @@ impl EigenLayer {
         mode: EigenMode,
         init: Init,
     ) -> Result<EigenLayer> {
+        Self::build(g, name, inputs, outputs, mode, init, false)
+    }
+
+    /// As [`EigenLayer::new`], with a learnable scalar gain `{name}.gain` (initialised to 1)
+    /// multiplying W' (see the type's docs).
+    pub fn with_gain(
+        g: &mut Graph,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        mode: EigenMode,
+        init: Init,
+    ) -> Result<EigenLayer> {
+        Self::build(g, name, inputs, outputs, mode, init, true)
+    }
+
+    fn build(
+        g: &mut Graph,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        mode: EigenMode,
+        init: Init,
+        with_gain: bool,
+    ) -> Result<EigenLayer> {
         let linear = Linear::new(g, name, inputs, outputs, init);
         let w = linear.weight;
         let small_side = outputs <= inputs;
         let gram = g.matmul(w, w, small_side, !small_side)?;
-        g.set_name(gram, &format!("{name}.gram"));
+        g.set_name(gram, &format!("{name}.gram"))?;
         let h = g.spectral_fn(gram, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"));
+        g.set_name(h, &format!("{name}.spectral"))?;
         let effective_weight = if small_side {
             g.matmul(w, h, false, false)?
         } else {
             g.matmul(h, w, false, false)?
         };
-        g.set_name(effective_weight, &format!("{name}.effective_weight"));
-        let spectral = h;
+        let (effective_weight, gain) = if with_gain {
+            // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
+            // the one-element γ.
+            let gain = g.param(&format!("{name}.gain"), &[1], Init::Constant(1.0));
+            let column = g.reshape(effective_weight, &[inputs * outputs, 1])?;
+            let scaled = g.mul(column, gain)?;
+            (g.reshape(scaled, &[inputs, outputs])?, Some(gain))
+        } else {
+            (effective_weight, None)
+        };
+        g.set_name(effective_weight, &format!("{name}.effective_weight"))?;
         Ok(EigenLayer {
             linear,
             effective_weight,
-            spectral,
+            gain,
+            spectral: h,
             mode,
         })
     }
@@ -90,11 +179,23 @@ impl EigenLayer {
         g.add(z, self.linear.bias)
     }
 
-    /// Singular values of the raw weight W and of the effective weight W' at the last step,
-    /// both ascending (read from the layer's eigendecomposition, on either executor).
+    /// Singular values of the raw weight W and of the effective weight W' (times |γ| where
+    /// the layer has a gain) at the last step, both ascending (read from the layer's
+    /// eigendecomposition, on either executor).
     pub fn singular_values(&self, plan: &dyn Plan) -> Result<(Vec<f32>, Vec<f32>)> {
         let lambda = plan.eigenvalues(self.spectral)?;
-        Ok(singular_values_from(self.mode.spectral_fn(), &lambda))
+        let (raw, mut effective) = singular_values_from(self.mode.spectral_fn(), &lambda);
+        let gain = self.gain_value(plan)?.abs();
+        effective.iter_mut().for_each(|s| *s *= gain);
+        Ok((raw, effective))
+    }
+
+    /// The current gain γ (1 for a layer without one).
+    pub fn gain_value(&self, plan: &dyn Plan) -> Result<f32> {
+        match self.gain {
+            Some(v) => Ok(plan.read(v)?[0]),
+            None => Ok(1.0),
+        }
     }
 
     /// Mean Jacobi sweeps of this layer's solve at the last step.

@@ -79,6 +79,53 @@ pub enum LayerKind {
     Eigen(EigenMode),
 }
 
+/// Which Eigen layers of an [`MlpSpec`] get a learnable gain (see [`EigenLayer`]'s docs).
+/// Plain layers never do: their weight scales freely.
+///
+/// The default is `Every`: measured on the digits (`deep_mlp`, depth 16, 10 epochs), gains on
+/// every layer took the training loss of an orthogonal network from 1.0–1.1 (logits gain
+/// only) to 0.07–0.13 and its accuracy from 92–95% to 96–98%, from every init scale; at
+/// depth 64 (5 epochs) its loss fell from 1.8 to 0.3–0.4, the accuracy staying within 3
+/// points (docs/deep_mlp.md). Each gain lets its layer set its own pre-activation scale
+/// (above criticality, see [`EigenMode`]), which a fixed spectrum cannot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GainPlacement {
+    /// No gains.
+    None,
+    /// Only the layer that produces the logits: a temperature, enough for an orthogonal or
+    /// normalised last layer to make confident logits given enough steps.
+    Logits,
+    /// Every Eigen layer (the default).
+    #[default]
+    Every,
+}
+
+impl std::str::FromStr for GainPlacement {
+    type Err = crate::Error;
+    /// `none`, `logits` or `every` (any case).
+    fn from_str(s: &str) -> Result<GainPlacement> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(GainPlacement::None),
+            "logits" => Ok(GainPlacement::Logits),
+            "every" => Ok(GainPlacement::Every),
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "unknown gain placement {s:?} (expected none, logits or every)"
+            ))),
+        }
+    }
+}
+
+impl GainPlacement {
+    /// Whether layer `index` of `depth` weight layers gets a gain.
+    pub fn applies_to(self, index: usize, depth: usize) -> bool {
+        match self {
+            GainPlacement::None => false,
+            GainPlacement::Logits => index + 1 == depth,
+            GainPlacement::Every => true,
+        }
+    }
+}
+
 /// A multilayer perceptron: `widths[0]` inputs, hidden layers with `activation`, and
 /// `widths.last()` outputs (logits, no activation). Layers are named `layer{i}`, so a
 /// training graph and an evaluation graph built from the same spec share parameter names.
@@ -92,6 +139,8 @@ pub struct MlpSpec {
     pub kind: LayerKind,
     /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in).
     pub init_scale: f32,
+    /// Which Eigen layers carry a learnable gain (ignored for plain layers).
+    pub gains: GainPlacement,
 }
 
 /// One built layer of an MLP.
@@ -117,6 +166,14 @@ impl MlpLayer {
         match self {
             MlpLayer::Plain(l) => l.weight,
             MlpLayer::Eigen(e) => e.effective_weight,
+        }
+    }
+
+    /// The learnable gain of an Eigen layer that has one.
+    pub fn gain(&self) -> Option<Value> {
+        match self {
+            MlpLayer::Plain(_) => None,
+            MlpLayer::Eigen(e) => e.gain,
         }
     }
 }
@@ -147,9 +204,11 @@ impl MlpSpec {
             let init = scaled_normal(w[0], self.init_scale);
             let layer = match self.kind {
                 LayerKind::Plain => MlpLayer::Plain(Linear::new(g, &name, w[0], w[1], init)),
-                LayerKind::Eigen(mode) => {
-                    MlpLayer::Eigen(EigenLayer::new(g, &name, w[0], w[1], mode, init)?)
-                }
+                LayerKind::Eigen(mode) => MlpLayer::Eigen(if self.gains.applies_to(i, depth) {
+                    EigenLayer::with_gain(g, &name, w[0], w[1], mode, init)?
+                } else {
+                    EigenLayer::new(g, &name, w[0], w[1], mode, init)?
+                }),
             };
             h = match layer {
                 MlpLayer::Plain(l) => l.forward(g, h)?,

@@ -117,7 +117,7 @@ impl EigenWhiten {
             running_cov
         };
         let h = g.spectral_fn(cov, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"));
+        g.set_name(h, &format!("{name}.spectral"))?;
         // Yᵀ per group = H·Xᵀ (H symmetric), back to [batch, features].
         let yt = g.matmul(h, xt, false, false)?;
         let yt = g.reshape(yt, &[features, batch])?;

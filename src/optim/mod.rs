@@ -33,8 +33,18 @@ impl Sgd {
         }
     }
 
+    /// Checks the hyper-parameters: learning rate finite and ≥ 0, momentum in [0, 1), weight
+    /// decay finite and ≥ 0, clip norm finite and > 0. [`Sgd::minimize`] calls it first.
+    pub fn validate(&self) -> Result<()> {
+        check("Sgd", "learning rate", self.lr, NON_NEGATIVE)?;
+        check("Sgd", "momentum", self.momentum, UNIT_INTERVAL)?;
+        check("Sgd", "weight decay", self.weight_decay, NON_NEGATIVE)?;
+        check_clip("Sgd", self.clip_norm)
+    }
+
     /// Appends the backward pass of `loss` and the update of every trainable parameter.
     pub fn minimize(&self, graph: &mut Graph, loss: Value) -> Result<Gradients> {
+        self.validate()?;
         let rule = Update::Sgd {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -73,8 +83,21 @@ impl Adam {
         }
     }
 
+    /// Checks the hyper-parameters: learning rate finite and ≥ 0, β1 and β2 in [0, 1), eps
+    /// finite and > 0, weight decay finite and ≥ 0, clip norm finite and > 0.
+    /// [`Adam::minimize`] calls it first.
+    pub fn validate(&self) -> Result<()> {
+        check("Adam", "learning rate", self.lr, NON_NEGATIVE)?;
+        check("Adam", "beta1", self.beta1, UNIT_INTERVAL)?;
+        check("Adam", "beta2", self.beta2, UNIT_INTERVAL)?;
+        check("Adam", "eps", self.eps, POSITIVE)?;
+        check("Adam", "weight decay", self.weight_decay, NON_NEGATIVE)?;
+        check_clip("Adam", self.clip_norm)
+    }
+
     /// Appends the backward pass of `loss` and the update of every trainable parameter.
     pub fn minimize(&self, graph: &mut Graph, loss: Value) -> Result<Gradients> {
+        self.validate()?;
         let rule = Update::Adam {
             beta1: self.beta1,
             beta2: self.beta2,
@@ -85,7 +108,47 @@ impl Adam {
     }
 }
 
-/// Backward of `loss`, optional clipping, then one update op per trainable parameter.
+/// A range a hyper-parameter must lie in, and how an error message says it.
+struct Range {
+    contains: fn(f32) -> bool,
+    says: &'static str,
+}
+
+/// Finite and ≥ 0 (learning rate, weight decay).
+const NON_NEGATIVE: Range = Range {
+    contains: |v| v.is_finite() && v >= 0.0,
+    says: "finite and ≥ 0",
+};
+/// Finite and > 0 (eps, clip norm).
+const POSITIVE: Range = Range {
+    contains: |v| v.is_finite() && v > 0.0,
+    says: "finite and > 0",
+};
+/// In [0, 1) (momentum, Adam's betas: 1 would never forget, NaN never updates).
+const UNIT_INTERVAL: Range = Range {
+    contains: |v| (0.0..1.0).contains(&v),
+    says: "in [0, 1)",
+};
+
+/// [`Error::InvalidArgument`] naming the optimizer and hyper-parameter unless `value` is in
+/// `range`.
+fn check(optimizer: &str, what: &str, value: f32, range: Range) -> Result<()> {
+    if (range.contains)(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{optimizer}: {what} must be {}, got {value}",
+            range.says
+        )))
+    }
+}
+
+fn check_clip(optimizer: &str, clip_norm: Option<f32>) -> Result<()> {
+    clip_norm.map_or(Ok(()), |c| check(optimizer, "clip norm", c, POSITIVE))
+}
+
+/// Backward of `loss`, optional clipping, then one update op per trainable parameter (the
+/// hyper-parameters were validated by the caller).
 fn append_updates(
     graph: &mut Graph,
     loss: Value,
@@ -93,11 +156,6 @@ fn append_updates(
     lr: f32,
     clip_norm: Option<f32>,
 ) -> Result<Gradients> {
-    if !(lr.is_finite() && lr >= 0.0) {
-        return Err(Error::InvalidArgument(format!(
-            "learning rate must be finite and ≥ 0, got {lr}"
-        )));
-    }
     let grads = graph.backward(loss)?;
     let params: Vec<(Value, Value)> = graph
         .trainable_params()

@@ -6,9 +6,14 @@ use super::Real;
 /// Eigenvalues (ascending) and eigenvectors of the symmetric part (A + Aᵀ)/2 of the row-major
 /// n×n matrix `a`. The vectors come back row-major, column j belonging to value j, each with
 /// its largest-magnitude component positive (the first such component on ties) — the
-/// conventions of [`crate::eigh`].
+/// conventions of [`crate::eigh`]. A matrix holding NaN or Inf gives NaN values and vectors,
+/// as the GPU solver's do.
 pub fn eigh<T: Real>(a: &[T], n: usize) -> (Vec<T>, Vec<T>) {
     assert_eq!(a.len(), n * n, "eigh reference: a is not n×n");
+    if a.iter().any(|x| !x.is_finite()) {
+        let nan = T::c(f64::NAN);
+        return (vec![nan; n], vec![nan; n * n]);
+    }
     let half = T::c(0.5);
     let m = nalgebra::DMatrix::from_fn(n, n, |i, j| half * (a[i * n + j] + a[j * n + i]));
     let eig = m.symmetric_eigen();

@@ -6,7 +6,7 @@ use crate::kernels::elementwise::{BinaryOp, Broadcast, UnaryOp};
 use crate::kernels::matmul::MatmulDims;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 
-/// C[b] = op(A[b]) · op(B[b]) over row-major slices laid out as [`MatmulDims`] describes
+/// `C[b] = op(A[b]) · op(B[b])` over row-major slices laid out as [`MatmulDims`] describes
 /// (a shared operand is one matrix, read for every batch item). Returns C, [batch, m, n].
 ///
 /// nalgebra is column-major, so a row-major r×c slice is viewed in place as its c×r

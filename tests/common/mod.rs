@@ -61,8 +61,22 @@ pub fn assert_close_each(
 /// f32 machine epsilon as f64.
 pub const EPS: f64 = f32::EPSILON as f64;
 
-/// The example binary `name` of the profile this test was built in, (re)built first so a
-/// lone `cargo test --test <name>` never runs a stale demo (a no-op after `cargo test`).
+/// The crate's cargo features this test was built with, so that an example is built with the
+/// same ones (the same library build, and the features the example requires).
+fn enabled_features() -> String {
+    [
+        ("data", cfg!(feature = "data")),
+        ("digits", cfg!(feature = "digits")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// The example binary `name` of the profile and features this test was built with, (re)built
+/// first so a lone `cargo test --test <name>` never runs a stale demo (a no-op after
+/// `cargo test`).
 pub fn example(name: &str) -> PathBuf {
     // target/<profile dir>/deps/<test>-<hash> → target/<profile dir>/examples/<name>
     let exe = std::env::current_exe().expect("the test's own path");
@@ -83,6 +97,9 @@ pub fn example(name: &str) -> PathBuf {
             profile,
             "--example",
             name,
+            "--no-default-features",
+            "--features",
+            &enabled_features(),
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()

@@ -1,7 +1,7 @@
 //! The device buffers of a GPU plan, created once at compile time: the pool that compute ops'
 //! values share, the buffers owned by inputs and resident tensors (filled by their
 //! initialisers), the arenas the optimizer's parameters, gradients and state are packed into,
-//! the step's hyperparameter words, and scratch for ops' private intermediates.
+//! the step's hyperparameter words and status, and scratch for ops' private intermediates.
 //!
 //! Every value buffer is reference-counted, so a buffer can serve several plans: an inference
 //! plan could take a training plan's resident buffers instead of allocating its own.
@@ -51,15 +51,35 @@ pub(super) struct Buffers {
     values: Vec<Option<Placed>>,
     /// The step's hyperparameter words ([`kernels::optim::HYPER_WORDS`]).
     pub hyper: wgpu::Buffer,
+    /// The step status (`kernels::finite::status_buffer`): its header and one slot per
+    /// thing the step watches (`graph::status::StepWatch`).
+    pub status: wgpu::Buffer,
     /// Ops' private intermediates: bound by the plan's dispatches, kept alive here.
     scratch: Vec<wgpu::Buffer>,
 }
 
 impl Buffers {
+    /// Drops the plan's references to its buffers and destroys the ones only it holds (a
+    /// plan's own hyperparameter words and status), so that dropping a plan frees its memory
+    /// without waiting for the next submission.
+    pub fn release(&mut self) {
+        self.values.clear();
+        self.scratch.clear();
+        self.hyper.destroy();
+        self.status.destroy();
+    }
+
     /// Creates the pool, the arenas and the owned buffers `layout` asks for (resident tensors
     /// filled by their initialisers, node i with `seed + i`, in their own buffer or at their
-    /// range of an arena) and the hyperparameter words.
-    pub fn allocate(device: &Device, graph: &Graph, layout: &Layout, seed: u64) -> Result<Buffers> {
+    /// range of an arena), the hyperparameter words and the status of a step watching
+    /// `watched` things.
+    pub fn allocate(
+        device: &Device,
+        graph: &Graph,
+        layout: &Layout,
+        seed: u64,
+        watched: usize,
+    ) -> Result<Buffers> {
         let pool = layout
             .pool
             .iter()
@@ -88,6 +108,7 @@ impl Buffers {
         Ok(Buffers {
             values,
             hyper: kernels::optim::hyper_buffer(device),
+            status: kernels::finite::status_buffer(device, watched),
             scratch: Vec::new(),
         })
     }

@@ -10,11 +10,13 @@ use super::fuse::{Chain, Fusion};
 use super::pack::Packing;
 use super::solve::{batch_n, Solves};
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::graph::status::StepWatch;
 use crate::graph::{rows_cols, Graph, Node, Op, Value};
 use crate::kernels::matmul::{
     fused_matmul_dispatch, matmul_dispatch, matmul_shape, Epilogue, MatmulDims,
 };
+use crate::kernels::optim::StatusSlot;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::spectral::SpectralFn;
 use crate::kernels::{self, Dispatch, Region};
@@ -29,7 +31,8 @@ pub(super) enum Recorded {
 
 /// What lowering needs: the device, the graph, the buffers, the solves (a spectral function
 /// that no hoisted solve serves gets its own here), the plan's fused chains and packed
-/// updates, and the scratch it creates.
+/// updates, what the step watches (the status slots of the updates and running averages),
+/// and the scratch it creates.
 pub(super) struct Lowering<'a> {
     device: &'a Device,
     graph: &'a Graph,
@@ -37,12 +40,14 @@ pub(super) struct Lowering<'a> {
     solves: &'a mut Solves,
     fusion: &'a Fusion,
     packing: &'a Packing,
+    watch: &'a StepWatch,
     /// Scratch buffers the lowered dispatches bind; the plan keeps them alive.
     pub scratch: Vec<wgpu::Buffer>,
 }
 
 impl<'a> Lowering<'a> {
-    /// A lowering of `graph` over `buffers` and `solves`, with `fusion` and `packing`.
+    /// A lowering of `graph` over `buffers` and `solves`, with `fusion` and `packing`,
+    /// watched as `watch` says.
     pub fn new(
         device: &'a Device,
         graph: &'a Graph,
@@ -50,6 +55,7 @@ impl<'a> Lowering<'a> {
         solves: &'a mut Solves,
         fusion: &'a Fusion,
         packing: &'a Packing,
+        watch: &'a StepWatch,
     ) -> Lowering<'a> {
         Lowering {
             device,
@@ -58,6 +64,7 @@ impl<'a> Lowering<'a> {
             solves,
             fusion,
             packing,
+            watch,
             scratch: Vec::new(),
         }
     }
@@ -290,13 +297,29 @@ impl<'a> Lowering<'a> {
         Ok(launches)
     }
 
-    /// In-place ops on resident tensors: running averages, gradient clipping (the squared
-    /// norm of each packed group's gradient arena and of every other gradient, then the
-    /// scale), optimizer updates (one launch per packed group, at its first update; one per
-    /// update that is not packed).
+    /// The slot in the step status where node `i` (an update or a running average) records
+    /// itself.
+    fn status_slot(&self, i: usize) -> Result<StatusSlot<'a>> {
+        let slot = self.watch.slot_of(i).ok_or_else(|| {
+            let name = &self.graph.nodes()[i].name;
+            Error::InvalidArgument(format!("{name} is not watched by the step"))
+        })?;
+        Ok(StatusSlot {
+            buffer: &self.buffers.status,
+            slot: kernels::finite::STATUS_HEADER_SLOTS + slot,
+        })
+    }
+
+    /// In-place ops on resident tensors: running averages (a check of the new value, then the
+    /// average, which a finding skips), gradient clipping (the squared norm of each packed
+    /// group's gradient arena and of every other gradient, then the scale), optimizer updates
+    /// (one launch per packed group, at its first update; one per update that is not packed).
+    /// Averages and updates record in the step status.
     fn optimizer(&mut self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::finite::finite_check_dispatch;
         use kernels::optim::{
-            clip_dispatch, ema_dispatch, sumsq_dispatch, sumsq_parts, update_dispatch,
+            clip_dispatch, ema_dispatch, packed_update_dispatch, sumsq_dispatch, sumsq_parts,
+            update_dispatch,
         };
         let device = self.device;
         let hyper = Region::from(&self.buffers.hyper);
@@ -304,13 +327,11 @@ impl<'a> Lowering<'a> {
         Ok(match &node.op {
             Op::Ema { momentum } => {
                 let (state, value) = (self.input(node, 0)?, self.input(node, 1)?);
-                vec![ema_dispatch(
-                    device,
-                    state,
-                    value,
-                    len(node.inputs[0]),
-                    *momentum,
-                )?]
+                let (status, n) = (self.status_slot(i)?, len(node.inputs[0]));
+                vec![
+                    finite_check_dispatch(device, value, status.buffer, n, status.slot)?,
+                    ema_dispatch(device, state, value, status, n, *momentum)?,
+                ]
             }
             Op::ClipGradients { max_norm } => {
                 // (gradient region, elements) of each sum of squares.
@@ -362,8 +383,19 @@ impl<'a> Lowering<'a> {
                         .collect::<Result<Vec<_>>>()?;
                     let param = self.buffers.arena_of(first[0])?;
                     let grad = self.buffers.arena_of(first[1])?;
-                    vec![update_dispatch(
-                        device, rule, hyper, param, grad, &states, g.len,
+                    // Each parameter's first element in the arena and its status slot.
+                    let parts = g
+                        .updates
+                        .iter()
+                        .map(|&u| {
+                            let at = self.buffer(self.graph.nodes()[u].inputs[0])?.offset();
+                            let start = ((at - param.offset()) / 4) as usize;
+                            Ok((start, self.status_slot(u)?.slot))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let status = &self.buffers.status;
+                    vec![packed_update_dispatch(
+                        device, rule, hyper, param, grad, &states, status, &parts, g.len,
                     )?]
                 }
                 None => {
@@ -379,6 +411,7 @@ impl<'a> Lowering<'a> {
                         param,
                         grad,
                         &states,
+                        self.status_slot(i)?,
                         len(node.inputs[0]),
                     )?]
                 }
@@ -399,5 +432,157 @@ fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDi
         trans_b,
         a_batched: true,
         b_batched: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schedule::passes;
+    use super::*;
+    use crate::graph::layout::Layout;
+    use crate::graph::{Init, Role};
+    use crate::kernels::optim::UpdateRule;
+
+    /// One op of every family: a batch-dependent and a parameter-only spectral function,
+    /// softmax cross-entropy, its gradient through everything, clipping of three gradients,
+    /// updates and a running average.
+    fn every_family() -> Graph {
+        let mut g = Graph::new();
+        let x = g.input("x", &[5, 3]);
+        let t = g.input("t", &[5, 3]);
+        let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 });
+        let v = g.param("v", &[3, 3], Init::Normal { std: 0.5 });
+        let gram = g.matmul(v, v, true, false).unwrap();
+        let hoisted = g.spectral_fn(gram, SpectralFn::Orthogonal).unwrap();
+        let xw = g.matmul(x, w, false, false).unwrap();
+        let a = g.tanh(xw).unwrap();
+        let xt = g.transpose(a).unwrap();
+        let cov = g.matmul(xt, a, false, false).unwrap();
+        let own = g
+            .spectral_fn(cov, SpectralFn::InvSqrt { eps: 1e-3 })
+            .unwrap();
+        let mixed = g.matmul(a, own, false, false).unwrap();
+        let logits = g.matmul(mixed, hoisted, false, false).unwrap();
+        let mean = g.reduce(ReduceOp::Mean, Axis::Cols, logits).unwrap();
+        let running = g.resident("running", &[3], Init::Zeros, Role::State);
+        g.ema(running, mean, 0.1).unwrap();
+        let loss = g.softmax_cross_entropy(logits, t).unwrap();
+        let grads = g.backward(loss).unwrap();
+        let pairs: Vec<(Value, Value)> = [w, v].map(|p| (p, grads.get(p).unwrap())).into();
+        let all = vec![pairs[0].1, pairs[1].1, grads.get(w).unwrap()];
+        g.push(Op::ClipGradients { max_norm: 1.0 }, all, vec![])
+            .unwrap();
+        let rule = UpdateRule::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        for (p, grad) in pairs {
+            let shape = g.shape(p).to_vec();
+            let state = g.resident(
+                &format!("{}.m", g.node(p).name),
+                &shape,
+                Init::Zeros,
+                Role::State,
+            );
+            g.push(Op::Update(rule), vec![p, grad, state], vec![])
+                .unwrap();
+        }
+        g
+    }
+
+    /// The kinds of a node's launches: `S` a solve, `D` a dispatch.
+    fn kinds(recorded: &[Recorded]) -> String {
+        recorded
+            .iter()
+            .map(|r| match r {
+                Recorded::Solve(_) => 'S',
+                Recorded::Dispatch(_) => 'D',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_op_family_lowers_to_its_launches() {
+        let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
+        let g = every_family();
+        let layout = Layout::new(&g, &[]).unwrap();
+        let watch = StepWatch::of(&g);
+        let buffers = Buffers::allocate(&device, &g, &layout, 0, watch.len()).unwrap();
+        let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
+        assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
+        let (fusion, packing) = (Fusion::none(&g), Packing::none(&g));
+        let lowered = Lowering::new(
+            &device,
+            &g,
+            &buffers,
+            &mut solves,
+            &fusion,
+            &packing,
+            &watch,
+        )
+        .lower_all()
+        .unwrap();
+        let mut families = std::collections::BTreeSet::new();
+        for (i, node) in g.nodes().iter().enumerate() {
+            let expected = match &node.op {
+                Op::Input | Op::Param { .. } | Op::Reshape => String::new(),
+                // The parameter-only one is solved ahead of the step; the other in place.
+                Op::SpectralFn(_) if g.param_only()[i] => "DD".into(),
+                Op::SpectralFn(_) => "SDD".into(),
+                Op::SpectralFnBackward(_) => "DDDDD".into(),
+                // A check of the new value, then the average.
+                Op::Ema { .. } => "DD".into(),
+                // A squared norm per gradient, then the scale.
+                Op::ClipGradients { .. } => "D".repeat(node.inputs.len() + 1),
+                _ => "D".into(),
+            };
+            assert_eq!(kinds(&lowered[i]), expected, "{}", node.name);
+            families.insert(
+                node.op
+                    .name()
+                    .trim_end_matches(char::is_numeric)
+                    .to_string(),
+            );
+        }
+        for family in [
+            "Input",
+            "Param",
+            "MatMul",
+            "Tanh",
+            "Add",
+            "Expand",
+            "Reduce",
+            "Transpose",
+            "Reshape",
+            "SoftmaxXent",
+            "SoftmaxXentBackward",
+            "SpectralFn",
+            "SpectralFnBackward",
+            "Ema",
+            "ClipGradients",
+            "UpdateSgd",
+        ] {
+            assert!(
+                families.iter().any(|f| f.starts_with(family)),
+                "no {family} in {families:?}"
+            );
+        }
+        assert_eq!(
+            solves.len(),
+            2,
+            "the batch-dependent spectral function has its own"
+        );
+        // Passes: one per run of dispatches between solves.
+        let recording: Vec<&Recorded> = lowered.iter().flatten().collect();
+        let solves_recorded = recording
+            .iter()
+            .filter(|r| matches!(r, Recorded::Solve(_)))
+            .count();
+        assert_eq!(solves_recorded, 1);
+        assert_eq!(
+            passes(recording.into_iter()),
+            3,
+            "dispatches, the solve, dispatches"
+        );
     }
 }

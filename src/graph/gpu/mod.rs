@@ -13,10 +13,12 @@
 //!    grouping the eigendecompositions of parameter-only spectral functions into batched
 //!    solves;
 //! 4. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
-//!    independent launches side by side, then the rest in graph order;
+//!    independent launches side by side, then the rest in graph order; `checks` adds the
+//!    step's status checks (see [`status`](crate::graph::status));
 //! 5. `stats` — what a step costs ([`PlanStats`]).
 
 mod alloc;
+mod checks;
 mod fuse;
 mod lower;
 mod pack;
@@ -25,14 +27,15 @@ mod solve;
 mod stats;
 
 pub use crate::profile::StepProfile;
-pub use solve::COLD_RESTART_EVERY;
 pub use stats::PlanStats;
 
 use super::layout::{value_bytes, Layout, Placement, Storage};
 use super::plan::{Plan, PlanState};
+use super::status::StepWatch;
 use super::{Graph, Value};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::kernels::finite::STATUS_STEP;
 use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
@@ -85,6 +88,8 @@ pub struct GpuPlan {
     solves: Solves,
     /// The chains fused into one launch each.
     fusion: Fusion,
+    /// What a step watches for NaN and Inf (the slots of `buffers.status`).
+    watch: StepWatch,
     /// Everything a step records, in order, each with the node or solve it serves.
     recording: Vec<(Slot, Recorded)>,
     /// The values named as outputs at compile time (kept readable after a step).
@@ -114,9 +119,13 @@ impl GpuPlan {
         seed: u64,
         options: PlanOptions,
     ) -> Result<GpuPlan> {
+        let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
+        let watch = StepWatch::of(graph);
+        // The losses keep their buffers: the status checks read them after the backward pass.
+        let kept = [outputs, graph.losses()].concat();
         let fusion = if options.fuse {
-            Fusion::find(graph, outputs)
+            Fusion::find(graph, &kept)
         } else {
             Fusion::none(graph)
         };
@@ -128,11 +137,13 @@ impl GpuPlan {
         let mut placement = Placement::plain(graph);
         fusion.place(&mut placement);
         packing.place(graph, &mut placement);
-        let layout = Layout::placed(graph, outputs, &placement)?;
-        let mut buffers = Buffers::allocate(device, graph, &layout, seed)?;
-        let (solves, lowered) = lower_graph(device, graph, &mut buffers, &fusion, &packing)?;
+        let layout = Layout::placed(graph, &kept, &placement)?;
+        let mut buffers = Buffers::allocate(device, graph, &layout, seed, watch.len())?;
+        let (solves, lowered) =
+            lower_graph(device, graph, &mut buffers, &fusion, &packing, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
-        let recording = schedule::flatten(&order, lowered);
+        let mut recording = schedule::flatten(&order, lowered);
+        checks::insert(device, graph, &layout, &buffers, &watch, &mut recording)?;
         device.synchronize()?;
         let stats = PlanStats::of(
             graph,
@@ -149,6 +160,7 @@ impl GpuPlan {
             buffers,
             solves,
             fusion,
+            watch,
             recording,
             outputs: outputs.to_vec(),
             stats,
@@ -163,6 +175,7 @@ impl GpuPlan {
     /// time from the first pass's begin to the last pass's end. The query set and its buffers
     /// are created at the first call and reused; nothing else is created per step.
     pub fn step_profiled(&mut self, inputs: &[(Value, &[f32])]) -> Result<StepProfile> {
+        let _gl = self.device.gl_guard();
         self.device.synchronize()?;
         let passes = schedule::passes(self.recorded(None));
         if let StepTimer::NotCreated = self.timer {
@@ -197,13 +210,6 @@ impl GpuPlan {
         })
     }
 
-    /// Checks every eigendecomposition of the last step: a NaN or Inf in a spectral
-    /// function's input is `Error::NonFinite` naming the node (e.g. the layer's Gram matrix)
-    /// and the batch index. Reading the status waits for the step.
-    pub fn check_status(&self) -> Result<()> {
-        self.solves.check_status(&self.device, self.state.graph())
-    }
-
     /// Batched eigendecompositions recorded per step (spectral functions of equal order that
     /// depend only on parameters share one).
     pub fn solves_per_step(&self) -> usize {
@@ -212,7 +218,8 @@ impl GpuPlan {
 
     /// Copies on the device every trainable parameter and state tensor of `other` whose name
     /// and shape match one of this plan's (e.g. from a training plan into an eval plan built
-    /// from a graph with the same layer names). Returns how many tensors were copied.
+    /// from a graph with the same layer names). Returns how many tensors were copied. Like
+    /// [`Plan::write`], it clears this plan's status and makes its solves start cold.
     pub fn copy_resident_from(&self, other: &GpuPlan) -> Result<usize> {
         if !self.device.same_as(&other.device) {
             return Err(Error::InvalidArgument(
@@ -246,6 +253,7 @@ impl GpuPlan {
                 copied += 1;
             }
         }
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
         self.device.queue().submit([encoder.finish()]);
         self.device.take_error()?;
         Ok(copied)
@@ -293,14 +301,19 @@ impl GpuPlan {
     }
 
     /// Starts a training step: writes every input, counts the step and writes the step's
-    /// hyperparameter words.
+    /// hyperparameter words and its number into the status.
     fn begin_step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
         self.write_inputs("step", inputs, |_| true)?;
         let step = self.state.advance()?;
         let hyper = hyper_values(self.state.learning_rate(), step);
-        self.device
-            .queue()
-            .write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
+        let queue = self.device.queue();
+        queue.write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
+        let step_word = (STATUS_STEP * 4) as u64;
+        queue.write_buffer(
+            &self.buffers.status,
+            step_word,
+            &(step as u32).to_le_bytes(),
+        );
         Ok(())
     }
 
@@ -312,6 +325,7 @@ impl GpuPlan {
                 (None, _) => true,
                 (Some(needed), Slot::Node(i)) => needed[i],
                 (Some(needed), Slot::Solve(k)) => self.solves.get(k).serves_any(needed),
+                (Some(_), Slot::Status) => false,
             })
             .map(|(_, recorded)| recorded)
     }
@@ -327,7 +341,8 @@ impl GpuPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("step"),
                 });
-        let cold = self.state.steps().is_multiple_of(COLD_RESTART_EVERY);
+        // Steps count from 1; the solves' runs from 0.
+        let run = self.state.steps().saturating_sub(1);
         let mut pass_index = 0;
         let mut writes = || {
             pass_index += 1;
@@ -336,7 +351,7 @@ impl GpuPlan {
         let mut items = self.recorded(needed).peekable();
         while let Some(item) = items.next() {
             match item {
-                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, cold, writes()),
+                Recorded::Solve(k) => self.solves.get(*k).record(&mut encoder, run, writes()),
                 Recorded::Dispatch(first) => {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("ops"),
@@ -392,18 +407,19 @@ impl GpuPlan {
     }
 }
 
-/// Lowers every node of `graph` over `buffers` with `fusion` and `packing`: the hoisted
-/// solves, then each node's launches (element i for node i). The scratch the launches bind
-/// joins `buffers`.
+/// Lowers every node of `graph` over `buffers` with `fusion` and `packing`, watched as
+/// `watch` says: the hoisted solves, then each node's launches (element i for node i). The
+/// scratch the launches bind joins `buffers`.
 fn lower_graph(
     device: &Device,
     graph: &Graph,
     buffers: &mut Buffers,
     fusion: &Fusion,
     packing: &Packing,
+    watch: &StepWatch,
 ) -> Result<(Solves, Vec<Vec<Recorded>>)> {
     let mut solves = Solves::hoisted(device, graph, buffers)?;
-    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, fusion, packing);
+    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, fusion, packing, watch);
     let lowered = lowering.lower_all()?;
     let scratch = lowering.scratch;
     buffers.keep_scratch(scratch);
@@ -421,12 +437,14 @@ impl Plan for GpuPlan {
 
     /// Returns without waiting for the device.
     fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         self.begin_step(inputs)?;
         let commands = self.encode(None, None);
         self.submit(commands)
     }
 
     fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()> {
+        let _gl = self.device.gl_guard();
         let needed = self.state.needed_for(outputs)?;
         for &v in outputs {
             self.check_readable(v)?;
@@ -448,12 +466,28 @@ impl Plan for GpuPlan {
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         self.state.check_write(v, data.len())?;
         let region = self.buffers.value(v)?;
+        let _gl = self.device.gl_guard();
         self.device.queue().write_buffer(
             region.buffer(),
             region.offset(),
             bytemuck::cast_slice(data),
         );
-        Ok(())
+        let mut encoder =
+            self.device
+                .wgpu_device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("reset status"),
+                });
+        checks::record_reset(&self.buffers, &self.solves, &mut encoder);
+        self.submit(encoder.finish())
+    }
+
+    /// Solver statuses first (the last run's), then the step status.
+    fn check_status(&self) -> Result<()> {
+        let graph = self.state.graph();
+        self.solves.check_status(&self.device, graph)?;
+        let status = checks::read(&self.device, &self.buffers, &self.watch, self.steps())?;
+        self.watch.check(graph, &status)
     }
 
     fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
@@ -466,5 +500,24 @@ impl Plan for GpuPlan {
 
     fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
         self.solves.sweeps(&self.device, v.0)
+    }
+}
+
+impl Drop for GpuPlan {
+    /// Releases the plan's device memory at once (wgpu would keep buffers that queued writes
+    /// still reference until the next submission on the device): the plan's resources are
+    /// dropped, the queued writes flushed with an empty submission and the device polled until
+    /// the plan's work is done. On GL all of it runs under the GL lock.
+    fn drop(&mut self) {
+        let _gl = self.device.gl_guard();
+        self.recording.clear();
+        self.solves.clear();
+        self.buffers.release();
+        self.timer = StepTimer::Unavailable;
+        self.device.queue().submit([]);
+        let _ = self.device.wgpu_device().poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
     }
 }

@@ -21,6 +21,8 @@ pub(super) enum Slot {
     Node(usize),
     /// Hoisted solve k.
     Solve(usize),
+    /// The step's status checks (training steps only, see `checks`).
+    Status,
 }
 
 /// The order of a step: parameter-only nodes that feed no hoisted solve, the
@@ -70,6 +72,7 @@ pub(super) fn flatten(order: &[Slot], mut lowered: Vec<Vec<Recorded>>) -> Vec<(S
         match slot {
             Slot::Node(i) => recording.extend(lowered[i].drain(..).map(|r| (slot, r))),
             Slot::Solve(k) => recording.push((slot, Recorded::Solve(k))),
+            Slot::Status => unreachable!("status checks join the recording after flattening"),
         }
     }
     recording

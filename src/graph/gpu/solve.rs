@@ -6,16 +6,14 @@
 use super::alloc::{scratch, Buffers, Placed};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::layout::init_values;
-use crate::graph::{Graph, Init, Op, Value};
-use crate::kernels::jacobi::{EighPlan, STATUS_NONFINITE_INPUT};
+use crate::graph::status::{non_finite_solve, SolveFault};
+use crate::graph::{Graph, Op};
+use crate::kernels::jacobi::{
+    EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT, STATUS_NONFINITE_WARM_START,
+};
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
-use wgpu::util::DeviceExt;
-
-/// Warm-started solves feed each step's eigenvectors into the next; rounding makes them drift
-/// from orthogonality by about ε per step, so every this many steps a solve starts cold (V0 = I).
-pub const COLD_RESTART_EVERY: u64 = 100;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One spectral-function node's share of a batched solve.
 pub(super) struct Member {
@@ -36,30 +34,23 @@ pub(super) struct Member {
 pub(super) struct Solve {
     members: Vec<Member>,
     plan: EighPlan,
-    /// Identity matrices, copied into the warm start for a cold restart.
-    identity: wgpu::Buffer,
+    /// Set when the plan's tensors were written: the next run starts cold, whatever its number.
+    restart: AtomicBool,
 }
 
 /// A member to be: (node, where its matrices are, number of matrices).
 type MemberSpec = (usize, Placed, usize);
 
 impl Solve {
-    /// A solve of `members`, n×n each, warm-started from I.
+    /// A solve of `members`, n×n each, each step started from the last step's eigenvectors
+    /// ([`WarmStart::feedback`]: cold at the first step and periodically).
     fn new(device: &Device, n: usize, members: Vec<MemberSpec>) -> Result<Solve> {
         let batch: usize = members.iter().map(|m| m.2).sum();
-        let plan = EighPlan::new(device, batch, n, 10.0 * f32::EPSILON, 15, true)?;
-        let eye = init_values(&Init::Identity { gain: 1.0 }, &[batch, n, n], 0)?;
-        let warm = plan.warm_start().expect("built with a warm start");
-        device
-            .queue()
-            .write_buffer(warm.buffer(), 0, bytemuck::cast_slice(&eye));
-        let identity = device
-            .wgpu_device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("identity"),
-                contents: bytemuck::cast_slice(&eye),
-                usage: wgpu::BufferUsages::COPY_SRC,
-            });
+        let options = EighOptions {
+            warm_start: WarmStart::feedback(),
+            ..EighOptions::default()
+        };
+        let plan = EighPlan::new(device, batch, n, &options)?;
         let mut first = 0;
         let members = members
             .into_iter()
@@ -79,7 +70,7 @@ impl Solve {
         Ok(Solve {
             members,
             plan,
-            identity,
+            restart: AtomicBool::new(false),
         })
     }
 
@@ -101,12 +92,12 @@ impl Solve {
         self.members.iter().any(|m| needed[m.node])
     }
 
-    /// Records input copies, the solve (one compute pass, with `timestamp_writes` when
-    /// profiled), the warm-start feedback and the output copies.
+    /// Records input copies, the solve of run `run` (one compute pass, with
+    /// `timestamp_writes` when profiled), the warm-start feedback and the output copies.
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        cold: bool,
+        run: u64,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let n = self.plan.n() as u64;
@@ -116,15 +107,13 @@ impl Solve {
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(&m.source.buffer, m.source.offset, input, at, bytes);
         }
-        if let (true, Some(v0)) = (cold, self.plan.warm_start()) {
-            encoder.copy_buffer_to_buffer(&self.identity, 0, v0.buffer(), 0, self.identity.size());
-        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("eigh"),
                 timestamp_writes,
             });
-            self.plan.record(&mut pass);
+            let cold = self.restart.swap(false, Ordering::Relaxed) || self.plan.starts_cold(run);
+            self.plan.record_run(&mut pass, cold);
         }
         self.plan.record_feedback(encoder);
         let (values, vectors) = (self.plan.values().buffer(), self.plan.vectors().buffer());
@@ -134,6 +123,11 @@ impl Solve {
             let (at, bytes) = matrices(m);
             encoder.copy_buffer_to_buffer(vectors, at, &m.vectors, 0, bytes);
         }
+    }
+
+    /// Makes the next run start cold (from V = I), whatever its number.
+    fn restart_cold(&self) {
+        self.restart.store(true, Ordering::Relaxed);
     }
 }
 
@@ -153,6 +147,12 @@ pub(super) fn batch_n(shape: &[usize]) -> (usize, usize) {
 }
 
 impl Solves {
+    /// Drops every solve (their buffers and dispatches).
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.of.clear();
+    }
+
     /// The hoisted solves: one per order n over every spectral function of `graph` that
     /// depends only on parameters (they do not depend on the batch, so they run ahead of it).
     pub fn hoisted(device: &Device, graph: &Graph, buffers: &Buffers) -> Result<Solves> {
@@ -232,27 +232,33 @@ impl Solves {
         self.list.len()
     }
 
-    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input is
-    /// `Error::NonFinite` naming the node and its input, with the batch index.
+    /// Checks every solve of the last run: a NaN or Inf in a spectral function's input, or
+    /// else in its warm start, is `Error::NonFinite` naming the node, with the batch index.
     pub fn check_status(&self, device: &Device, graph: &Graph) -> Result<()> {
         for s in &self.list {
             let status = read_words(device, s.plan.status(), s.plan.batch())?;
             for m in &s.members {
                 let words = &status[m.first..m.first + m.count];
-                if let Some(index) = words.iter().position(|w| w & STATUS_NONFINITE_INPUT != 0) {
-                    let node = graph.node(Value(m.node));
-                    return Err(Error::NonFinite {
-                        what: format!(
-                            "{} (the input {} of its eigendecomposition)",
-                            node.name,
-                            graph.node(node.inputs[0]).name
-                        ),
-                        index: index as u64,
-                    });
+                for (bit, fault) in [
+                    (STATUS_NONFINITE_INPUT, SolveFault::Input),
+                    (STATUS_NONFINITE_WARM_START, SolveFault::WarmStart),
+                ] {
+                    if let Some(index) = words.iter().position(|w| w & bit != 0) {
+                        return Err(non_finite_solve(graph, m.node, fault, index as u64));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records, for every solve, a cold start of its next run and the clearing of its status
+    /// (nothing has been decomposed since): what writing the plan's tensors asks for.
+    pub fn record_reset(&self, encoder: &mut wgpu::CommandEncoder) {
+        for s in &self.list {
+            s.restart_cold();
+            encoder.clear_buffer(s.plan.status(), 0, None);
+        }
     }
 
     /// Eigenvalues `[count, n]` of node `node` at the last run.

@@ -24,7 +24,8 @@ pub struct PlanStats {
     pub peak_bytes: u64,
     /// What one buffer per value (no pooling) would need.
     pub unpooled_bytes: u64,
-    /// Bytes written to the device per step: the inputs and the hyperparameter words.
+    /// Bytes written to the device per step: the inputs, the hyperparameter words and the
+    /// step's number in its status.
     pub upload_bytes_per_step: u64,
     /// Bytes read back per step unless the caller asks (0).
     pub download_bytes_per_step: u64,
@@ -74,7 +75,7 @@ impl PlanStats {
             submits_per_step: 1,
             peak_bytes: layout.peak_bytes(),
             unpooled_bytes: layout.unpooled_bytes,
-            upload_bytes_per_step: input_bytes + (HYPER_WORDS * 4) as u64,
+            upload_bytes_per_step: input_bytes + (HYPER_WORDS * 4 + 4) as u64,
             download_bytes_per_step: 0,
             pipelines_built_at_compile: pipelines_built,
         }
