@@ -1006,18 +1006,18 @@ fn run(args: Args) -> BenchResult<()> {
     ];
     let classes = ["small", "medium", "large"];
     let tuning_line = format!(
-        "matmul autotune{}: {}",
-        tunings[0]
-            .cache_path
-            .as_ref()
-            .map(|p| format!(" (cache {})", p.display()))
-            .unwrap_or_else(|| " (no cache file)".into()),
+        "matmul autotune: {} ({})",
         tunings
             .iter()
             .zip(classes)
             .map(|(t, class)| describe_tuning(class, t))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; "),
+        tunings[0]
+            .cache_path
+            .as_ref()
+            .map(|p| format!("cache {}", p.display()))
+            .unwrap_or_else(|| "no cache file".into()),
     );
     println!("{tuning_line}");
     let timer = PassTimer::new(&device, 1)?;
