@@ -10,7 +10,8 @@
 // stores): as the sweeps converge D shrinks, and so does the rounding of the 2b-term sums,
 // which would otherwise be ~ε·|X| per term in every round.
 //
-// TILE (the largest 2b: 32 or 64) is prepended by the host. The tile sits in workgroup memory
+// TILE (the largest 2b: 32 or 64) is an override constant, and with it the workgroup size
+// WG = (TILE/4)². The tile sits in workgroup memory
 // as rows of TILE/4 vec4, the Q being applied beside it; each invocation owns a 4×4 block of
 // the product. The upper-triangle storage of A holds a sub-block (X, Y) of a tile, X ≠ Y, at
 // rows X and columns Y when X < Y and transposed otherwise: loads and stores walk the stored
@@ -22,32 +23,35 @@
 @group(0) @binding(4) var<storage, read> rotated: array<u32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 
-const TQ: u32 = TILE / 4u;
-const WG: u32 = TQ * TQ;
+override TILE: u32;
+override TQ: u32 = TILE / 4u;
+override WG: u32 = TQ * TQ;
 // The tile (also Y = X·Q_R, then the result), and D_R then D_P; element (i, j) of each at
 // [i * TQ + j / 4][j % 4]. 32 KiB together when TILE = 64, nothing else: the skip flag is
 // passed through x[0].
 var<workgroup> x: array<vec4<f32>, TILE * TQ>;
 var<workgroup> qs: array<vec4<f32>, TILE * TQ>;
 
-// Rows 0 … mm − 1 of D = Q − I of block pair `slot` into qs — zero where the pair rotated
-// nothing (its D was not stored) and past the rows.
+// D = Q − I of block pair `slot` into rows 0 … 4·qv − 1 and vec4 columns 0 … qv − 1 of qs
+// (the part the products read): zero where the pair rotated nothing (its D was not stored)
+// and in the padding rows past mm.
 fn load_d(slot: u32, mm: u32, qv: u32, lid: u32) {
     let identity = rotated[slot] == 0u;
-    for (var e = lid; e < TILE * TQ; e += WG) {
-        let r = e / TQ;
-        let c = e % TQ;
+    for (var e = lid; e < 4u * qv * qv; e += WG) {
+        let r = e / qv;
+        let c = e % qv;
         var y = vec4<f32>();
-        if (r < mm && c < qv && !identity) {
+        if (r < mm && !identity) {
             y = q[(slot * mm + r) * qv + c];
         }
-        qs[e] = y;
+        qs[r * TQ + c] = y;
     }
 }
 
-fn clear_tile(lid: u32) {
-    for (var e = lid; e < TILE * TQ; e += WG) {
-        x[e] = vec4<f32>();
+// Zero over the part of the tile the products read, padding included.
+fn clear_tile(qv: u32, lid: u32) {
+    for (var e = lid; e < 4u * qv * qv; e += WG) {
+        x[(e / qv) * TQ + e % qv] = vec4<f32>();
     }
 }
 
@@ -108,7 +112,7 @@ fn block_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         return;
     }
     workgroupBarrier();
-    clear_tile(lid);
+    clear_tile(qv, lid);
     workgroupBarrier();
     let bp = pair_of(pp, p.round);
     var br = vec2<u32>();

@@ -1,19 +1,24 @@
 // Blocked path, first half of a round: one workgroup per block pair (I, J) of the round and
 // matrix still iterating (listed in `live`, one per workgroup row). It loads the 2b×2b problem
-// S = A[I∪J, I∪J] (packed upper triangle) into workgroup memory and, unless every entry passes
-// the relative test, sweeps it once by the same parallel-ordered Jacobi method as the
-// one-workgroup solver (Rutishauser's update, the relative test against the matrix's floor),
-// then stores S back with D = Q − I, Q the product of its rotations (S ← QᵀSQ), row-major with
-// `q_stride` floats a row. `rotated` records whether Q differs from I, so that `block_apply`
-// skips the tiles of pairs that did nothing (and reads D = 0 for the others). MMAX (the largest
-// 2b) is prepended by the host.
+// S = A[I∪J, I∪J] (packed upper triangle) into workgroup memory and, unless every entry it
+// would visit passes the relative test, sweeps it once by the same parallel-ordered Jacobi
+// method as the one-workgroup solver (Rutishauser's update, the relative test against the
+// matrix's floor), then stores S back with D = Q − I, Q the product of its rotations
+// (S ← QᵀSQ), row-major with `q_stride` floats a row. `rotated` records whether Q differs
+// from I, so that `block_apply` skips the tiles of pairs that did nothing (and reads D = 0 for
+// the others). MMAX (the largest 2b: 32 or 64) is an override constant.
 //
-// One sweep per round, not a full diagonalisation of S: sweeping S to convergence saves about
-// one outer sweep in eight (n = 128–512, random matrices) but costs 2–3× the time, and its
-// extra rotations doubled the residual at n = 512 (measured on lavapipe).
+// Which pairs: in the first and the last round of an outer sweep every pair of S (2b − 1
+// inner rounds), in the rounds between only the b² pairs across the two blocks (b inner
+// rounds). Every pair of indices is then visited in every outer sweep, those within a block
+// twice. Measured on lavapipe (random and rank-deficient matrices, n = 256 and 512): sweeping
+// every pair in every round needs the same outer sweeps but leaves 2.5× the residual (its
+// extra rotations), and sweeping S to convergence saves about one outer sweep in eight for
+// two to three times the work; visiting the pairs within a block in the first round only
+// costs one or two more outer sweeps.
 //
-// Iterations of one invocation: ~18 per round (2b − 1 rounds), ~1,400 for a 64×64 problem
-// with its loads and stores, far below llvmpipe's 65,535.
+// Iterations of one invocation: ~18 per inner round, ~1,400 for a 64×64 problem with its
+// loads and stores, far below llvmpipe's 65,535.
 
 @group(0) @binding(1) var<storage, read_write> a: array<f32>;
 @group(0) @binding(2) var<storage, read> live: array<u32>;
@@ -21,6 +26,7 @@
 @group(0) @binding(4) var<storage, read_write> rotated: array<u32>;
 @group(0) @binding(5) var<storage, read> floor_of: array<f32>;
 
+override MMAX: u32;
 const WG: u32 = 64u;
 var<workgroup> wa: array<f32, MMAX * (MMAX + 1u) / 2u>;
 var<workgroup> wq: array<vec4<f32>, MMAX * MMAX / 4u>;
@@ -41,16 +47,28 @@ fn sym_set(mm: u32, i: u32, j: u32, x: f32) {
     wa[packed(mm, min(i, j), max(i, j))] = x;
 }
 
-// Entries of S that fail the relative test, counted by the whole workgroup.
-fn unconverged(mm: u32, floor: f32, lid: u32) -> u32 {
+// Pair t of inner round r: in the first round of a sweep the round-robin schedule over all
+// 2b indices (2b − 1 rounds), in the others the pairs (t, b + (t + r) mod b) between the two
+// blocks (b rounds) — the pairs within a block were visited in the first round.
+fn inner_pair(t: u32, r: u32, bs: u32, cross: bool) -> vec2<u32> {
+    if (cross) {
+        return vec2<u32>(t, bs + (t + r) % bs);
+    }
+    return round_robin(t, r, 2u * bs);
+}
+
+// Entries of S that fail the relative test among the pairs a sweep visits, counted by the
+// whole workgroup.
+fn unconverged(bs: u32, cross: bool, floor: f32, lid: u32) -> u32 {
+    let mm = 2u * bs;
     if (lid == 0u) {
         atomicStore(&count, 0u);
     }
     workgroupBarrier();
     var bad = 0u;
-    for (var i = 0u; i < mm; i++) {
+    for (var i = 0u; i < select(mm, bs, cross); i++) {
         let aii = wa[packed(mm, i, i)];
-        for (var j = i + 1u + lid; j < mm; j += WG) {
+        for (var j = select(i + 1u, bs, cross) + lid; j < mm; j += WG) {
             if (!negligible(wa[packed(mm, i, j)], aii, wa[packed(mm, j, j)], floor)) {
                 bad += 1u;
             }
@@ -66,9 +84,11 @@ fn unconverged(mm: u32, floor: f32, lid: u32) -> u32 {
     return workgroupUniformLoad(&flag);
 }
 
-// One sweep of S (order mm, even), rotations accumulated into the rows of Qᵀ (qc vec4 each).
-fn sweep(mm: u32, qc: u32, floor: f32, lid: u32) {
-    let np = mm / 2u;
+// One sweep of S (order mm = 2b) over the pairs `inner_pair` makes, rotations accumulated
+// into the rows of Qᵀ (qc vec4 each).
+fn sweep(bs: u32, cross: bool, qc: u32, floor: f32, lid: u32) {
+    let mm = 2u * bs;
+    let np = bs;
     // Thread t rotates vec4 column `chunk` of the rows of Qᵀ for pairs l ≡ t / qc.
     let chunk = lid % qc;
     let stride = WG / qc;
@@ -78,9 +98,9 @@ fn sweep(mm: u32, qc: u32, floor: f32, lid: u32) {
     // d ≤ ⌈np/2⌉, spread over the whole workgroup.
     let half = (np - 1u) / 2u;
     let items = np * ((np + 1u) / 2u);
-    for (var r = 0u; r + 1u < mm; r++) {
+    for (var r = 0u; r < select(mm - 1u, bs, cross); r++) {
         if (lid < np) {
-            let ij = round_robin(lid, r, mm);
+            let ij = inner_pair(lid, r, bs, cross);
             var rot = Rot(1.0, 0.0, ij.x, ij.y);
             let pp = packed(mm, ij.x, ij.x);
             let qq = packed(mm, ij.y, ij.y);
@@ -157,9 +177,10 @@ fn block_solve(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         wq[e] = select(vec4<f32>(), vec4<f32>(1.0), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(d));
     }
     workgroupBarrier();
-    let did = select(0u, 1u, unconverged(mm, floor, lid) != 0u);
+    let cross = p.round != 0u && p.round + 2u != p.m;
+    let did = select(0u, 1u, unconverged(bs, cross, floor, lid) != 0u);
     if (did != 0u) {
-        sweep(mm, qc, floor, lid);
+        sweep(bs, cross, qc, floor, lid);
     }
     let slot = b * p.pairs + wid.x;
     if (lid == 0u) {

@@ -1,4 +1,4 @@
-// Sweeps of every matrix of order n ≤ NMAX (NMAX is prepended by the host), one workgroup
+// Sweeps of every matrix of order n ≤ NMAX (an override constant, 32 or 64), one workgroup
 // per matrix: A (packed upper triangle) and Vᵀ (rows of `chunks` vec4) are loaded into
 // workgroup memory, then tested for convergence and swept, up to `sweeps_per_dispatch` times
 // and while the run's budget `max_sweeps` lasts, and stored back.
@@ -15,6 +15,7 @@
 @group(0) @binding(4) var<storage, read_write> status: array<u32>;
 @group(0) @binding(5) var<storage, read_write> sweeps: array<u32>;
 
+override NMAX: u32;
 const WG: u32 = 64u;
 var<workgroup> wa: array<f32, NMAX * (NMAX + 1u) / 2u>;
 var<workgroup> wv: array<vec4<f32>, NMAX * NMAX / 4u>;

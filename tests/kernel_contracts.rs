@@ -1,19 +1,19 @@
 //! The contracts between the Rust side of the kernels and their WGSL, checked with naga (the
 //! WGSL front end wgpu itself uses), without a GPU:
-//! - every shader in `shaders/` parses and validates (the Jacobi files with the common prefix
-//!   the solver puts before them), and every one has a contract;
+//! - every shader in `shaders/` parses and validates (the Jacobi files as parts of the shaders
+//!   the solver composes from them), and every one has a contract;
 //! - every kernel the crate declares (`kernels::contracts`): its entry point exists and is a
-//!   compute shader, its workgroup size is the one Rust sizes dispatches with, its override
-//!   constants exist with the type Rust gives them and every override without a default is
-//!   set, and its Rust parameter struct matches the WGSL struct at `@group(0) @binding(0)`
-//!   field by field (name, type, offset, size) and in total size;
-//! - the parameter struct of the kernels still launched untyped (the Jacobi solver);
+//!   compute shader, its workgroup size (with its override values applied, where overrides
+//!   set it) is the one Rust sizes dispatches with, its override constants exist with the
+//!   type Rust gives them and every override without a default is set, and its Rust parameter
+//!   struct matches the WGSL struct at `@group(0) @binding(0)` field by field (name, type,
+//!   offset, size) and in total size;
 //! - the constants both sides declare (status bits, tile sizes, mode ids, workgroup sizes).
 //!
 //! A check that accepts a mismatch proves nothing, so the same checker is run on deliberately
 //! broken contracts at the end, and must reject each of them.
 
-use eigengrad::kernels::contracts::{contracts, ParamsContract};
+use eigengrad::kernels::contracts::contracts;
 use eigengrad::pipeline::{
     Field, KernelSpec, Override, ScalarType, ScalarValue, Shader, SharedConstant,
 };
@@ -112,13 +112,14 @@ fn check_kernel(p: &Parsed, k: &KernelSpec) -> Result<(), String> {
     if entry.stage != ShaderStage::Compute {
         return Err(format!("{:?} is a {:?} entry point", k.entry, entry.stage));
     }
-    if entry.workgroup_size_overrides.is_some() {
-        return Err("workgroup size set by override constants: not checked here".into());
-    }
-    if entry.workgroup_size != k.workgroup_size {
+    let workgroup_size = match entry.workgroup_size_overrides {
+        None => entry.workgroup_size,
+        Some(_) => resolved_workgroup_size(module, k)?,
+    };
+    if workgroup_size != k.workgroup_size {
         return Err(format!(
-            "workgroup size: WGSL {:?}, Rust {:?}",
-            entry.workgroup_size, k.workgroup_size
+            "workgroup size: WGSL {workgroup_size:?}, Rust {:?}",
+            k.workgroup_size
         ));
     }
     let overrides: HashMap<&str, &naga::Override> = module
@@ -150,6 +151,31 @@ fn check_kernel(p: &Parsed, k: &KernelSpec) -> Result<(), String> {
         }
     }
     check_params(p, k.params, k.params_size)
+}
+
+/// The workgroup size of `k`'s entry point once `k`'s override values are applied, as wgpu
+/// applies them when it builds the pipeline.
+fn resolved_workgroup_size(module: &Module, k: &KernelSpec) -> Result<[u32; 3], String> {
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+        .validate(module)
+        .map_err(|e| format!("invalid: {e:?}"))?;
+    let mut constants = naga::back::PipelineConstants::default();
+    for o in k.overrides {
+        constants.insert(o.name.to_string(), o.value.as_f64());
+    }
+    let (resolved, _) = naga::back::pipeline_constants::process_overrides(
+        module,
+        &info,
+        Some((ShaderStage::Compute, k.entry)),
+        &constants,
+    )
+    .map_err(|e| format!("applying the overrides {:?}: {e:?}", k.overrides))?;
+    let entry = resolved
+        .entry_points
+        .iter()
+        .find(|e| e.name == k.entry)
+        .ok_or_else(|| format!("no entry point {:?} once resolved", k.entry))?;
+    Ok(entry.workgroup_size)
 }
 
 /// Checks that the WGSL `const` of a shared constant has Rust's value.
@@ -226,22 +252,14 @@ fn every_shader_file_parses_validates_and_has_a_contract() {
     files.sort();
     assert!(files.len() >= 10, "shaders found: {files:?}");
     let mut problems = Vec::new();
-    // The Jacobi solver's shaders, exactly as they are compiled (jacobi_common.wgsl and the
-    // files each is made of).
-    for shader in &c.untyped_shaders {
-        if let Err(e) = parse(shader.name, shader.source) {
-            problems.push(e);
-        }
-    }
     for path in &files {
         let file = path.file_name().unwrap().to_str().unwrap();
         let text = std::fs::read_to_string(path).unwrap();
-        // Every file is compiled: on its own as the source of a typed kernel, or as a part of
-        // the source of a typed kernel (checked whole by `kernels_match_their_wgsl`) or of a
-        // Jacobi shader (parsed whole above).
+        // Every file is compiled: on its own as the source of a kernel, or as a part of the
+        // source of a kernel (the Jacobi shaders, composed from jacobi_common.wgsl and their
+        // files, are checked whole by `kernels_match_their_wgsl`).
         let whole = c.kernels.iter().any(|k| k.shader.source == text);
-        let part = c.kernels.iter().any(|k| k.shader.source.contains(&text))
-            || c.untyped_shaders.iter().any(|s| s.source.contains(&text));
+        let part = c.kernels.iter().any(|k| k.shader.source.contains(&text));
         if whole {
             if let Err(e) = parse(file, &text) {
                 problems.push(e);
@@ -263,18 +281,6 @@ fn kernels_match_their_wgsl() {
         &c.kernels,
         |k| format!("{}::{}", k.shader.name, k.entry),
         |k| check_kernel(shaders.get(k.shader)?, k),
-    ));
-}
-
-#[test]
-fn untyped_params_match_their_wgsl() {
-    let c = contracts();
-    assert!(!c.untyped_params.is_empty());
-    let mut shaders = Shaders::default();
-    assert_none(failures(
-        &c.untyped_params,
-        |p| p.shader.name.to_string(),
-        |p: &ParamsContract| check_params(shaders.get(p.shader)?, p.fields, p.size),
     ));
 }
 
@@ -356,12 +362,7 @@ fn kernels_and_shader_names_are_unique() {
         }
     }
     let mut sources: HashMap<&str, &str> = HashMap::new();
-    let shaders = c
-        .kernels
-        .iter()
-        .map(|k| k.shader)
-        .chain(c.untyped_params.iter().map(|p| p.shader));
-    for s in shaders {
+    for s in c.kernels.iter().map(|k| k.shader) {
         let known = sources.entry(s.name).or_insert(s.source);
         assert_eq!(*known, s.source, "two shaders are called {}", s.name);
     }
@@ -549,4 +550,34 @@ fn checker_accepts_a_true_contract_and_rejects_each_kind_of_drift() {
     )
     .unwrap();
     assert!(check_params(&storage, GOOD_FIELDS, 12).is_err());
+
+    // A workgroup size set by overrides is checked with the kernel's override values applied.
+    const SIZED: Shader = Shader {
+        name: "probe_sized",
+        source: "
+            struct Params { n: u32, alpha: f32, shift: i32 }
+            @group(0) @binding(0) var<uniform> p: Params;
+            @group(0) @binding(1) var<storage, read_write> y: array<f32>;
+            override SIDE: u32;
+            override WG: u32 = SIDE * SIDE;
+            var<workgroup> tile: array<f32, SIDE * SIDE>;
+            @compute @workgroup_size(WG)
+            fn main(@builtin(local_invocation_index) lid: u32) {
+                tile[lid] = p.alpha;
+                workgroupBarrier();
+                y[lid] = tile[WG - 1u - lid];
+            }
+        ",
+    };
+    let sized = parse("sized", SIZED.source).unwrap();
+    let side = |side: u32, workgroup: u32| KernelSpec {
+        shader: &SIZED,
+        workgroup_size: [workgroup, 1, 1],
+        overrides: Box::leak(Box::new([Override::u32("SIDE", side)])),
+        ..GOOD
+    };
+    check_kernel(&sized, &side(8, 64)).unwrap();
+    check_kernel(&sized, &side(16, 256)).unwrap();
+    assert!(check_kernel(&sized, &side(8, 256)).is_err());
+    assert!(check_kernel(&sized, &side(16, 64)).is_err());
 }

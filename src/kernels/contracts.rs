@@ -6,35 +6,18 @@
 use super::{
     elementwise, finite, jacobi, jacobi_block, matmul, optim, reduce, softmax, spectral, transpose,
 };
-use crate::pipeline::{Field, KernelSpec, Params, Shader, SharedConstant};
-
-/// A uniform struct at `@group(0) @binding(0)` of `shader` that Rust mirrors, for kernels that
-/// are still launched untyped (`Dispatch::new`) rather than as a [`super::Kernel`].
-#[derive(Clone, Copy, Debug)]
-pub struct ParamsContract {
-    /// The shader declaring the uniform.
-    pub shader: &'static Shader,
-    /// The fields Rust writes.
-    pub fields: &'static [Field],
-    /// The size in bytes of the Rust struct.
-    pub size: usize,
-}
+use crate::pipeline::{KernelSpec, Shader, SharedConstant};
 
 /// Everything the Rust side assumes about the shaders.
 #[derive(Clone, Debug)]
 pub struct Contracts {
     /// Every typed kernel of the crate.
     pub kernels: Vec<KernelSpec>,
-    /// Parameter structs of the kernels launched untyped.
-    pub untyped_params: Vec<ParamsContract>,
-    /// The shaders of the kernels launched untyped (the Jacobi solver's, each
-    /// jacobi_common.wgsl followed by its files), exactly as they are compiled.
-    pub untyped_shaders: Vec<&'static Shader>,
     /// Constants that a shader and Rust both declare.
     pub constants: Vec<SharedConstant>,
 }
 
-/// The helpers and parameters every Jacobi shader is prefixed with.
+/// The parameters, status bits and helpers every Jacobi shader starts with.
 const JACOBI_COMMON: Shader = Shader {
     name: "jacobi_common",
     source: include_str!("../../shaders/jacobi_common.wgsl"),
@@ -75,6 +58,8 @@ pub fn contracts() -> Contracts {
     let kernels = [
         &elementwise::KERNELS[..],
         &finite::KERNELS,
+        &jacobi::KERNELS,
+        &jacobi_block::KERNELS,
         &matmul::KERNELS,
         &optim::KERNELS,
         &reduce::KERNELS,
@@ -83,11 +68,6 @@ pub fn contracts() -> Contracts {
         &transpose::KERNELS,
     ]
     .concat();
-    let untyped_params = vec![ParamsContract {
-        shader: &JACOBI_COMMON,
-        fields: jacobi::Params::FIELDS,
-        size: std::mem::size_of::<jacobi::Params>(),
-    }];
     let constants = [
         &elementwise::CONSTANTS[..],
         &finite::CONSTANTS,
@@ -100,10 +80,5 @@ pub fn contracts() -> Contracts {
         &JACOBI_STATUS,
     ]
     .concat();
-    Contracts {
-        kernels,
-        untyped_params,
-        untyped_shaders: [&jacobi::SHADERS[..], &jacobi_block::SHADERS].concat(),
-        constants,
-    }
+    Contracts { kernels, constants }
 }

@@ -95,7 +95,7 @@
 //! prologue and that matrix solved from a cold start ([`STATUS_WARM_START_REJECTED`]).
 //!
 //! Warm runs record only [`EighOptions::warm_sweeps`] sweeps (default 3) on the per-sweep
-//! path: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
+//! and blocked paths: warm starts in training converge in 1–3. A matrix that needs more — a large step, a
 //! rejected V0 — ends the run flagged [`STATUS_NOT_CONVERGED`] with orthonormal vectors and
 //! Rayleigh-quotient eigenvalues, and the next run, fed back from them, continues where it
 //! stopped. The one-dispatch solver needs no such budget: it loops on the device until
@@ -103,21 +103,22 @@
 
 use super::autotune::{adapter_key, default_cache_path, TuneCache, TuneSource};
 use super::jacobi_block::{largest_block, BlockedSweeps, Working};
-use super::{grid_1d, same_device, to_u32, Dispatch, Shader};
+use super::{grid_1d, same_device, to_u32, Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, Override};
 use crate::profile::{time_pass, PassTimer};
 use crate::tensor::{read_words, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A Jacobi kernel: `prefix` (constants), jacobi_common.wgsl, then the named files.
+/// A Jacobi shader: jacobi_common.wgsl (the parameters, status bits and helpers every kernel
+/// shares), then the named files.
 macro_rules! jacobi_shader {
-    ($name:literal, $prefix:literal, $($file:literal),+) => {
+    ($name:literal, $($file:literal),+) => {
         Shader {
             name: $name,
             source: concat!(
-                $prefix,
                 include_str!("../../shaders/jacobi_common.wgsl"),
                 $(include_str!(concat!("../../shaders/", $file))),+
             ),
@@ -126,31 +127,60 @@ macro_rules! jacobi_shader {
 }
 pub(super) use jacobi_shader;
 
-const PREP: Shader = jacobi_shader!("jacobi_prep", "", "jacobi_input.wgsl", "jacobi_prep.wgsl");
-const WARM: Shader = jacobi_shader!("jacobi_warm", "", "jacobi_warm.wgsl");
-const SMALL32: Shader = jacobi_shader!(
-    "jacobi_small32",
-    "const NMAX: u32 = 32u;\n",
-    "jacobi_small.wgsl"
-);
-const SMALL64: Shader = jacobi_shader!(
-    "jacobi_small64",
-    "const NMAX: u32 = 64u;\n",
-    "jacobi_small.wgsl"
-);
-const ORTHO: Shader = jacobi_shader!("jacobi_ortho", "", "jacobi_ortho.wgsl");
+const PREP: Shader = jacobi_shader!("jacobi_prep", "jacobi_input.wgsl", "jacobi_prep.wgsl");
+const WARM: Shader = jacobi_shader!("jacobi_warm", "jacobi_warm.wgsl");
+const SMALL: Shader = jacobi_shader!("jacobi_small", "jacobi_small.wgsl");
+const ORTHO: Shader = jacobi_shader!("jacobi_ortho", "jacobi_ortho.wgsl");
 const RAYLEIGH: Shader = jacobi_shader!(
     "jacobi_rayleigh",
-    "",
     "jacobi_input.wgsl",
     "jacobi_rayleigh.wgsl"
 );
-const RANK: Shader = jacobi_shader!("jacobi_rank", "", "jacobi_rank.wgsl");
-const GATHER: Shader = jacobi_shader!("jacobi_gather", "", "jacobi_gather.wgsl");
+const RANK: Shader = jacobi_shader!("jacobi_rank", "jacobi_rank.wgsl");
+const GATHER: Shader = jacobi_shader!("jacobi_gather", "jacobi_gather.wgsl");
 
-/// Every shader the solver outside the blocked path builds (checked by the contract test).
-pub(super) const SHADERS: [&Shader; 8] = [
-    &PREP, &WARM, &SMALL32, &SMALL64, &ORTHO, &RAYLEIGH, &RANK, &GATHER,
+/// A kernel of the solver outside the blocked path: `entry` of `shader`, `wg` invocations.
+const fn kernel(shader: &'static Shader, entry: &'static str, wg: u32) -> Kernel<Params> {
+    Kernel::new(shader, entry, [wg, 1, 1])
+}
+
+const INIT: Kernel<Params> = kernel(&PREP, "init", WG_MATRIX);
+const WARM_FALLBACK: Kernel<Params> = kernel(&PREP, "warm_fallback", WG_MATRIX);
+const WARM_PRODUCT: Kernel<Params> = kernel(&WARM, "warm_product", WG_TILE);
+const WARM_CONGRUENCE: Kernel<Params> = kernel(&WARM, "warm_congruence", WG_TILE);
+/// The one-workgroup sweeps for orders up to 32 and up to 64 (the `NMAX` override sizes the
+/// workgroup arrays).
+const SOLVE_SMALL32: Kernel<Params> =
+    kernel(&SMALL, "solve_small", WG_SMALL as u32).with_overrides(&[Override::u32("NMAX", 32)]);
+const SOLVE_SMALL64: Kernel<Params> =
+    kernel(&SMALL, "solve_small", WG_SMALL as u32).with_overrides(&[Override::u32("NMAX", 64)]);
+const GRAM: Kernel<Params> = kernel(&ORTHO, "gram", WG_TILE);
+const CORRECT: Kernel<Params> = kernel(&ORTHO, "correct", WG_TILE);
+const RQ_PRODUCT: Kernel<Params> = kernel(&RAYLEIGH, "rq_product", WG_TILE);
+const RQ_VALUES: Kernel<Params> = kernel(&RAYLEIGH, "rq_values", WG_PER_PAIR);
+const COUPLING: Kernel<Params> = kernel(&RAYLEIGH, "coupling", WG_TILE);
+const REFINE: Kernel<Params> = kernel(&RAYLEIGH, "refine", WG_TILE);
+const RANK_VALUES: Kernel<Params> = kernel(&RANK, "rank", WG_PER_PAIR);
+const SIGN: Kernel<Params> = kernel(&GATHER, "sign", WG_PER_PAIR);
+const GATHER_VECTORS: Kernel<Params> = kernel(&GATHER, "gather", WG_FLAT);
+
+/// Every kernel of the solver outside the blocked path (checked by the contract test).
+pub(super) const KERNELS: [KernelSpec; 15] = [
+    INIT.spec(),
+    WARM_FALLBACK.spec(),
+    WARM_PRODUCT.spec(),
+    WARM_CONGRUENCE.spec(),
+    SOLVE_SMALL32.spec(),
+    SOLVE_SMALL64.spec(),
+    GRAM.spec(),
+    CORRECT.spec(),
+    RQ_PRODUCT.spec(),
+    RQ_VALUES.spec(),
+    COUPLING.spec(),
+    REFINE.spec(),
+    RANK_VALUES.spec(),
+    SIGN.spec(),
+    GATHER_VECTORS.spec(),
 ];
 
 /// Workgroup sizes of the kernels, as declared in their WGSL.
@@ -160,6 +190,8 @@ const WG_FLAT: u32 = 64;
 const WG_PER_PAIR: u32 = 64;
 /// `WG` of jacobi_small.wgsl.
 const WG_SMALL: u64 = 64;
+/// `WG` of jacobi_prep.wgsl: the kernels with one workgroup per matrix.
+const WG_MATRIX: u32 = 256;
 /// Size in bytes of one `Rot` record (c, s, i, j).
 const ROT_BYTES: u64 = 16;
 /// The most sweeps a plan may record (cuSOLVER's `syevj` default cap).
@@ -486,7 +518,7 @@ impl Solver {
                 sweeps,
                 cold_budget,
                 warm_budget,
-            } => sweeps.record(pass, if cold { *cold_budget } else { *warm_budget }),
+            } => sweeps.record(pass, if cold { *cold_budget } else { *warm_budget }, cold),
         }
     }
 }
@@ -748,7 +780,13 @@ impl EighPlan {
         };
         let prologue = prologue(device, &params, &bufs, warm_start_buffer.as_ref())?;
         let solver = match variant {
-            EighVariant::Blocked => blocked_solver(device, &params, &bufs, largest_block(device)?)?,
+            EighVariant::Blocked => blocked_solver(
+                device,
+                &params,
+                &bufs,
+                largest_block(device)?,
+                options.warm_sweeps,
+            )?,
             EighVariant::BlockedWith { max_block } => {
                 let largest = largest_block(device)?;
                 if !(1..=largest).contains(&max_block) {
@@ -756,7 +794,7 @@ impl EighPlan {
                         "eigh: block size {max_block} is outside 1 to {largest} on this device"
                     )));
                 }
-                blocked_solver(device, &params, &bufs, max_block)?
+                blocked_solver(device, &params, &bufs, max_block, options.warm_sweeps)?
             }
             small => small_solver(device, params, &bufs, small, options.warm_sweeps)?,
         };
@@ -917,10 +955,8 @@ fn prologue(
 ) -> Result<Vec<Dispatch>> {
     let w = b.work;
     let per_matrix = [p.batch, 1, 1];
-    let mut prologue = vec![Dispatch::new(
+    let mut prologue = vec![INIT.dispatch(
         device,
-        &PREP,
-        "init",
         p,
         &[
             b.input,
@@ -937,26 +973,15 @@ fn prologue(
     if let Some(v0) = v0 {
         let grid = tile_grid(device, p, "eigh warm start")?;
         // T = A·V0 goes to `vectors`, which only the epilogue writes for real.
-        prologue.push(Dispatch::new(
+        prologue.push(WARM_PRODUCT.dispatch(device, p, &[&w.a, v0.buffer(), b.vectors], grid)?);
+        prologue.push(WARM_CONGRUENCE.dispatch(
             device,
-            &WARM,
-            "warm_product",
-            p,
-            &[&w.a, v0.buffer(), b.vectors],
-            grid,
-        )?);
-        prologue.push(Dispatch::new(
-            device,
-            &WARM,
-            "warm_congruence",
             p,
             &[&w.a, v0.buffer(), b.vectors, &w.v, b.status, &w.departure],
             grid,
         )?);
-        prologue.push(Dispatch::with_bindings(
+        prologue.push(WARM_FALLBACK.dispatch_bound(
             device,
-            &PREP,
-            "warm_fallback",
             p,
             &[
                 (1, b.input),
@@ -980,7 +1005,11 @@ fn small_solver(
     variant: EighVariant,
     warm_sweeps: u32,
 ) -> Result<Solver> {
-    let shader = if p.n <= 32 { &SMALL32 } else { &SMALL64 };
+    let kernel = if p.n <= 32 {
+        SOLVE_SMALL32
+    } else {
+        SOLVE_SMALL64
+    };
     let w = b.work;
     let cold_budget = p.max_sweeps;
     let (per_dispatch, warm_budget) = match variant {
@@ -990,10 +1019,8 @@ fn small_solver(
     p.sweeps_per_dispatch = per_dispatch;
     let mut sweep = |budget: u32| {
         p.max_sweeps = budget;
-        Dispatch::new(
+        kernel.dispatch(
             device,
-            shader,
-            "solve_small",
             &p,
             &[&w.a, &w.v, &w.floors, b.status, b.sweeps],
             [p.batch, 1, 1],
@@ -1009,13 +1036,14 @@ fn small_solver(
 }
 
 /// The blocked solver ([`jacobi_block`](super::jacobi_block)) in blocks of at most
-/// `max_block` indices: `max_sweeps` sweeps recorded for every run, the sweeps of converged
-/// matrices being empty indirect dispatches.
+/// `max_block` indices: `max_sweeps` sweeps recorded for a cold run, `warm_sweeps` for a warm
+/// one, the sweeps of converged matrices being empty indirect dispatches.
 fn blocked_solver(
     device: &Device,
     p: &Params,
     b: &PlanBuffers,
     max_block: usize,
+    warm_sweeps: u32,
 ) -> Result<Solver> {
     let w = b.work;
     let working = Working {
@@ -1025,12 +1053,11 @@ fn blocked_solver(
         status: b.status,
         sweeps: b.sweeps,
     };
+    let warm_budget = warm_sweeps.min(p.max_sweeps);
     Ok(Solver::Blocked {
-        sweeps: BlockedSweeps::new(device, p, max_block, &working)?,
+        sweeps: BlockedSweeps::new(device, p, max_block, &working, warm_budget)?,
         cold_budget: p.max_sweeps,
-        // The blocked `check` flags a matrix out of sweeps only after `max_sweeps`, so warm
-        // runs record them all too (converged matrices make them empty dispatches).
-        warm_budget: p.max_sweeps,
+        warm_budget,
     })
 }
 
@@ -1051,73 +1078,39 @@ fn epilogue(device: &Device, p: &Params, b: &PlanBuffers) -> Result<Vec<Dispatch
     // rows W into the working matrix (free once the sweeps are done).
     let orthonormalise = || -> Result<[Dispatch; 2]> {
         Ok([
-            Dispatch::new(device, &ORTHO, "gram", p, &[&w.v, b.vectors], tiled)?,
-            Dispatch::new(
-                device,
-                &ORTHO,
-                "correct",
-                p,
-                &[&w.v, b.vectors, &w.a],
-                tiled,
-            )?,
+            GRAM.dispatch(device, p, &[&w.v, b.vectors], tiled)?,
+            CORRECT.dispatch(device, p, &[&w.v, b.vectors, &w.a], tiled)?,
         ])
     };
     // Scratch until `gather`: the working vectors hold T = A·Wᵀ, then the refined Vᵀ; the
     // output-vectors buffer E, then X, then E again.
     let mut epilogue = Vec::from(orthonormalise()?);
     epilogue.extend([
-        Dispatch::new(
+        RQ_PRODUCT.dispatch(device, p, &[b.input, &w.a, &w.v, &w.scales], tiled)?,
+        RQ_VALUES.dispatch_bound(
             device,
-            &RAYLEIGH,
-            "rq_product",
-            p,
-            &[b.input, &w.a, &w.v, &w.scales],
-            tiled,
-        )?,
-        Dispatch::with_bindings(
-            device,
-            &RAYLEIGH,
-            "rq_values",
             p,
             &[(2, &w.a), (3, &w.v), (5, &w.quotients)],
             per_value,
         )?,
-        Dispatch::with_bindings(
+        COUPLING.dispatch_bound(
             device,
-            &RAYLEIGH,
-            "coupling",
             p,
             &[(2, &w.a), (3, &w.v), (5, &w.quotients), (6, b.vectors)],
             tiled,
         )?,
-        Dispatch::with_bindings(
-            device,
-            &RAYLEIGH,
-            "refine",
-            p,
-            &[(2, &w.a), (3, &w.v), (6, b.vectors)],
-            tiled,
-        )?,
+        REFINE.dispatch_bound(device, p, &[(2, &w.a), (3, &w.v), (6, b.vectors)], tiled)?,
     ]);
     epilogue.extend(orthonormalise()?);
     epilogue.extend([
-        Dispatch::new(
+        RANK_VALUES.dispatch(
             device,
-            &RANK,
-            "rank",
             p,
             &[&w.quotients, b.status, b.values, &w.order, &w.scales],
             per_value,
         )?,
-        Dispatch::new(device, &GATHER, "sign", p, &[&w.a], per_value)?,
-        Dispatch::new(
-            device,
-            &GATHER,
-            "gather",
-            p,
-            &[&w.a, &w.order, b.status, b.vectors],
-            flat,
-        )?,
+        SIGN.dispatch(device, p, &[&w.a], per_value)?,
+        GATHER_VECTORS.dispatch(device, p, &[&w.a, &w.order, b.status, b.vectors], flat)?,
     ]);
     Ok(epilogue)
 }

@@ -13,20 +13,21 @@
 //!    S = A[I∪J, I∪J] into workgroup memory and, unless it already passes the relative test,
 //!    sweeps it once with the one-workgroup method — the same round-robin order, Rutishauser's
 //!    update and Demmel–Veselić test against the whole matrix's floor — then stores S and
-//!    D_P = Q_P − I, Q_P the product of its rotations. One sweep, not a full diagonalisation
-//!    of S: sweeping S to convergence saves about one outer sweep in eight at n = 128–512 but
-//!    costs two to three times as much, and its extra rotations doubled the residual at 512;
+//!    D_P = Q_P − I, Q_P the product of its rotations. The first and last rounds of a sweep
+//!    visit every pair of S, the rounds between only the pairs across its two blocks (b inner
+//!    rounds instead of 2b − 1): every pair of indices is visited in every sweep, and about
+//!    half the rotations of sweeping all of S each round are saved, which left 2.5× the
+//!    residual at n = 512 for no fewer sweeps;
 //! 2. `block_apply` (one workgroup per output tile and matrix): A[P, R] ← Q_Pᵀ·A[P, R]·Q_R for
 //!    every pair of block pairs P < R, and Vᵀ[P, C] ← Q_Pᵀ·Vᵀ[P, C] for every 2b-wide column
 //!    tile C, as 2b×2b matrix products in workgroup memory, formed as updates X + X·D so that
 //!    their rounding shrinks with the rotations. Tiles of block pairs that rotated nothing
 //!    are skipped.
 //!
-//! A sweep visits every pair of indices in different blocks once, as the scalar round-robin
-//! ordering does, and the pairs within a block in every round. Measured on random matrices
-//! (lavapipe): 5–6 sweeps at n = 65, 6–7 at 128, 8 at 256, 9 at 512, and 2 from a warm start;
-//! a rank-deficient Gram matrix, whose roundoff-level null space the relative test resolves
-//! too, 12 at 128, 14 at 256, 16 at 512 (the scalar ordering this replaced: 14 and 15).
+//! Measured sweeps on lavapipe: random matrices 5–6 at n = 65, 6–7 at 128, 8 at 256, 9 at
+//! 512, 2 from a warm start; a rank-deficient Gram matrix, whose roundoff-level null space the
+//! relative test resolves too, 15 at 256 and 16 at 512 (the scalar ordering this replaced: 14
+//! and 15).
 //!
 //! Before the first sweep and after every sweep, `check` (one workgroup per matrix) runs the
 //! relative test on every off-diagonal entry: a converged matrix, or one out of sweeps, is
@@ -37,7 +38,12 @@
 //! Per sweep 2(2k − 1) + 2 (`block_solve` and `block_apply` per round, `reset` and `check`):
 //! with b = 32, 8 at n ≤ 128, 16 at n = 256, 32 at n = 512 — against 2(n − 1) + 2 for a
 //! scalar round-robin ordering that dispatches each round. A cold solve of 15 recorded sweeps
-//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue.
+//! makes 128, 248 and 488 dispatches at n = 128, 256, 512 with the prologue and epilogue. A
+//! warm run records only the plan's warm budget ([`EighOptions::warm_sweeps`], default 3):
+//! its `check` flags a matrix still iterating after that budget finished but not converged,
+//! and the next run, fed back from its orthonormal vectors, continues.
+//!
+//! [`EighOptions::warm_sweeps`]: super::jacobi::EighOptions::warm_sweeps
 //!
 //! # How the work spreads
 //! A round of a batch of B matrices runs B·k `block_solve` workgroups and
@@ -49,38 +55,51 @@
 //! problem ≈ 1,400 iterations, `check` n²/512), far below llvmpipe's 65,535.
 
 use super::jacobi::{jacobi_shader, words_buffer, Params};
-use super::{Dispatch, Shader};
+use super::{Dispatch, Kernel, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::pipeline::{KernelSpec, Override};
 
-const SOLVE32: Shader = jacobi_shader!(
-    "jacobi_block_solve32",
-    "const MMAX: u32 = 32u;\n",
+const SOLVE: Shader = jacobi_shader!(
+    "jacobi_block_solve",
     "jacobi_block_common.wgsl",
     "jacobi_block_solve.wgsl"
 );
-const SOLVE64: Shader = jacobi_shader!(
-    "jacobi_block_solve64",
-    "const MMAX: u32 = 64u;\n",
-    "jacobi_block_common.wgsl",
-    "jacobi_block_solve.wgsl"
-);
-const APPLY32: Shader = jacobi_shader!(
-    "jacobi_block_apply32",
-    "const TILE: u32 = 32u;\n",
+const APPLY: Shader = jacobi_shader!(
+    "jacobi_block_apply",
     "jacobi_block_common.wgsl",
     "jacobi_block_apply.wgsl"
 );
-const APPLY64: Shader = jacobi_shader!(
-    "jacobi_block_apply64",
-    "const TILE: u32 = 64u;\n",
-    "jacobi_block_common.wgsl",
-    "jacobi_block_apply.wgsl"
-);
-const CHECK: Shader = jacobi_shader!("jacobi_check", "", "jacobi_check.wgsl");
+const CHECK: Shader = jacobi_shader!("jacobi_check", "jacobi_check.wgsl");
 
-/// Every shader of the blocked path (checked by the contract test).
-pub(super) const SHADERS: [&Shader; 5] = [&SOLVE32, &SOLVE64, &APPLY32, &APPLY64, &CHECK];
+/// `WG` of jacobi_block_solve.wgsl.
+const WG_SOLVE: u32 = 64;
+/// `WG` of jacobi_check.wgsl's `check`.
+const WG_CHECK: u32 = 256;
+
+/// `block_solve` for block pairs of up to 32 and 64 indices (the `MMAX` override, the largest
+/// 2b, sizes its workgroup arrays).
+const SOLVE32: Kernel<Params> = Kernel::new(&SOLVE, "block_solve", [WG_SOLVE, 1, 1])
+    .with_overrides(&[Override::u32("MMAX", 32)]);
+const SOLVE64: Kernel<Params> = Kernel::new(&SOLVE, "block_solve", [WG_SOLVE, 1, 1])
+    .with_overrides(&[Override::u32("MMAX", 64)]);
+/// `block_apply` on tiles of `TILE` = 2b_max: (TILE/4)² invocations, each a 4×4 block.
+const APPLY32: Kernel<Params> = Kernel::new(&APPLY, "block_apply", [(32 / 4) * (32 / 4), 1, 1])
+    .with_overrides(&[Override::u32("TILE", 32)]);
+const APPLY64: Kernel<Params> = Kernel::new(&APPLY, "block_apply", [(64 / 4) * (64 / 4), 1, 1])
+    .with_overrides(&[Override::u32("TILE", 64)]);
+const RESET: Kernel<Params> = Kernel::new(&CHECK, "reset", [1, 1, 1]);
+const CHECK_CONVERGENCE: Kernel<Params> = Kernel::new(&CHECK, "check", [WG_CHECK, 1, 1]);
+
+/// Every kernel of the blocked path (checked by the contract test).
+pub(super) const KERNELS: [KernelSpec; 6] = [
+    SOLVE32.spec(),
+    SOLVE64.spec(),
+    APPLY32.spec(),
+    APPLY64.spec(),
+    RESET.spec(),
+    CHECK_CONVERGENCE.spec(),
+];
 
 /// The largest block a device can get: 32, or 16 on devices with little workgroup memory.
 const BLOCK_LARGE: usize = 32;
@@ -159,23 +178,30 @@ pub(super) struct Working<'a> {
 
 /// The recorded sweeps of the blocked solver: a reset and a check, then per sweep the rounds'
 /// indirect `block_solve` and `block_apply`, and again a reset and a check.
+///
+/// The check flags a matrix still iterating after the run's budget as finished but not
+/// converged, so it carries that budget: one check for cold runs (`max_sweeps`), one for warm
+/// runs (the warm budget).
 pub(super) struct BlockedSweeps {
     layout: BlockLayout,
     reset: Dispatch,
-    check: Dispatch,
+    check_cold: Dispatch,
+    check_warm: Dispatch,
     rounds: Vec<(Dispatch, Dispatch)>,
     args: wgpu::Buffer,
 }
 
 impl BlockedSweeps {
     /// Builds the dispatches for `batch` matrices of order `n` in blocks of at most
-    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's; the blocked
-    /// kernels get their own copy with the block geometry.
+    /// `max_block` indices (at most [`largest_block`]). `params` are the plan's (their
+    /// `max_sweeps` is the cold budget); the blocked kernels get their own copy with the block
+    /// geometry. Warm runs stop after `warm_budget` sweeps.
     pub fn new(
         device: &Device,
         params: &Params,
         max_block: usize,
         work: &Working<'_>,
+        warm_budget: u32,
     ) -> Result<BlockedSweeps> {
         let (batch, n) = (params.batch as usize, params.n as usize);
         let layout = BlockLayout::new(n, max_block);
@@ -205,35 +231,36 @@ impl BlockedSweeps {
             6,
             storage | wgpu::BufferUsages::INDIRECT,
         )?;
-        let reset = Dispatch::new(device, &CHECK, "reset", &params, &[&args], [1, 1, 1])?;
-        let check = Dispatch::new(
-            device,
-            &CHECK,
-            "check",
-            &params,
-            &[&args, work.a, &live, work.floors, work.status, work.sweeps],
-            [batch as u32, 1, 1],
-        )?;
+        let reset = RESET.dispatch(device, &params, &[&args], [1, 1, 1])?;
+        let check = |max_sweeps: u32| {
+            CHECK_CONVERGENCE.dispatch(
+                device,
+                &Params {
+                    max_sweeps,
+                    ..params
+                },
+                &[&args, work.a, &live, work.floors, work.status, work.sweeps],
+                [batch as u32, 1, 1],
+            )
+        };
+        let check_cold = check(params.max_sweeps)?;
+        let check_warm = check(warm_budget)?;
         let (solve, apply) = match max_block <= BLOCK_SMALL {
-            true => (&SOLVE32, &APPLY32),
-            false => (&SOLVE64, &APPLY64),
+            true => (SOLVE32, APPLY32),
+            false => (SOLVE64, APPLY64),
         };
         let mut rounds = Vec::with_capacity(layout.blocks - 1);
         for round in 0..layout.blocks as u32 - 1 {
             params.round = round;
             rounds.push((
-                Dispatch::new(
+                solve.dispatch(
                     device,
-                    solve,
-                    "block_solve",
                     &params,
                     &[work.a, &live, &q, &rotated, work.floors],
                     [k as u32, batch as u32, 1],
                 )?,
-                Dispatch::new(
+                apply.dispatch(
                     device,
-                    apply,
-                    "block_apply",
                     &params,
                     &[work.a, &live, &q, &rotated, work.v],
                     [tiles as u32, batch as u32, 1],
@@ -243,23 +270,30 @@ impl BlockedSweeps {
         Ok(BlockedSweeps {
             layout,
             reset,
-            check,
+            check_cold,
+            check_warm,
             rounds,
             args,
         })
     }
 
-    /// Records the first check and `sweeps` sweeps, each followed by a check.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32) {
+    /// Records the first check and `sweeps` sweeps (the run's budget), each followed by a
+    /// check that stops matrices at that budget.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, sweeps: u32, cold: bool) {
+        let check = if cold {
+            &self.check_cold
+        } else {
+            &self.check_warm
+        };
         self.reset.record(pass);
-        self.check.record(pass);
+        check.record(pass);
         for _ in 0..sweeps {
             for (solve, apply) in &self.rounds {
                 solve.record_indirect(pass, &self.args, 0);
                 apply.record_indirect(pass, &self.args, 12);
             }
             self.reset.record(pass);
-            self.check.record(pass);
+            check.record(pass);
         }
     }
 
