@@ -131,9 +131,9 @@ fn plan_stats_one_submit_no_readback_no_new_pipelines_pooled_memory() {
     let ratio = p.peak_bytes as f64 / p.unpooled_bytes as f64;
     assert!(ratio <= 0.6, "pooled/unpooled = {ratio:.2}: {p:?}");
     // Fused and packed: 6 bias adds, 5 tanh and 5 tanh′ in matmul epilogues, 12 updates in
-    // one launch — 27 launches fewer, fewer barriers, no more memory (64-wide tensors fill
-    // the arenas' 256-byte ranges exactly).
-    assert_eq!(s.dispatches_per_step + 27, p.dispatches_per_step, "{s:?}");
+    // one launch and their 12 gradients' finite checks in one — 38 launches fewer, fewer
+    // barriers, no more memory (64-wide tensors fill the arenas' 256-byte ranges exactly).
+    assert_eq!(s.dispatches_per_step + 38, p.dispatches_per_step, "{s:?}");
     assert!(s.barriers_per_step < p.barriers_per_step, "{s:?} vs {p:?}");
     assert!(s.peak_bytes <= p.peak_bytes, "{s:?} vs {p:?}");
     assert_eq!(
@@ -496,6 +496,10 @@ fn one_optimizer_launch_updates_any_number_of_parameters() {
             };
             let plain = agrees_with_reference(&m, unpacked, 3, &format!("{what}, unpacked"));
             assert_eq!(launches_of(&plain, entry), params);
+            // The step status checks the loss and, in one launch, the gradient arena.
+            assert_eq!(launches_of(&packed, "finite_check_parts"), 1, "{what}");
+            assert_eq!(launches_of(&packed, "finite_check"), 1, "{what}");
+            assert_eq!(launches_of(&plain, "finite_check"), params + 1, "{what}");
             // Clipping adds one sum of squares over the gradient arena and the scale, however
             // many parameters there are.
             if name.ends_with("clipped") {
@@ -531,9 +535,10 @@ fn fused_and_unfused_plans_match_the_reference() {
         assert_eq!(launches_of(&fused, rule), 0, "{:?}", fused.launches());
         assert_eq!(launches_of(&unfused, rule), 3, "{:?}", unfused.launches());
         let (f, u) = (fused.stats(), unfused.stats());
-        // 3 bias adds + 3 activations + 3 backward rules + 6 of the 7 updates fewer.
+        // 3 bias adds + 3 activations + 3 backward rules + 6 of the 7 updates and 6 of the 7
+        // gradients' finite checks fewer.
         assert_eq!(
-            f.dispatches_per_step + 15,
+            f.dispatches_per_step + 21,
             u.dispatches_per_step,
             "{f:?} vs {u:?}"
         );

@@ -12,7 +12,6 @@ use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
-use wgpu::util::DeviceExt;
 
 const SHADER: Shader = Shader {
     name: "optim",
@@ -207,7 +206,7 @@ pub fn packed_update_dispatch<'a>(
             states.len()
         )));
     }
-    let table = parts_table(device, status, parts, n)?;
+    let table = finite::parts_table(device, "optimizer update", status, parts, n)?;
     let mut params = Params {
         n: to_u32("optimizer update", n)?,
         count: to_u32("optimizer update", parts.len())?,
@@ -253,40 +252,6 @@ pub fn packed_update_dispatch<'a>(
             ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
     }
-}
-
-/// The device table of an update's `parts` (first element, status slot; see
-/// [`packed_update_dispatch`]), checked: the first tensor starts at 0, the starts rise and lie
-/// below `n`, and every slot is one of `status`'s findings.
-fn parts_table(
-    device: &Device,
-    status: &wgpu::Buffer,
-    parts: &[(usize, usize)],
-    n: usize,
-) -> Result<wgpu::Buffer> {
-    let what = "optimizer update";
-    let rising = parts.windows(2).all(|w| w[0].0 < w[1].0);
-    if parts.first().map(|p| p.0) != Some(0) || !rising || parts.iter().any(|p| p.0 >= n) {
-        return Err(Error::InvalidArgument(format!(
-            "{what}: tensors starting at {:?} do not split {n} elements",
-            parts.iter().map(|p| p.0).collect::<Vec<_>>()
-        )));
-    }
-    let mut words = Vec::with_capacity(2 * parts.len());
-    for &(start, slot) in parts {
-        let slot = StatusSlot {
-            buffer: status,
-            slot,
-        };
-        words.extend([to_u32(what, start)?, slot.index(what)?]);
-    }
-    Ok(device
-        .wgpu_device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("update parts"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
-        }))
 }
 
 /// Most partial sums one [`sumsq_dispatch`] writes (one per workgroup): enough workgroups to

@@ -6,6 +6,7 @@
 //! records what this produced.
 
 use super::alloc::{scratch, Buffers};
+use super::checks;
 use super::fuse::{Chain, Fusion};
 use super::pack::Packing;
 use super::solve::{batch_n, Solves};
@@ -383,16 +384,7 @@ impl<'a> Lowering<'a> {
                         .collect::<Result<Vec<_>>>()?;
                     let param = self.buffers.arena_of(first[0])?;
                     let grad = self.buffers.arena_of(first[1])?;
-                    // Each parameter's first element in the arena and its status slot.
-                    let parts = g
-                        .updates
-                        .iter()
-                        .map(|&u| {
-                            let at = self.buffer(self.graph.nodes()[u].inputs[0])?.offset();
-                            let start = ((at - param.offset()) / 4) as usize;
-                            Ok((start, self.status_slot(u)?.slot))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
+                    let parts = checks::group_parts(self.graph, self.buffers, self.watch, g)?;
                     let status = &self.buffers.status;
                     vec![packed_update_dispatch(
                         device, rule, hyper, param, grad, &states, status, &parts, g.len,

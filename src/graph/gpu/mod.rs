@@ -143,7 +143,15 @@ impl GpuPlan {
             lower_graph(device, graph, &mut buffers, &fusion, &packing, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
         let mut recording = schedule::flatten(&order, lowered);
-        checks::insert(device, graph, &layout, &buffers, &watch, &mut recording)?;
+        checks::insert(
+            device,
+            graph,
+            &layout,
+            &buffers,
+            &watch,
+            &packing,
+            &mut recording,
+        )?;
         device.synchronize()?;
         let stats = PlanStats::of(
             graph,
