@@ -8,8 +8,8 @@ use eigengrad::kernels::autotune::{
     CACHE_FILE,
 };
 use eigengrad::kernels::matmul::{
-    matmul_dispatch, matmul_shape, MatmulClass, MatmulLarge, MatmulMedium, MatmulSmall,
-    MatmulVariant,
+    matmul_dispatch, matmul_shape, matmul_variant, MatmulClass, MatmulLarge, MatmulMedium,
+    MatmulSmall, MatmulVariant,
 };
 use eigengrad::kernels::reduce::{reduce_lanes, Axis, Reduce};
 use eigengrad::kernels::softmax::{softmax_lanes, SoftmaxXent};
@@ -239,4 +239,36 @@ fn builders_follow_the_chosen_variant() {
         !dev.info().is_cpu() || (1 << 22) / long <= 1 << 16,
         "{long} lanes"
     );
+}
+
+/// Untuned, a CPU adapter (llvmpipe on CI) keeps RowBlock in every size class, and the
+/// products of every class run it.
+#[test]
+fn cpu_adapters_keep_rowblock_in_every_size_class() {
+    let dev = Device::new().unwrap();
+    if !dev.info().is_cpu() {
+        return;
+    }
+    for default in [
+        MatmulSmall::default_variant(dev.info()),
+        MatmulMedium::default_variant(dev.info()),
+        MatmulLarge::default_variant(dev.info()),
+    ] {
+        assert_eq!(default, MatmulVariant::RowBlock);
+    }
+    for (batch, m, n, class) in [
+        (1, 256, 512, MatmulClass::Small),
+        (1, 1024, 1024, MatmulClass::Medium),
+        (1, 2048, 2048, MatmulClass::Large),
+        (128, 64, 64, MatmulClass::Medium),
+    ] {
+        let (_, mut dims) = matmul_shape(&[m, 64], &[64, n], false, false).unwrap();
+        dims.batch = batch;
+        assert_eq!(dims.class(), class);
+        assert_eq!(
+            matmul_variant(&dev, &dims),
+            MatmulVariant::RowBlock,
+            "{dims:?}"
+        );
+    }
 }
