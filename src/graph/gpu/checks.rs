@@ -120,13 +120,19 @@ pub(super) fn group_parts(
         .map(|&u| {
             let param = graph.nodes()[u].inputs[0];
             let at = buffers.value(param)?.offset() - buffers.arena_of(param)?.offset();
-            let slot = watch.slot_of(u).ok_or_else(|| {
-                let name = &graph.nodes()[u].name;
-                Error::InvalidArgument(format!("{name} is not watched by the step"))
-            })?;
-            Ok(((at / 4) as usize, STATUS_HEADER_SLOTS + slot))
+            Ok(((at / 4) as usize, status_slot(graph, watch, u)?))
         })
         .collect()
+}
+
+/// The slot in the step status (counted from the buffer's start) where update or running
+/// average `node` records itself.
+pub(super) fn status_slot(graph: &Graph, watch: &StepWatch, node: usize) -> Result<usize> {
+    let slot = watch.slot_of(node).ok_or_else(|| {
+        let name = &graph.nodes()[node].name;
+        Error::InvalidArgument(format!("{name} is not watched by the step"))
+    })?;
+    Ok(STATUS_HEADER_SLOTS + slot)
 }
 
 /// Records what writing a plan's tensors asks for: the step status cleared, and every solve

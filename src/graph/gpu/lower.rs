@@ -11,7 +11,7 @@ use super::fuse::{Chain, Fusion};
 use super::pack::Packing;
 use super::solve::{batch_n, Solves};
 use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph::status::StepWatch;
 use crate::graph::{rows_cols, Graph, Node, Op, Value};
 use crate::kernels::matmul::{
@@ -301,13 +301,9 @@ impl<'a> Lowering<'a> {
     /// The slot in the step status where node `i` (an update or a running average) records
     /// itself.
     fn status_slot(&self, i: usize) -> Result<StatusSlot<'a>> {
-        let slot = self.watch.slot_of(i).ok_or_else(|| {
-            let name = &self.graph.nodes()[i].name;
-            Error::InvalidArgument(format!("{name} is not watched by the step"))
-        })?;
         Ok(StatusSlot {
             buffer: &self.buffers.status,
-            slot: kernels::finite::STATUS_HEADER_SLOTS + slot,
+            slot: checks::status_slot(self.graph, self.watch, i)?,
         })
     }
 
