@@ -7,6 +7,7 @@ use eigengrad::kernels::autotune::{
     adapter_key, set_variant, tune, tune_all, variant, Tunable, TuneCache, TuneSource, Variant,
     CACHE_FILE,
 };
+use eigengrad::kernels::jacobi::SmallEigh;
 use eigengrad::kernels::matmul::{
     matmul_dispatch, matmul_shape, matmul_variant, MatmulClass, MatmulLarge, MatmulMedium,
     MatmulSmall, MatmulVariant,
@@ -164,6 +165,7 @@ fn every_tunable_kernel_is_measured_cached_and_then_read() {
         Transpose::KERNEL,
         Reduce::KERNEL,
         SoftmaxXent::KERNEL,
+        SmallEigh::KERNEL,
     ];
     assert_eq!(first.len(), kernels.len());
     let cache = TuneCache::load(Some(&path));

@@ -485,3 +485,79 @@ fn forward_leaves_running_statistics_alone() {
         );
     }
 }
+
+/// The warm start is set per layer: two Eigen layers of the same order, one cold every step
+/// and one fed back (the default), get one solve each; the cold one keeps a cold start's sweep
+/// count at every step while the other drops to a few, and both train as the reference
+/// executor does. Setting it on a value that is not a spectral function, or asking for a
+/// caller-given V0 or a cold-restart period of 0, is an error naming the node.
+#[test]
+fn warm_start_is_set_per_layer() {
+    use eigengrad::WarmStart;
+    let dev = device();
+    let mut g = Graph::new();
+    let x = g.input("x", &[16, 24]);
+    let t = g.input("t", &[16, 24]);
+    let mode = EigenMode::Clamp { lo: 0.8, hi: 1.25 };
+    let cold = EigenLayer::new(&mut g, "cold", 24, 24, mode, scaled_normal(24, 1.5)).unwrap();
+    let warm = EigenLayer::new(&mut g, "warm", 24, 24, mode, scaled_normal(24, 1.5)).unwrap();
+    cold.set_warm_start(&mut g, WarmStart::Off).unwrap();
+    assert_eq!(g.warm_start(cold.spectral), WarmStart::Off);
+    assert_eq!(g.warm_start(warm.spectral), WarmStart::feedback());
+    let h = cold.forward(&mut g, x).unwrap();
+    let h = g.tanh(h).unwrap();
+    let y = warm.forward(&mut g, h).unwrap();
+    let loss = g.mse(y, t).unwrap();
+
+    for (v, bad) in [
+        (x, WarmStart::Off),
+        (cold.spectral, WarmStart::Given),
+        (
+            cold.spectral,
+            WarmStart::Feedback {
+                cold_restart_every: 0,
+            },
+        ),
+    ] {
+        match g.set_warm_start(v, bad) {
+            Err(Error::InvalidArgument(m)) => {
+                let name = g.try_node(v).unwrap().name.clone();
+                assert!(m.contains(&name), "{m}");
+            }
+            other => panic!("{bad:?} on {v:?}: {other:?}"),
+        }
+    }
+    assert_eq!(g.warm_start(cold.spectral), WarmStart::Off, "unchanged");
+
+    Adam::new(1e-3).minimize(&mut g, loss).unwrap();
+    let mut gpu = GpuPlan::compile(&dev, &g, &[loss], 3).unwrap();
+    assert_eq!(gpu.solves_per_step(), 2, "one solve per warm-start setting");
+    let mut cpu = ReferencePlan::<f64>::compile(&g, 3).unwrap();
+    let (mut cold_sweeps, mut warm_sweeps) = (vec![], vec![]);
+    for step in 0..8 {
+        let (xs, ts) = (random(step, 16 * 24, 1.0), random(50 + step, 16 * 24, 1.0));
+        gpu.step(&[(x, &xs), (t, &ts)]).unwrap();
+        let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        cpu.step(&[(x, &wide(&xs)), (t, &wide(&ts))]).unwrap();
+        let (a, b) = (
+            gpu.read(loss).unwrap()[0] as f64,
+            cpu.read(loss).unwrap()[0],
+        );
+        // As in `equal_size_layers_share_one_batched_solve`: f32 Jacobi against the f64
+        // reference through two layers, 1e-4 relative.
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "step {step}: loss {a} vs {b}"
+        );
+        cold_sweeps.push(cold.sweeps(&gpu).unwrap());
+        warm_sweeps.push(warm.sweeps(&gpu).unwrap());
+    }
+    eprintln!("sweeps per step: cold {cold_sweeps:?}, fed back {warm_sweeps:?}");
+    // A cold 24×24 solve needs 5–7 sweeps; a fed-back one after a small Adam step 1–3.
+    assert!(cold_sweeps.iter().all(|&s| s >= 4.0), "{cold_sweeps:?}");
+    assert!(warm_sweeps[0] >= 4.0, "step 0 is cold: {warm_sweeps:?}");
+    assert!(
+        warm_sweeps[1..].iter().all(|&s| s <= 3.0),
+        "{warm_sweeps:?}"
+    );
+}

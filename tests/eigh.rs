@@ -8,8 +8,8 @@
 //! - residual: ‖AV − VΛ‖_F ≤ C_RESIDUAL·n·ε·‖A‖_F, for the same reason;
 //! - orthogonality: ‖VᵀV − I‖_F ≤ C_ORTH·n·ε. The rotations alone leave ~1.5·n·√n·ε (every
 //!   column is rounded (n − 1)·sweeps times, a random walk); the solver's closing
-//!   Newton–Schulz step brings that down to the rounding of V itself. (LAPACK `ssyevd`,
-//!   ANCHORS.md: ~0.5·n·ε.)
+//!   Newton–Schulz step brings that down to the rounding of V itself. (LAPACK `ssyevd` in
+//!   f32 measures ~0.5·n·ε.)
 //! - graded SPD D·R·D: every eigenvalue to *relative* accuracy C_RELATIVE·n·ε, however small
 //!   (Demmel–Veselić: the relative test keeps the perturbations graded like A). The reference
 //!   there is σ(L)² with L the f64 Cholesky factor of A, whose SVD has relative accuracy;
@@ -24,10 +24,10 @@
 
 mod common;
 use common::*;
-use eigengrad::kernels::autotune::{TuneSource, CACHE_FILE};
+use eigengrad::kernels::autotune::{tune, TuneSource, CACHE_FILE};
 use eigengrad::kernels::jacobi::{
-    autotune_small_with, EighPlan, DEFAULT_WARM_SWEEPS, STATUS_FINISHED,
-    STATUS_NONFINITE_WARM_START, STATUS_NOT_CONVERGED, STATUS_WARM_START_REJECTED,
+    EighPlan, SmallEigh, DEFAULT_WARM_SWEEPS, STATUS_FINISHED, STATUS_NONFINITE_WARM_START,
+    STATUS_NOT_CONVERGED, STATUS_WARM_START_REJECTED,
 };
 use eigengrad::tensor::read_words;
 use eigengrad::{
@@ -350,7 +350,7 @@ fn random_symmetric_every_size() {
             check_batch(&what, &a, n, &e);
             assert!(e.converged.iter().all(|&c| c), "{what}: not converged");
             let most = *e.sweeps.iter().max().unwrap();
-            // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (ANCHORS.md).
+            // f32 round-robin Jacobi: ≤ 6 sweeps at n = 32, ≤ 9 at n = 256 (published f32 figures).
             assert!(most <= 10, "{what}: {most} sweeps");
             eprintln!("{what}: sweeps {:?}", &e.sweeps[..batch.min(8)]);
         }
@@ -979,7 +979,7 @@ fn small_solver_autotuning_is_measured_once_and_cached() {
     let dir = std::env::temp_dir().join(format!("eigengrad-eigh-tune-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join(CACHE_FILE);
-    let tuned = autotune_small_with(&dev, Some(&path), false).unwrap();
+    let tuned = tune::<SmallEigh>(&dev, Some(&path), false).unwrap();
     eprintln!("eigh autotune: {tuned:?}");
     assert_eq!(tuned.source, TuneSource::Measured);
     let timed: Vec<EighVariant> = tuned.timings_ms.iter().map(|t| t.0).collect();
@@ -993,14 +993,14 @@ fn small_solver_autotuning_is_measured_once_and_cached() {
     // Plans built afterwards use it (n = 16 fits one dispatch on every adapter).
     let plan = EighPlan::new(&dev, 1, 16, &EighOptions::default()).unwrap();
     assert_eq!(plan.variant(), tuned.variant);
-    let again = autotune_small_with(&dev, Some(&path), false).unwrap();
+    let again = tune::<SmallEigh>(&dev, Some(&path), false).unwrap();
     assert_eq!(
         (again.source, again.variant),
         (TuneSource::Memory, tuned.variant)
     );
     // Another device on the same adapter reads the file instead of measuring.
     let other = Device::new().unwrap();
-    let read = autotune_small_with(&other, Some(&path), false).unwrap();
+    let read = tune::<SmallEigh>(&other, Some(&path), false).unwrap();
     assert_eq!(
         (read.source, read.variant),
         (TuneSource::Disk, tuned.variant)
@@ -1009,7 +1009,7 @@ fn small_solver_autotuning_is_measured_once_and_cached() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// LAPACK `ssyevd` in f32 (scipy 1.17, ANCHORS.md) on random, clustered, rank-deficient and
+/// LAPACK `ssyevd` in f32 (measured through scipy 1.17) on random, clustered, rank-deficient and
 /// near-orthogonal Gram matrices, n ≤ 512: residual ‖AV − VΛ‖_F/‖A‖_F ≤ 1.1e-6, eigenvalue
 /// error ≤ 9e-7·‖A‖₂. The solver must stay within 3× of both at every order.
 const LAPACK_RESIDUAL: f64 = 1.1e-6;

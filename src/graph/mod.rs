@@ -31,12 +31,14 @@ pub use plan::{Plan, PlanState};
 
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
+use crate::kernels::jacobi::WarmStart;
 use crate::kernels::matmul::matmul_shape;
 use crate::kernels::optim::UpdateRule;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::softmax::softmax_xent_shape;
 use crate::kernels::spectral::SpectralFn;
 use crate::tensor::numel;
+use std::collections::BTreeMap;
 
 /// A symbolic value of a [`Graph`]: the output of one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -203,6 +205,9 @@ pub struct Graph {
     learning_rate: f32,
     /// The values [`Graph::backward`] differentiated: the losses a step watches.
     losses: Vec<Value>,
+    /// Spectral-function nodes whose eigendecomposition does not start the default way
+    /// ([`Graph::warm_start`]).
+    warm_starts: BTreeMap<usize, WarmStart>,
 }
 
 impl Graph {
@@ -236,6 +241,52 @@ impl Graph {
         self.lookup("set_name", v)?;
         self.nodes[v.0].name = name.to_string();
         Ok(())
+    }
+
+    /// Where the GPU executor starts each step's eigendecomposition of spectral-function node
+    /// `v`: [`WarmStart::Off`] (cold every step: no state carried between steps, 6–9 sweeps)
+    /// or [`WarmStart::Feedback`] (from the last step's eigenvectors, 1–3 sweeps, cold at the
+    /// first step and every `cold_restart_every` steps). Nodes with the same order and
+    /// setting share one batched solve. The reference executor solves exactly either way.
+    ///
+    /// Errors: [`Error::InvalidArgument`] naming `v` if it is not a spectral function of this
+    /// graph, or for [`WarmStart::Given`] (a graph's solve has no caller-filled V0) or a
+    /// feedback period of 0.
+    pub fn set_warm_start(&mut self, v: Value, warm_start: WarmStart) -> Result<()> {
+        let node = self.lookup("set_warm_start", v)?;
+        if !matches!(node.op, Op::SpectralFn(_)) {
+            return Err(Error::InvalidArgument(format!(
+                "set_warm_start: {:?} ({}) is not a spectral function",
+                node.name,
+                node.op.name()
+            )));
+        }
+        match warm_start {
+            WarmStart::Given => Err(Error::InvalidArgument(format!(
+                "set_warm_start on {:?}: a graph's solve starts cold (Off) or from its last \
+                 step's eigenvectors (Feedback), not from a given V0",
+                node.name
+            ))),
+            WarmStart::Feedback {
+                cold_restart_every: 0,
+            } => Err(Error::InvalidArgument(format!(
+                "set_warm_start on {:?}: the cold-restart period must be at least 1",
+                node.name
+            ))),
+            _ => {
+                self.warm_starts.insert(v.0, warm_start);
+                Ok(())
+            }
+        }
+    }
+
+    /// Where the eigendecomposition of spectral-function node `v` starts each step (see
+    /// [`Graph::set_warm_start`]): [`WarmStart::feedback`] unless set otherwise.
+    pub fn warm_start(&self, v: Value) -> WarmStart {
+        self.warm_starts
+            .get(&v.0)
+            .copied()
+            .unwrap_or_else(WarmStart::feedback)
     }
 
     /// The value of node `index`, if the graph has that many nodes.

@@ -12,8 +12,10 @@
 //! choice per size class ([`MatmulSmall`](super::matmul::MatmulSmall),
 //! [`MatmulMedium`](super::matmul::MatmulMedium), [`MatmulLarge`](super::matmul::MatmulLarge)),
 //! transpose ([`Transpose`](super::transpose::Transpose)),
-//! reductions ([`Reduce`](super::reduce::Reduce)) and softmax cross-entropy
-//! ([`SoftmaxXent`](super::softmax::SoftmaxXent)). Tune before compiling plans: dispatches
+//! reductions ([`Reduce`](super::reduce::Reduce)), softmax cross-entropy
+//! ([`SoftmaxXent`](super::softmax::SoftmaxXent)) and the eigensolver's one-workgroup path
+//! ([`SmallEigh`](super::jacobi::SmallEigh), whose trial is a whole solve). Tune before
+//! compiling plans: dispatches
 //! built earlier keep the variant they were built with.
 //!
 //! The file is `autotune-v1.txt` in the first of `$EIGENGRAD_CACHE_DIR`,
@@ -198,9 +200,32 @@ pub trait Tunable {
     /// The variant for an adapter where none was measured.
     fn default_variant(info: &DeviceInfo) -> Self::Variant;
 
-    /// One launch of each variant of [`Variant::ALL`], in that order, on one representative
+    /// What one trial records: one [`Dispatch`] for most kernels, a whole solve for the
+    /// eigensolver.
+    type Trial: Trial;
+
+    /// One trial of each variant of [`Variant::ALL`], in that order, on one representative
     /// problem: what [`tune`] times.
-    fn trials(device: &Device) -> Result<Vec<Dispatch>>;
+    fn trials(device: &Device) -> Result<Vec<Self::Trial>>;
+}
+
+/// Work that [`tune`] times: recorded into one compute pass.
+pub trait Trial {
+    /// Records the work.
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>);
+
+    /// Dispatches [`Trial::record`] makes (reported with the timing).
+    fn dispatches(&self) -> usize;
+}
+
+impl Trial for Dispatch {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        Dispatch::record(self, pass);
+    }
+
+    fn dispatches(&self) -> usize {
+        1
+    }
 }
 
 /// The variant of kernel `K` on `device`: the one [`tune`] chose there, if it ran on this
@@ -315,6 +340,7 @@ pub fn tune_all(
     cache: Option<&Path>,
     force: bool,
 ) -> Result<Vec<Tuning<&'static str>>> {
+    use super::jacobi::SmallEigh;
     use super::matmul::{MatmulLarge, MatmulMedium, MatmulSmall};
     use super::{reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
     Ok(vec![
@@ -324,19 +350,22 @@ pub fn tune_all(
         tune::<Transpose>(device, cache, force)?.named(),
         tune::<Reduce>(device, cache, force)?.named(),
         tune::<SoftmaxXent>(device, cache, force)?.named(),
+        tune::<SmallEigh>(device, cache, force)?.named(),
     ])
 }
 
 /// Times every variant's trial: the fastest of [`TUNE_RUNS`] runs each, runs of the variants
 /// interleaved so that a burst of other load hits them alike.
 fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
-    let dispatches = K::trials(device)?;
-    debug_assert_eq!(dispatches.len(), K::Variant::ALL.len());
+    let trials = K::trials(device)?;
+    debug_assert_eq!(trials.len(), K::Variant::ALL.len());
     let timer = PassTimer::new(device, 1)?;
-    let mut best = vec![f64::INFINITY; dispatches.len()];
+    let mut best = vec![f64::INFINITY; trials.len()];
     for run in 0..=TUNE_RUNS {
-        for (k, d) in dispatches.iter().enumerate() {
-            let p = time_pass(device, timer.as_ref(), 1, |pass| d.record(pass))?;
+        for (k, t) in trials.iter().enumerate() {
+            let p = time_pass(device, timer.as_ref(), t.dispatches(), |pass| {
+                t.record(pass)
+            })?;
             if run > 0 {
                 best[k] = best[k].min(p.gpu_ms.unwrap_or(p.wall_ms));
             }
@@ -378,6 +407,7 @@ mod tests {
         names_round_trip::<Transpose>();
         names_round_trip::<Reduce>();
         names_round_trip::<SoftmaxXent>();
+        names_round_trip::<crate::kernels::jacobi::SmallEigh>();
     }
 
     #[test]

@@ -79,8 +79,9 @@
 //! would not ([`EighVariant::Auto`] then records per sweep).
 //!
 //! # Variants
-//! [`EighVariant::Auto`] takes the one-workgroup variant [`autotune_small`] measured fastest
-//! on the adapter (cached per adapter in memory and on disk, like matmul's), else one
+//! [`EighVariant::Auto`] takes the one-workgroup variant that tuning ([`SmallEigh`], through
+//! the kernels' common [`autotune`]) measured fastest on the adapter (cached
+//! per adapter in memory and on disk, like matmul's), else one
 //! dispatch per sweep on CPU adapters and one dispatch elsewhere; larger orders go to the
 //! blocked path. Tests force each variant explicitly.
 //!
@@ -101,15 +102,13 @@
 //! stopped. The one-dispatch solver needs no such budget: it loops on the device until
 //! convergence or `max_sweeps` at no cost when it is not needed.
 
-use super::autotune::{adapter_key, default_cache_path, TuneCache, TuneSource};
+use super::autotune::{self, Trial, Tunable, Variant};
 use super::jacobi_block::{largest_block, BlockedSweeps, Working};
 use super::{grid_1d, same_device, to_u32, Dispatch, Kernel, Shader};
-use crate::device::Device;
+use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, Override};
-use crate::profile::{time_pass, PassTimer};
 use crate::tensor::{read_words, Tensor};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A Jacobi shader: jacobi_common.wgsl (the parameters, status bits and helpers every kernel
@@ -228,7 +227,7 @@ pub const STATUS_WARM_START_REJECTED: u32 = 16;
 pub const STATUS_VALUES_OVERFLOW: u32 = 32;
 
 /// Where a plan's runs start from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WarmStart {
     /// Every run starts cold, from V = I; the plan has no V0 buffer.
     #[default]
@@ -257,7 +256,7 @@ impl WarmStart {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EighVariant {
     /// n ≤ 64 (n ≤ 32 where the device lacks the ~25 KiB of workgroup memory n = 64 needs):
-    /// the small-matrix variant [`autotune_small`] chose on this device, else its heuristic
+    /// the small-matrix variant [`SmallEigh`]'s tuning chose on this device, else its default
     /// (per sweep on CPU adapters, one dispatch elsewhere) — per sweep wherever one dispatch
     /// would run past a CPU adapter's loop cap. Larger n: [`EighVariant::Blocked`].
     #[default]
@@ -280,7 +279,7 @@ pub enum EighVariant {
 }
 
 impl EighVariant {
-    /// The two one-workgroup variants, which [`autotune_small`] chooses between.
+    /// The two one-workgroup variants, which [`SmallEigh`]'s tuning chooses between.
     pub const SMALL: [EighVariant; 2] = [EighVariant::SmallPerSweep, EighVariant::SmallOneDispatch];
 
     /// The variant's name, as the autotune cache stores it.
@@ -294,29 +293,11 @@ impl EighVariant {
         }
     }
 
-    /// The one-workgroup variant called `name` (as [`Self::name`] writes it), if any.
-    pub fn parse_small(name: &str) -> Option<EighVariant> {
-        EighVariant::SMALL.into_iter().find(|v| v.name() == name)
-    }
-
     /// The one-workgroup variant [`EighVariant::Auto`] uses on `device`: the one
-    /// [`autotune_small`] chose there, if it ran on this device; else
-    /// [`Self::small_heuristic`].
+    /// [`SmallEigh`]'s tuning chose there, if it ran on this device; else its default (per
+    /// sweep on CPU adapters, one dispatch elsewhere).
     pub fn small_for_device(device: &Device) -> EighVariant {
-        device
-            .tuned_variant(TUNE_KERNEL)
-            .and_then(|name| EighVariant::parse_small(&name))
-            .unwrap_or_else(|| EighVariant::small_heuristic(device))
-    }
-
-    /// The untuned rule: one dispatch per sweep on CPU adapters, the whole solve in one
-    /// dispatch elsewhere.
-    pub fn small_heuristic(device: &Device) -> EighVariant {
-        if device.info().is_cpu() {
-            EighVariant::SmallPerSweep
-        } else {
-            EighVariant::SmallOneDispatch
-        }
+        autotune::variant::<SmallEigh>(device)
     }
 }
 
@@ -1226,134 +1207,73 @@ fn solve_once(a: &Tensor, v0: Option<&Tensor>, options: &EighOptions) -> Result<
     })
 }
 
-/// The kernel name the one-workgroup solver's choice is stored under (on the device and in
-/// the autotune cache file).
-const TUNE_KERNEL: &str = "jacobi_small";
-
-/// (batch, n) of the cold solve [`autotune_small`] times: a batch large enough that launch
+/// (batch, n) of the cold solve [`SmallEigh`] times: a batch large enough that launch
 /// overhead does not decide alone, an order whose whole solve stays under llvmpipe's loop cap
 /// in one dispatch.
 pub const TUNE_CASE: (usize, usize) = (256, 16);
 
-/// Timed runs of each variant while tuning (after one untimed warm-up that compiles it); the
-/// fastest counts.
-const TUNE_RUNS: usize = 3;
-
-/// What [`autotune_small_with`] chose, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SmallTuning {
-    /// The variant [`EighVariant::small_for_device`] now returns on this device.
-    pub variant: EighVariant,
-    /// Whether it was already tuned in this process, read from the cache file, or measured.
-    pub source: TuneSource,
-    /// Milliseconds of one [`TUNE_CASE`] solve per variant (device time from timestamp
-    /// queries where the adapter has them, else wall time); empty unless measured.
-    pub timings_ms: Vec<(EighVariant, f64)>,
-    /// The cache file consulted, if any.
-    pub cache_path: Option<PathBuf>,
-}
-
-/// Chooses the one-workgroup variant (per sweep or one dispatch) for `device` by
-/// measurement, once per adapter, remembered on the device and in the cache file of
-/// [`default_cache_path`], as the kernels' [`autotune`](super::autotune) does. On CPU
-/// adapters a tuned one-dispatch choice is still used only where it fits the loop cap. Tune
-/// before building plans: plans built earlier keep the variant they were built with.
-pub fn autotune_small(device: &Device) -> Result<EighVariant> {
-    Ok(autotune_small_with(device, default_cache_path().as_deref(), false)?.variant)
-}
-
-/// [`autotune_small`] with an explicit cache file (`None`: memory only) and, with `force`, a
-/// new measurement even where a choice is remembered or cached (which it then replaces).
+/// The one-workgroup path of the solver as a [`Tunable`] kernel: [`autotune::tune`] times a
+/// cold [`TUNE_CASE`] solve on each of [`EighVariant::SMALL`] and keeps the faster for
+/// [`EighVariant::Auto`] on that adapter (the blocked path is chosen by order, not tuned). On
+/// CPU adapters a tuned one-dispatch choice is still used only where it fits the loop cap.
+/// Tune before building plans: plans built earlier keep the variant they were built with.
 ///
-/// Errors: only device errors while measuring; cache files are read and written best-effort.
-pub fn autotune_small_with(
-    device: &Device,
-    cache: Option<&Path>,
-    force: bool,
-) -> Result<SmallTuning> {
-    let done = |variant: EighVariant, source, timings_ms| {
-        device.set_tuned_variant(TUNE_KERNEL, variant.name());
-        log::info!(
-            "eigh autotune on {}: {variant:?} ({source:?})",
-            device.info().name
-        );
-        Ok(SmallTuning {
-            variant,
-            source,
-            timings_ms,
-            cache_path: cache.map(Path::to_path_buf),
-        })
-    };
-    if !force {
-        if let Some(v) = device
-            .tuned_variant(TUNE_KERNEL)
-            .and_then(|n| EighVariant::parse_small(&n))
-        {
-            return done(v, TuneSource::Memory, Vec::new());
-        }
+/// [`autotune::tune`]: super::autotune::tune
+pub struct SmallEigh;
+
+impl Variant for EighVariant {
+    const ALL: &'static [EighVariant] = &EighVariant::SMALL;
+
+    fn name(self) -> &'static str {
+        EighVariant::name(self)
     }
-    let key = adapter_key(device.info());
-    let mut file = TuneCache::load(cache);
-    if !force {
-        if let Some(v) = file
-            .get(&key, TUNE_KERNEL)
-            .and_then(EighVariant::parse_small)
-        {
-            return done(v, TuneSource::Disk, Vec::new());
-        }
-    }
-    let timings = measure_small(device)?;
-    let best = timings
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|t| t.0)
-        .unwrap_or_else(|| EighVariant::small_heuristic(device));
-    file.insert(&key, TUNE_KERNEL, best.name());
-    if let Err(e) = file.save() {
-        log::warn!(
-            "eigh autotune: could not save {}: {e} (the choice is kept in memory)",
-            cache.map(|p| p.display().to_string()).unwrap_or_default()
-        );
-    }
-    done(best, TuneSource::Measured, timings)
 }
 
-/// Times a cold [`TUNE_CASE`] solve on each one-workgroup variant: the fastest of
-/// [`TUNE_RUNS`] runs each, the variants interleaved so that other load hits them alike.
-fn measure_small(device: &Device) -> Result<Vec<(EighVariant, f64)>> {
-    let (batch, n) = TUNE_CASE;
-    // Symmetric, several sweeps from convergence: a_ij = ((i·j + i + j + b) mod 17) / 8 − 1 in
-    // matrix b.
-    let data: Vec<f32> = (0..batch * n * n)
-        .map(|e| {
-            let (i, j) = ((e / n) % n, e % n);
-            ((i * j + i + j + e / (n * n)) % 17) as f32 / 8.0 - 1.0
-        })
-        .collect();
-    let timer = PassTimer::new(device, 1)?;
-    let plans = EighVariant::SMALL
-        .iter()
-        .map(|&variant| {
-            let options = EighOptions {
-                variant,
-                ..EighOptions::default()
-            };
-            let plan = EighPlan::new(device, batch, n, &options)?;
-            plan.input().write(&data)?;
-            Ok(plan)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut best = vec![f64::INFINITY; plans.len()];
-    for run in 0..=TUNE_RUNS {
-        for (k, plan) in plans.iter().enumerate() {
-            let dispatches = plan.dispatches_per_cold_run();
-            let p = time_pass(device, timer.as_ref(), dispatches, |pass| {
-                plan.record(pass, 0)
-            })?;
-            if run > 0 {
-                best[k] = best[k].min(p.gpu_ms.unwrap_or(p.wall_ms));
-            }
+impl Trial for EighPlan {
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_run(pass, true);
+    }
+
+    fn dispatches(&self) -> usize {
+        self.dispatches_per_cold_run()
+    }
+}
+
+impl Tunable for SmallEigh {
+    type Variant = EighVariant;
+    type Trial = EighPlan;
+    const KERNEL: &'static str = "jacobi_small";
+
+    /// One dispatch per sweep on CPU adapters, the whole solve in one dispatch elsewhere.
+    fn default_variant(info: &DeviceInfo) -> EighVariant {
+        if info.is_cpu() {
+            EighVariant::SmallPerSweep
+        } else {
+            EighVariant::SmallOneDispatch
         }
     }
-    Ok(EighVariant::SMALL.into_iter().zip(best).collect())
+
+    /// A cold solve of [`TUNE_CASE`] symmetric matrices several sweeps from convergence,
+    /// a_ij = ((i·j + i + j + b) mod 17) / 8 − 1 in matrix b, per variant.
+    fn trials(device: &Device) -> Result<Vec<EighPlan>> {
+        let (batch, n) = TUNE_CASE;
+        let data: Vec<f32> = (0..batch * n * n)
+            .map(|e| {
+                let (i, j) = ((e / n) % n, e % n);
+                ((i * j + i + j + e / (n * n)) % 17) as f32 / 8.0 - 1.0
+            })
+            .collect();
+        EighVariant::SMALL
+            .iter()
+            .map(|&variant| {
+                let options = EighOptions {
+                    variant,
+                    ..EighOptions::default()
+                };
+                let plan = EighPlan::new(device, batch, n, &options)?;
+                plan.input().write(&data)?;
+                Ok(plan)
+            })
+            .collect()
+    }
 }

@@ -352,6 +352,7 @@ pub struct MatmulLarge;
 
 impl Tunable for MatmulSmall {
     type Variant = MatmulVariant;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "matmul-small";
 
     fn default_variant(info: &DeviceInfo) -> MatmulVariant {
@@ -365,6 +366,7 @@ impl Tunable for MatmulSmall {
 
 impl Tunable for MatmulMedium {
     type Variant = MatmulVariant;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "matmul-medium";
 
     fn default_variant(info: &DeviceInfo) -> MatmulVariant {
@@ -378,6 +380,7 @@ impl Tunable for MatmulMedium {
 
 impl Tunable for MatmulLarge {
     type Variant = MatmulVariant;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "matmul-large";
 
     fn default_variant(info: &DeviceInfo) -> MatmulVariant {

@@ -205,40 +205,6 @@ fn numbered<'a>(buffers: &[Region<'a>]) -> Vec<(u32, Region<'a>)> {
 }
 
 impl Dispatch {
-    /// Builds a launch of `entry` in `shader` with `params` at binding 0 and `buffers` at
-    /// bindings 1, 2, … over `workgroups`: the untyped form, for kernels not yet declared as
-    /// a [`Kernel`] (it compiles `entry` without override constants).
-    pub fn new<T: bytemuck::Pod>(
-        device: &Device,
-        shader: &Shader,
-        entry: &'static str,
-        params: &T,
-        buffers: &[&wgpu::Buffer],
-        workgroups: [u32; 3],
-    ) -> Result<Dispatch> {
-        let regions: Vec<Region<'_>> = buffers.iter().map(|&b| b.into()).collect();
-        let bindings = numbered(&regions);
-        Dispatch::with_bindings(device, shader, entry, params, &bindings, workgroups)
-    }
-
-    /// Like [`Dispatch::new`] with explicit binding numbers (see [`Kernel::dispatch_bound`]).
-    pub fn with_bindings<'a, T: bytemuck::Pod, B: Copy + Into<Region<'a>>>(
-        device: &Device,
-        shader: &Shader,
-        entry: &'static str,
-        params: &T,
-        buffers: &[(u32, B)],
-        workgroups: [u32; 3],
-    ) -> Result<Dispatch> {
-        let id = KernelId {
-            shader: shader.name,
-            entry,
-            overrides: &[],
-        };
-        let bytes = bytemuck::bytes_of(params);
-        Dispatch::build(device, shader, id, bytes, &regions(buffers), workgroups)
-    }
-
     /// The launch of kernel `id` with the uniform `params` and storage `buffers`.
     fn build(
         device: &Device,

@@ -130,6 +130,7 @@ const TUNE_SIZE: usize = 1024;
 
 impl Tunable for Reduce {
     type Variant = LanePolicy;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "reduce";
 
     fn default_variant(info: &DeviceInfo) -> LanePolicy {

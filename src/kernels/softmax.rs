@@ -82,6 +82,7 @@ const TUNE_SHAPE: (usize, usize) = (1024, 1024);
 
 impl Tunable for SoftmaxXent {
     type Variant = LanePolicy;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "softmax_xent";
 
     fn default_variant(info: &DeviceInfo) -> LanePolicy {

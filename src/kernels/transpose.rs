@@ -65,6 +65,7 @@ const TUNE_SIZE: usize = 1024;
 
 impl Tunable for Transpose {
     type Variant = TransposeKernel;
+    type Trial = Dispatch;
     const KERNEL: &'static str = "transpose";
 
     /// Direct on CPU adapters, Tiled otherwise.

@@ -4,6 +4,7 @@
 use super::Linear;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, Plan, Value};
+use crate::kernels::jacobi::WarmStart;
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 
 /// What the layer does to the singular values σ of its weight.
@@ -218,6 +219,14 @@ impl EigenLayer {
             Some(v) => Ok(plan.read(v)?[0]),
             None => Ok(1.0),
         }
+    }
+
+    /// Sets where this layer's eigendecomposition starts each step on the GPU (default
+    /// [`WarmStart::feedback`], see [`Graph::set_warm_start`]): `WarmStart::Off` trades
+    /// 1–3 sweeps per step for a solve that carries nothing between steps; a longer
+    /// `cold_restart_every` for fewer cold steps. Call before compiling a plan.
+    pub fn set_warm_start(&self, g: &mut Graph, warm_start: WarmStart) -> Result<()> {
+        g.set_warm_start(self.spectral, warm_start)
     }
 
     /// Mean Jacobi sweeps of this layer's solve at the last step.

@@ -1,13 +1,15 @@
 //! The batched eigendecompositions of a GPU plan. Each spectral-function node's matrices are
-//! decomposed by a warm-started batched Jacobi solve ([`EighPlan`]); spectral functions of
-//! parameters only (an Eigen layer's Gram matrix) of equal order share one solve that runs
-//! ahead of the batch work, the others get a solve of their own recorded where the node is.
+//! decomposed by a batched Jacobi solve ([`EighPlan`]), warm-started from the last step's
+//! eigenvectors unless the graph says otherwise ([`Graph::warm_start`]); spectral functions of
+//! parameters only (an Eigen layer's Gram matrix) of equal order and warm start share one
+//! solve that runs ahead of the batch work, the others get a solve of their own recorded where
+//! the node is.
 
 use super::alloc::{scratch, Buffers, Placed};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::status::{non_finite_solve, SolveFault};
-use crate::graph::{Graph, Op};
+use crate::graph::{Graph, Op, Value};
 use crate::kernels::jacobi::{
     EighOptions, EighPlan, WarmStart, STATUS_NONFINITE_INPUT, STATUS_NONFINITE_WARM_START,
 };
@@ -29,8 +31,8 @@ pub(super) struct Member {
     pub vectors: wgpu::Buffer,
 }
 
-/// A warm-started batched Jacobi solve serving one or more spectral-function nodes of the
-/// same order n.
+/// A batched Jacobi solve serving one or more spectral-function nodes of the same order n and
+/// the same [`WarmStart`] ([`Graph::warm_start`]).
 pub(super) struct Solve {
     members: Vec<Member>,
     plan: EighPlan,
@@ -42,12 +44,17 @@ pub(super) struct Solve {
 type MemberSpec = (usize, Placed, usize);
 
 impl Solve {
-    /// A solve of `members`, n×n each, each step started from the last step's eigenvectors
-    /// ([`WarmStart::feedback`]: cold at the first step and periodically).
-    fn new(device: &Device, n: usize, members: Vec<MemberSpec>) -> Result<Solve> {
+    /// A solve of `members`, n×n each, each step started as `warm_start` says (cold, or from
+    /// the last step's eigenvectors, cold at the first step and periodically).
+    fn new(
+        device: &Device,
+        n: usize,
+        warm_start: WarmStart,
+        members: Vec<MemberSpec>,
+    ) -> Result<Solve> {
         let batch: usize = members.iter().map(|m| m.2).sum();
         let options = EighOptions {
-            warm_start: WarmStart::feedback(),
+            warm_start,
             ..EighOptions::default()
         };
         let plan = EighPlan::new(device, batch, n, &options)?;
@@ -153,16 +160,21 @@ impl Solves {
         self.of.clear();
     }
 
-    /// The hoisted solves: one per order n over every spectral function of `graph` that
-    /// depends only on parameters (they do not depend on the batch, so they run ahead of it).
+    /// The hoisted solves: one per order n and warm start over every spectral function of
+    /// `graph` that depends only on parameters (they do not depend on the batch, so they run
+    /// ahead of it).
     pub fn hoisted(device: &Device, graph: &Graph, buffers: &Buffers) -> Result<Solves> {
         let param_only = graph.param_only();
-        let mut groups: BTreeMap<usize, Vec<MemberSpec>> = BTreeMap::new();
+        let mut groups: BTreeMap<(usize, WarmStart), Vec<MemberSpec>> = BTreeMap::new();
         for (i, node) in graph.nodes().iter().enumerate() {
             if matches!(node.op, Op::SpectralFn(_)) && param_only[i] {
                 let (batch, n) = batch_n(&node.shape);
                 let source = buffers.shared(node.inputs[0])?;
-                groups.entry(n).or_default().push((i, source, batch));
+                let warm_start = graph.warm_start(Value(i));
+                groups
+                    .entry((n, warm_start))
+                    .or_default()
+                    .push((i, source, batch));
             }
         }
         let mut solves = Solves {
@@ -170,18 +182,24 @@ impl Solves {
             of: HashMap::new(),
             hoisted: groups.len(),
         };
-        for (n, members) in groups {
-            solves.push(device, n, members)?;
+        for ((n, warm_start), members) in groups {
+            solves.push(device, n, warm_start, members)?;
         }
         Ok(solves)
     }
 
-    fn push(&mut self, device: &Device, n: usize, members: Vec<MemberSpec>) -> Result<usize> {
+    fn push(
+        &mut self,
+        device: &Device,
+        n: usize,
+        warm_start: WarmStart,
+        members: Vec<MemberSpec>,
+    ) -> Result<usize> {
         let k = self.list.len();
         for (m, member) in members.iter().enumerate() {
             self.of.insert(member.0, (k, m));
         }
-        self.list.push(Solve::new(device, n, members)?);
+        self.list.push(Solve::new(device, n, warm_start, members)?);
         Ok(k)
     }
 
@@ -201,7 +219,11 @@ impl Solves {
         let spec = &graph.nodes()[node];
         let (batch, n) = batch_n(&spec.shape);
         let source = buffers.shared(spec.inputs[0])?;
-        Ok((self.push(device, n, vec![(node, source, batch)])?, true))
+        let warm_start = graph.warm_start(Value(node));
+        Ok((
+            self.push(device, n, warm_start, vec![(node, source, batch)])?,
+            true,
+        ))
     }
 
     /// The member serving spectral-function node `node`.
