@@ -38,7 +38,7 @@ use eigengrad::kernels::matmul::{
 };
 use eigengrad::nn::{
     Activation, EigenLayer, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
-    WhitenMode,
+    Mode, Scope, WhitenMode,
 };
 use eigengrad::optim::{Adam, Sgd};
 use eigengrad::profile::{time_pass, PassTimer};
@@ -665,19 +665,20 @@ impl Bench {
         for &width in &self.sizes.layer_widths.clone() {
             for (name, mode) in modes {
                 let mut g = Graph::new();
-                let x = g.input("x", &[batch, width]);
-                let t = g.input("target", &[batch, width]);
+                let x = g.input("x", &[batch, width])?;
+                let t = g.input("target", &[batch, width])?;
                 let init = Init::Normal {
                     std: 1.0 / (width as f32).sqrt(),
                 };
+                let mut s = Scope::new(&mut g, Mode::Train);
                 let (y, eigen) = match mode {
-                    None => (
-                        Linear::new(&mut g, "l", width, width, init).forward(&mut g, x)?,
-                        None,
-                    ),
+                    None => {
+                        let l = Linear::new(&mut s.scope("l"), width, width, init)?;
+                        (l.forward(&mut s, x)?, None)
+                    }
                     Some(m) => {
-                        let l = EigenLayer::new(&mut g, "l", width, width, m, init)?;
-                        (l.forward(&mut g, x)?, Some(l.spectral))
+                        let l = EigenLayer::new(&mut s.scope("l"), width, width, m, init)?;
+                        (l.forward(&mut s, x)?, Some(l.spectral))
                     }
                 };
                 let (loss, inputs) = regression_step(&mut g, x, y, t, width as u64)?;
@@ -700,14 +701,15 @@ impl Bench {
         let (batch, features, groups) = self.sizes.whiten.clone();
         for group in groups {
             let mut g = Graph::new();
-            let x = g.input("x", &[batch, features]);
-            let t = g.input("target", &[batch, features]);
+            let x = g.input("x", &[batch, features])?;
+            let t = g.input("target", &[batch, features])?;
             let init = Init::Normal {
                 std: 1.0 / (features as f32).sqrt(),
             };
-            let h = Linear::new(&mut g, "l", features, features, init).forward(&mut g, x)?;
+            let mut s = Scope::new(&mut g, Mode::Train);
+            let h = Linear::new(&mut s.scope("l"), features, features, init)?.forward(&mut s, x)?;
             let mode = WhitenMode::Zca { eps: 1e-3 };
-            let (w, y) = EigenWhiten::new(&mut g, "white", h, group, mode, true, 0.1)?;
+            let (w, y) = EigenWhiten::new(&mut s.scope("white"), h, group, mode, 0.1)?;
             let (loss, inputs) = regression_step(&mut g, x, y, t, group as u64)?;
             self.plan_rows(
                 "whiten ZCA",
@@ -734,8 +736,8 @@ impl Bench {
             ),
         ] {
             let mut g = Graph::new();
-            let x = g.input("x", &[batch, widths[0]]);
-            let t = g.input("targets", &[batch, classes]);
+            let x = g.input("x", &[batch, widths[0]])?;
+            let t = g.input("targets", &[batch, classes])?;
             let spec = MlpSpec {
                 widths: widths.clone(),
                 activation: Activation::Tanh,

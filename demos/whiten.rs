@@ -23,7 +23,7 @@ use common::train::{Built, Trainer};
 use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::Plan;
-use eigengrad::nn::{scaled_normal, EigenWhiten, Linear, WhitenMode};
+use eigengrad::nn::{scaled_normal, EigenWhiten, Linear, Mode, Scope, WhitenMode};
 use eigengrad::optim::Adam;
 use serde_json::json;
 use std::time::Instant;
@@ -148,43 +148,42 @@ fn train_variant(args: &Args, cfg: &Config, s: &Setup, variant: Variant) -> Demo
         Adam::new(args.lr),
         args.common.seed,
         |g, x, is_train| {
+            let mode_of_graph = if is_train { Mode::Train } else { Mode::Eval };
+            let mut s = Scope::new(g, mode_of_graph);
             let (mut h, mut whitens, mut tracked) = (x, Vec::new(), Vec::new());
             for i in 0..cfg.depth {
-                let fan_in = g.try_shape(h)?[1];
+                let fan_in = s.try_shape(h)?[1];
+
                 let layer = Linear::new(
-                    g,
-                    &format!("layer{i}"),
+                    &mut s.scope(&format!("layer{i}")),
                     fan_in,
                     cfg.width,
                     scaled_normal(fan_in, args.init_scale),
-                );
+                )?;
                 tracked.push(layer.weight);
-                let mut z = layer.forward(g, h)?;
+                let mut z = layer.forward(&mut s, h)?;
                 if let Some(mode) = mode {
                     let (w, y) = EigenWhiten::new(
-                        g,
-                        &format!("whiten{i}"),
+                        &mut s.scope(&format!("whiten{i}")),
                         z,
                         args.group,
                         mode,
-                        is_train,
                         args.momentum,
                     )?;
                     whitens.push(w);
                     z = y;
                 }
-                h = g.tanh(z)?;
+                h = s.tanh(z)?;
             }
             let out = Linear::new(
-                g,
-                &format!("layer{}", cfg.depth),
+                &mut s.scope(&format!("layer{}", cfg.depth)),
                 cfg.width,
                 classes,
                 scaled_normal(cfg.width, args.init_scale),
-            );
+            )?;
             tracked.push(out.weight);
             Ok(Built {
-                logits: out.forward(g, h)?,
+                logits: out.forward(&mut s, h)?,
                 tracked,
                 net: whitens,
             })

@@ -1,7 +1,11 @@
 //! The one error type of the crate: every fallible public function returns `Result<_, Error>`.
 
 /// Everything a caller can cause or meet, each with a message that says what and where.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the same message as `Display`, so `fn main() -> eigengrad::Result<()>`
+/// prints it (with the install hint of [`Error::NoAdapter`]) rather than the variant's
+/// fields.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// No GPU adapter (or none of the requested backend) could be found.
     #[error(
@@ -72,6 +76,12 @@ pub enum Error {
     },
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Shorthand for `std::result::Result<T, eigengrad::Error>`.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -82,5 +92,25 @@ impl Error {
             op: op.to_string(),
             detail: detail.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `fn main() -> Result<()>` prints on an error is its `Debug`: the message itself.
+    #[test]
+    fn debug_is_the_message() {
+        let e = Error::NoAdapter {
+            backend_hint: " for backend vulkan".into(),
+        };
+        assert_eq!(format!("{e:?}"), e.to_string());
+        assert!(format!("{e:?}").contains("apt-get install mesa-vulkan-drivers"));
+        let io = Error::Io {
+            path: "a.safetensors".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(format!("{io:?}"), io.to_string());
     }
 }

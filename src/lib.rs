@@ -4,6 +4,12 @@
 //! eigendecompose matrices on the GPU every step. `docs/ARCHITECTURE.md` draws the modules and
 //! the path of one training step through them; the README shows what it does.
 //!
+//! Where to start: [`nn`] describes a model once ([`nn::Module`], [`nn::Sequential`]);
+//! [`model`] compiles it into a training plan and an inference plan that shares its weights,
+//! and evaluates over a [`data::Dataset`]; [`optim`] trains it, with a learning-rate
+//! [`optim::Schedule`]; [`graph::checkpoint`] saves and loads it. Underneath, [`graph`] is
+//! the op graph and its two executors, and [`kernels`] the WGSL kernels.
+//!
 //! ```no_run
 //! use eigengrad::{Device, Tensor, kernels::elementwise::{unary, UnaryOp}};
 //! let device = Device::new()?;
@@ -16,7 +22,8 @@
 //! ## Cargo features
 //!
 //! - `data` (default): the `data` module — in-memory datasets, MNIST-format IDX files, the
-//!   stratified split, standardisation and the batcher.
+//!   stratified split, standardisation and the batcher — and the `model` module, which trains
+//!   and evaluates classifiers on them.
 //! - `digits` (off; the demos and the data tests turn it on): the scikit-learn 8×8 digits
 //!   embedded without a download, through the `smartcore` crate.
 
@@ -30,6 +37,8 @@ pub mod error;
 pub(crate) mod gl_lock;
 pub mod graph;
 pub mod kernels;
+#[cfg(feature = "data")]
+pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod pipeline;
@@ -44,7 +53,9 @@ pub use kernels::jacobi::{eigh, eigh_warm, Eigh, EighOptions, EighVariant, WarmS
 pub use tensor::Tensor;
 pub use wgpu;
 
-/// The README's example, compiled by `cargo test` so that it cannot go stale.
+/// The README's examples, compiled by `cargo test` so that they cannot go stale (the
+/// train-evaluate-save-reload one runs). They load the embedded digits, hence the `digits`
+/// feature.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "digits"))]
 pub struct ReadmeDoctests;

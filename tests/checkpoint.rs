@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 /// `steps` recorded as its step count.
 fn model(seed: u64, steps: u64) -> (ReferencePlan<f32>, Vec<Value>) {
     let mut g = Graph::new();
-    let x = g.input("x", &[4, 3]);
-    let w = g.param("w", &[3, 5], Init::Normal { std: 1.0 });
-    let b = g.param("b", &[5], Init::Normal { std: 1.0 });
+    let x = g.input("x", &[4, 3]).unwrap();
+    let w = g.param("w", &[3, 5], Init::Normal { std: 1.0 }).unwrap();
+    let b = g.param("b", &[5], Init::Normal { std: 1.0 }).unwrap();
     let z = g.matmul(x, w, false, false).unwrap();
     let y = g.add(z, b).unwrap();
     let loss = g.mean_all(y).unwrap();

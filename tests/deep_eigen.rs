@@ -72,8 +72,8 @@ fn train(mode: EigenMode, scale: f32, train: &Dataset, test: &Dataset) -> Outcom
         gains: GainPlacement::default(),
     };
     let mut g = Graph::new();
-    let x = g.input("x", &[BATCH, train.features]);
-    let t = g.input("targets", &[BATCH, train.classes]);
+    let x = g.input("x", &[BATCH, train.features]).unwrap();
+    let t = g.input("targets", &[BATCH, train.classes]).unwrap();
     let net = spec.build(&mut g, x).unwrap();
     let loss = g.softmax_cross_entropy(net.logits, t).unwrap();
     Adam::new(LR).minimize(&mut g, loss).unwrap();
@@ -95,7 +95,7 @@ fn train(mode: EigenMode, scale: f32, train: &Dataset, test: &Dataset) -> Outcom
     plan.check_status().unwrap();
 
     let mut eval = Graph::new();
-    let ex = eval.input("x", &[test.n, test.features]);
+    let ex = eval.input("x", &[test.n, test.features]).unwrap();
     let enet = spec.build(&mut eval, ex).unwrap();
     let mut eval_plan = GpuPlan::compile(&dev, &eval, &[enet.logits], 0).unwrap();
     eval_plan.copy_resident_from(&plan).unwrap();

@@ -4,7 +4,7 @@
 
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Init};
-use eigengrad::nn::{EigenLayer, EigenMode};
+use eigengrad::nn::{EigenLayer, EigenMode, Mode, Scope};
 use eigengrad::optim::Adam;
 use eigengrad::{Device, Error, Tensor};
 use std::sync::Barrier;
@@ -59,11 +59,10 @@ fn a_device_error_stays_with_the_thread_that_raised_it() {
 fn dropped_plans_release_their_memory() {
     let device = Device::new().unwrap();
     let mut g = Graph::new();
-    let x = g.input("x", &[4, 6]);
-    let t = g.input("t", &[4, 3]);
+    let x = g.input("x", &[4, 6]).unwrap();
+    let t = g.input("t", &[4, 3]).unwrap();
     let layer = EigenLayer::new(
-        &mut g,
-        "eigen",
+        &mut Scope::new(&mut g, Mode::Train).scope("eigen"),
         6,
         3,
         EigenMode::Orthogonal,

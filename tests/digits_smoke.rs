@@ -22,15 +22,15 @@ fn two_layer_mlp_learns_digits() {
     };
     let batch = 64;
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, 64]);
-    let t = g.input("targets", &[batch, 10]);
+    let x = g.input("x", &[batch, 64]).unwrap();
+    let t = g.input("targets", &[batch, 10]).unwrap();
     let net = spec.build(&mut g, x).unwrap();
     let loss = g.softmax_cross_entropy(net.logits, t).unwrap();
     Adam::new(1e-2).minimize(&mut g, loss).unwrap();
     let mut plan = GpuPlan::compile(&dev, &g, &[loss], 0).unwrap();
 
     let mut eval = Graph::new();
-    let ex = eval.input("x", &[test.n, 64]);
+    let ex = eval.input("x", &[test.n, 64]).unwrap();
     let enet = spec.build(&mut eval, ex).unwrap();
     let eval_plan = GpuPlan::compile(&dev, &eval, &[enet.logits], 0).unwrap();
 

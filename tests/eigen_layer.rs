@@ -6,7 +6,7 @@ use common::{device, random};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
-use eigengrad::nn::{scaled_normal, EigenLayer, EigenMode, EigenWhiten, WhitenMode};
+use eigengrad::nn::{scaled_normal, EigenLayer, EigenMode, EigenWhiten, Mode, Scope, WhitenMode};
 use eigengrad::optim::Adam;
 use eigengrad::Error;
 use nalgebra::DMatrix;
@@ -27,14 +27,23 @@ struct Model {
 
 fn model(batch: usize, inputs: usize, outputs: usize, mode: EigenMode, init: Init) -> Model {
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, inputs]);
-    let layer = EigenLayer::new(&mut g, "eigen", inputs, outputs, mode, init).unwrap();
+    let x = g.input("x", &[batch, inputs]).unwrap();
+    let layer = EigenLayer::new(
+        &mut Scope::new(&mut g, Mode::Train).scope("eigen"),
+        inputs,
+        outputs,
+        mode,
+        init,
+    )
+    .unwrap();
     let y = layer.forward(&mut g, x).unwrap();
-    let r = g.param(
-        "r",
-        &[batch, outputs],
-        Init::Data(random(5, batch * outputs, 1.0)),
-    );
+    let r = g
+        .param(
+            "r",
+            &[batch, outputs],
+            Init::Data(random(5, batch * outputs, 1.0)),
+        )
+        .unwrap();
     let ry = g.mul(y, r).unwrap();
     let loss = g.mean_all(ry).unwrap();
     let grads = g.backward(loss).unwrap();
@@ -177,11 +186,10 @@ fn warm_start_keeps_sweeps_low_over_training() {
     let dev = device();
     let m = {
         let mut g = Graph::new();
-        let x = g.input("x", &[32, 48]);
-        let t = g.input("t", &[32, 48]);
+        let x = g.input("x", &[32, 48]).unwrap();
+        let t = g.input("t", &[32, 48]).unwrap();
         let layer = EigenLayer::new(
-            &mut g,
-            "eigen",
+            &mut Scope::new(&mut g, Mode::Train).scope("eigen"),
             48,
             48,
             EigenMode::Clamp { lo: 0.8, hi: 1.25 },
@@ -223,14 +231,12 @@ fn zca_whitens_each_group() {
     let dev = device();
     let (batch, features, group) = (256, 32, 16);
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, features]);
+    let x = g.input("x", &[batch, features]).unwrap();
     let (_, y) = EigenWhiten::new(
-        &mut g,
-        "white",
+        &mut Scope::new(&mut g, Mode::Train).scope("white"),
         x,
         group,
         WhitenMode::Zca { eps: 1e-5 },
-        true,
         0.1,
     )
     .unwrap();
@@ -306,8 +312,8 @@ fn equal_size_layers_share_one_batched_solve() {
         gains: GainPlacement::Logits,
     };
     let mut g = Graph::new();
-    let x = g.input("x", &[8, 16]);
-    let t = g.input("t", &[8, 4]);
+    let x = g.input("x", &[8, 16]).unwrap();
+    let t = g.input("t", &[8, 4]).unwrap();
     let net = spec.build(&mut g, x).unwrap();
     let loss = g.softmax_cross_entropy(net.logits, t).unwrap();
     Sgd::new(0.05).minimize(&mut g, loss).unwrap();
@@ -383,14 +389,12 @@ fn introspection_runs_on_the_reference_executor_too() {
 
     let (batch, features, group) = (64, 16, 8);
     let mut g = Graph::new();
-    let xin = g.input("x", &[batch, features]);
+    let xin = g.input("x", &[batch, features]).unwrap();
     let (white, y) = EigenWhiten::new(
-        &mut g,
-        "white",
+        &mut Scope::new(&mut g, Mode::Train).scope("white"),
         xin,
         group,
         WhitenMode::Zca { eps: 1e-5 },
-        true,
         0.1,
     )
     .unwrap();
@@ -443,14 +447,12 @@ fn forward_leaves_running_statistics_alone() {
     let dev = device();
     let (batch, features, group) = (32, 8, 4);
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, features]);
+    let x = g.input("x", &[batch, features]).unwrap();
     let (white, y) = EigenWhiten::new(
-        &mut g,
-        "white",
+        &mut Scope::new(&mut g, Mode::Train).scope("white"),
         x,
         group,
         WhitenMode::Shrink { keep: 0.1 },
-        true,
         0.5,
     )
     .unwrap();
@@ -496,11 +498,15 @@ fn warm_start_is_set_per_layer() {
     use eigengrad::WarmStart;
     let dev = device();
     let mut g = Graph::new();
-    let x = g.input("x", &[16, 24]);
-    let t = g.input("t", &[16, 24]);
+    let x = g.input("x", &[16, 24]).unwrap();
+    let t = g.input("t", &[16, 24]).unwrap();
     let mode = EigenMode::Clamp { lo: 0.8, hi: 1.25 };
-    let cold = EigenLayer::new(&mut g, "cold", 24, 24, mode, scaled_normal(24, 1.5)).unwrap();
-    let warm = EigenLayer::new(&mut g, "warm", 24, 24, mode, scaled_normal(24, 1.5)).unwrap();
+    let layer = |g: &mut Graph, name: &str| {
+        let mut root = Scope::new(g, Mode::Train);
+        EigenLayer::new(&mut root.scope(name), 24, 24, mode, scaled_normal(24, 1.5)).unwrap()
+    };
+    let cold = layer(&mut g, "cold");
+    let warm = layer(&mut g, "warm");
     cold.set_warm_start(&mut g, WarmStart::Off).unwrap();
     assert_eq!(g.warm_start(cold.spectral), WarmStart::Off);
     assert_eq!(g.warm_start(warm.spectral), WarmStart::feedback());

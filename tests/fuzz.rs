@@ -128,9 +128,9 @@ proptest! {
 /// A small model with Adam's state, initialised from `seed`, with a step count.
 fn model(seed: u64) -> (ReferencePlan<f32>, Vec<Value>) {
     let mut g = Graph::new();
-    let x = g.input("x", &[2, 3]);
-    let w = g.param("w", &[3, 2], Init::Normal { std: 1.0 });
-    let b = g.param("b", &[2], Init::Normal { std: 1.0 });
+    let x = g.input("x", &[2, 3]).unwrap();
+    let w = g.param("w", &[3, 2], Init::Normal { std: 1.0 }).unwrap();
+    let b = g.param("b", &[2], Init::Normal { std: 1.0 }).unwrap();
     let z = g.matmul(x, w, false, false).unwrap();
     let y = g.add(z, b).unwrap();
     let loss = g.mean_all(y).unwrap();
@@ -231,9 +231,9 @@ fn build(
 ) -> eigengrad::Result<()> {
     let pick = |i: usize| if i < values.len() { values[i] } else { foreign };
     let made = match step {
-        Step::Input(s) => Some(g.input(&format!("in{}", values.len()), s)),
+        Step::Input(s) => Some(g.input(&format!("in{}", values.len()), s)?),
         Step::Param(s) => {
-            Some(g.param(&format!("p{}", values.len()), s, Init::Normal { std: 1.0 }))
+            Some(g.param(&format!("p{}", values.len()), s, Init::Normal { std: 1.0 })?)
         }
         Step::MatMul(a, b, ta, tb) => Some(g.matmul(pick(*a), pick(*b), *ta, *tb)?),
         Step::Unary(a, k) => {
@@ -286,7 +286,7 @@ proptest! {
     fn graph_construction_never_panics(steps in prop::collection::vec(step(), 1..24)) {
         let mut other = Graph::new();
         for k in 0..40 {
-            other.input(&format!("o{k}"), &[2, 2]);
+            other.input(&format!("o{k}"), &[2, 2]).unwrap();
         }
         let foreign = other.value(39).unwrap();
         let mut g = Graph::new();

@@ -2,7 +2,8 @@
 //! executor.
 //!
 //! For an op y = f(x) we take the scalar L = Σ R∘y with a fixed random R, let autodiff append
-//! ∂L/∂x, and compare it with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element i.
+//! ∂L/∂x, and compare it with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element i. Every
+//! evaluation is a forward run at step 0, so a dropout mask is the same in all of them.
 //! With h = 1e-5 in f64 the truncation error is O(h²·|f'''|) ≈ 1e-10 and the rounding error
 //! ≈ 1e-16·|L|/h ≈ 1e-11, so a relative error of 1e-6 (against the largest gradient entry)
 //! leaves a wide margin while still catching any wrong rule (which is off by O(1)).
@@ -14,7 +15,7 @@ use eigengrad::graph::{Graph, Init, Role, Value};
 use eigengrad::kernels::elementwise::UnaryOp;
 use eigengrad::kernels::reduce::{Axis, ReduceOp};
 use eigengrad::kernels::spectral::SpectralFn;
-use eigengrad::nn::{EigenLayer, EigenMode};
+use eigengrad::nn::{EigenLayer, EigenMode, Mode, Scope};
 
 const H: f64 = 1e-5;
 const REL_TOL: f64 = 1e-6;
@@ -47,7 +48,7 @@ fn gradcheck_at(
     let params: Vec<Value> = initial
         .iter()
         .enumerate()
-        .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())))
+        .map(|(k, (s, d))| g.param(&format!("p{k}"), s, Init::Data(d.clone())).unwrap())
         .collect();
     let y = f(&mut g, &params);
     check_gradients(name, g, y, &params, &[]);
@@ -58,24 +59,31 @@ fn gradcheck_at(
 fn check_gradients(name: &str, mut g: Graph, y: Value, params: &[Value], at: &[(Value, Vec<f64>)]) {
     let y_shape = g.try_shape(y).unwrap().to_vec();
     let ny: usize = y_shape.iter().product();
-    let r = g.resident(
-        "r",
-        &y_shape,
-        Init::Data(random(99, ny, 1.0)),
-        Role::Constant,
-    );
+    let r = g
+        .resident(
+            "r",
+            &y_shape,
+            Init::Data(random(99, ny, 1.0)),
+            Role::Constant,
+        )
+        .unwrap();
     let ry = g.mul(y, r).unwrap();
     let flat = g.reshape(ry, &[1, ny]).unwrap();
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
     let grads = g.backward(loss).unwrap();
+    // Forward runs (no step): the step count, and with it any dropout mask, stays fixed.
     let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
     for (v, data) in at {
         plan.write(*v, data).unwrap();
     }
-    plan.step(&[]).unwrap();
-    let analytic_all: Vec<Vec<f64>> = params
+    let outputs: Vec<Value> = params
         .iter()
-        .map(|&p| plan.read(grads.get(p).expect("gradient")).unwrap().to_vec())
+        .map(|&p| grads.get(p).expect("gradient"))
+        .collect();
+    plan.forward(&[], &outputs).unwrap();
+    let analytic_all: Vec<Vec<f64>> = outputs
+        .iter()
+        .map(|&dp| plan.read(dp).unwrap().to_vec())
         .collect();
     for (&p, analytic) in params.iter().zip(analytic_all) {
         let x0 = plan.read(p).unwrap().to_vec();
@@ -85,7 +93,7 @@ fn check_gradients(name: &str, mut g: Graph, y: Value, params: &[Value], at: &[(
                 let mut x = x0.clone();
                 x[i] += delta;
                 plan.write(p, &x).unwrap();
-                plan.step(&[]).unwrap();
+                plan.forward(&[], &[loss]).unwrap();
                 plan.read(loss).unwrap()[0]
             };
             let numeric = (loss_at(H) - loss_at(-H)) / (2.0 * H);
@@ -176,11 +184,15 @@ fn transpose_and_reshape() {
 #[test]
 fn losses() {
     gradcheck("softmax xent", &[&[4, 5]], |g, p| {
-        let t = g.resident("t", &[4, 5], Init::Data(soft_targets(4, 5)), Role::Constant);
+        let t = g
+            .resident("t", &[4, 5], Init::Data(soft_targets(4, 5)), Role::Constant)
+            .unwrap();
         g.softmax_xent(p[0], t).unwrap()
     });
     gradcheck("softmax cross-entropy mean", &[&[3, 7]], |g, p| {
-        let t = g.resident("t", &[3, 7], Init::Data(soft_targets(3, 7)), Role::Constant);
+        let t = g
+            .resident("t", &[3, 7], Init::Data(soft_targets(3, 7)), Role::Constant)
+            .unwrap();
         g.softmax_cross_entropy(p[0], t).unwrap()
     });
     gradcheck("mse", &[&[3, 4], &[3, 4]], |g, p| {
@@ -300,14 +312,16 @@ fn eigen_layer_modes_on_degenerate_and_random_weights() {
 fn eigen_layer_normalize_at_identity_is_finite() {
     let n = 4;
     let mut g = Graph::new();
-    let w = g.param("w", &[n, n], Init::Data(weight(0, n)));
+    let w = g.param("w", &[n, n], Init::Data(weight(0, n))).unwrap();
     let y = eigen_composition(EigenMode::Normalize)(&mut g, &[w]);
-    let r = g.resident(
-        "r",
-        &[n, n],
-        Init::Data(random(99, n * n, 1.0)),
-        Role::Constant,
-    );
+    let r = g
+        .resident(
+            "r",
+            &[n, n],
+            Init::Data(random(99, n * n, 1.0)),
+            Role::Constant,
+        )
+        .unwrap();
     let ry = g.mul(y, r).unwrap();
     let flat = g.reshape(ry, &[1, n * n]).unwrap();
     let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
@@ -333,8 +347,7 @@ fn eigen_layer_builder_both_gram_sides() {
             &[&[2, inputs]],
             |g, p| {
                 let layer = EigenLayer::new(
-                    g,
-                    "layer",
+                    &mut Scope::new(g, Mode::Train).scope("layer"),
                     inputs,
                     outputs,
                     EigenMode::Clamp { lo: 0.7, hi: 1.2 },
@@ -368,10 +381,15 @@ fn eigen_layer_gain_on_degenerate_and_random_weights() {
             }
             for gain in [1.0, -0.7] {
                 let mut g = Graph::new();
-                let x = g.param("x", &[3, n], Init::Data(data(5, 3 * n)));
-                let layer =
-                    EigenLayer::with_gain(&mut g, "layer", n, n, mode, Init::Data(weight(kind, n)))
-                        .unwrap();
+                let x = g.param("x", &[3, n], Init::Data(data(5, 3 * n))).unwrap();
+                let layer = EigenLayer::with_gain(
+                    &mut Scope::new(&mut g, Mode::Train).scope("layer"),
+                    n,
+                    n,
+                    mode,
+                    Init::Data(weight(kind, n)),
+                )
+                .unwrap();
                 let y = layer.forward(&mut g, x).unwrap();
                 let gamma = layer.gain.expect("a gain");
                 let bias = layer.linear.bias;
@@ -392,5 +410,32 @@ fn whitening_spectral_function() {
     gradcheck("InvSqrt of a covariance", &[&[6, 3]], |g, p| {
         let c = g.matmul(p[0], p[0], true, false).unwrap();
         g.spectral_fn(c, SpectralFn::InvSqrt { eps: 1e-3 }).unwrap()
+    });
+}
+
+/// Dropout with a fixed seed at a fixed step: a fixed mask, so L is linear in x and the rule
+/// (the same dropout of dy) must match exactly up to rounding.
+#[test]
+fn dropout_with_a_fixed_mask() {
+    for (rate, seed) in [(0.4, 17), (0.9, 3)] {
+        gradcheck(&format!("dropout {rate}"), &[&[7, 9]], |g, p| {
+            g.dropout(p[0], rate, seed).unwrap()
+        });
+    }
+}
+
+/// Layer normalisation on rows of awkward widths, a one-column row (output and gradient 0)
+/// and the full layer with its gain and bias (broadcast products and sums after the op).
+#[test]
+fn layer_norm_alone_and_with_gain_and_bias() {
+    for shape in [&[3, 7][..], &[2, 2], &[4, 1], &[1, 13]] {
+        gradcheck(&format!("layer_norm {shape:?}"), &[shape], |g, p| {
+            g.layer_norm(p[0], 1e-3).unwrap()
+        });
+    }
+    gradcheck("layer_norm gain bias", &[&[5, 6], &[6], &[6]], |g, p| {
+        let n = g.layer_norm(p[0], 1e-5).unwrap();
+        let scaled = g.mul(n, p[1]).unwrap();
+        g.add(scaled, p[2]).unwrap()
     });
 }

@@ -22,19 +22,23 @@ struct Mlp {
 /// A tanh MLP with softmax cross-entropy: widths[0] inputs, widths.last() classes.
 fn mlp(batch: usize, widths: &[usize], optimizer: impl Fn(&mut Graph, Value)) -> Mlp {
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, widths[0]]);
-    let t = g.input("targets", &[batch, *widths.last().unwrap()]);
+    let x = g.input("x", &[batch, widths[0]]).unwrap();
+    let t = g
+        .input("targets", &[batch, *widths.last().unwrap()])
+        .unwrap();
     let mut h = x;
     let mut params = vec![];
     for (l, w) in widths.windows(2).enumerate() {
-        let weight = g.param(
-            &format!("w{l}"),
-            &[w[0], w[1]],
-            Init::Normal {
-                std: 1.0 / (w[0] as f32).sqrt(),
-            },
-        );
-        let bias = g.param(&format!("b{l}"), &[w[1]], Init::Zeros);
+        let weight = g
+            .param(
+                &format!("w{l}"),
+                &[w[0], w[1]],
+                Init::Normal {
+                    std: 1.0 / (w[0] as f32).sqrt(),
+                },
+            )
+            .unwrap();
+        let bias = g.param(&format!("b{l}"), &[w[1]], Init::Zeros).unwrap();
         params.extend([weight, bias]);
         let z = g.matmul(h, weight, false, false).unwrap();
         h = g.add(z, bias).unwrap();
@@ -202,8 +206,8 @@ fn bad_step_inputs_are_errors() {
         Err(Error::Shape { .. })
     ));
     let mut g = Graph::new();
-    let a = g.input("a", &[2, 3]);
-    let b = g.input("b", &[2, 3]);
+    let a = g.input("a", &[2, 3]).unwrap();
+    let b = g.input("b", &[2, 3]).unwrap();
     assert!(matches!(
         g.matmul(a, b, false, false),
         Err(Error::Shape { .. })
@@ -360,8 +364,8 @@ fn net_with_params(
     optimizer: impl Fn(&mut Graph, Value),
 ) -> Mlp {
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, 4]);
-    let t = g.input("targets", &[batch, 3]);
+    let x = g.input("x", &[batch, 4]).unwrap();
+    let t = g.input("targets", &[batch, 3]).unwrap();
     let layers = params.div_ceil(2);
     let mut h = x;
     let mut all = Vec::new();
@@ -370,17 +374,21 @@ fn net_with_params(
             if l == 0 { 4 } else { 5 },
             if l + 1 == layers { 3 } else { 5 },
         );
-        let w = g.param(
-            &format!("w{l}"),
-            &[fan_in, fan_out],
-            Init::Normal {
-                std: 1.0 / (fan_in as f32).sqrt(),
-            },
-        );
+        let w = g
+            .param(
+                &format!("w{l}"),
+                &[fan_in, fan_out],
+                Init::Normal {
+                    std: 1.0 / (fan_in as f32).sqrt(),
+                },
+            )
+            .unwrap();
         all.push(w);
         h = g.matmul(h, w, false, false).unwrap();
         if 2 * l + 1 < params {
-            let b = g.param(&format!("b{l}"), &[fan_out], Init::Constant(0.1));
+            let b = g
+                .param(&format!("b{l}"), &[fan_out], Init::Constant(0.1))
+                .unwrap();
             all.push(b);
             h = g.add(h, b).unwrap();
         }

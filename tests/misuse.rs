@@ -26,7 +26,7 @@ fn assert_invalid<T: std::fmt::Debug>(what: &str, op: &str, result: eigengrad::R
 fn foreign_value() -> Value {
     let mut other = Graph::new();
     for k in 0..20 {
-        other.input(&format!("x{k}"), &[3, 3]);
+        other.input(&format!("x{k}"), &[3, 3]).unwrap();
     }
     other.value(19).unwrap()
 }
@@ -36,8 +36,8 @@ fn foreign_value() -> Value {
 #[test]
 fn graph_builder_rejects_values_of_another_graph() {
     let mut g = Graph::new();
-    let x = g.input("x", &[3, 3]);
-    let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 });
+    let x = g.input("x", &[3, 3]).unwrap();
+    let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 }).unwrap();
     let f = foreign_value();
     let nodes = g.nodes().len();
 
@@ -109,8 +109,8 @@ fn graph_builder_rejects_values_of_another_graph() {
 #[test]
 fn values_without_output_are_rejected() {
     let mut g = Graph::new();
-    let x = g.input("x", &[2, 2]);
-    let w = g.param("w", &[2, 2], Init::Zeros);
+    let x = g.input("x", &[2, 2]).unwrap();
+    let w = g.param("w", &[2, 2], Init::Zeros).unwrap();
     let y = g.matmul(x, w, false, false).unwrap();
     let loss = g.mean_all(y).unwrap();
     Sgd::new(0.1).minimize(&mut g, loss).unwrap();
@@ -125,9 +125,9 @@ fn values_without_output_are_rejected() {
 /// A one-layer regression graph to minimise.
 fn regression() -> (Graph, Value) {
     let mut g = Graph::new();
-    let x = g.input("x", &[4, 3]);
-    let t = g.input("t", &[4, 2]);
-    let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 });
+    let x = g.input("x", &[4, 3]).unwrap();
+    let t = g.input("t", &[4, 2]).unwrap();
+    let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 }).unwrap();
     let y = g.matmul(x, w, false, false).unwrap();
     let loss = g.mse(y, t).unwrap();
     (g, loss)

@@ -36,9 +36,9 @@ fn nan_reaches_loss_gradients_and_parameters_as_in_the_reference() {
     let dev = device();
     for act in ["relu", "tanh", "gelu"] {
         let mut g = Graph::new();
-        let x = g.input("x", &[rows, cols]);
-        let t = g.input("t", &[rows, cols]);
-        let b = g.param("b", &[cols], Init::Normal { std: 1.0 });
+        let x = g.input("x", &[rows, cols]).unwrap();
+        let t = g.input("t", &[rows, cols]).unwrap();
+        let b = g.param("b", &[cols], Init::Normal { std: 1.0 }).unwrap();
         let z = g.add(x, b).unwrap();
         let a = match act {
             "relu" => g.relu(z),
@@ -111,11 +111,15 @@ fn nan_crosses_fused_matmul_epilogues_as_in_the_reference() {
     let dev = device();
     for act in ["relu", "tanh", "gelu"] {
         let mut g = Graph::new();
-        let x = g.input("x", &[rows, inner]);
-        let t = g.input("t", &[rows, outs]);
-        let w1 = g.param("w1", &[inner, width], Init::Normal { std: 1.0 });
-        let b1 = g.param("b1", &[width], Init::Constant(-50.0));
-        let w2 = g.param("w2", &[width, outs], Init::Normal { std: 1.0 });
+        let x = g.input("x", &[rows, inner]).unwrap();
+        let t = g.input("t", &[rows, outs]).unwrap();
+        let w1 = g
+            .param("w1", &[inner, width], Init::Normal { std: 1.0 })
+            .unwrap();
+        let b1 = g.param("b1", &[width], Init::Constant(-50.0)).unwrap();
+        let w2 = g
+            .param("w2", &[width, outs], Init::Normal { std: 1.0 })
+            .unwrap();
         let xw = g.matmul(x, w1, false, false).unwrap();
         let z1 = g.add(xw, b1).unwrap();
         let h = match act {

@@ -6,7 +6,7 @@ mod common;
 use common::random;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
-use eigengrad::nn::{EigenLayer, EigenMode};
+use eigengrad::nn::{EigenLayer, EigenMode, Mode, Scope};
 use eigengrad::optim::Adam;
 use eigengrad::profile::{time_pass, PassTimer};
 use eigengrad::Device;
@@ -15,13 +15,15 @@ use eigengrad::Device;
 /// step with a hoisted eigendecomposition, so it records several passes and copies.
 fn model() -> (Graph, Value, Value, Value) {
     let mut g = Graph::new();
-    let x = g.input("x", &[16, 12]);
-    let t = g.input("t", &[16, 3]);
+    let x = g.input("x", &[16, 12]).unwrap();
+    let t = g.input("t", &[16, 3]).unwrap();
     let mode = EigenMode::Clamp { lo: 0.8, hi: 1.2 };
-    let layer = EigenLayer::new(&mut g, "l0", 12, 8, mode, Init::Normal { std: 0.3 }).unwrap();
+    let mut s = Scope::new(&mut g, Mode::Train);
+    let layer =
+        EigenLayer::new(&mut s.scope("l0"), 12, 8, mode, Init::Normal { std: 0.3 }).unwrap();
     let h = layer.forward(&mut g, x).unwrap();
     let h = g.tanh(h).unwrap();
-    let w = g.param("w1", &[8, 3], Init::Normal { std: 0.3 });
+    let w = g.param("w1", &[8, 3], Init::Normal { std: 0.3 }).unwrap();
     let logits = g.matmul(h, w, false, false).unwrap();
     let loss = g.softmax_cross_entropy(logits, t).unwrap();
     Adam::new(1e-2).minimize(&mut g, loss).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use common::random;
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Init, Plan};
-use eigengrad::nn::{EigenLayer, EigenMode};
+use eigengrad::nn::{EigenLayer, EigenMode, Mode, Scope};
 use eigengrad::optim::Adam;
 use eigengrad::Device;
 
@@ -23,11 +23,10 @@ fn two_thousand_steps_build_no_pipeline_and_keep_memory_flat() {
     let device = Device::new().unwrap();
     let (batch, features, hidden, classes) = (16, 8, 8, 4);
     let mut g = Graph::new();
-    let x = g.input("x", &[batch, features]);
-    let t = g.input("t", &[batch, classes]);
+    let x = g.input("x", &[batch, features]).unwrap();
+    let t = g.input("t", &[batch, classes]).unwrap();
     let layer = EigenLayer::new(
-        &mut g,
-        "eigen",
+        &mut Scope::new(&mut g, Mode::Train).scope("eigen"),
         features,
         hidden,
         EigenMode::Clamp { lo: 0.5, hi: 2.0 },
@@ -36,7 +35,9 @@ fn two_thousand_steps_build_no_pipeline_and_keep_memory_flat() {
     .unwrap();
     let h = layer.forward(&mut g, x).unwrap();
     let h = g.tanh(h).unwrap();
-    let w = g.param("out", &[hidden, classes], Init::Normal { std: 0.3 });
+    let w = g
+        .param("out", &[hidden, classes], Init::Normal { std: 0.3 })
+        .unwrap();
     let logits = g.matmul(h, w, false, false).unwrap();
     let loss = g.softmax_cross_entropy(logits, t).unwrap();
     Adam::new(1e-2).minimize(&mut g, loss).unwrap();

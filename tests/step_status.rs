@@ -18,7 +18,7 @@ use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Plan, Value};
 use eigengrad::nn::{
     scaled_normal, Activation, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
-    WhitenMode,
+    Mode, Scope, WhitenMode,
 };
 use eigengrad::optim::Adam;
 use eigengrad::Error;
@@ -36,8 +36,8 @@ struct Net {
 
 fn net(kind: LayerKind) -> Net {
     let mut g = Graph::new();
-    let x = g.input("x", &[BATCH, 7]);
-    let t = g.input("targets", &[BATCH, CLASSES]);
+    let x = g.input("x", &[BATCH, 7]).unwrap();
+    let t = g.input("targets", &[BATCH, CLASSES]).unwrap();
     let spec = MlpSpec {
         widths: vec![7, 9, CLASSES],
         activation: Activation::Tanh,
@@ -270,11 +270,12 @@ fn forward_runs_leave_the_status_alone() {
 #[test]
 fn a_nan_batch_spares_the_running_statistics_and_poisons_only_the_warm_start() {
     let mut g = Graph::new();
-    let x = g.input("x", &[BATCH, 6]);
-    let t = g.input("targets", &[BATCH, CLASSES]);
+    let x = g.input("x", &[BATCH, 6]).unwrap();
+    let t = g.input("targets", &[BATCH, CLASSES]).unwrap();
     let zca = WhitenMode::Zca { eps: 1e-3 };
-    let (white, y) = EigenWhiten::new(&mut g, "white", x, 3, zca, true, 0.1).unwrap();
-    let head = Linear::new(&mut g, "head", 6, CLASSES, scaled_normal(6, 1.0));
+    let mut scope = Scope::new(&mut g, Mode::Train);
+    let (white, y) = EigenWhiten::new(&mut scope.scope("white"), x, 3, zca, 0.1).unwrap();
+    let head = Linear::new(&mut scope.scope("head"), 6, CLASSES, scaled_normal(6, 1.0)).unwrap();
     let logits = head.forward(&mut g, y).unwrap();
     let loss = g.softmax_cross_entropy(logits, t).unwrap();
     Adam::new(0.01).minimize(&mut g, loss).unwrap();

@@ -1,6 +1,6 @@
 //! Shared by the demos, one module per concern: [`cli`] (options, device and data setup,
-//! progress bars, exit status), [`train`] (a training plan and an evaluation plan driven
-//! together, evaluation by argmax), [`table`] (the summary table, CSV and JSON) and [`plot`]
+//! progress bars, exit status), [`train`] (a training plan and an evaluation plan that
+//! shares its weights, driven together), [`table`] (the summary table, CSV and JSON) and [`plot`]
 //! (figures).
 //!
 //! Each demo includes this module with `mod common;` and uses part of it.

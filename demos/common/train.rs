@@ -1,10 +1,12 @@
 //! The training loop: a training plan and an evaluation plan built by one function, so they
-//! share parameter names, stepped and evaluated together.
+//! share parameter names (the evaluation plan runs on the training plan's weights), stepped
+//! and evaluated together.
 
 use super::DemoResult;
 use eigengrad::data::{Batch, Dataset};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Plan, Value};
+use eigengrad::model::{Evaluation, InferencePlan};
 use eigengrad::optim::Adam;
 use eigengrad::Device;
 
@@ -19,18 +21,9 @@ pub struct Built<T> {
     pub net: T,
 }
 
-/// Loss and accuracy of a model on a dataset.
-#[derive(Clone, Copy, Debug)]
-pub struct Eval {
-    /// Mean softmax cross-entropy.
-    pub loss: f64,
-    /// Fraction of argmax predictions equal to the label.
-    pub accuracy: f64,
-}
-
 /// A training plan and an evaluation plan built by the same function, so they share
-/// parameter (and running-statistic) names and the evaluation plan can take the trained
-/// values with `copy_resident_from`.
+/// parameter (and running-statistic) names: the evaluation plan runs on the training plan's
+/// resident buffers.
 pub struct Trainer<T> {
     /// The training plan (forward, backward, Adam updates in one submission per step).
     pub plan: GpuPlan,
@@ -40,12 +33,7 @@ pub struct Trainer<T> {
     targets: Value,
     loss: Value,
     grads: Vec<Value>,
-    eval: GpuPlan,
-    eval_x: Value,
-    eval_logits: Value,
-    eval_batch: usize,
-    features: usize,
-    classes: usize,
+    eval: InferencePlan,
 }
 
 impl<T> Trainer<T> {
@@ -63,8 +51,8 @@ impl<T> Trainer<T> {
         mut build: impl FnMut(&mut Graph, Value, bool) -> eigengrad::Result<Built<T>>,
     ) -> DemoResult<Trainer<T>> {
         let mut g = Graph::new();
-        let x = g.input("x", &[batch, features]);
-        let targets = g.input("targets", &[batch, classes]);
+        let x = g.input("x", &[batch, features])?;
+        let targets = g.input("targets", &[batch, classes])?;
         let built = build(&mut g, x, true)?;
         let loss = g.softmax_cross_entropy(built.logits, targets)?;
         let gradients = adam.minimize(&mut g, loss)?;
@@ -83,9 +71,10 @@ impl<T> Trainer<T> {
         let plan = GpuPlan::compile(device, &g, &outputs, seed)?;
 
         let mut eg = Graph::new();
-        let eval_x = eg.input("x", &[eval_batch, features]);
+        let eval_x = eg.input("x", &[eval_batch, features])?;
         let ebuilt = build(&mut eg, eval_x, false)?;
-        let eval = GpuPlan::compile(device, &eg, &[ebuilt.logits], seed)?;
+        let eval_plan = GpuPlan::compile_sharing(&eg, &[ebuilt.logits], &plan)?;
+        let eval = InferencePlan::wrap(eval_plan, eval_x, ebuilt.logits)?;
         Ok(Trainer {
             plan,
             net: built.net,
@@ -94,11 +83,6 @@ impl<T> Trainer<T> {
             loss,
             grads,
             eval,
-            eval_x,
-            eval_logits: ebuilt.logits,
-            eval_batch,
-            features,
-            classes,
         })
     }
 
@@ -128,52 +112,11 @@ impl<T> Trainer<T> {
             .collect()
     }
 
-    /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the trained
-    /// values: copies them into the evaluation plan and runs it batch by batch, padding the
-    /// last batch with zeros whose rows are ignored.
-    pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Eval> {
-        self.eval.copy_resident_from(&self.plan)?;
+    /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the current
+    /// weights, which the evaluation plan shares.
+    pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Evaluation> {
         let n = data.n.min(limit);
-        let (f, c) = (self.features, self.classes);
-        let (mut loss, mut correct) = (0.0f64, 0usize);
-        let mut start = 0;
-        while start < n {
-            let rows = self.eval_batch.min(n - start);
-            let mut x = vec![0.0f32; self.eval_batch * f];
-            x[..rows * f].copy_from_slice(&data.images[start * f..(start + rows) * f]);
-            self.eval.step(&[(self.eval_x, &x)])?;
-            let logits = self.eval.read(self.eval_logits)?;
-            for (r, row) in logits.chunks(c).take(rows).enumerate() {
-                let label = data.labels[start + r] as usize;
-                loss += cross_entropy(row, label);
-                correct += (argmax(row) == label) as usize;
-            }
-            start += rows;
-        }
-        Ok(Eval {
-            loss: loss / n as f64,
-            accuracy: correct as f64 / n as f64,
-        })
+        let logits = self.eval.logits(&data.images[..n * data.features])?;
+        Ok(Evaluation::of(&logits, &data.labels[..n], data.classes)?)
     }
-}
-
-/// Index of the largest value (NaN never wins).
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_nan())
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// −log softmax(row)[label], in f64.
-pub fn cross_entropy(row: &[f32], label: usize) -> f64 {
-    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    lse - row[label] as f64
 }

@@ -56,7 +56,7 @@ impl Graph {
             ) || node.inputs.iter().any(|v| needs[v.0]);
         }
         let loss_shape = self.shape(loss).to_vec();
-        let seed = self.constant(&loss_shape, 1.0);
+        let seed = self.constant(&loss_shape, 1.0)?;
         let mut grads: BTreeMap<Value, Value> = BTreeMap::new();
         grads.insert(loss, seed);
         for i in (0..n).rev() {
@@ -139,8 +139,24 @@ impl Graph {
                 let dg = self.push(Op::SpectralFnBackward(*f), vec![dy, y], shape)?;
                 Ok(vec![(inputs[0], dg)])
             }
+            // y = m∘x/(1 − rate) with a mask that depends only on the seed, the step and the
+            // index: dx is the same dropout of dy.
+            Op::Dropout { .. } => {
+                let shape = self.shape(inputs[0]).to_vec();
+                Ok(vec![(inputs[0], self.push(op.clone(), vec![dy], shape)?)])
+            }
+            Op::LayerNorm { eps } => {
+                let shape = self.shape(inputs[0]).to_vec();
+                let dx = self.push(
+                    Op::LayerNormBackward { eps: *eps },
+                    vec![inputs[0], dy],
+                    shape,
+                )?;
+                Ok(vec![(inputs[0], dx)])
+            }
             Op::SoftmaxXentBackward
             | Op::SpectralFnBackward(_)
+            | Op::LayerNormBackward { .. }
             | Op::Update(_)
             | Op::ClipGradients { .. }
             | Op::Ema { .. } => Err(Error::InvalidArgument(format!(

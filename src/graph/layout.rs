@@ -107,8 +107,9 @@ impl Layout {
         for &k in keep {
             if k.0 >= nodes.len() || nodes[k.0].shape.is_empty() {
                 return Err(Error::InvalidArgument(format!(
-                    "output {} is not a value of this graph",
-                    k.0
+                    "output {} is not a value of this graph (an op without output, or a node \
+                     of another graph)",
+                    graph.describe(k)
                 )));
             }
         }
@@ -283,7 +284,7 @@ mod tests {
     /// x [8, 16] → three tanh in a row (each value 512 bytes) → a sum per row.
     fn chain() -> (Graph, [Value; 5]) {
         let mut g = Graph::new();
-        let x = g.input("x", &[8, 16]);
+        let x = g.input("x", &[8, 16]).unwrap();
         let a = g.tanh(x).unwrap();
         let b = g.tanh(a).unwrap();
         let c = g.tanh(b).unwrap();
@@ -330,8 +331,8 @@ mod tests {
     #[test]
     fn reshapes_alias_resident_and_parameter_only_values_own() {
         let mut g = Graph::new();
-        let x = g.input("x", &[4, 6]);
-        let w = g.param("w", &[6, 6], Init::Identity { gain: 1.0 });
+        let x = g.input("x", &[4, 6]).unwrap();
+        let w = g.param("w", &[6, 6], Init::Identity { gain: 1.0 }).unwrap();
         let gram = g.matmul(w, w, true, false).unwrap();
         let y = g.matmul(x, gram, false, false).unwrap();
         let flat = g.reshape(y, &[1, 24]).unwrap();
@@ -348,9 +349,16 @@ mod tests {
     #[test]
     fn ops_without_a_value_have_no_storage_and_bad_outputs_are_errors() {
         let mut g = Graph::new();
-        let w = g.param("w", &[3], Init::Zeros);
-        let grad = g.constant(&[3], 1.0);
-        let m = g.resident("w.momentum", &[3], Init::Zeros, crate::graph::Role::State);
+        let w = g.param("w", &[3], Init::Zeros).unwrap();
+        let grad = g.constant(&[3], 1.0).unwrap();
+        let m = g
+            .resident(
+                "w.momentum",
+                &[3],
+                Init::Zeros,
+                crate::graph::Role::OptimizerState,
+            )
+            .unwrap();
         let rule = UpdateRule::Sgd {
             momentum: 0.9,
             weight_decay: 0.0,

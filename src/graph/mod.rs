@@ -8,10 +8,10 @@
 //! use eigengrad::optim::Adam;
 //! # fn main() -> eigengrad::Result<()> {
 //! let mut g = Graph::new();
-//! let x = g.input("x", &[32, 784]);
-//! let t = g.input("targets", &[32, 10]);
-//! let w = g.param("w", &[784, 10], Init::Normal { std: 0.03 });
-//! let b = g.param("b", &[10], Init::Zeros);
+//! let x = g.input("x", &[32, 784])?;
+//! let t = g.input("targets", &[32, 10])?;
+//! let w = g.param("w", &[784, 10], Init::Normal { std: 0.03 })?;
+//! let b = g.param("b", &[10], Init::Zeros)?;
 //! let z = g.matmul(x, w, false, false)?;
 //! let logits = g.add(z, b)?;
 //! let loss = g.softmax_cross_entropy(logits, t)?;
@@ -24,10 +24,12 @@ pub mod checkpoint;
 pub mod gpu;
 pub mod layout;
 pub mod plan;
+pub mod rate;
 pub mod reference;
 pub mod status;
 
 pub use plan::{Plan, PlanState};
+pub use rate::Schedule;
 
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{binary_shape, BinaryOp, Broadcast, UnaryOp};
@@ -38,7 +40,7 @@ use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::softmax::softmax_xent_shape;
 use crate::kernels::spectral::SpectralFn;
 use crate::tensor::numel;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A symbolic value of a [`Graph`]: the output of one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,10 +90,27 @@ pub enum Init {
 pub enum Role {
     /// Trained by the optimizer, saved in checkpoints.
     Trainable,
-    /// Optimizer state or running statistics: updated in place, saved in checkpoints.
+    /// Model state that is not trained but updated in place, such as running statistics:
+    /// part of the model (an inference plan needs it), saved in checkpoints.
     State,
+    /// The optimizer's state (momenta, moment estimates): updated in place by the updates,
+    /// saved in full training-state checkpoints only.
+    OptimizerState,
     /// A constant the graph needs (e.g. the seed gradient 1 of the loss); never saved.
     Constant,
+}
+
+impl Role {
+    /// Whether tensors of this role belong to the model itself — parameters and model state,
+    /// what an inference plan needs and a parameters checkpoint holds.
+    pub fn is_model(self) -> bool {
+        matches!(self, Role::Trainable | Role::State)
+    }
+
+    /// Whether tensors of this role are saved in a full training-state checkpoint.
+    pub fn is_saved(self) -> bool {
+        self != Role::Constant
+    }
 }
 
 /// One operation of the graph.
@@ -166,6 +185,27 @@ pub enum Op {
     /// An in-place optimizer update of a parameter (input 0) from its gradient (input 1) and
     /// its state tensors (inputs 2..). Produces no value.
     Update(UpdateRule),
+    /// Inverted dropout: each element is kept with probability 1 − `rate` and scaled by
+    /// 1/(1 − `rate`), or zeroed. The mask is a hash of (`seed`, step count, element index),
+    /// the same on every executor, fresh at every step and equal within one: the gradient
+    /// is this op applied to dy.
+    Dropout {
+        /// Probability of zeroing an element, in [0, 1).
+        rate: f32,
+        /// Seed of the mask (distinct per dropout layer).
+        seed: u32,
+    },
+    /// (x − mean)/√(var + eps) per row of the input viewed as [rows, cols] (cols = last
+    /// dimension): layer normalisation without the affine part.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Gradient of [`Op::LayerNorm`]: inputs x and dy; the row statistics are recomputed.
+    LayerNormBackward {
+        /// Added to the variance.
+        eps: f32,
+    },
 }
 
 impl Op {
@@ -199,10 +239,17 @@ pub struct Node {
 }
 
 /// A graph of ops over symbolic values, built in topological order.
+///
+/// Every node has a name, unique in the graph: inputs and resident tensors get theirs from
+/// the caller (checkpoints store tensors by it), other nodes a derived `Op#index` until a
+/// layer renames them. A name is not empty and holds no `#` (reserved for derived names) and
+/// no control character.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
     learning_rate: f32,
+    schedule: Schedule,
+    names: HashMap<String, Value>,
     /// The values [`Graph::backward`] differentiated: the losses a step watches.
     losses: Vec<Value>,
     /// Spectral-function nodes whose eigendecomposition does not start the default way
@@ -226,6 +273,16 @@ impl Graph {
         self.learning_rate = lr;
     }
 
+    /// How a compiled plan's learning rate changes from step to step (set by the optimizer).
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Sets the schedule a compiled plan follows.
+    pub fn set_schedule(&mut self, schedule: Schedule) {
+        self.schedule = schedule;
+    }
+
     /// The losses: every value [`Graph::backward`] was called on, in that order.
     pub fn losses(&self) -> &[Value] {
         &self.losses
@@ -237,9 +294,16 @@ impl Graph {
     }
 
     /// Renames the node of `v` (layers name their nodes so errors and stats say which layer).
+    /// The name must be valid and not taken by another node (see [`Graph`]).
     pub fn set_name(&mut self, v: Value, name: &str) -> Result<()> {
         self.lookup("set_name", v)?;
-        self.nodes[v.0].name = name.to_string();
+        if self.nodes[v.0].name == name {
+            return Ok(());
+        }
+        self.check_name(name)?;
+        let old = std::mem::replace(&mut self.nodes[v.0].name, name.to_string());
+        self.names.remove(&old);
+        self.names.insert(name.to_string(), v);
         Ok(())
     }
 
@@ -289,6 +353,18 @@ impl Graph {
             .unwrap_or_else(WarmStart::feedback)
     }
 
+    /// The name of `v` for messages: its node's name, or what is wrong with `v`.
+    pub fn describe(&self, v: Value) -> String {
+        match self.nodes.get(v.0) {
+            Some(n) => n.name.clone(),
+            None => format!(
+                "a value (index {}) that is not in this graph of {} nodes",
+                v.0,
+                self.nodes.len()
+            ),
+        }
+    }
+
     /// The value of node `index`, if the graph has that many nodes.
     pub fn value(&self, index: usize) -> Option<Value> {
         (index < self.nodes.len()).then_some(Value(index))
@@ -316,9 +392,9 @@ impl Graph {
         &self.nodes[v.0].shape
     }
 
-    /// The value named `name` (inputs and params), if any.
+    /// The value named `name`, if any.
     pub fn find(&self, name: &str) -> Option<Value> {
-        self.nodes.iter().position(|n| n.name == name).map(Value)
+        self.names.get(name).copied()
     }
 
     /// Trainable parameters, in the order they were added.
@@ -375,27 +451,51 @@ impl Graph {
             .collect()
     }
 
-    /// The node of `v`, or an error naming `op` if `v` is out of this graph's range (e.g. a
-    /// value of another, larger graph).
+    /// The node of `v`, or an error naming `op` if `v` is not a value of this graph.
     fn lookup(&self, op: &str, v: Value) -> Result<&Node> {
-        self.nodes.get(v.0).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{op}: value {} is not in this graph of {} nodes",
-                v.0,
-                self.nodes.len()
-            ))
-        })
+        self.nodes
+            .get(v.0)
+            .ok_or_else(|| Error::InvalidArgument(format!("{op}: {}", self.describe(v))))
     }
 
-    /// Checks that `v` is in this graph and has an output an op can read.
+    /// Checks that `v` is a value of this graph with an output an op can read.
     fn check_value(&self, op: &str, v: Value) -> Result<()> {
-        if self.lookup(op, v)?.shape.is_empty() {
+        let node = self.lookup(op, v)?;
+        if node.shape.is_empty() {
             return Err(Error::InvalidArgument(format!(
-                "{op}: value {} has no output",
-                v.0
+                "{op}: {} ({}) has no output",
+                node.name,
+                node.op.name()
             )));
         }
         Ok(())
+    }
+
+    /// Checks that `name` is a valid name no node of this graph has yet.
+    fn check_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.contains('#') || name.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "{name:?} is not a valid name: names are not empty and hold no '#' and no \
+                 control character"
+            )));
+        }
+        if let Some(&v) = self.names.get(name) {
+            return Err(Error::InvalidArgument(format!(
+                "duplicate name {name:?}: the graph already has a {} of shape {:?} named so; \
+                 names must be unique (checkpoints and shared plans find tensors by name)",
+                self.nodes[v.0].op.name(),
+                self.nodes[v.0].shape
+            )));
+        }
+        Ok(())
+    }
+
+    /// Appends `node` (whose name has been checked) and indexes its name.
+    fn append(&mut self, node: Node) -> Value {
+        let v = Value(self.nodes.len());
+        self.names.insert(node.name.clone(), v);
+        self.nodes.push(node);
+        v
     }
 
     /// Appends a node whose shape has been checked; returns its value.
@@ -410,45 +510,59 @@ impl Graph {
         ) {
             numel(&name, &shape)?;
         }
+        // Derived names hold a '#', which given names cannot: they never collide.
         let name = format!("{}#{}", name, self.nodes.len());
-        self.nodes.push(Node {
+        Ok(self.append(Node {
             op,
             inputs,
             shape,
             name,
-        });
-        Ok(Value(self.nodes.len() - 1))
+        }))
     }
 
-    fn push_named(&mut self, name: &str, op: Op, shape: &[usize]) -> Value {
-        self.nodes.push(Node {
+    /// Appends a leaf (an input or a resident tensor) named `name`, checking the name and
+    /// the shape.
+    fn push_named(&mut self, name: &str, op: Op, shape: &[usize]) -> Result<Value> {
+        self.check_name(name)?;
+        numel(name, shape)?;
+        Ok(self.append(Node {
             op,
             inputs: vec![],
             shape: shape.to_vec(),
             name: name.to_string(),
-        });
-        Value(self.nodes.len() - 1)
+        }))
     }
 
-    /// A placeholder of `shape` that the caller writes at every step.
-    pub fn input(&mut self, name: &str, shape: &[usize]) -> Value {
+    /// A placeholder of `shape` that the caller writes at every step. The name must be valid
+    /// and unique (see [`Graph`]), the shape non-empty.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<Value> {
         self.push_named(name, Op::Input, shape)
     }
 
-    /// A trainable parameter of `shape`, resident on the device, filled by `init`.
-    pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Value {
+    /// A trainable parameter of `shape`, resident on the device, filled by `init`; named as
+    /// [`Graph::input`] says.
+    pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Value> {
         self.resident(name, shape, init, Role::Trainable)
     }
 
-    /// A resident tensor of any [`Role`].
-    pub fn resident(&mut self, name: &str, shape: &[usize], init: Init, role: Role) -> Value {
+    /// A resident tensor of any [`Role`]; named as [`Graph::input`] says.
+    pub fn resident(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        role: Role,
+    ) -> Result<Value> {
         self.push_named(name, Op::Param { init, role }, shape)
     }
 
-    /// A constant tensor of `shape` filled with `v`.
-    pub fn constant(&mut self, shape: &[usize], v: f32) -> Value {
-        let name = format!("const#{}", self.nodes.len());
-        self.resident(&name, shape, Init::Constant(v), Role::Constant)
+    /// A constant tensor of `shape` filled with `v` (with a derived name).
+    pub fn constant(&mut self, shape: &[usize], v: f32) -> Result<Value> {
+        let op = Op::Param {
+            init: Init::Constant(v),
+            role: Role::Constant,
+        };
+        self.push(op, vec![], shape.to_vec())
     }
 
     /// C = op(A)·op(B) for rank-2 or (equal-rank) batched rank-3 operands.
@@ -643,6 +757,39 @@ impl Graph {
         let ss = self.reduce(ReduceOp::SumSquares, Axis::Rows, flat)?;
         self.scale(ss, 1.0 / n as f32)
     }
+
+    /// Inverted dropout of `x` with probability `rate` in [0, 1) (see [`Op::Dropout`]);
+    /// `rate` 0 returns `x` itself. Layers that mean it for training only add it in training
+    /// mode ([`crate::nn::Dropout`]).
+    pub fn dropout(&mut self, x: Value, rate: f32, seed: u32) -> Result<Value> {
+        self.check_value("Dropout", x)?;
+        if !(0.0..1.0).contains(&rate) {
+            return Err(Error::InvalidArgument(format!(
+                "Dropout of {}: rate must lie in [0, 1), got {rate}",
+                self.describe(x)
+            )));
+        }
+        if rate == 0.0 {
+            return Ok(x);
+        }
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Dropout { rate, seed }, vec![x], shape)
+    }
+
+    /// Layer normalisation without the affine part: each row of `x` (viewed as [rows, cols],
+    /// cols = last dimension) minus its mean, over √(variance + `eps`), `eps` finite and > 0.
+    pub fn layer_norm(&mut self, x: Value, eps: f32) -> Result<Value> {
+        self.check_value("LayerNorm", x)?;
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "LayerNorm of {}: eps must be finite and > 0, got {eps}",
+                self.describe(x)
+            )));
+        }
+        let shape = self.shape(x).to_vec();
+        crate::kernels::norm::check_row_len("LayerNorm", rows_cols(&shape).1)?;
+        self.push(Op::LayerNorm { eps }, vec![x], shape)
+    }
 }
 
 /// A shape viewed as a matrix: (product of all but the last dimension, last dimension).
@@ -660,9 +807,9 @@ mod tests {
     #[test]
     fn needed_for_is_the_outputs_and_their_ancestors() {
         let mut g = Graph::new();
-        let x = g.input("x", &[2, 3]);
-        let t = g.input("t", &[2, 3]);
-        let state = g.resident("mean", &[3], Init::Zeros, Role::State);
+        let x = g.input("x", &[2, 3]).unwrap();
+        let t = g.input("t", &[2, 3]).unwrap();
+        let state = g.resident("mean", &[3], Init::Zeros, Role::State).unwrap();
         let y = g.tanh(x).unwrap();
         let m = g.reduce(ReduceOp::Mean, Axis::Cols, y).unwrap();
         g.ema(state, m, 0.1).unwrap();
@@ -682,8 +829,8 @@ mod tests {
     #[test]
     fn ema_and_mse_check_their_values() {
         let mut g = Graph::new();
-        let x = g.input("x", &[3]);
-        let state = g.resident("s", &[3], Init::Zeros, Role::State);
+        let x = g.input("x", &[3]).unwrap();
+        let state = g.resident("s", &[3], Init::Zeros, Role::State).unwrap();
         let foreign = Value(1000);
         assert!(matches!(
             g.ema(state, foreign, 0.1),

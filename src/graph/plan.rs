@@ -15,8 +15,8 @@
 //! # fn main() -> eigengrad::Result<()> {
 //! # let device = eigengrad::Device::new()?;
 //! let mut g = Graph::new();
-//! let x = g.input("x", &[4, 3]);
-//! let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 });
+//! let x = g.input("x", &[4, 3])?;
+//! let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 })?;
 //! let y = g.matmul(x, w, false, false)?;
 //! let mut plan = GpuPlan::compile(&device, &g, &[y], 0)?;
 //! plan.forward(&[(x, &[0.5; 12])], &[y])?; // no update, the step count stays 0
@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::{Graph, Op, Role, Value};
+use super::{Graph, Op, Schedule, Value};
 use crate::error::{Error, Result};
 
 /// A graph compiled for one executor: steps, forward-only runs, tensor access and the
@@ -99,40 +99,57 @@ pub trait Plan {
         self.state_mut().set_steps(steps)
     }
 
-    /// The learning rate of the next step.
+    /// The learning rate of the next step: the schedule's rate for it.
     fn learning_rate(&self) -> f32 {
         self.state().learning_rate()
     }
 
-    /// Sets the learning rate used from the next step on (no recompilation); it must be
-    /// finite and ≥ 0.
+    /// Sets the base learning rate the schedule scales from the next step on (no
+    /// recompilation); it must be finite and ≥ 0.
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.state_mut().set_learning_rate(lr)
     }
 
-    /// The values a checkpoint holds: trainable parameters and state, in graph order.
+    /// Sets the learning-rate schedule from the next step on (no recompilation); the graph's
+    /// (the optimizer's) is the one a plan starts with.
+    fn set_schedule(&mut self, schedule: Schedule) -> Result<()> {
+        self.state_mut().set_schedule(schedule)
+    }
+
+    /// The values a full training-state checkpoint holds: trainable parameters, model state
+    /// and optimizer state, in graph order.
     fn saved_values(&self) -> Vec<Value> {
         self.state().saved_values()
     }
+
+    /// The values of the model itself — trainable parameters and model state such as
+    /// running statistics, no optimizer state — in graph order: what an inference plan needs
+    /// and a parameters checkpoint holds.
+    fn model_values(&self) -> Vec<Value> {
+        self.state().model_values()
+    }
 }
 
-/// What every plan keeps besides its tensors: the graph it runs, the step count and the
-/// learning rate. Embedded by each executor and reached through [`Plan::state`].
+/// What every plan keeps besides its tensors: the graph it runs, the step count, the base
+/// learning rate and its schedule. Embedded by each executor and reached through
+/// [`Plan::state`].
 #[derive(Clone, Debug)]
 pub struct PlanState {
     graph: Graph,
     steps: u64,
     learning_rate: f32,
+    schedule: Schedule,
 }
 
 impl PlanState {
     /// The state of a freshly compiled plan of `graph`: no step run yet, the learning rate
-    /// the optimizer set in the graph.
+    /// and schedule the optimizer set in the graph.
     pub(crate) fn new(graph: &Graph) -> PlanState {
         PlanState {
             graph: graph.clone(),
             steps: 0,
             learning_rate: graph.learning_rate(),
+            schedule: *graph.schedule(),
         }
     }
 
@@ -151,13 +168,23 @@ impl PlanState {
         self.steps = steps;
     }
 
-    /// The learning rate of the next step.
+    /// The learning rate of the next step (the schedule's rate for it).
     pub fn learning_rate(&self) -> f32 {
+        self.rate_at(self.steps.saturating_add(1))
+    }
+
+    /// The learning rate of step `step` (counted from 1) under the schedule.
+    pub fn rate_at(&self, step: u64) -> f32 {
+        self.schedule.rate(self.learning_rate, step)
+    }
+
+    /// The base learning rate the schedule scales.
+    pub fn base_learning_rate(&self) -> f32 {
         self.learning_rate
     }
 
-    /// Sets the learning rate: finite and ≥ 0, otherwise `Error::InvalidArgument` and the
-    /// rate is unchanged.
+    /// Sets the base learning rate: finite and ≥ 0, otherwise `Error::InvalidArgument` and
+    /// the rate is unchanged.
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(Error::InvalidArgument(format!(
@@ -165,6 +192,18 @@ impl PlanState {
             )));
         }
         self.learning_rate = lr;
+        Ok(())
+    }
+
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Sets the schedule (checked first: a bad one changes nothing).
+    pub fn set_schedule(&mut self, schedule: Schedule) -> Result<()> {
+        schedule.validate()?;
+        self.schedule = schedule;
         Ok(())
     }
 
@@ -177,17 +216,16 @@ impl PlanState {
         Ok(self.steps)
     }
 
-    /// Trainable parameters and state, in graph order.
+    /// Trainable parameters, model state and optimizer state, in graph order.
     pub fn saved_values(&self) -> Vec<Value> {
-        self.graph.values_where(|op| {
-            matches!(
-                op,
-                Op::Param {
-                    role: Role::Trainable | Role::State,
-                    ..
-                }
-            )
-        })
+        self.graph
+            .values_where(|op| matches!(op, Op::Param { role, .. } if role.is_saved()))
+    }
+
+    /// Trainable parameters and model state, in graph order.
+    pub fn model_values(&self) -> Vec<Value> {
+        self.graph
+            .values_where(|op| matches!(op, Op::Param { role, .. } if role.is_model()))
     }
 
     /// Checks the `inputs` given to `what` (a step or a forward run): each is an input of the
@@ -202,8 +240,8 @@ impl PlanState {
             let node = self.graph.nodes().get(v.0).filter(|n| n.op == Op::Input);
             let Some(node) = node else {
                 return Err(Error::InvalidArgument(format!(
-                    "{what}: value {} is not an input of this graph",
-                    v.0
+                    "{what}: {} is not an input of this graph",
+                    self.graph.describe(v)
                 )));
             };
             if data.len() != node.shape.iter().product::<usize>() {
@@ -234,8 +272,8 @@ impl PlanState {
         let node = self.graph.nodes().get(v.0);
         let Some(node) = node.filter(|n| matches!(n.op, Op::Param { .. })) else {
             return Err(Error::InvalidArgument(format!(
-                "write: value {} is not a resident tensor of this graph",
-                v.0
+                "write: {} is not a resident tensor of this graph",
+                self.graph.describe(v)
             )));
         };
         if len != node.shape.iter().product::<usize>() {
@@ -247,6 +285,17 @@ impl PlanState {
         Ok(())
     }
 
+    /// Checks that `v` is a spectral-function node, as `what` (an introspection) needs.
+    pub(crate) fn check_spectral(&self, what: &str, v: Value) -> Result<()> {
+        match self.graph.nodes().get(v.0) {
+            Some(n) if matches!(n.op, Op::SpectralFn(_)) => Ok(()),
+            _ => Err(Error::InvalidArgument(format!(
+                "{what}: {} is not a spectral-function node",
+                self.graph.describe(v)
+            ))),
+        }
+    }
+
     /// Which nodes a forward run of `outputs` evaluates (see [`Graph::needed_for`]).
     pub(crate) fn needed_for(&self, outputs: &[Value]) -> Result<Vec<bool>> {
         self.graph.needed_for(outputs)
@@ -256,16 +305,19 @@ impl PlanState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::Init;
+    use crate::graph::{Init, Role};
 
     /// Inputs x [2, 3] and t [2, 1], a weight w with one state tensor, a constant; lr 0.25.
     fn state() -> (PlanState, Value, Value, Value) {
         let mut g = Graph::new();
-        let x = g.input("x", &[2, 3]);
-        let t = g.input("t", &[2, 1]);
-        let w = g.param("w", &[3, 1], Init::Zeros);
-        g.resident("w.momentum", &[3, 1], Init::Zeros, Role::State);
-        g.constant(&[1], 1.0);
+        let x = g.input("x", &[2, 3]).unwrap();
+        let t = g.input("t", &[2, 1]).unwrap();
+        let w = g.param("w", &[3, 1], Init::Zeros).unwrap();
+        g.resident("w.momentum", &[3, 1], Init::Zeros, Role::OptimizerState)
+            .unwrap();
+        g.resident("running", &[3], Init::Zeros, Role::State)
+            .unwrap();
+        g.constant(&[1], 1.0).unwrap();
         let y = g.matmul(x, w, false, false).unwrap();
         g.mse(y, t).unwrap();
         g.set_learning_rate(0.25);
@@ -340,12 +392,43 @@ mod tests {
     #[test]
     fn saved_values_are_trainable_and_state_not_constants() {
         let (s, _, _, w) = state();
-        let saved = s.saved_values();
-        let names: Vec<&str> = saved
-            .iter()
-            .map(|&v| s.graph().node(v).name.as_str())
+        let names = |values: Vec<Value>| -> Vec<String> {
+            values
+                .iter()
+                .map(|&v| s.graph().node(v).name.clone())
+                .collect()
+        };
+        assert_eq!(names(s.saved_values()), ["w", "w.momentum", "running"]);
+        assert_eq!(names(s.model_values()), ["w", "running"]);
+        assert_eq!(s.saved_values()[0], w);
+    }
+
+    /// The rate of each step follows the schedule from the base rate; a bad schedule is
+    /// refused and changes nothing.
+    #[test]
+    fn the_schedule_sets_the_rate_of_each_step() {
+        let (mut s, ..) = state();
+        let halving = Schedule::Step {
+            every: 2,
+            gamma: 0.5,
+        };
+        s.set_schedule(halving).unwrap();
+        let rates: Vec<f32> = (0..5)
+            .map(|_| {
+                let next = s.learning_rate();
+                let t = s.advance().unwrap();
+                assert_eq!(s.rate_at(t), next);
+                next
+            })
             .collect();
-        assert_eq!(names, ["w", "w.momentum"]);
-        assert_eq!(saved[0], w);
+        assert_eq!(rates, [0.25, 0.25, 0.125, 0.125, 0.0625]);
+        assert!(s
+            .set_schedule(Schedule::Step {
+                every: 0,
+                gamma: 0.5
+            })
+            .is_err());
+        assert_eq!(s.schedule(), &halving);
+        assert_eq!(s.base_learning_rate(), 0.25);
     }
 }

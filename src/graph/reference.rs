@@ -4,6 +4,23 @@
 //!
 //! Its own methods take and return values in its precision `T`; through [`Plan`] it takes
 //! and returns `f32` like the GPU executor, so code written against the trait runs on both.
+//!
+//! ```
+//! use eigengrad::graph::{reference::ReferencePlan, Graph, Init, Plan};
+//! # fn main() -> eigengrad::Result<()> {
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[2, 2])?;
+//! let w = g.param("w", &[2, 2], Init::Identity { gain: 2.0 })?;
+//! let y = g.matmul(x, w, false, false)?;
+//! let mut plan = ReferencePlan::<f64>::compile(&g, 0)?; // no GPU needed
+//! plan.forward(&[(x, &[1.0, 2.0, 3.0, 4.0])], &[y])?; // in f64
+//! assert_eq!(plan.read(y)?, [2.0, 4.0, 6.0, 8.0]);
+//! // Through the Plan trait it takes and returns f32, as the GPU executor does.
+//! Plan::forward(&mut plan, &[(x, &[1.0f32; 4])], &[y])?;
+//! assert_eq!(Plan::read(&plan, y)?, [2.0f32; 4]);
+//! assert_eq!(Plan::steps(&plan), 0); // forward runs leave the step count alone
+//! # Ok(()) }
+//! ```
 
 use super::layout::init_values;
 use super::plan::{Plan, PlanState};
@@ -91,8 +108,8 @@ impl<T: Real> ReferencePlan<T> {
         match self.values.get(v.0) {
             Some(x) if !x.is_empty() => Ok(x),
             _ => Err(Error::InvalidArgument(format!(
-                "value {} has not been computed",
-                v.0
+                "read: {} has not been computed by the last run",
+                self.state.graph().describe(v)
             ))),
         }
     }
@@ -118,7 +135,8 @@ impl<T: Real> ReferencePlan<T> {
     /// graphs the optimizers build) and halts on any finding, the updates' own included (see
     /// [`super::status`]).
     fn execute(&mut self, needed: Option<&[bool]>) -> Result<()> {
-        let hyper = hyper_values(self.state.learning_rate(), self.state.steps());
+        let step = self.state.steps();
+        let hyper = hyper_values(self.state.rate_at(step), step);
         let mut clip_scale = T::one();
         let nodes = self.state.graph().nodes().len();
         let gate_at = match needed {
@@ -174,6 +192,10 @@ impl<T: Real> ReferencePlan<T> {
             Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => elementwise(&ops),
             Op::Reduce { .. } | Op::Transpose | Op::Reshape => arrange(&ops),
             Op::SoftmaxXent | Op::SoftmaxXentBackward => softmax(&ops),
+            Op::Dropout { rate, seed } => {
+                r::dropout::dropout(ops.x(0), *rate, *seed, self.state.steps())
+            }
+            Op::LayerNorm { .. } | Op::LayerNormBackward { .. } => norm(&ops),
             Op::SpectralFn(f) => {
                 let n = last(&node.shape);
                 match ops
@@ -258,6 +280,18 @@ fn softmax<T: Real>(ops: &Operands<T>) -> Vec<T> {
     }
 }
 
+/// Layer normalisation and its gradient.
+fn norm<T: Real>(ops: &Operands<T>) -> Vec<T> {
+    let cols = last(ops.shape(0));
+    match ops.node.op {
+        Op::LayerNorm { eps } => r::norm::layer_norm(ops.x(0), cols, eps as f64),
+        Op::LayerNormBackward { eps } => {
+            r::norm::layer_norm_backward(ops.x(0), ops.x(1), cols, eps as f64)
+        }
+        ref other => unreachable!("{} is not a normalisation", other.name()),
+    }
+}
+
 /// In-place ops on resident tensors: running averages, gradient clipping (sets the step's
 /// `clip_scale`), optimizer updates (step `step`, learning rate `learning_rate`). A running
 /// average of a non-finite value is skipped; an element of a running average or an update
@@ -329,10 +363,11 @@ fn widen<T: Real>(x: &[f32]) -> Vec<T> {
 impl<T: Real> ReferencePlan<T> {
     /// Eigenvalues and eigenvectors of spectral-function node `v` at the last run.
     fn eigenpairs(&self, v: Value) -> Result<&(Vec<T>, Vec<T>)> {
+        self.state.check_spectral("eigendecomposition", v)?;
         self.eigen.get(&v.0).ok_or_else(|| {
             Error::InvalidArgument(format!(
-                "value {} is not a spectral function computed by the last run",
-                v.0
+                "{} has not been computed by a run yet",
+                self.state.graph().describe(v)
             ))
         })
     }

@@ -248,11 +248,13 @@ mod tests {
     /// tanh(x·w)·v → mse against t, a running mean of the output, SGD on w and v.
     fn graph() -> (Graph, Value, Value, Value) {
         let mut g = Graph::new();
-        let x = g.input("x", &[2, 3]);
-        let t = g.input("t", &[2, 1]);
-        let w = g.param("w", &[3, 1], Init::Normal { std: 0.5 });
-        let v = g.param("v", &[1, 1], Init::Identity { gain: 1.0 });
-        let running = g.resident("running", &[2, 1], Init::Zeros, Role::State);
+        let x = g.input("x", &[2, 3]).unwrap();
+        let t = g.input("t", &[2, 1]).unwrap();
+        let w = g.param("w", &[3, 1], Init::Normal { std: 0.5 }).unwrap();
+        let v = g.param("v", &[1, 1], Init::Identity { gain: 1.0 }).unwrap();
+        let running = g
+            .resident("running", &[2, 1], Init::Zeros, Role::State)
+            .unwrap();
         let xw = g.matmul(x, w, false, false).unwrap();
         let h = g.tanh(xw).unwrap();
         let y = g.matmul(h, v, false, false).unwrap();
@@ -264,12 +266,15 @@ mod tests {
             weight_decay: 0.0,
         };
         for p in [w, v] {
-            let state = g.resident(
-                "m",
-                g.shape(p).to_vec().as_slice(),
-                Init::Zeros,
-                Role::State,
-            );
+            let name = format!("{}.momentum", g.node(p).name);
+            let state = g
+                .resident(
+                    &name,
+                    g.shape(p).to_vec().as_slice(),
+                    Init::Zeros,
+                    Role::State,
+                )
+                .unwrap();
             let inputs = vec![p, grads.get(p).unwrap(), state];
             g.push(Op::Update(rule), inputs, vec![]).unwrap();
         }

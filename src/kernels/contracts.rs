@@ -4,7 +4,8 @@
 //! field by field, and the constants both sides declare (status bits, tile sizes, mode ids).
 
 use super::{
-    elementwise, finite, jacobi, jacobi_block, matmul, optim, reduce, softmax, spectral, transpose,
+    dropout, elementwise, finite, jacobi, jacobi_block, matmul, norm, optim, reduce, softmax,
+    spectral, transpose,
 };
 use crate::pipeline::{KernelSpec, Shader, SharedConstant};
 
@@ -57,10 +58,12 @@ const JACOBI_STATUS: [SharedConstant; 6] = [
 pub fn contracts() -> Contracts {
     let kernels = [
         &elementwise::KERNELS[..],
+        &dropout::KERNELS,
         &finite::KERNELS,
         &jacobi::KERNELS,
         &jacobi_block::KERNELS,
         &matmul::KERNELS,
+        &norm::KERNELS,
         &optim::KERNELS,
         &reduce::KERNELS,
         &softmax::KERNELS,
@@ -70,8 +73,10 @@ pub fn contracts() -> Contracts {
     .concat();
     let constants = [
         &elementwise::CONSTANTS[..],
+        &dropout::CONSTANTS,
         &finite::CONSTANTS,
         &matmul::CONSTANTS,
+        &norm::CONSTANTS,
         &optim::CONSTANTS,
         &reduce::CONSTANTS,
         &softmax::CONSTANTS,

@@ -17,11 +17,13 @@
 
 pub mod autotune;
 pub mod contracts;
+pub mod dropout;
 pub mod elementwise;
 pub mod finite;
 pub mod jacobi;
 pub mod jacobi_block;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod reduce;
 pub mod softmax;

@@ -40,8 +40,13 @@ pub(super) const CONSTANTS: [SharedConstant; 3] = [
     SharedConstant::u32(&SHADER, "HALT", STATUS_HALT as u32),
 ];
 
-/// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, unused]`.
+/// Words in the hyperparameter buffer: `[learning rate, step t (from 1), clip scale, step
+/// count as u32 bits]` (the last for kernels that hash the step, such as dropout).
 pub const HYPER_WORDS: usize = 4;
+
+/// The word of the hyperparameter buffer that holds the step count as `u32` bits (its low 32
+/// bits).
+pub const STEP_WORD: usize = 3;
 
 /// An in-place update rule with its constant hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,7 +126,12 @@ pub fn hyper_buffer(device: &Device) -> wgpu::Buffer {
 /// The hyperparameter words for one step: the clip scale starts at 1 and the clip kernel, if
 /// any, lowers it on the device.
 pub fn hyper_values(learning_rate: f32, step: u64) -> [f32; HYPER_WORDS] {
-    [learning_rate, step.max(1) as f32, 1.0, 0.0]
+    [
+        learning_rate,
+        step.max(1) as f32,
+        1.0,
+        f32::from_bits(step as u32),
+    ]
 }
 
 /// Where an update or a running average records itself: a step-status buffer and its slot

@@ -1,7 +1,7 @@
 //! The Eigen layer: a dense layer whose effective weight is W' = W·h(WᵀW) (or h(WWᵀ)·W, on
 //! the smaller side), recomputed from a warm-started GPU eigendecomposition at every step.
 
-use super::Linear;
+use super::{Linear, Scope};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::jacobi::WarmStart;
@@ -98,8 +98,8 @@ impl EigenMode {
 /// normalised on the GPU at every step, optionally times a learnable scalar gain γ.
 ///
 /// # The gain
-/// W' = γ·U g(Σ) Vᵀ with one trainable scalar γ (`{name}.gain`, initialised to 1, or for
-/// `Normalize` to [`EigenMode::initial_gain`]): the
+/// W' = γ·U g(Σ) Vᵀ with one trainable scalar γ (`gain` in the layer's scope, initialised to
+/// 1, or for `Normalize` to [`EigenMode::initial_gain`]): the
 /// spectrum keeps its shape (the condition number of W' stays what the mode allows) while
 /// the layer can scale its output. Without it an `Orthogonal` or `Normalize` layer cannot
 /// make large outputs: the logits of a network that ends in one stay small, the loss stalls
@@ -124,73 +124,69 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Adds a layer `name` without gain, its raw weight filled by `init`; W' is built in the
-    /// graph at once. The Gram matrix is taken on the smaller side: WᵀW (`[outputs, outputs]`)
-    /// when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
+    /// Declares the layer's raw weight `weight` (filled by `init`) and `bias` in `scope`,
+    /// without gain; W' is built in the graph at once, its nodes named `gram`, `spectral` and
+    /// `effective_weight` in the scope. The Gram matrix is taken on the smaller side: WᵀW
+    /// (`[outputs, outputs]`) when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
     pub fn new(
-        g: &mut Graph,
-        name: &str,
+        scope: &mut Scope,
         inputs: usize,
         outputs: usize,
         mode: EigenMode,
         init: Init,
     ) -> Result<EigenLayer> {
-        Self::build(g, name, inputs, outputs, mode, init, false)
+        Self::build(scope, inputs, outputs, mode, init, false)
     }
 
-    /// As [`EigenLayer::new`], with a learnable scalar gain `{name}.gain` multiplying W' (see
-    /// the type's docs), initialised to [`EigenMode::initial_gain`].
+    /// As [`EigenLayer::new`], with a learnable scalar gain `gain` in the scope multiplying W'
+    /// (see the type's docs), initialised to [`EigenMode::initial_gain`].
     pub fn with_gain(
-        g: &mut Graph,
-        name: &str,
+        scope: &mut Scope,
         inputs: usize,
         outputs: usize,
         mode: EigenMode,
         init: Init,
     ) -> Result<EigenLayer> {
-        Self::build(g, name, inputs, outputs, mode, init, true)
+        Self::build(scope, inputs, outputs, mode, init, true)
     }
 
     fn build(
-        g: &mut Graph,
-        name: &str,
+        scope: &mut Scope,
         inputs: usize,
         outputs: usize,
         mode: EigenMode,
         init: Init,
         with_gain: bool,
     ) -> Result<EigenLayer> {
-        let linear = Linear::new(g, name, inputs, outputs, init);
+        let linear = Linear::new(scope, inputs, outputs, init)?;
         let w = linear.weight;
         let small_side = outputs <= inputs;
-        let gram = g.matmul(w, w, small_side, !small_side)?;
-        g.set_name(gram, &format!("{name}.gram"))?;
-        let h = g.spectral_fn(gram, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"))?;
+        let gram = scope.matmul(w, w, small_side, !small_side)?;
+        scope.name(gram, "gram")?;
+        let h = scope.spectral_fn(gram, mode.spectral_fn())?;
+        scope.name(h, "spectral")?;
         let effective_weight = if small_side {
-            g.matmul(w, h, false, false)?
+            scope.matmul(w, h, false, false)?
         } else {
-            g.matmul(h, w, false, false)?
+            scope.matmul(h, w, false, false)?
         };
         let (effective_weight, gain) = if with_gain {
             // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
             // the one-element γ.
-            let gain = g.param(
-                &format!("{name}.gain"),
-                &[1],
-                Init::Constant(mode.initial_gain(inputs, outputs)),
-            );
-            let column = g.reshape(effective_weight, &[inputs * outputs, 1])?;
-            let scaled = g.mul(column, gain)?;
-            (g.reshape(scaled, &[inputs, outputs])?, Some(gain))
+            let gain = Init::Constant(mode.initial_gain(inputs, outputs));
+            let gain = scope.param("gain", &[1], gain)?;
+            let column = scope.reshape(effective_weight, &[inputs * outputs, 1])?;
+            let scaled = scope.mul(column, gain)?;
+            (scope.reshape(scaled, &[inputs, outputs])?, Some(gain))
         } else {
             (effective_weight, None)
         };
-        g.set_name(effective_weight, &format!("{name}.effective_weight"))?;
+        scope.name(effective_weight, "effective_weight")?;
         Ok(EigenLayer {
             linear,
             effective_weight,
             gain,
+
             spectral: h,
             mode,
         })

@@ -1,18 +1,52 @@
-//! Layers as graph builders: each adds its parameters and ops to a [`Graph`] and returns the
-//! value of its output. [`Linear`] is the plain dense layer; [`EigenLayer`] reparametrises its
-//! weight through the spectrum of its Gram matrix; [`EigenWhiten`] whitens or projects
-//! activations onto their principal components.
+//! Layers as graph builders: each declares its parameters in a [`Scope`] (which names them
+//! and says whether the graph is for training or inference), adds its ops to the graph and
+//! returns the value of its output. [`Linear`] is the plain dense layer; [`EigenLayer`]
+//! reparametrises its weight through the spectrum of its Gram matrix; [`EigenWhiten`] whitens
+//! or projects activations onto their principal components; [`LayerNorm`] and [`Dropout`]
+//! normalise and regularise.
+//!
+//! A whole model is a [`Module`]: a [`Sequential`] stack of [`Layer`]s, an [`MlpSpec`] (the
+//! uniform case), or any type or closure of the user's. Built in [`Mode::Train`] and in
+//! [`Mode::Eval`] it gives a training graph and an inference graph with the same parameter
+//! names.
+//!
+//! ```
+//! use eigengrad::graph::Graph;
+//! use eigengrad::nn::{Activation, EigenMode, Layer, Mode, Scope, Sequential};
+//! # fn main() -> eigengrad::Result<()> {
+//! // 64 inputs → 32 (plain, tanh) → 32 (orthogonal Eigen layer, tanh, dropout) → 10 logits.
+//! let model = Sequential::new()
+//!     .push(Layer::Linear { outputs: 32, init_scale: 1.0 })
+//!     .push(Layer::Activation(Activation::Tanh))
+//!     .push(Layer::Eigen {
+//!         outputs: 32,
+//!         mode: EigenMode::Orthogonal,
+//!         init_scale: 1.0,
+//!         gain: true,
+//!     })
+//!     .push(Layer::Activation(Activation::Tanh))
+//!     .push(Layer::Dropout { rate: 0.1 })
+//!     .push(Layer::Linear { outputs: 10, init_scale: 1.0 });
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[16, 64])?;
+//! let net = model.build(&mut Scope::new(&mut g, Mode::Train), x)?;
+//! assert_eq!(net.layers.len(), 3);
+//! assert!(g.find("layer1.weight").is_some()); // the Eigen layer's raw weight
+//! # Ok(()) }
+//! ```
 
 mod eigen;
+mod module;
 mod whiten;
 
 pub use eigen::{EigenLayer, EigenMode};
+pub use module::{Mode, Module, Scope};
 pub use whiten::{EigenWhiten, WhitenMode};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, Value};
 
-/// An elementwise nonlinearity.
+/// An elementwise nonlinearity (a [`Module`] without parameters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// No nonlinearity.
@@ -37,6 +71,12 @@ impl Activation {
     }
 }
 
+impl Module for Activation {
+    fn forward(&self, scope: &mut Scope, x: Value) -> Result<Value> {
+        self.apply(scope, x)
+    }
+}
+
 /// A dense layer y = x·W + b with W `[inputs, outputs]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Linear {
@@ -47,12 +87,12 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Adds the parameters `{name}.weight` (filled by `init`) and `{name}.bias` (zeros).
-    pub fn new(g: &mut Graph, name: &str, inputs: usize, outputs: usize, init: Init) -> Linear {
-        Linear {
-            weight: g.param(&format!("{name}.weight"), &[inputs, outputs], init),
-            bias: g.param(&format!("{name}.bias"), &[outputs], Init::Zeros),
-        }
+    /// Declares the parameters `weight` (filled by `init`) and `bias` (zeros) in `scope`.
+    pub fn new(scope: &mut Scope, inputs: usize, outputs: usize, init: Init) -> Result<Linear> {
+        Ok(Linear {
+            weight: scope.param("weight", &[inputs, outputs], init)?,
+            bias: scope.param("bias", &[outputs], Init::Zeros)?,
+        })
     }
 
     /// x·W + b for x `[batch, inputs]`.
@@ -62,11 +102,204 @@ impl Linear {
     }
 }
 
+/// Inverted dropout with probability `rate` in training mode, the identity in evaluation
+/// mode (see [`Graph::dropout`]). Its mask is seeded by the scope's name, so two dropout
+/// layers need two scopes (the node is named `dropout` in its scope: a second one in the
+/// same scope is a duplicate name).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// Probability of zeroing an element, in [0, 1).
+    pub rate: f32,
+}
+
+impl Module for Dropout {
+    fn forward(&self, scope: &mut Scope, x: Value) -> Result<Value> {
+        if !scope.is_training() || self.rate == 0.0 {
+            return Ok(x);
+        }
+        let seed = scope.seed("dropout");
+        let y = scope.dropout(x, self.rate, seed)?;
+        scope.name(y, "dropout")?;
+        Ok(y)
+    }
+}
+
+/// Layer normalisation with a learnable gain and bias per feature:
+/// y = (x − mean)/√(var + eps) ∘ gain + bias over the last dimension of each row, the same in
+/// training and evaluation.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNorm {
+    /// The gain `[features]` (initialised to 1).
+    pub gain: Value,
+    /// The bias `[features]` (initialised to 0).
+    pub bias: Value,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// Declares `gain` and `bias` of `features` elements in `scope`.
+    pub fn new(scope: &mut Scope, features: usize, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            gain: scope.param("gain", &[features], Init::Constant(1.0))?,
+            bias: scope.param("bias", &[features], Init::Zeros)?,
+            eps,
+        })
+    }
+
+    /// The normalisation of `x` (`[…, features]`).
+    pub fn forward(&self, g: &mut Graph, x: Value) -> Result<Value> {
+        let normalised = g.layer_norm(x, self.eps)?;
+        let scaled = g.mul(normalised, self.gain)?;
+        g.add(scaled, self.bias)
+    }
+}
+
 /// Gaussian initialisation of a `[fan_in, fan_out]` weight with standard deviation
 /// `scale/√fan_in` — scale 1 preserves the variance of the activations in a linear network.
 pub fn scaled_normal(fan_in: usize, scale: f32) -> Init {
     Init::Normal {
         std: scale / (fan_in as f32).sqrt(),
+    }
+}
+
+/// One stage of a [`Sequential`] model. Dense and Eigen layers take their input width from
+/// the value they are applied to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    /// A [`Linear`] layer to `outputs` units, weights ~ N(0, `init_scale`²/fan_in).
+    Linear {
+        /// Output units.
+        outputs: usize,
+        /// Gaussian initialisation scale (see [`scaled_normal`]).
+        init_scale: f32,
+    },
+    /// An [`EigenLayer`] to `outputs` units in `mode`, raw weights initialised as `Linear`'s.
+    Eigen {
+        /// Output units.
+        outputs: usize,
+        /// What the layer does to the singular values.
+        mode: EigenMode,
+        /// Gaussian initialisation scale of the raw weight.
+        init_scale: f32,
+        /// Whether the layer has a learnable scalar gain (see [`EigenLayer`]).
+        gain: bool,
+    },
+    /// An [`EigenWhiten`] layer over groups of `group` features.
+    Whiten {
+        /// Features per group (divides the width).
+        group: usize,
+        /// What the layer does in each group's eigenbasis.
+        mode: WhitenMode,
+        /// Weight of the batch in the running statistics.
+        momentum: f32,
+    },
+    /// A [`LayerNorm`] over the features.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// An elementwise nonlinearity.
+    Activation(Activation),
+    /// [`Dropout`] in training, the identity in evaluation.
+    Dropout {
+        /// Probability of zeroing an element.
+        rate: f32,
+    },
+}
+
+/// A model as a stack of [`Layer`]s, each applied to the output of the one before: the MLP
+/// builder with a kind per layer. Parameterised stages are named by kind and position among
+/// their kind: `layer0`, `layer1`, … for dense and Eigen layers (as [`MlpSpec`] names them),
+/// `whiten0`, … and `norm0`, …; dropout stages `dropout0`, ….
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sequential {
+    /// The stages, input side first.
+    pub layers: Vec<Layer>,
+}
+
+impl Sequential {
+    /// An empty stack (its output is its input).
+    pub fn new() -> Sequential {
+        Sequential::default()
+    }
+
+    /// The stack with `layer` appended.
+    pub fn push(mut self, layer: Layer) -> Sequential {
+        self.layers.push(layer);
+        self
+    }
+
+    /// Appends the stack applied to `x` (`[batch, features]`) in `scope`, returning its
+    /// layers for introspection and its output.
+    pub fn build(&self, scope: &mut Scope, x: Value) -> Result<Mlp> {
+        let mut net = Mlp {
+            layers: Vec::new(),
+            whitens: Vec::new(),
+            norms: Vec::new(),
+            logits: x,
+        };
+        let mut dropouts = 0;
+        for layer in &self.layers {
+            let (_, width) = scope.features("Sequential", net.logits)?;
+            let h = net.logits;
+            net.logits = match *layer {
+                Layer::Linear {
+                    outputs,
+                    init_scale,
+                } => {
+                    let mut s = scope.scope(&format!("layer{}", net.layers.len()));
+                    let l = Linear::new(&mut s, width, outputs, scaled_normal(width, init_scale))?;
+                    net.layers.push(MlpLayer::Plain(l));
+                    l.forward(scope, h)?
+                }
+                Layer::Eigen {
+                    outputs,
+                    mode,
+                    init_scale,
+                    gain,
+                } => {
+                    let mut s = scope.scope(&format!("layer{}", net.layers.len()));
+                    let init = scaled_normal(width, init_scale);
+                    let e = if gain {
+                        EigenLayer::with_gain(&mut s, width, outputs, mode, init)?
+                    } else {
+                        EigenLayer::new(&mut s, width, outputs, mode, init)?
+                    };
+                    net.layers.push(MlpLayer::Eigen(e));
+                    e.forward(scope, h)?
+                }
+                Layer::Whiten {
+                    group,
+                    mode,
+                    momentum,
+                } => {
+                    let mut s = scope.scope(&format!("whiten{}", net.whitens.len()));
+                    let (w, y) = EigenWhiten::new(&mut s, h, group, mode, momentum)?;
+                    net.whitens.push(w);
+                    y
+                }
+                Layer::LayerNorm { eps } => {
+                    let mut s = scope.scope(&format!("norm{}", net.norms.len()));
+                    let n = LayerNorm::new(&mut s, width, eps)?;
+                    net.norms.push(n);
+                    n.forward(scope, h)?
+                }
+                Layer::Activation(a) => a.apply(scope, h)?,
+                Layer::Dropout { rate } => {
+                    dropouts += 1;
+                    let mut s = scope.scope(&format!("dropout{}", dropouts - 1));
+                    Dropout { rate }.forward(&mut s, h)?
+                }
+            };
+        }
+        Ok(net)
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, scope: &mut Scope, x: Value) -> Result<Value> {
+        Ok(self.build(scope, x)?.logits)
     }
 }
 
@@ -126,9 +359,10 @@ impl GainPlacement {
     }
 }
 
-/// A multilayer perceptron: `widths[0]` inputs, hidden layers with `activation`, and
-/// `widths.last()` outputs (logits, no activation). Layers are named `layer{i}`, so a
-/// training graph and an evaluation graph built from the same spec share parameter names.
+/// A multilayer perceptron whose layers are all of one kind: `widths[0]` inputs, hidden layers
+/// with `activation`, and `widths.last()` outputs (logits, no activation). Layers are named
+/// `layer{i}`, so a training graph and an evaluation graph built from the same spec share
+/// parameter names. For a kind per layer, see [`MlpSpec::sequential`] and [`Sequential`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct MlpSpec {
     /// Layer widths, inputs first.
@@ -143,7 +377,7 @@ pub struct MlpSpec {
     pub gains: GainPlacement,
 }
 
-/// One built layer of an MLP.
+/// One built weight layer of an MLP.
 #[derive(Clone, Copy, Debug)]
 pub enum MlpLayer {
     /// A plain dense layer.
@@ -178,47 +412,192 @@ impl MlpLayer {
     }
 }
 
-/// An MLP built into a graph.
+/// An MLP (or any [`Sequential`] stack) built into a graph.
 #[derive(Clone, Debug)]
 pub struct Mlp {
-    /// The layers, input side first.
+    /// The dense and Eigen layers, input side first.
     pub layers: Vec<MlpLayer>,
-    /// The output logits `[batch, widths.last()]`.
+    /// The whitening layers, input side first.
+    pub whitens: Vec<EigenWhiten>,
+    /// The layer normalisations, input side first.
+    pub norms: Vec<LayerNorm>,
+    /// The output: logits `[batch, widths.last()]` for an MLP.
     pub logits: Value,
 }
 
 impl MlpSpec {
-    /// Appends the network applied to `x` `[batch, widths[0]]`.
+    /// The same network as a [`Sequential`] stack, to change the kind of single layers or
+    /// insert others.
+    pub fn sequential(&self) -> Sequential {
+        let depth = self.widths.len().saturating_sub(1);
+        let mut layers = Vec::new();
+        for (i, &outputs) in self.widths.iter().skip(1).enumerate() {
+            let init_scale = self.init_scale;
+            layers.push(match self.kind {
+                LayerKind::Plain => Layer::Linear {
+                    outputs,
+                    init_scale,
+                },
+                LayerKind::Eigen(mode) => Layer::Eigen {
+                    outputs,
+                    mode,
+                    init_scale,
+                    gain: self.gains.applies_to(i, depth),
+                },
+            });
+            if i + 1 < depth {
+                layers.push(Layer::Activation(self.activation));
+            }
+        }
+        Sequential { layers }
+    }
+
+    /// Appends the network applied to `x` `[batch, widths[0]]` (for training: an MLP has no
+    /// layer that differs between the modes).
     pub fn build(&self, g: &mut Graph, x: Value) -> Result<Mlp> {
+        self.build_in(&mut Scope::new(g, Mode::Train), x)
+    }
+
+    /// Appends the network applied to `x` `[batch, widths[0]]` in `scope`.
+    pub fn build_in(&self, scope: &mut Scope, x: Value) -> Result<Mlp> {
         if self.widths.len() < 2 {
-            return Err(crate::Error::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "an MLP needs at least two widths, got {:?}",
                 self.widths
             )));
         }
-        let mut h = x;
-        let mut layers = Vec::new();
-        let depth = self.widths.len() - 1;
-        for (i, w) in self.widths.windows(2).enumerate() {
-            let name = format!("layer{i}");
-            let init = scaled_normal(w[0], self.init_scale);
-            let layer = match self.kind {
-                LayerKind::Plain => MlpLayer::Plain(Linear::new(g, &name, w[0], w[1], init)),
-                LayerKind::Eigen(mode) => MlpLayer::Eigen(if self.gains.applies_to(i, depth) {
-                    EigenLayer::with_gain(g, &name, w[0], w[1], mode, init)?
-                } else {
-                    EigenLayer::new(g, &name, w[0], w[1], mode, init)?
-                }),
-            };
-            h = match layer {
-                MlpLayer::Plain(l) => l.forward(g, h)?,
-                MlpLayer::Eigen(e) => e.forward(g, h)?,
-            };
-            if i + 1 < depth {
-                h = self.activation.apply(g, h)?;
-            }
-            layers.push(layer);
+        let (_, features) = scope.features("MlpSpec", x)?;
+        if features != self.widths[0] {
+            return Err(Error::shape(
+                "MlpSpec",
+                format!(
+                    "input has {features} features, widths[0] is {}",
+                    self.widths[0]
+                ),
+            ));
         }
-        Ok(Mlp { layers, logits: h })
+        self.sequential().build(scope, x)
+    }
+}
+
+impl Module for MlpSpec {
+    fn forward(&self, scope: &mut Scope, x: Value) -> Result<Value> {
+        Ok(self.build_in(scope, x)?.logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Op;
+
+    fn names(g: &Graph) -> Vec<&str> {
+        g.nodes()
+            .iter()
+            .filter(|n| matches!(n.op, Op::Param { .. }))
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn an_mlp_is_a_sequential_stack_with_the_same_names() {
+        let spec = MlpSpec {
+            widths: vec![5, 4, 3],
+            activation: Activation::Relu,
+            kind: LayerKind::Plain,
+            init_scale: 1.0,
+            gains: GainPlacement::Every,
+        };
+        let seq = spec.sequential();
+        assert_eq!(seq.layers.len(), 3);
+        assert_eq!(seq.layers[1], Layer::Activation(Activation::Relu));
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 5]).unwrap();
+        let net = spec.build(&mut g, x).unwrap();
+        assert_eq!(g.shape(net.logits), [2, 3]);
+        assert_eq!(
+            names(&g),
+            [
+                "layer0.weight",
+                "layer0.bias",
+                "layer1.weight",
+                "layer1.bias"
+            ]
+        );
+        let mut short = spec.clone();
+        short.widths = vec![5];
+        assert!(short.build(&mut Graph::new(), x).is_err());
+    }
+
+    /// Dropout exists in training graphs only; whitening keeps its running statistics in
+    /// both; every stage is named by kind and position.
+    #[test]
+    fn modes_differ_where_layers_do() {
+        let model = Sequential::new()
+            .push(Layer::Linear {
+                outputs: 8,
+                init_scale: 1.0,
+            })
+            .push(Layer::LayerNorm { eps: 1e-5 })
+            .push(Layer::Dropout { rate: 0.5 })
+            .push(Layer::Whiten {
+                group: 4,
+                mode: WhitenMode::Zca { eps: 1e-3 },
+                momentum: 0.1,
+            })
+            .push(Layer::Dropout { rate: 0.5 })
+            .push(Layer::Eigen {
+                outputs: 3,
+                mode: EigenMode::Orthogonal,
+                init_scale: 1.0,
+                gain: true,
+            });
+        let build = |mode| {
+            let mut g = Graph::new();
+            let x = g.input("x", &[6, 5]).unwrap();
+            let net = model.build(&mut Scope::new(&mut g, mode), x).unwrap();
+            assert_eq!(g.shape(net.logits), [6, 3]);
+            assert_eq!(
+                (net.layers.len(), net.whitens.len(), net.norms.len()),
+                (2, 1, 1)
+            );
+            g
+        };
+        let (train, eval) = (build(Mode::Train), build(Mode::Eval));
+        let expected = [
+            "layer0.weight",
+            "layer0.bias",
+            "norm0.gain",
+            "norm0.bias",
+            "whiten0.running_mean",
+            "whiten0.running_cov",
+            "layer1.weight",
+            "layer1.bias",
+            "layer1.gain",
+        ];
+        assert_eq!(names(&train), expected);
+        assert_eq!(names(&eval), expected);
+        let dropouts = |g: &Graph| {
+            g.nodes()
+                .iter()
+                .filter(|n| matches!(n.op, Op::Dropout { .. }))
+                .count()
+        };
+        assert_eq!((dropouts(&train), dropouts(&eval)), (2, 0));
+        assert!(train.find("dropout1.dropout").is_some());
+    }
+
+    #[test]
+    fn a_bad_input_shape_is_a_shape_error() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 3, 4]).unwrap();
+        let model = Sequential::new().push(Layer::Linear {
+            outputs: 2,
+            init_scale: 1.0,
+        });
+        let err = model
+            .build(&mut Scope::new(&mut g, Mode::Train), x)
+            .unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
     }
 }

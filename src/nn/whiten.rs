@@ -2,8 +2,9 @@
 //! eigendecomposed on the GPU and the centred activations are whitened (ZCA), projected onto
 //! their top principal components (PCA) or have their weak components damped (shrink).
 
+use super::Scope;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Init, Plan, Role, Value};
+use crate::graph::{Init, Plan, Role, Value};
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::spectral::SpectralFn;
 
@@ -56,72 +57,61 @@ pub struct EigenWhiten {
 }
 
 impl EigenWhiten {
-    /// Appends the layer to `g` for input `x` `[batch, features]` and returns (layer, output).
-    /// In training mode (`train = true`) it uses the batch statistics and updates the running
-    /// ones with `momentum`; in eval mode it uses the running statistics, which an eval plan
-    /// takes from the training plan by name
-    /// ([`GpuPlan::copy_resident_from`](crate::graph::gpu::GpuPlan::copy_resident_from)).
-    #[allow(clippy::too_many_arguments)]
+    /// Appends the layer to the graph of `scope` for input `x` `[batch, features]` and returns
+    /// (layer, output). Its running statistics are `running_mean` and `running_cov` in the
+    /// scope, its spectral function `spectral`. In training mode ([`Scope::is_training`]) it
+    /// uses the batch statistics and updates the running ones with `momentum`; in evaluation
+    /// mode it uses the running statistics, which an inference plan shares with the training
+    /// plan ([`GpuPlan::compile_sharing`](crate::graph::gpu::GpuPlan::compile_sharing)) or
+    /// loads from a checkpoint.
     pub fn new(
-        g: &mut Graph,
-        name: &str,
+        scope: &mut Scope,
         x: Value,
         group: usize,
         mode: WhitenMode,
-        train: bool,
         momentum: f32,
     ) -> Result<(EigenWhiten, Value)> {
-        let shape = g.shape(x).to_vec();
-        let [batch, features] = shape[..] else {
-            return Err(Error::shape(
-                "EigenWhiten",
-                format!("input must be [batch, features], got {shape:?}"),
-            ));
-        };
+        let (batch, features) = scope.features("EigenWhiten", x)?;
         if group == 0 || group > 64 || features % group != 0 {
             return Err(Error::shape(
-                "EigenWhiten",
+                &scope.path("EigenWhiten"),
                 format!("group size {group} must lie in 1..=64 and divide the {features} features"),
             ));
         }
         let groups = features / group;
-        let running_mean = g.resident(
-            &format!("{name}.running_mean"),
-            &[features],
-            Init::Zeros,
-            Role::State,
-        );
-        let running_cov = g.resident(
-            &format!("{name}.running_cov"),
+        let train = scope.is_training();
+        let running_mean = scope.resident("running_mean", &[features], Init::Zeros, Role::State)?;
+        let running_cov = scope.resident(
+            "running_cov",
             &[groups, group, group],
             Init::Identity { gain: 1.0 },
             Role::State,
-        );
+        )?;
         let mean = if train {
-            let m = g.reduce(ReduceOp::Mean, Axis::Cols, x)?;
-            g.ema(running_mean, m, momentum)?;
+            let m = scope.reduce(ReduceOp::Mean, Axis::Cols, x)?;
+            scope.ema(running_mean, m, momentum)?;
             m
         } else {
             running_mean
         };
-        let centred = g.sub(x, mean)?;
+        let centred = scope.sub(x, mean)?;
         // Features of one group are consecutive rows of Xᵀ: [features, batch] = [groups, group, batch].
-        let xt = g.transpose(centred)?;
-        let xt = g.reshape(xt, &[groups, group, batch])?;
+        let xt = scope.transpose(centred)?;
+        let xt = scope.reshape(xt, &[groups, group, batch])?;
         let cov = if train {
-            let outer = g.matmul(xt, xt, false, true)?;
-            let c = g.scale(outer, 1.0 / batch as f32)?;
-            g.ema(running_cov, c, momentum)?;
+            let outer = scope.matmul(xt, xt, false, true)?;
+            let c = scope.scale(outer, 1.0 / batch as f32)?;
+            scope.ema(running_cov, c, momentum)?;
             c
         } else {
             running_cov
         };
-        let h = g.spectral_fn(cov, mode.spectral_fn())?;
-        g.set_name(h, &format!("{name}.spectral"))?;
+        let h = scope.spectral_fn(cov, mode.spectral_fn())?;
+        scope.name(h, "spectral")?;
         // Yᵀ per group = H·Xᵀ (H symmetric), back to [batch, features].
-        let yt = g.matmul(h, xt, false, false)?;
-        let yt = g.reshape(yt, &[features, batch])?;
-        let y = g.transpose(yt)?;
+        let yt = scope.matmul(h, xt, false, false)?;
+        let yt = scope.reshape(yt, &[features, batch])?;
+        let y = scope.transpose(yt)?;
         Ok((
             EigenWhiten {
                 spectral: h,

@@ -4,10 +4,12 @@
 //! benches measure beside it. They take and return row-major slices with explicit shapes,
 //! exactly as the kernels see their buffers.
 
+pub mod dropout;
 pub mod eigh;
 pub mod elementwise;
 pub mod finite;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod reduce;
 pub mod softmax;

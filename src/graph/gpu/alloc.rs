@@ -3,13 +3,14 @@
 //! initialisers), the arenas the optimizer's parameters, gradients and state are packed into,
 //! the step's hyperparameter words and status, and scratch for ops' private intermediates.
 //!
-//! Every value buffer is reference-counted, so a buffer can serve several plans: an inference
-//! plan could take a training plan's resident buffers instead of allocating its own.
+//! Every value buffer is reference-counted, so a buffer can serve several plans: a plan
+//! compiled with [`Residents::SharedWith`] (an inference plan) takes another plan's resident
+//! buffers by name instead of allocating its own.
 
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::layout::{init_values, value_bytes, Layout, Storage};
-use crate::graph::{Graph, Node, Op, Value};
+use crate::graph::{Graph, Node, Op, Role, Value};
 use crate::kernels::{self, Region};
 use crate::tensor::TENSOR_USAGE;
 use std::sync::Arc;
@@ -45,6 +46,16 @@ impl Placed {
     }
 }
 
+/// Where a plan's resident tensors come from.
+pub(super) enum Residents<'a> {
+    /// New buffers filled by their initialisers, node i with this seed + i.
+    Fresh(u64),
+    /// The buffers of another plan (its graph and buffers): every resident tensor that is
+    /// not a constant is the one of the same name there, which must have the same role and
+    /// shape; constants get buffers of their own.
+    SharedWith(&'a Graph, &'a Buffers),
+}
+
 /// Every buffer a compiled plan binds.
 pub(super) struct Buffers {
     /// Where every node that has a value keeps it (owned, pooled or packed; aliases resolved).
@@ -61,7 +72,8 @@ pub(super) struct Buffers {
 impl Buffers {
     /// Drops the plan's references to its buffers and destroys the ones only it holds (a
     /// plan's own hyperparameter words and status), so that dropping a plan frees its memory
-    /// without waiting for the next submission.
+    /// without waiting for the next submission; shared resident buffers live on in the
+    /// plans that still hold them.
     pub fn release(&mut self) {
         self.values.clear();
         self.scratch.clear();
@@ -70,14 +82,13 @@ impl Buffers {
     }
 
     /// Creates the pool, the arenas and the owned buffers `layout` asks for (resident tensors
-    /// filled by their initialisers, node i with `seed + i`, in their own buffer or at their
-    /// range of an arena), the hyperparameter words and the status of a step watching
-    /// `watched` things.
+    /// as `residents` says, in their own buffer or at their range of an arena), the
+    /// hyperparameter words and the status of a step watching `watched` things.
     pub fn allocate(
         device: &Device,
         graph: &Graph,
         layout: &Layout,
-        seed: u64,
+        residents: &Residents,
         watched: usize,
     ) -> Result<Buffers> {
         let pool = layout
@@ -85,18 +96,30 @@ impl Buffers {
             .iter()
             .map(|&bytes| empty(device, "plan pool buffer", bytes).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
-        let arenas = arenas(device, graph, layout, seed)?;
+        let arenas = match residents {
+            Residents::Fresh(seed) => arenas(device, graph, layout, *seed)?,
+            // A plan that shares resident tensors packs none (`GpuPlan::compile_sharing`).
+            Residents::SharedWith(..) => Vec::new(),
+        };
         let mut values: Vec<Option<Placed>> = Vec::with_capacity(graph.nodes().len());
         for (i, node) in graph.nodes().iter().enumerate() {
             let placed = match layout.storage[i] {
                 Storage::None | Storage::Fused => None,
                 Storage::Pooled(b) => Some(Placed::whole(pool[b].clone())),
                 Storage::Alias(r) => values[r.0].clone(),
-                Storage::Owned => Some(Placed::whole(Arc::new(owned(
-                    device,
-                    node,
-                    seed.wrapping_add(i as u64),
-                )?))),
+                Storage::Owned => Some(match (residents, &node.op) {
+                    (Residents::SharedWith(source, buffers), Op::Param { role, .. })
+                        if role.is_saved() =>
+                    {
+                        buffers.shared(counterpart(source, node, *role)?)?
+                    }
+                    (Residents::Fresh(seed), _) => {
+                        Placed::whole(Arc::new(owned(device, node, seed.wrapping_add(i as u64))?))
+                    }
+                    (Residents::SharedWith(..), _) => {
+                        Placed::whole(Arc::new(owned(device, node, i as u64)?))
+                    }
+                }),
                 Storage::Packed { arena, offset } => Some(Placed {
                     buffer: arenas[arena].clone(),
                     offset,
@@ -131,7 +154,8 @@ impl Buffers {
             .ok_or_else(|| no_buffer(v))
     }
 
-    /// Where `v` lives, shared (for work that copies from it, such as a solve's input).
+    /// Where `v` lives, shared (for work that copies from it, such as a solve's input, and for
+    /// a plan that shares resident tensors).
     pub fn shared(&self, v: Value) -> Result<Placed> {
         self.values
             .get(v.0)
@@ -186,7 +210,30 @@ fn arenas(
 }
 
 fn no_buffer(v: Value) -> Error {
-    Error::InvalidArgument(format!("value {} has no buffer", v.0))
+    Error::InvalidArgument(format!("node {} has no buffer", v.0))
+}
+
+/// The resident tensor of `source` that `node` (a resident tensor of role `role`) shares: the
+/// one of the same name, role and shape.
+fn counterpart(source: &Graph, node: &Node, role: Role) -> Result<Value> {
+    let mismatch = |what: String| {
+        Error::InvalidArgument(format!(
+            "sharing resident tensors: {} ({role:?}, shape {:?}) {what}",
+            node.name, node.shape
+        ))
+    };
+    let v = source
+        .find(&node.name)
+        .ok_or_else(|| mismatch("has no tensor of that name in the plan it shares with".into()))?;
+    let theirs = source.node(v);
+    match &theirs.op {
+        Op::Param { role: r, .. } if *r == role && theirs.shape == node.shape => Ok(v),
+        other => Err(mismatch(format!(
+            "is {} of shape {:?} in the plan it shares with",
+            other.name(),
+            theirs.shape
+        ))),
+    }
 }
 
 /// A buffer of `bytes` for tensors (checked against the device's limits).

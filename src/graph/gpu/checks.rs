@@ -175,13 +175,15 @@ mod tests {
     fn checks_and_a_gate_precede_the_first_update_and_a_gate_ends_the_step() {
         let device = Device::new().expect("a GPU adapter (on CI: Mesa lavapipe)");
         let mut g = Graph::new();
-        let x = g.input("x", &[4, 3]);
-        let t = g.input("t", &[4, 2]);
-        let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 });
+        let x = g.input("x", &[4, 3]).unwrap();
+        let t = g.input("t", &[4, 2]).unwrap();
+        let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 }).unwrap();
         let y = g.matmul(x, w, false, false).unwrap();
         let loss = g.mse(y, t).unwrap();
         let grad = g.backward(loss).unwrap().get(w).unwrap();
-        let momentum = g.resident("w.momentum", &[3, 2], Init::Zeros, Role::State);
+        let momentum = g
+            .resident("w.momentum", &[3, 2], Init::Zeros, Role::State)
+            .unwrap();
         let rule = UpdateRule::Sgd {
             momentum: 0.9,
             weight_decay: 0.0,

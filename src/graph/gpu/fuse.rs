@@ -241,10 +241,10 @@ mod tests {
     /// the backward chain of the hidden layer fuse.
     fn two_layer(act: UnaryOp) -> (Graph, Value, Value) {
         let mut g = Graph::new();
-        let x = g.input("x", &[5, 3]);
-        let w0 = g.param("w0", &[3, 4], Init::Normal { std: 0.5 });
-        let b0 = g.param("b0", &[4], Init::Zeros);
-        let w1 = g.param("w1", &[4, 2], Init::Normal { std: 0.5 });
+        let x = g.input("x", &[5, 3]).unwrap();
+        let w0 = g.param("w0", &[3, 4], Init::Normal { std: 0.5 }).unwrap();
+        let b0 = g.param("b0", &[4], Init::Zeros).unwrap();
+        let w1 = g.param("w1", &[4, 2], Init::Normal { std: 0.5 }).unwrap();
         let z = g.matmul(x, w0, false, false).unwrap();
         let zb = g.add(z, b0).unwrap();
         let h = g.unary(act, zb).unwrap();
@@ -306,8 +306,8 @@ mod tests {
         assert!(!f.unstored[zb.index()]);
         // A product read twice is stored: no chain starts at it.
         let mut g = Graph::new();
-        let x = g.input("x", &[2, 2]);
-        let w = g.param("w", &[2, 2], Init::Zeros);
+        let x = g.input("x", &[2, 2]).unwrap();
+        let w = g.param("w", &[2, 2], Init::Zeros).unwrap();
         let p = g.matmul(x, w, false, false).unwrap();
         let t = g.tanh(p).unwrap();
         let s = g.add(p, t).unwrap();

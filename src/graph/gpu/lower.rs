@@ -94,6 +94,8 @@ impl<'a> Lowering<'a> {
             Op::Reduce { op, axis } => self.reduce(node, i, *op, *axis)?,
             Op::Transpose => self.transpose(node, i)?,
             Op::SoftmaxXent | Op::SoftmaxXentBackward => self.softmax(node, i)?,
+            Op::Dropout { rate, seed } => self.dropout(node, i, *rate, *seed)?,
+            Op::LayerNorm { .. } | Op::LayerNormBackward { .. } => self.norm(node, i)?,
             Op::SpectralFn(f) => return self.spectral_fn(node, i, *f),
             Op::SpectralFnBackward(f) => self.spectral_fn_backward(node, i, *f)?,
             Op::Ema { .. } | Op::ClipGradients { .. } | Op::Update(_) => self.optimizer(node, i)?,
@@ -230,6 +232,37 @@ impl<'a> Lowering<'a> {
         } else {
             let dloss = self.input(node, 2)?;
             softmax_xent_backward_dispatch(self.device, logits, targets, dloss, out, rows, classes)?
+        };
+        Ok(vec![d])
+    }
+
+    /// Dropout with the mask of the step whose count the hyperparameter words hold.
+    fn dropout(&self, node: &Node, i: usize, rate: f32, seed: u32) -> Result<Vec<Dispatch>> {
+        let n = node.shape.iter().product();
+        let (x, out, hyper) = (self.input(node, 0)?, self.out(i)?, &self.buffers.hyper);
+        Ok(vec![kernels::dropout::dropout_dispatch(
+            self.device,
+            x,
+            out,
+            hyper,
+            n,
+            rate,
+            seed,
+        )?])
+    }
+
+    /// Layer normalisation per row and its gradient.
+    fn norm(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        use kernels::norm::{layer_norm_backward_dispatch, layer_norm_dispatch};
+        let (rows, cols) = rows_cols(self.shape(node, 0));
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        let d = match node.op {
+            Op::LayerNorm { eps } => layer_norm_dispatch(self.device, x, out, rows, cols, eps)?,
+            Op::LayerNormBackward { eps } => {
+                let dy = self.input(node, 1)?;
+                layer_norm_backward_dispatch(self.device, x, dy, out, rows, cols, eps)?
+            }
+            ref other => unreachable!("{} is not a normalisation", other.name()),
         };
         Ok(vec![d])
     }
@@ -425,6 +458,7 @@ fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDi
 
 #[cfg(test)]
 mod tests {
+    use super::super::alloc::Residents;
     use super::super::schedule::passes;
     use super::*;
     use crate::graph::layout::Layout;
@@ -436,10 +470,10 @@ mod tests {
     /// updates and a running average.
     fn every_family() -> Graph {
         let mut g = Graph::new();
-        let x = g.input("x", &[5, 3]);
-        let t = g.input("t", &[5, 3]);
-        let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 });
-        let v = g.param("v", &[3, 3], Init::Normal { std: 0.5 });
+        let x = g.input("x", &[5, 3]).unwrap();
+        let t = g.input("t", &[5, 3]).unwrap();
+        let w = g.param("w", &[3, 3], Init::Identity { gain: 1.0 }).unwrap();
+        let v = g.param("v", &[3, 3], Init::Normal { std: 0.5 }).unwrap();
         let gram = g.matmul(v, v, true, false).unwrap();
         let hoisted = g.spectral_fn(gram, SpectralFn::Orthogonal).unwrap();
         let xw = g.matmul(x, w, false, false).unwrap();
@@ -452,7 +486,9 @@ mod tests {
         let mixed = g.matmul(a, own, false, false).unwrap();
         let logits = g.matmul(mixed, hoisted, false, false).unwrap();
         let mean = g.reduce(ReduceOp::Mean, Axis::Cols, logits).unwrap();
-        let running = g.resident("running", &[3], Init::Zeros, Role::State);
+        let running = g
+            .resident("running", &[3], Init::Zeros, Role::State)
+            .unwrap();
         g.ema(running, mean, 0.1).unwrap();
         let loss = g.softmax_cross_entropy(logits, t).unwrap();
         let grads = g.backward(loss).unwrap();
@@ -466,12 +502,14 @@ mod tests {
         };
         for (p, grad) in pairs {
             let shape = g.shape(p).to_vec();
-            let state = g.resident(
-                &format!("{}.m", g.node(p).name),
-                &shape,
-                Init::Zeros,
-                Role::State,
-            );
+            let state = g
+                .resident(
+                    &format!("{}.m", g.node(p).name),
+                    &shape,
+                    Init::Zeros,
+                    Role::OptimizerState,
+                )
+                .unwrap();
             g.push(Op::Update(rule), vec![p, grad, state], vec![])
                 .unwrap();
         }
@@ -495,7 +533,9 @@ mod tests {
         let g = every_family();
         let layout = Layout::new(&g, &[]).unwrap();
         let watch = StepWatch::of(&g);
-        let buffers = Buffers::allocate(&device, &g, &layout, 0, watch.len()).unwrap();
+        let buffers =
+            Buffers::allocate(&device, &g, &layout, &Residents::Fresh(0), watch.len()).unwrap();
+
         let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
         assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
         let (fusion, packing) = (Fusion::none(&g), Packing::none(&g));

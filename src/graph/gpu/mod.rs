@@ -39,7 +39,7 @@ use crate::kernels::finite::STATUS_STEP;
 use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
-use alloc::Buffers;
+use alloc::{Buffers, Residents};
 use fuse::Fusion;
 use lower::{Lowering, Recorded};
 use pack::Packing;
@@ -111,12 +111,69 @@ impl GpuPlan {
         GpuPlan::compile_with(device, graph, outputs, seed, PlanOptions::default())
     }
 
+    /// Compiles `graph` on `source`'s device with `source`'s resident tensors: every
+    /// parameter, model state and optimizer state tensor of `graph` *is* the storage of the
+    /// same name in `source` — its buffer, or its range of an optimizer arena (no copy; the same name, role and shape are required, else
+    /// [`Error::InvalidArgument`] naming the tensor). What one plan's steps or writes change,
+    /// the other sees. Constants and everything else are the new plan's own.
+    ///
+    /// This is how an inference plan (the model built in evaluation mode, forward only, any
+    /// batch size) runs on the weights a training plan is updating.
+    ///
+    /// ```no_run
+    /// use eigengrad::graph::{gpu::GpuPlan, Graph, Init, Plan};
+    /// use eigengrad::optim::Sgd;
+    /// # fn main() -> eigengrad::Result<()> {
+    /// # let device = eigengrad::Device::new()?;
+    /// // The same layer in two graphs: one for training (batch 32), one for inference (batch 4).
+    /// let layer = |g: &mut Graph, batch: usize| -> eigengrad::Result<_> {
+    ///     let x = g.input("x", &[batch, 3])?;
+    ///     let w = g.param("w", &[3, 2], Init::Normal { std: 0.5 })?;
+    ///     Ok((x, g.matmul(x, w, false, false)?))
+    /// };
+    /// let mut train = Graph::new();
+    /// let (x, y) = layer(&mut train, 32)?;
+    /// let t = train.input("t", &[32, 2])?;
+    /// let loss = train.mse(y, t)?;
+    /// Sgd::new(0.1).minimize(&mut train, loss)?;
+    /// let mut training = GpuPlan::compile(&device, &train, &[loss], 0)?;
+    ///
+    /// let mut infer = Graph::new();
+    /// let (ix, iy) = layer(&mut infer, 4)?;
+    /// let mut inference = GpuPlan::compile_sharing(&infer, &[iy], &training)?;
+    /// training.step(&[(x, &[0.1; 96]), (t, &[0.0; 64])])?;
+    /// inference.forward(&[(ix, &[1.0; 12])], &[iy])?; // with the weights after that step
+    /// let prediction = inference.read(iy)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn compile_sharing(graph: &Graph, outputs: &[Value], source: &GpuPlan) -> Result<GpuPlan> {
+        let residents = Residents::SharedWith(source.graph(), &source.buffers);
+        // Its resident tensors are `source`'s, wherever they lie: it packs none of its own.
+        let options = PlanOptions {
+            pack_updates: false,
+            ..PlanOptions::default()
+        };
+        GpuPlan::build(&source.device, graph, outputs, residents, options)
+    }
+
     /// [`GpuPlan::compile`] merging only what `options` allow.
     pub fn compile_with(
         device: &Device,
         graph: &Graph,
         outputs: &[Value],
         seed: u64,
+        options: PlanOptions,
+    ) -> Result<GpuPlan> {
+        GpuPlan::build(device, graph, outputs, Residents::Fresh(seed), options)
+    }
+
+    /// Compiles `graph` with its resident tensors from `residents`, merging what `options`
+    /// allow.
+    fn build(
+        device: &Device,
+        graph: &Graph,
+        outputs: &[Value],
+        residents: Residents,
         options: PlanOptions,
     ) -> Result<GpuPlan> {
         let _gl = device.gl_guard();
@@ -138,7 +195,7 @@ impl GpuPlan {
         fusion.place(&mut placement);
         packing.place(graph, &mut placement);
         let layout = Layout::placed(graph, &kept, &placement)?;
-        let mut buffers = Buffers::allocate(device, graph, &layout, seed, watch.len())?;
+        let mut buffers = Buffers::allocate(device, graph, &layout, &residents, watch.len())?;
         let (solves, lowered) =
             lower_graph(device, graph, &mut buffers, &fusion, &packing, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
@@ -225,9 +282,9 @@ impl GpuPlan {
     }
 
     /// Copies on the device every trainable parameter and state tensor of `other` whose name
-    /// and shape match one of this plan's (e.g. from a training plan into an eval plan built
-    /// from a graph with the same layer names). Returns how many tensors were copied. Like
-    /// [`Plan::write`], it clears this plan's status and makes its solves start cold.
+    /// and shape match one of this plan's. Returns how many tensors were copied. Like
+    /// [`Plan::write`], it clears this plan's status and makes its solves start cold. (A plan
+    /// that should follow another's weights shares them instead: [`GpuPlan::compile_sharing`].)
     pub fn copy_resident_from(&self, other: &GpuPlan) -> Result<usize> {
         if !self.device.same_as(&other.device) {
             return Err(Error::InvalidArgument(
@@ -313,16 +370,23 @@ impl GpuPlan {
     fn begin_step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
         self.write_inputs("step", inputs, |_| true)?;
         let step = self.state.advance()?;
-        let hyper = hyper_values(self.state.learning_rate(), step);
-        let queue = self.device.queue();
-        queue.write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
+        self.write_hyper(step);
         let step_word = (STATUS_STEP * 4) as u64;
-        queue.write_buffer(
+        self.device.queue().write_buffer(
             &self.buffers.status,
             step_word,
             &(step as u32).to_le_bytes(),
         );
         Ok(())
+    }
+
+    /// Writes the hyperparameter words of step `step`: its learning rate under the schedule
+    /// and its count.
+    fn write_hyper(&self, step: u64) {
+        let hyper = hyper_values(self.state.rate_at(step), step);
+        self.device
+            .queue()
+            .write_buffer(&self.buffers.hyper, 0, bytemuck::cast_slice(&hyper));
     }
 
     /// The step's recording, or (with `needed`) the part of it serving the nodes marked.
@@ -392,26 +456,26 @@ impl GpuPlan {
     /// of) an output named at compile time. Other values share pooled buffers.
     fn check_readable(&self, v: Value) -> Result<()> {
         let graph = self.state.graph();
-        if v.0 >= graph.nodes().len() {
+        let Some(node) = graph.nodes().get(v.0) else {
             return Err(Error::InvalidArgument(format!(
-                "value {} is not in this graph",
-                v.0
+                "read: {}",
+                graph.describe(v)
             )));
-        }
+        };
         let root = self.layout.root(v);
-        let resident = matches!(
-            self.layout.storage[root.0],
-            Storage::Owned | Storage::Packed { .. }
-        );
-        let readable = resident || self.outputs.iter().any(|&k| self.layout.root(k) == root);
-        if !readable {
-            return Err(Error::InvalidArgument(format!(
-                "{} (value {}) was not named as an output at compile time; its buffer is reused",
-                graph.node(v).name,
-                v.0
-            )));
+        match self.layout.storage[root.0] {
+            Storage::None => Err(Error::InvalidArgument(format!(
+                "read: {} ({}) produces no value",
+                node.name,
+                node.op.name()
+            ))),
+            Storage::Owned | Storage::Packed { .. } => Ok(()),
+            _ if self.outputs.iter().any(|&k| self.layout.root(k) == root) => Ok(()),
+            _ => Err(Error::InvalidArgument(format!(
+                "read: {} was not named as an output at compile time; its buffer is reused",
+                node.name
+            ))),
         }
-        Ok(())
     }
 }
 
@@ -458,6 +522,8 @@ impl Plan for GpuPlan {
             self.check_readable(v)?;
         }
         self.write_inputs("forward", inputs, |v| needed[v.0])?;
+        // The words of the last step (count and rate unchanged), as the reference sees them.
+        self.write_hyper(self.state.steps());
         // A fused launch computes its whole chain: run it if any of the chain is needed.
         let run = self.fusion.expand(self.state.graph(), &needed);
         let commands = self.encode(Some(&run), None);
@@ -499,14 +565,17 @@ impl Plan for GpuPlan {
     }
 
     fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
+        self.state.check_spectral("eigenvalues", v)?;
         self.solves.eigenvalues(&self.device, v.0)
     }
 
     fn eigenvectors(&self, v: Value) -> Result<Vec<f32>> {
+        self.state.check_spectral("eigenvectors", v)?;
         self.solves.eigenvectors(&self.device, v.0)
     }
 
     fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
+        self.state.check_spectral("sweeps", v)?;
         self.solves.sweeps(&self.device, v.0)
     }
 }

@@ -108,8 +108,8 @@ mod tests {
     /// parameter-only value that feeds no solve (2·w). Returns the graph and named nodes.
     fn eigen_graph() -> (Graph, [usize; 7]) {
         let mut g = Graph::new();
-        let x = g.input("x", &[3, 4]);
-        let w = g.param("w", &[4, 4], Init::Identity { gain: 1.0 });
+        let x = g.input("x", &[3, 4]).unwrap();
+        let w = g.param("w", &[4, 4], Init::Identity { gain: 1.0 }).unwrap();
         let gram = g.matmul(w, w, true, false).unwrap();
         let h = g.spectral_fn(gram, SpectralFn::Orthogonal).unwrap();
         let scaled = g.scale(w, 2.0).unwrap();

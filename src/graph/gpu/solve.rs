@@ -229,7 +229,7 @@ impl Solves {
     /// The member serving spectral-function node `node`.
     pub fn member(&self, node: usize) -> Result<(&Solve, &Member)> {
         let &(k, m) = self.of.get(&node).ok_or_else(|| {
-            Error::InvalidArgument(format!("value {node} is not a spectral function"))
+            Error::InvalidArgument(format!("node {node} is not a spectral function"))
         })?;
         Ok((&self.list[k], &self.list[k].members[m]))
     }
