@@ -74,6 +74,8 @@ fn gpu_name(v: MatmulVariant) -> &'static str {
     match v {
         MatmulVariant::RowBlock => "gpu RowBlock",
         MatmulVariant::Tiled => "gpu Tiled",
+        MatmulVariant::Large => "gpu Large",
+        MatmulVariant::Skinny => "gpu Skinny",
     }
 }
 

@@ -13,8 +13,11 @@
 //! Times are medians. "GPU wall" runs from the start of the call until the device has
 //! finished; "GPU kernel" is the device's own time from timestamp queries (first pass begin
 //! to last pass end), where the adapter has them; "host µs" is the CPU time to record and
-//! submit one step, which does not depend on the adapter's speed. Ratios are CPU time / GPU
-//! wall time: above 1 the GPU is faster.
+//! submit one step, which does not depend on the adapter's speed; "dispatches" and "barriers"
+//! are the kernel launches of a step and the points where wgpu makes the device drain between
+//! them. The plain MLP also runs as "unfused" (no fused epilogues, one optimizer launch per
+//! parameter), to show what fusion saves. Ratios are CPU time / GPU wall time: above 1 the
+//! GPU is faster.
 //!
 //! ```text
 //! cargo run --release --example bench -- --quick            # under two minutes on lavapipe
@@ -25,12 +28,14 @@
 //! Writes `bench.csv` and `bench.md` into `--out` (default `out/bench`).
 
 use clap::{Parser, ValueEnum};
-use eigengrad::graph::gpu::{GpuPlan, StepProfile};
+use eigengrad::graph::gpu::{GpuPlan, PlanOptions, StepProfile};
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
 use eigengrad::kernels::autotune::{self, default_cache_path, TuneSource, Tuning, Variant};
 use eigengrad::kernels::jacobi::{EighOptions, EighPlan, WarmStart, DEFAULT_COLD_RESTART_EVERY};
-use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
+use eigengrad::kernels::matmul::{
+    matmul_dispatch, matmul_shape, matmul_variant, MatmulLarge, MatmulMedium, MatmulSmall,
+};
 use eigengrad::nn::{
     Activation, EigenLayer, EigenMode, EigenWhiten, GainPlacement, LayerKind, Linear, MlpSpec,
     Mode, Scope, WhitenMode,
@@ -156,6 +161,8 @@ struct Row {
     /// The strongest CPU library's time and its name.
     cpu_best: Option<(f64, String)>,
     dispatches: usize,
+    /// Pipeline barriers per step, for compiled plans.
+    barriers: Option<usize>,
     /// Host µs to record one step (or kernel) and to submit it.
     host_record_us: f64,
     host_submit_us: f64,
@@ -164,8 +171,8 @@ struct Row {
 
 /// Column names of the CSV (the Markdown table uses readable ones in the same order).
 const CSV_HEADER: &str = "workload,size,variant,gpu_wall_ms,gpu_kernel_ms,cpu_ref_ms,\
-cpu_best_ms,cpu_best_lib,ref_over_gpu,best_over_gpu,dispatches,host_record_us,host_submit_us,\
-record_us_per_dispatch,notes";
+cpu_best_ms,cpu_best_lib,ref_over_gpu,best_over_gpu,dispatches,barriers,host_record_us,\
+host_submit_us,record_us_per_dispatch,notes";
 
 impl Row {
     fn ratio_ref(&self) -> f64 {
@@ -198,6 +205,7 @@ impl Row {
             format!("{:.6}", self.ratio_ref()),
             opt(self.ratio_best()),
             self.dispatches.to_string(),
+            self.barriers.map(|b| b.to_string()).unwrap_or_default(),
             format!("{:.3}", self.host_record_us),
             format!("{:.3}", self.host_submit_us),
             format!("{:.3}", self.host_per_dispatch()),
@@ -223,6 +231,9 @@ impl Row {
             ratio(self.ratio_ref()),
             self.ratio_best().map(ratio).unwrap_or_else(|| "—".into()),
             self.dispatches.to_string(),
+            self.barriers
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "—".into()),
             format!("{:.0}", self.host_record_us),
             format!("{:.0}", self.host_submit_us),
             format!("{:.2}", self.host_per_dispatch()),
@@ -231,7 +242,7 @@ impl Row {
     }
 }
 
-const DISPLAY_HEADER: [&str; 14] = [
+const DISPLAY_HEADER: [&str; 15] = [
     "workload",
     "size",
     "variant",
@@ -242,6 +253,7 @@ const DISPLAY_HEADER: [&str; 14] = [
     "ref/GPU",
     "best/GPU",
     "dispatches",
+    "barriers",
     "record µs",
     "submit µs",
     "record µs/disp",
@@ -451,9 +463,8 @@ impl Bench {
         Ok(())
     }
 
-    fn matmul(&mut self, tuning: &Tuning<MatmulVariant>) -> BenchResult<()> {
+    fn matmul(&mut self) -> BenchResult<()> {
         let device = self.device.clone();
-        let variant = autotune::variant::<Matmul>(&device);
         let mut rng = StdRng::seed_from_u64(1);
         // Warm-up: the first launch compiles the kernel.
         let (t, out) = (
@@ -465,6 +476,7 @@ impl Bench {
         time_pass(&device, None, 1, |p| d.record(p))?;
         for &n in &self.sizes.matmul.clone() {
             let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
+            let variant = matmul_variant(&device, &dims);
             let a = gaussian(&mut rng, n * n, 1.0);
             let b = gaussian(&mut rng, n * n, 1.0);
             let (ta, tb) = (
@@ -509,17 +521,18 @@ impl Bench {
                 cpu_ref_ms: reference,
                 cpu_best: Some((faer_ms, format!("faer {}T", self.threads))),
                 dispatches: 1,
+                barriers: None,
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes: format!(
-                    "GFLOPS: GPU {:.1} (kernel {}), nalgebra 1T {:.0}, faer {:.0}; tuning: {:?}",
+                    "GFLOPS: GPU {:.1} (kernel {}), nalgebra 1T {:.0}, faer {:.0}; {:?} product",
                     gflops(wall),
                     kernel
                         .map(|k| format!("{:.1}", gflops(k)))
                         .unwrap_or_else(|| "n/a".into()),
                     gflops(reference),
                     gflops(faer_ms),
-                    tuning.source
+                    dims.class()
                 ),
             })?;
         }
@@ -624,6 +637,7 @@ impl Bench {
                     cpu_ref_ms: reference,
                     cpu_best: Some((faer_ms, format!("faer {threads}T over batch"))),
                     dispatches: profiles[0].dispatches,
+                    barriers: None,
                     host_record_us: record_us,
                     host_submit_us: submit_us,
                     notes: format!(
@@ -676,6 +690,7 @@ impl Bench {
                     &inputs,
                     eigen,
                     "fwd+bwd+SGD",
+                    PlanOptions::default(),
                 )?;
             }
         }
@@ -704,6 +719,7 @@ impl Bench {
                 &inputs,
                 Some(w.spectral),
                 "Linear+EigenWhiten fwd+bwd+SGD",
+                PlanOptions::default(),
             )?;
         }
         Ok(())
@@ -745,15 +761,28 @@ impl Bench {
                 _ => None,
             });
             let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-            self.plan_rows(
-                name,
-                &format!("{}, batch {batch}", sizes.join("-")),
-                &g,
-                &[loss],
-                &[(x, xs), (t, ts)],
-                spectral,
-                "Adam training step",
-            )?;
+            let size = format!("{}, batch {batch}", sizes.join("-"));
+            let inputs = [(x, xs), (t, ts)];
+            // The plain network also without fusion and packing: what they save, same run.
+            let mut runs = vec![PlanOptions::default()];
+            if spectral.is_none() {
+                runs.push(PlanOptions {
+                    fuse: false,
+                    pack_updates: false,
+                });
+            }
+            for options in runs {
+                self.plan_rows(
+                    name,
+                    &size,
+                    &g,
+                    &[loss],
+                    &inputs,
+                    spectral,
+                    "Adam training step",
+                    options,
+                )?;
+            }
         }
         Ok(())
     }
@@ -770,10 +799,11 @@ impl Bench {
         inputs: &[(Value, Vec<f32>)],
         spectral: Option<Value>,
         what: &str,
+        options: PlanOptions,
     ) -> BenchResult<()> {
         let device = self.device.clone();
         let feed: Vec<(Value, &[f32])> = inputs.iter().map(|(v, d)| (*v, d.as_slice())).collect();
-        let mut plan = GpuPlan::compile(&device, g, outputs, 1)?;
+        let mut plan = GpuPlan::compile_with(&device, g, outputs, 1, options)?;
         // Warm-up steps: first launches, and the warm start settles.
         for _ in 0..2 {
             plan.step(&feed)?;
@@ -816,7 +846,8 @@ impl Bench {
         let stats = plan.stats().clone();
         let variants: Vec<(&str, &Vec<StepProfile>, Option<f32>)> = match &cold {
             Some(c) => vec![("warm", &warm, warm_sweeps), ("cold", c, cold_sweeps)],
-            None => vec![("-", &warm, None)],
+            None if options == PlanOptions::default() => vec![("-", &warm, None)],
+            None => vec![("unfused", &warm, None)],
         };
         for (variant, profiles, sweeps) in variants {
             let Summary {
@@ -847,12 +878,36 @@ impl Bench {
                 cpu_ref_ms: cpu,
                 cpu_best: None,
                 dispatches: stats.dispatches_per_step,
+                barriers: Some(stats.barriers_per_step),
                 host_record_us: record_us,
                 host_submit_us: submit_us,
                 notes,
             })?;
         }
         Ok(())
+    }
+}
+
+/// One size class's tuning: the variant, where it came from, and the trial times if measured.
+fn describe_tuning(class: &str, t: &Tuning<&'static str>) -> String {
+    let source = match t.source {
+        TuneSource::Measured => "measured",
+        TuneSource::Disk => "from the cache",
+        TuneSource::Memory => "already tuned",
+    };
+    let timings: Vec<String> = t
+        .timings_ms
+        .iter()
+        .map(|(v, ms)| format!("{v} {ms:.2} ms"))
+        .collect();
+    if timings.is_empty() {
+        format!("{class} products {} ({source})", t.variant)
+    } else {
+        format!(
+            "{class} products {} ({source}: {})",
+            t.variant,
+            timings.join(", ")
+        )
     }
 }
 
@@ -946,34 +1001,25 @@ fn run(args: Args) -> BenchResult<()> {
     println!("mode: {mode}; CPU threads: {threads}; load average at start: {load_start}");
     std::fs::create_dir_all(&args.out)?;
     let cache = (!args.no_tune_cache).then(default_cache_path).flatten();
-    let tuning = autotune::tune::<Matmul>(&device, cache.as_deref(), args.retune)?;
+    let tunings = [
+        autotune::tune::<MatmulSmall>(&device, cache.as_deref(), args.retune)?.named(),
+        autotune::tune::<MatmulMedium>(&device, cache.as_deref(), args.retune)?.named(),
+        autotune::tune::<MatmulLarge>(&device, cache.as_deref(), args.retune)?.named(),
+    ];
+    let classes = ["small", "medium", "large"];
     let tuning_line = format!(
-        "matmul autotune: {} ({}{}){}",
-        tuning.variant.name(),
-        match tuning.source {
-            TuneSource::Measured => "measured",
-            TuneSource::Disk => "from the cache",
-            TuneSource::Memory => "already tuned",
-        },
-        tuning
+        "matmul autotune: {} ({})",
+        tunings
+            .iter()
+            .zip(classes)
+            .map(|(t, class)| describe_tuning(class, t))
+            .collect::<Vec<_>>()
+            .join("; "),
+        tunings[0]
             .cache_path
             .as_ref()
-            .map(|p| format!(", cache {}", p.display()))
-            .unwrap_or_else(|| ", no cache file".into()),
-        if tuning.timings_ms.is_empty() {
-            String::new()
-        } else {
-            let t: Vec<String> = tuning
-                .timings_ms
-                .iter()
-                .map(|(v, ms)| format!("{} {ms:.2} ms", v.name()))
-                .collect();
-            format!(
-                "; {}² product: {}",
-                eigengrad::kernels::matmul::TUNE_SIZE,
-                t.join(", ")
-            )
-        }
+            .map(|p| format!("cache {}", p.display()))
+            .unwrap_or_else(|| "no cache file".into()),
     );
     println!("{tuning_line}");
     let timer = PassTimer::new(&device, 1)?;
@@ -992,7 +1038,7 @@ fn run(args: Args) -> BenchResult<()> {
     let wanted = |w| args.only.is_empty() || args.only.contains(&w);
     if wanted(Workload::Matmul) {
         eprintln!("matmul");
-        bench.matmul(&tuning)?;
+        bench.matmul()?;
     }
     if wanted(Workload::Eigh) {
         eprintln!("eigh");

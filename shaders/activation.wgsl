@@ -1,7 +1,9 @@
-// Shared by the elementwise shaders: NaN tests and the activations' nonlinearities, written so
-// that a NaN input gives a NaN output on every adapter. Drivers may lower max/min/clamp so
-// that they return the non-NaN operand (llvmpipe does), and may fold x != x to false, so NaN
-// is detected from the bits and returned explicitly.
+// Activations and their backward rules, shared by the elementwise kernels and the matmul
+// epilogue: the Rust side puts this file before those shaders, so a fused kernel computes
+// exactly what the separate kernels would. Written so that a NaN input gives a NaN output on
+// every adapter: drivers may lower max/min/clamp so that they return the non-NaN operand
+// (llvmpipe does), and may fold x != x to false, so NaN is detected from the bits and returned
+// explicitly.
 
 // tanh saturates to ±1 in f32 beyond |u| = 9; clamping keeps exp-based tanh implementations
 // from computing inf/inf = NaN for large inputs.

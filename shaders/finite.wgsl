@@ -16,11 +16,14 @@ struct Params {
     n: u32,
     threads: u32,
     slot: u32,
+    parts: u32, // finite_check_parts: the number of tensors in `parts`
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> flags: array<atomic<u32>>;
+// finite_check_parts: (first element, slot) of each tensor laid out in x, in order.
+@group(0) @binding(3) var<storage, read> parts: array<u32>;
 
 const WG: u32 = 64u;
 const FLAG_WORDS: u32 = 2u;
@@ -43,6 +46,29 @@ fn finite_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (count > 0u) {
         atomicAdd(&flags[FLAG_WORDS * p.slot], count);
         atomicMax(&flags[FLAG_WORDS * p.slot + 1u], 0xffffffffu - first);
+    }
+}
+
+// Like finite_check over several tensors laid out in x one after another (an arena of
+// gradients, see kernels::optim): each finding goes to the slot of the tensor that holds it
+// (the last one starting at or before it), at its index there. Findings are rare, so each
+// records itself rather than being counted first.
+@compute @workgroup_size(WG)
+fn finite_check_parts(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= p.threads) {
+        return;
+    }
+    for (var i = t; i < p.n; i += p.threads) {
+        if ((bitcast<u32>(x[i]) & EXPONENT) == EXPONENT) {
+            var k = 0u;
+            for (var j = 1u; j < p.parts; j++) {
+                if (parts[2u * j] <= i) { k = j; }
+            }
+            let slot = parts[2u * k + 1u];
+            atomicAdd(&flags[FLAG_WORDS * slot], 1u);
+            atomicMax(&flags[FLAG_WORDS * slot + 1u], 0xffffffffu - (i - parts[2u * k]));
+        }
     }
 }
 

@@ -472,6 +472,12 @@ impl Device {
         )
     }
 
+    /// The group-0 bindings `shader` declares writable ([`Shader::writable_bindings`]), read
+    /// once per device.
+    pub(crate) fn writable_bindings(&self, shader: &Shader) -> Arc<[u32]> {
+        self.shared.pipelines.writable_bindings(shader)
+    }
+
     /// The variant of `kernel` that autotuning chose on this device, if it ran (in memory for
     /// the life of the device; see [`crate::kernels::autotune`]).
     pub fn tuned_variant(&self, kernel: &str) -> Option<String> {
@@ -480,7 +486,7 @@ impl Device {
     }
 
     /// Records `variant` as the autotuned choice of `kernel` on this device; kernels built
-    /// afterwards use it (also a way to force a variant, e.g. `("matmul", "Tiled")`).
+    /// afterwards use it (also a way to force a variant, e.g. `("matmul-small", "Skinny")`).
     pub fn set_tuned_variant(&self, kernel: &str, variant: &str) {
         let mut tuned = self.shared.tuned.lock().unwrap_or_else(|p| p.into_inner());
         tuned.insert(kernel.to_string(), variant.to_string());

@@ -29,6 +29,30 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+impl Shader {
+    /// The binding numbers of group 0 that the module declares as writable storage
+    /// (`var<storage, read_write>`), read from the source text; `tests/kernel_contracts.rs`
+    /// checks the scan against naga's parse of every shader.
+    pub fn writable_bindings(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (at, _) in self.source.match_indices("@binding(") {
+            let rest = &self.source[at + "@binding(".len()..];
+            let Some((number, decl)) = rest.split_once(')') else {
+                continue;
+            };
+            let decl = decl.split(';').next().unwrap_or_default();
+            let compact: String = decl.chars().filter(|c| !c.is_whitespace()).collect();
+            if let (Ok(binding), true) = (
+                number.trim().parse::<u32>(),
+                compact.starts_with("var<storage,read_write>"),
+            ) {
+                out.push(binding);
+            }
+        }
+        out
+    }
+}
+
 /// A WGSL scalar value: of an `override` constant, or of a `const` that Rust mirrors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScalarValue {
@@ -349,6 +373,8 @@ pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     /// Pipelines by kernel id.
     pipelines: Mutex<HashMap<KernelId, Arc<wgpu::ComputePipeline>>>,
+    /// The writable bindings of each shader, by shader name.
+    writable: Mutex<HashMap<&'static str, Arc<[u32]>>>,
     /// How many pipelines were built.
     created: AtomicUsize,
 }
@@ -357,6 +383,15 @@ impl PipelineCache {
     /// How many pipelines this cache has built.
     pub(crate) fn created(&self) -> usize {
         self.created.load(Ordering::Relaxed)
+    }
+
+    /// [`Shader::writable_bindings`] of `shader`, read once.
+    pub(crate) fn writable_bindings(&self, shader: &Shader) -> Arc<[u32]> {
+        let mut writable = self.writable.lock().unwrap_or_else(|p| p.into_inner());
+        writable
+            .entry(shader.name)
+            .or_insert_with(|| shader.writable_bindings().into())
+            .clone()
     }
 
     /// The pipeline of `id` (whose source is `shader`), built on first use — through the

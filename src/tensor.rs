@@ -3,6 +3,7 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::gl_lock::GlDrop;
+use crate::kernels::Region;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
@@ -159,18 +160,29 @@ impl Tensor {
 
     /// Downloads the contents (waits for all work queued before it).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        read_buffer(&self.device, &self.buffer, self.len())
+        read_buffer(&self.device, self.buffer(), self.len())
     }
 }
 
-/// Downloads the first `len` f32 values of `buffer` through a staging buffer and `map_async`.
-pub fn read_buffer(device: &Device, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+/// Downloads the first `len` f32 values of `buffer` (a whole buffer or a region of one)
+/// through a staging buffer and `map_async`.
+pub fn read_buffer<'a>(
+    device: &Device,
+    buffer: impl Into<Region<'a>>,
+    len: usize,
+) -> Result<Vec<f32>> {
     let words = read_words(device, buffer, len)?;
     Ok(bytemuck::cast_slice(&words).to_vec())
 }
 
-/// Downloads the first `len` 32-bit words of `buffer` as `u32` (flags, counters, indices).
-pub fn read_words(device: &Device, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<u32>> {
+/// Downloads the first `len` 32-bit words of `buffer` (a whole buffer or a region of one) as
+/// `u32` (flags, counters, indices).
+pub fn read_words<'a>(
+    device: &Device,
+    buffer: impl Into<Region<'a>>,
+    len: usize,
+) -> Result<Vec<u32>> {
+    let region: Region<'a> = buffer.into();
     let bytes = (len * 4) as u64;
     let _gl = device.gl_guard();
     let staging = device.wgpu_device().create_buffer(&wgpu::BufferDescriptor {
@@ -185,7 +197,7 @@ pub fn read_words(device: &Device, buffer: &wgpu::Buffer, len: usize) -> Result<
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+    encoder.copy_buffer_to_buffer(region.buffer(), region.offset(), &staging, 0, bytes);
     device.queue().submit([encoder.finish()]);
     let slice = staging.slice(..);
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();

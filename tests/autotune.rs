@@ -1,14 +1,17 @@
 //! Matmul autotuning and its cache: the file round-trips, corrupt or foreign files and
 //! unwritable folders are ignored (never an error), a cached choice is used without
-//! measuring, and `autotune::variant::<Matmul>` follows the tuned choice. No test asserts which
-//! variant is faster: that depends on the adapter and the machine's load.
+//! measuring, and `autotune::variant` follows the tuned choice (matmul's per size class). No
+//! test asserts which variant is faster: that depends on the adapter and the machine's load.
 
 use eigengrad::kernels::autotune::{
     adapter_key, set_variant, tune, tune_all, variant, Tunable, TuneCache, TuneSource, Variant,
     CACHE_FILE,
 };
 use eigengrad::kernels::jacobi::SmallEigh;
-use eigengrad::kernels::matmul::{matmul_dispatch, matmul_shape, Matmul, MatmulVariant};
+use eigengrad::kernels::matmul::{
+    matmul_dispatch, matmul_shape, matmul_variant, MatmulClass, MatmulLarge, MatmulMedium,
+    MatmulSmall, MatmulVariant,
+};
 use eigengrad::kernels::reduce::{reduce_lanes, Axis, Reduce};
 use eigengrad::kernels::softmax::{softmax_lanes, SoftmaxXent};
 use eigengrad::kernels::transpose::{transpose_dispatch, Transpose, TransposeKernel};
@@ -84,20 +87,23 @@ fn cached_choice_is_used_without_measuring() {
     let dir = temp_dir("cached");
     let path = dir.join(CACHE_FILE);
     // Store the variant the heuristic would NOT pick, to see that the cache decides.
-    let stored = match Matmul::default_variant(dev.info()) {
+    let stored = match MatmulLarge::default_variant(dev.info()) {
         MatmulVariant::RowBlock => MatmulVariant::Tiled,
-        MatmulVariant::Tiled => MatmulVariant::RowBlock,
+        _ => MatmulVariant::RowBlock,
     };
     let mut cache = TuneCache::load(Some(&path));
-    cache.insert(&adapter_key(dev.info()), "matmul", stored.name());
+    cache.insert(&adapter_key(dev.info()), MatmulLarge::KERNEL, stored.name());
     cache.save().unwrap();
-    assert_eq!(variant::<Matmul>(&dev), Matmul::default_variant(dev.info()));
-    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
+    assert_eq!(
+        variant::<MatmulLarge>(&dev),
+        MatmulLarge::default_variant(dev.info())
+    );
+    let t = tune::<MatmulLarge>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Disk));
     assert!(t.timings_ms.is_empty());
-    assert_eq!(variant::<Matmul>(&dev), stored);
+    assert_eq!(variant::<MatmulLarge>(&dev), stored);
     // Second call: remembered on the device.
-    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
+    let t = tune::<MatmulLarge>(&dev, Some(&path), false).unwrap();
     assert_eq!((t.variant, t.source), (stored, TuneSource::Memory));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -111,10 +117,13 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
     let key = adapter_key(dev.info());
     std::fs::write(
         &path,
-        format!("# eigengrad autotune v1\nmatmul\tNoSuchVariant\t{key}\n"),
+        format!(
+            "# eigengrad autotune v1\n{}\tNoSuchVariant\t{key}\n",
+            MatmulLarge::KERNEL
+        ),
     )
     .unwrap();
-    let t = tune::<Matmul>(&dev, Some(&path), false).unwrap();
+    let t = tune::<MatmulLarge>(&dev, Some(&path), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
     assert_eq!(t.timings_ms.len(), MatmulVariant::ALL.len());
     for (v, ms) in &t.timings_ms {
@@ -127,9 +136,9 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
         .unwrap()
         .0;
     assert_eq!(t.variant, fastest);
-    assert_eq!(variant::<Matmul>(&dev), t.variant);
+    assert_eq!(variant::<MatmulLarge>(&dev), t.variant);
     assert_eq!(
-        TuneCache::load(Some(&path)).get(&key, "matmul"),
+        TuneCache::load(Some(&path)).get(&key, MatmulLarge::KERNEL),
         Some(t.variant.name())
     );
 
@@ -137,9 +146,9 @@ fn corrupt_entry_and_unwritable_cache_measure_and_never_fail() {
     let blocked = dir.join("file-not-dir");
     std::fs::write(&blocked, "x").unwrap();
     let dev = Device::new().unwrap();
-    let t = tune::<Matmul>(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
+    let t = tune::<MatmulLarge>(&dev, Some(&blocked.join(CACHE_FILE)), false).unwrap();
     assert_eq!(t.source, TuneSource::Measured);
-    assert_eq!(variant::<Matmul>(&dev), t.variant);
+    assert_eq!(variant::<MatmulLarge>(&dev), t.variant);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -150,7 +159,9 @@ fn every_tunable_kernel_is_measured_cached_and_then_read() {
     let dev = Device::new().unwrap();
     let first = tune_all(&dev, Some(&path), false).unwrap();
     let kernels = [
-        Matmul::KERNEL,
+        MatmulSmall::KERNEL,
+        MatmulMedium::KERNEL,
+        MatmulLarge::KERNEL,
         Transpose::KERNEL,
         Reduce::KERNEL,
         SoftmaxXent::KERNEL,
@@ -168,7 +179,7 @@ fn every_tunable_kernel_is_measured_cached_and_then_read() {
             .all(|(_, ms)| ms.is_finite() && *ms > 0.0));
         assert_eq!(cache.get(&key, kernel), Some(t.variant), "{kernel}");
     }
-    assert_eq!(variant::<Reduce>(&dev).name(), first[2].variant);
+    assert_eq!(variant::<Reduce>(&dev).name(), first[4].variant);
     // Again on this device: remembered; on a new device: read from the file.
     let again = tune_all(&dev, Some(&path), false).unwrap();
     assert!(again.iter().all(|t| t.source == TuneSource::Memory));
@@ -188,15 +199,24 @@ fn builders_follow_the_chosen_variant() {
     let y = Tensor::zeros(&dev, &[24, 40]).unwrap();
     let c = Tensor::zeros(&dev, &[40, 40]).unwrap();
     let (_, dims) = matmul_shape(&[40, 24], &[24, 40], false, false).unwrap();
+    assert_eq!(dims.class(), MatmulClass::Small);
+    let entry = |v| match v {
+        MatmulVariant::RowBlock => "matmul_rowblock",
+        MatmulVariant::Tiled => "matmul_tiled",
+        MatmulVariant::Large => "matmul_large",
+        MatmulVariant::Skinny => "matmul_skinny",
+    };
     for &v in MatmulVariant::ALL {
-        set_variant::<Matmul>(&dev, v);
+        set_variant::<MatmulSmall>(&dev, v);
         let d = matmul_dispatch(&dev, &dims, x.buffer(), y.buffer(), c.buffer()).unwrap();
-        let entry = match v {
-            MatmulVariant::RowBlock => "matmul_rowblock",
-            MatmulVariant::Tiled => "matmul_tiled",
-        };
-        assert_eq!(d.label(), entry);
+        assert_eq!(d.label(), entry(v));
     }
+    // Another class's choice does not touch this product.
+    set_variant::<MatmulSmall>(&dev, MatmulVariant::Tiled);
+    set_variant::<MatmulLarge>(&dev, MatmulVariant::Skinny);
+    set_variant::<MatmulMedium>(&dev, MatmulVariant::Skinny);
+    let d = matmul_dispatch(&dev, &dims, x.buffer(), y.buffer(), c.buffer()).unwrap();
+    assert_eq!(d.label(), "matmul_tiled");
     for &k in TransposeKernel::ALL {
         set_variant::<Transpose>(&dev, k);
         let d = transpose_dispatch(&dev, x.buffer(), y.buffer(), 1, 40, 24).unwrap();
@@ -221,4 +241,36 @@ fn builders_follow_the_chosen_variant() {
         !dev.info().is_cpu() || (1 << 22) / long <= 1 << 16,
         "{long} lanes"
     );
+}
+
+/// Untuned, a CPU adapter (llvmpipe on CI) keeps RowBlock in every size class, and the
+/// products of every class run it.
+#[test]
+fn cpu_adapters_keep_rowblock_in_every_size_class() {
+    let dev = Device::new().unwrap();
+    if !dev.info().is_cpu() {
+        return;
+    }
+    for default in [
+        MatmulSmall::default_variant(dev.info()),
+        MatmulMedium::default_variant(dev.info()),
+        MatmulLarge::default_variant(dev.info()),
+    ] {
+        assert_eq!(default, MatmulVariant::RowBlock);
+    }
+    for (batch, m, n, class) in [
+        (1, 256, 512, MatmulClass::Small),
+        (1, 1024, 1024, MatmulClass::Medium),
+        (1, 2048, 2048, MatmulClass::Large),
+        (128, 64, 64, MatmulClass::Medium),
+    ] {
+        let (_, mut dims) = matmul_shape(&[m, 64], &[64, n], false, false).unwrap();
+        dims.batch = batch;
+        assert_eq!(dims.class(), class);
+        assert_eq!(
+            matmul_variant(&dev, &dims),
+            MatmulVariant::RowBlock,
+            "{dims:?}"
+        );
+    }
 }

@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 use eigengrad::kernels::finite::{
-    check_finite, decode_flags, finite_check_dispatch, flag_buffer, FLAG_WORDS,
+    check_finite, decode_flags, finite_check_dispatch, finite_check_parts_dispatch, flag_buffer,
+    FLAG_WORDS,
 };
 use eigengrad::tensor::read_words;
 use eigengrad::{reference, Error, Tensor};
@@ -162,4 +163,78 @@ fn bad_arguments() {
     assert_eq!(decode_flags(&[0, 0], 0), None);
     assert_eq!(decode_flags(&[3, u32::MAX - 9], 0), Some((3, 9)));
     assert_eq!(decode_flags(&[3, 0], 1), None);
+}
+
+/// A check over tensors laid out one after another (a packed gradient arena) records each
+/// finding in its own tensor's slot at its index in that tensor, exactly as separate checks
+/// would; tensors that are all finite leave their slots empty.
+#[test]
+fn a_packed_check_records_each_tensor_in_its_own_slot() {
+    let dev = device();
+    // Tensor lengths: one element, primes, and one past a workgroup's stride; each tensor k
+    // goes to status slot 2 + 2k (the header takes slots 0 and 1, odd slots stay unused).
+    let lens = [1usize, 7, 64, 1, 131, 17];
+    let starts: Vec<usize> = lens
+        .iter()
+        .scan(0, |at, &n| {
+            let s = *at;
+            *at += n;
+            Some(s)
+        })
+        .collect();
+    let n: usize = lens.iter().sum();
+    let parts: Vec<(usize, usize)> = starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| (s, 2 + 2 * k))
+        .collect();
+    let mut x = random(5, n, 10.0);
+    // (tensor, indices made non-finite): tensors 0, 2, 4 hold findings, 1, 3, 5 do not.
+    let bad: [(usize, &[usize]); 3] = [(0, &[0]), (2, &[63, 5, 40]), (4, &[130, 0])];
+    for (k, indices) in bad {
+        for (j, &i) in indices.iter().enumerate() {
+            x[starts[k] + i] = f32::from_bits(BAD[j % BAD.len()]);
+        }
+    }
+    let t = Tensor::from_slice(&dev, &[n], &x).unwrap();
+    let slots = 2 + 2 * lens.len();
+    let status = flag_buffer(&dev, slots);
+    let d = finite_check_parts_dispatch(&dev, t.buffer(), &status, &parts, n).unwrap();
+    eigengrad::kernels::run(&dev, &[&d]).unwrap();
+    let words = read_words(&dev, &status, slots * FLAG_WORDS).unwrap();
+    for (k, &len) in lens.iter().enumerate() {
+        let expected = bad
+            .iter()
+            .find(|(b, _)| *b == k)
+            .map(|(_, indices)| (indices.len() as u64, *indices.iter().min().unwrap() as u64));
+        let mine = &x[starts[k]..starts[k] + len];
+        assert_eq!(expected, reference::finite::non_finite(mine), "tensor {k}");
+        assert_eq!(decode_flags(&words, parts[k].1), expected, "tensor {k}");
+        assert_eq!(
+            decode_flags(&words, parts[k].1 + 1),
+            None,
+            "beside tensor {k}"
+        );
+    }
+}
+
+#[test]
+fn packed_check_rejects_parts_that_do_not_split_the_values() {
+    let dev = device();
+    let t = Tensor::zeros(&dev, &[10]).unwrap();
+    let status = flag_buffer(&dev, 6);
+    let bad: [&[(usize, usize)]; 6] = [
+        &[],
+        &[(1, 2)],
+        &[(0, 2), (4, 3), (4, 4)],
+        &[(0, 2), (10, 3)],
+        &[(0, 1)],
+        &[(0, 2), (5, 6)],
+    ];
+    for parts in bad {
+        match finite_check_parts_dispatch(&dev, t.buffer(), &status, parts, 10) {
+            Err(Error::InvalidArgument(_)) => {}
+            other => panic!("{parts:?}: expected InvalidArgument, got {other:?}"),
+        }
+    }
 }

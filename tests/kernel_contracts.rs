@@ -308,6 +308,47 @@ fn shared_constants_match_their_wgsl() {
     assert_eq!(bits.iter().fold(0, |acc, b| acc | b).count_ones(), 6);
 }
 
+/// What `Shader::writable_bindings` reads from the text (and the barrier count relies on) is
+/// what naga parses: the group-0 storage bindings the shader may write.
+#[test]
+fn writable_bindings_are_read_as_naga_parses_them() {
+    let c = contracts();
+    let mut shaders = Shaders::default();
+    let mut problems = Vec::new();
+    for k in &c.kernels {
+        let p = match shaders.get(k.shader) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        let mut parsed: Vec<u32> = p
+            .module
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| match (g.space, &g.binding) {
+                (AddressSpace::Storage { access }, Some(b))
+                    if b.group == 0 && access.contains(naga::StorageAccess::STORE) =>
+                {
+                    Some(b.binding)
+                }
+                _ => None,
+            })
+            .collect();
+        parsed.sort_unstable();
+        let mut scanned = k.shader.writable_bindings();
+        scanned.sort_unstable();
+        if parsed != scanned {
+            problems.push(format!(
+                "{}: naga {parsed:?}, text scan {scanned:?}",
+                k.shader.name
+            ));
+        }
+    }
+    assert_none(problems);
+}
+
 #[test]
 fn kernels_and_shader_names_are_unique() {
     let c = contracts();

@@ -1,4 +1,5 @@
-//! Matmul kernels (both variants) against the f64 reference.
+//! Matmul kernels (every variant, each forced in turn, and every epilogue) against the f64
+//! reference.
 //!
 //! Tolerance: the standard forward error bound of a dot product of length K computed in f32
 //! in any order, with or without fused multiply-add, is
@@ -7,12 +8,20 @@
 //! inputs are exact f32 values and the reference is computed in f64 (its own error is ~1e-16
 //! relative, negligible), so we assert |ĉ − c_ref| ≤ 2·K·ε·(|A|·|B|)_ij per element: γ = 2
 //! covers the 1/(1 − Kε) factor and the final rounding of the f64 reference, nothing more.
+//!
+//! Epilogues: the bias add is one more correctly rounded operation (ε·|c + bias| more); the
+//! activations and backward rules are Lipschitz with constant ≤ 1.13 (GELU's steepest slope;
+//! ReLU, tanh and their rules 1) in the product, so the product's bound is multiplied by 1.13,
+//! plus the map's own f32 error: 8ε·(1 + |x|)·(1 + |y|) for the driver's tanh inside tanh,
+//! GELU and their rules (as in tests/elementwise.rs, with y the rule's second operand).
 
 mod common;
 use common::*;
 use eigengrad::kernels::autotune::Variant;
+use eigengrad::kernels::elementwise::{BinaryOp, UnaryOp};
 use eigengrad::kernels::matmul::{
-    matmul, matmul_dispatch_variant, matmul_shape, MatmulDims, MatmulVariant,
+    fused_matmul_dispatch, matmul, matmul_dispatch_variant, matmul_shape, Epilogue, MatmulClass,
+    MatmulDims, MatmulVariant,
 };
 use eigengrad::kernels::run;
 use eigengrad::{reference, Error, Tensor};
@@ -23,9 +32,11 @@ const GAMMA: f64 = 2.0;
 const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
 
 /// (m, n, k): 1×1×1; primes; non-multiples of every tile size (RowBlock 16 rows × 256
-/// columns in groups of 4, Tiled 64×64 in 4×4 blocks with k steps of 16); tall/skinny and
-/// outer/inner products; and the largest, 300³.
-const SHAPES: [(usize, usize, usize); 12] = [
+/// columns in groups of 4, Tiled 64×64 in 4×4 blocks with k steps of 16, Large 128×128 in 8×8
+/// blocks with k steps of 8, Skinny 32×32 with k steps of 32); tall/skinny and outer/inner
+/// products; multiples of 4 that take Large's vec4 loads with partial tiles, and exactly one
+/// Large tile; and the largest, 300³.
+const SHAPES: [(usize, usize, usize); 14] = [
     (1, 1, 1),
     (7, 7, 7),
     (31, 31, 31),
@@ -37,6 +48,8 @@ const SHAPES: [(usize, usize, usize); 12] = [
     (513, 129, 3),
     (1, 1, 1000),
     (200, 150, 1),
+    (132, 260, 36),
+    (128, 128, 8),
     (300, 300, 300),
 ];
 
@@ -65,7 +78,7 @@ fn assert_matches_reference(what: &str, gpu: &[f32], a: &[f32], b: &[f32], dims:
 }
 
 #[test]
-fn both_variants_match_reference_for_all_transposes_and_awkward_shapes() {
+fn every_variant_matches_reference_for_all_transposes_and_awkward_shapes() {
     for &variant in MatmulVariant::ALL {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
@@ -227,4 +240,212 @@ fn dispatch_rejects_zero_dims_and_short_buffers() {
         let err = matmul_dispatch_variant(&dev, &empty, buf, buf, buf, variant).unwrap_err();
         assert!(matches!(err, Error::Shape { .. }), "{err}");
     }
+}
+
+/// One epilogue a test runs.
+#[derive(Clone, Copy)]
+struct EpilogueCase {
+    name: &'static str,
+    activation: Option<UnaryOp>,
+    bias: bool,
+    /// Store the activation's argument too.
+    store: bool,
+    /// A backward rule instead of the forward epilogue.
+    rule: Option<BinaryOp>,
+}
+
+/// Every forward combination of bias, activation and stored argument, and every backward rule.
+fn epilogue_cases() -> Vec<EpilogueCase> {
+    let forward = |name, activation, bias, store| EpilogueCase {
+        name,
+        activation,
+        bias,
+        store,
+        rule: None,
+    };
+    let mut cases = vec![forward("bias", None, true, false)];
+    for (name, f) in [
+        ("relu", UnaryOp::Relu),
+        ("tanh", UnaryOp::Tanh),
+        ("gelu", UnaryOp::Gelu),
+    ] {
+        cases.push(forward(name, Some(f), true, true));
+        cases.push(forward(name, Some(f), false, false));
+    }
+    for (name, rule) in [
+        ("relu′", BinaryOp::ReluBackward),
+        ("tanh′", BinaryOp::TanhBackward),
+        ("gelu′", BinaryOp::GeluBackward),
+    ] {
+        cases.push(EpilogueCase {
+            rule: Some(rule),
+            ..forward(name, None, false, false)
+        });
+    }
+    cases
+}
+
+#[test]
+fn fused_epilogues_match_reference_for_every_variant() {
+    let dev = device();
+    // (batch, m, n, k): one element, primes past every tile, a batch sharing B (the bias is
+    // per column, shared by the batch too), and a product whose m and n straddle the tiles.
+    let shapes = [
+        (1, 1, 1, 1),
+        (1, 7, 31, 17),
+        (3, 65, 33, 19),
+        (1, 130, 129, 40),
+    ];
+    for &variant in MatmulVariant::ALL {
+        for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
+            for (s, &(batch, m, n, k)) in shapes.iter().enumerate() {
+                let dims = MatmulDims {
+                    batch,
+                    m,
+                    n,
+                    k,
+                    trans_a,
+                    trans_b,
+                    a_batched: batch > 1,
+                    b_batched: false,
+                };
+                for (e, case) in epilogue_cases().into_iter().enumerate() {
+                    check_fused(&dev, variant, &dims, case, (1000 * t + 100 * s + e) as u64);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one fused product and checks C (and the stored argument) element by element.
+fn check_fused(
+    dev: &eigengrad::Device,
+    variant: MatmulVariant,
+    dims: &MatmulDims,
+    case: EpilogueCase,
+    seed: u64,
+) {
+    let EpilogueCase {
+        name,
+        activation,
+        bias,
+        store,
+        rule,
+    } = case;
+    let a = random(seed, dims.a_len(), 1.0);
+    let b = random(seed + 1, dims.b_len(), 1.0);
+    let bias_v = random(seed + 2, dims.n, 1.0);
+    let saved = random(seed + 3, dims.c_len(), 1.0);
+    let up = |x: &[f32]| Tensor::from_slice(dev, &[x.len()], x).unwrap();
+    let (ta, tb, tbias, tsaved) = (up(&a), up(&b), up(&bias_v), up(&saved));
+    let (tc, tpre) = (
+        Tensor::zeros(dev, &[dims.c_len()]).unwrap(),
+        Tensor::zeros(dev, &[dims.c_len()]).unwrap(),
+    );
+    let epilogue = match rule {
+        Some(rule) => Epilogue::Backward {
+            rule,
+            saved: tsaved.buffer().into(),
+        },
+        None => Epilogue::Forward {
+            bias: bias.then(|| tbias.buffer().into()),
+            activation,
+            pre: store.then(|| tpre.buffer().into()),
+        },
+    };
+    let regions = [ta.buffer().into(), tb.buffer().into(), tc.buffer().into()];
+    let d = fused_matmul_dispatch(dev, dims, regions, epilogue, Some(variant)).unwrap();
+    run(dev, &[&d]).unwrap();
+    let (a64, b64, bias64, saved64) = (widen(&a), widen(&b), widen(&bias_v), widen(&saved));
+    let reference_epilogue = match rule {
+        Some(rule) => reference::matmul::Epilogue::Backward {
+            rule,
+            saved: &saved64,
+        },
+        None => reference::matmul::Epilogue::Forward {
+            bias: bias.then_some(bias64.as_slice()),
+            activation,
+        },
+    };
+    let (r, r_pre) = reference::matmul::fused(&a64, &b64, dims, reference_epilogue);
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs() as f64).collect::<Vec<_>>();
+    let bound = reference::matmul::matmul(&abs(&a), &abs(&b), dims);
+    let product_tol = |i: usize| {
+        let bias_term = if bias { EPS * r_pre[i].abs() } else { 0.0 };
+        GAMMA * dims.k as f64 * EPS * bound[i] + bias_term
+    };
+    let what = format!("{variant:?} {name} {dims:?}");
+    assert_close_each(&what, &tc.to_vec().unwrap(), &r, |i, _| {
+        let (x, y) = match rule {
+            Some(_) => (saved64[i].abs(), r_pre[i].abs()),
+            None => (r_pre[i].abs(), 0.0),
+        };
+        1.13 * product_tol(i) + 8.0 * EPS * (1.0 + x) * (1.0 + y)
+    });
+    if store {
+        assert_close_each(
+            &format!("{what} argument"),
+            &tpre.to_vec().unwrap(),
+            &r_pre,
+            |i, _| product_tol(i),
+        );
+    }
+}
+
+#[test]
+fn epilogues_that_are_not_activations_are_errors() {
+    let dev = device();
+    let t = Tensor::zeros(&dev, &[16]).unwrap();
+    let (_, dims) = matmul_shape(&[4, 4], &[4, 4], false, false).unwrap();
+    let r = || [t.buffer().into(), t.buffer().into(), t.buffer().into()];
+    let scale = Epilogue::Forward {
+        bias: None,
+        activation: Some(UnaryOp::Scale(2.0)),
+        pre: None,
+    };
+    let err = fused_matmul_dispatch(&dev, &dims, r(), scale, None).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    let add = Epilogue::Backward {
+        rule: BinaryOp::Add,
+        saved: t.buffer().into(),
+    };
+    let err = fused_matmul_dispatch(&dev, &dims, r(), add, None).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    // A saved value shorter than C.
+    let short = Tensor::zeros(&dev, &[3]).unwrap();
+    let rule = Epilogue::Backward {
+        rule: BinaryOp::TanhBackward,
+        saved: short.buffer().into(),
+    };
+    let err = fused_matmul_dispatch(&dev, &dims, r(), rule, None).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+}
+
+#[test]
+fn size_classes_follow_the_tiles_a_large_gpu_needs() {
+    let class = |batch, m, n| {
+        MatmulDims {
+            batch,
+            m,
+            n,
+            k: 64,
+            trans_a: false,
+            trans_b: false,
+            a_batched: batch > 1,
+            b_batched: false,
+        }
+        .class()
+    };
+    // A training step's products are small: 256×512 outputs fill 32 tiles of 64×64, a
+    // weight gradient of 784×512 under 98.
+    assert_eq!(class(1, 256, 512), MatmulClass::Small);
+    assert_eq!(class(1, 784, 512), MatmulClass::Small);
+    assert_eq!(class(1, 128, 64), MatmulClass::Small);
+    assert_eq!(class(1, 256, 10), MatmulClass::Small);
+    // 1024² fills 256 tiles of 64×64 but 64 of 128×128; 2048² fills 256 of 128×128.
+    assert_eq!(class(1, 1024, 1024), MatmulClass::Medium);
+    assert_eq!(class(1, 2048, 2048), MatmulClass::Large);
+    // The batch counts: 128 items of 64×64 fill 128 tiles of 64×64.
+    assert_eq!(class(127, 64, 64), MatmulClass::Small);
+    assert_eq!(class(128, 64, 64), MatmulClass::Medium);
 }

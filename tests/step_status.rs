@@ -409,3 +409,32 @@ fn a_write_restarts_the_solves_cold() {
     plan.check_status().unwrap();
     assert!(loss(&plan, &n).is_finite());
 }
+
+/// The packed optimizer — one launch updating every parameter from arenas — names the
+/// parameter whose update turns non-finite and the element's index in it, wherever the
+/// parameter lies in the arenas.
+#[test]
+fn packed_updates_name_the_parameter_and_element_that_turn_non_finite() {
+    let n = net(PLAIN);
+    let dev = device();
+    for (k, p) in n.graph.trainable_params().into_iter().enumerate() {
+        let mut plan = GpuPlan::compile(&dev, &n.graph, &[n.loss], 3).unwrap();
+        let launches = plan.launches();
+        let adam = launches.iter().filter(|&&l| l == "adam").count();
+        assert_eq!(adam, 1, "{launches:?}");
+        step(&mut plan, &n, 0);
+        let name = n.graph.try_node(p).unwrap().name.clone();
+        let state = value(&plan, &format!("{name}.adam_v"));
+        let mut v = plan.read(state).unwrap();
+        let index = (3 * k + 2) % v.len();
+        v[index] = f32::NAN;
+        plan.write(state, &v).unwrap();
+        step(&mut plan, &n, 1);
+        let (what, at) = non_finite(&plan);
+        assert!(
+            what.starts_with(&format!("the update of {name} at step 2;")),
+            "{what}"
+        );
+        assert_eq!(at, index as u64, "{name}");
+    }
+}

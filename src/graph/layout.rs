@@ -23,6 +23,47 @@ pub enum Storage {
     Pooled(usize),
     /// The storage of an earlier value (a reshape).
     Alias(Value),
+    /// Never stored: the value lives only inside the fused kernel that computes it and its
+    /// one consumer (see [`Placement`]).
+    Fused,
+    /// A range of one of the shared buffers the executor packs values into (see
+    /// [`Placement`]), by buffer index and byte offset.
+    Packed {
+        /// Index into [`Layout::arenas`].
+        arena: usize,
+        /// Byte offset of the value in that buffer.
+        offset: u64,
+    },
+}
+
+/// What an executor decides about a graph that changes where values must live: which ops it
+/// fuses into a later op's kernel, which values never reach memory, and which it packs into
+/// shared buffers. The default, [`Placement::plain`], runs every op in place and stores every
+/// value on its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// For each node: the node in whose place its work runs — a later node when the executor
+    /// fuses it into that node's kernel, itself otherwise. Its inputs stay alive until then.
+    pub runs_at: Vec<usize>,
+    /// For each node: its value is never stored.
+    pub unstored: Vec<bool>,
+    /// For each node: the shared buffer and byte offset its value is packed at, if any.
+    pub packed: Vec<Option<(usize, u64)>>,
+    /// Byte sizes of the shared buffers.
+    pub arenas: Vec<u64>,
+}
+
+impl Placement {
+    /// Every op runs in place, every value is stored on its own.
+    pub fn plain(graph: &Graph) -> Placement {
+        let n = graph.nodes().len();
+        Placement {
+            runs_at: (0..n).collect(),
+            unstored: vec![false; n],
+            packed: vec![None; n],
+            arenas: Vec::new(),
+        }
+    }
 }
 
 /// The executor-independent part of a plan: storage of every value and the pool.
@@ -32,6 +73,8 @@ pub struct Layout {
     pub storage: Vec<Storage>,
     /// Sizes in bytes of the pooled buffers.
     pub pool: Vec<u64>,
+    /// Sizes in bytes of the shared buffers packed values live in.
+    pub arenas: Vec<u64>,
     /// Bytes of owned buffers (inputs and resident tensors).
     pub owned_bytes: u64,
     /// Bytes if every value had its own buffer.
@@ -49,8 +92,17 @@ pub(crate) fn value_bytes(shape: &[usize]) -> u64 {
 }
 
 impl Layout {
-    /// Assigns storage to every value of `graph`; `keep` are values the caller will read.
+    /// Assigns storage to every value of `graph`, every op running in place
+    /// ([`Placement::plain`]); `keep` are values the caller will read.
     pub fn new(graph: &Graph, keep: &[Value]) -> Result<Layout> {
+        Layout::placed(graph, keep, &Placement::plain(graph))
+    }
+
+    /// Assigns storage to every value of `graph` as `placement` says: fused values get none,
+    /// packed values their range, and a pooled buffer returns to the pool only after the
+    /// last op that reads it has run (at its `runs_at`). `keep` are values the caller will
+    /// read.
+    pub fn placed(graph: &Graph, keep: &[Value], placement: &Placement) -> Result<Layout> {
         let nodes = graph.nodes();
         for &k in keep {
             if k.0 >= nodes.len() || nodes[k.0].shape.is_empty() {
@@ -67,10 +119,12 @@ impl Layout {
             }
             v
         };
+        // When each value is read for the last time (the position its reader runs at).
         let mut last_use = vec![None::<usize>; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for &v in &n.inputs {
-                last_use[root(v).0] = Some(i);
+                let r = root(v).0;
+                last_use[r] = last_use[r].max(Some(placement.runs_at[i]));
             }
         }
         let kept: Vec<bool> = {
@@ -80,6 +134,14 @@ impl Layout {
             }
             k
         };
+        // Which values' buffers return to the pool after each position: after their last
+        // reader, or at once if nobody reads them. Kept values never return.
+        let mut released_at: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for (r, used) in last_use.iter().enumerate() {
+            if !kept[r] {
+                released_at[used.unwrap_or(r).max(r)].push(r);
+            }
+        }
         // Parameter-only values may be computed out of graph order (hoisted before the batch
         // work), so they get buffers of their own instead of pool slots.
         let param_only = graph.param_only();
@@ -91,6 +153,12 @@ impl Layout {
             let bytes = value_bytes(&n.shape);
             storage[i] = match n.op {
                 Op::Update(_) | Op::ClipGradients { .. } | Op::Ema { .. } => Storage::None,
+                _ if placement.unstored[i] => Storage::Fused,
+                _ if placement.packed[i].is_some() => {
+                    let (arena, offset) = placement.packed[i].expect("checked");
+                    unpooled_bytes += bytes;
+                    Storage::Packed { arena, offset }
+                }
                 Op::Input | Op::Param { .. } => {
                     owned_bytes += bytes;
                     unpooled_bytes += bytes;
@@ -115,15 +183,10 @@ impl Layout {
                     Storage::Pooled(slot)
                 }
             };
-            // Release the buffers whose last reader is this node (after allocating its output,
-            // so no op reads and writes the same buffer), and outputs nobody reads.
-            let mut dead: Vec<usize> = n.inputs.iter().map(|&v| root(v).0).collect();
-            dead.push(i);
-            dead.sort_unstable();
-            dead.dedup();
-            for r in dead {
-                let unused_after = last_use[r].is_none_or(|l| l <= i);
-                if let (Storage::Pooled(b), true, false) = (storage[r], unused_after, kept[r]) {
+            // Release the buffers whose last reader runs here (after allocating this node's
+            // output, so no op reads and writes the same buffer).
+            for &r in &released_at[i] {
+                if let Storage::Pooled(b) = storage[r] {
                     if !free.contains(&b) {
                         free.push(b);
                     }
@@ -133,6 +196,7 @@ impl Layout {
         Ok(Layout {
             storage,
             pool,
+            arenas: placement.arenas.clone(),
             owned_bytes,
             unpooled_bytes,
         })
@@ -146,9 +210,9 @@ impl Layout {
         }
     }
 
-    /// Owned plus pooled bytes.
+    /// Owned, pooled and packed bytes.
     pub fn peak_bytes(&self) -> u64 {
-        self.owned_bytes + self.pool.iter().sum::<u64>()
+        self.owned_bytes + self.pool.iter().sum::<u64>() + self.arenas.iter().sum::<u64>()
     }
 }
 

@@ -303,8 +303,9 @@ fn in_place<T: Real>(
     step: u64,
     clip_scale: &mut T,
 ) -> Option<(u64, u64)> {
-    // The new value of a running average, or the gradient of an update.
-    let source = &values[node.inputs[1].0];
+    // The new value of a running average, or the gradient of an update (clipping may have a
+    // single input).
+    let source = || values[node.inputs[1].0].as_slice();
     let (changed, mut new): (Vec<Value>, Vec<Vec<T>>) = match &node.op {
         Op::ClipGradients { max_norm } => {
             let grads: Vec<&[T]> = node.inputs.iter().map(|v| values[v.0].as_slice()).collect();
@@ -312,12 +313,12 @@ fn in_place<T: Real>(
             return None;
         }
         Op::Ema { momentum } => {
-            if let found @ Some(_) = r::finite::non_finite(source) {
+            if let found @ Some(_) = r::finite::non_finite(source()) {
                 return found;
             }
             let m = T::c(*momentum as f64);
             let mut state = values[node.inputs[0].0].clone();
-            for (s, &v) in state.iter_mut().zip(source) {
+            for (s, &v) in state.iter_mut().zip(source()) {
                 *s = (T::one() - m) * *s + m * v;
             }
             (vec![node.inputs[0]], vec![state])
@@ -328,7 +329,8 @@ fn in_place<T: Real>(
             let mut new: Vec<Vec<T>> = changed.iter().map(|v| values[v.0].clone()).collect();
             let (param, states) = new.split_at_mut(1);
             let lr = learning_rate as f64;
-            r::optim::update(rule, lr, step, *clip_scale, &mut param[0], source, states);
+            let grad = source();
+            r::optim::update(rule, lr, step, *clip_scale, &mut param[0], grad, states);
             (changed, new)
         }
         other => unreachable!("{} is not an in-place op", other.name()),

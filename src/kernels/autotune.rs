@@ -8,11 +8,14 @@
 //! on this device if it ran, else the default. [`tune`] times every variant once per adapter
 //! and keeps the fastest, in memory on the [`Device`] (so kernels built afterwards use it) and
 //! in a small text file, so the next process on the same adapter and driver reads it instead
-//! of measuring. [`tune_all`] does so for every tunable kernel of the crate: matmul
-//! ([`Matmul`](super::matmul::Matmul)), transpose ([`Transpose`](super::transpose::Transpose)),
+//! of measuring. [`tune_all`] does so for every tunable kernel of the crate: matmul, one
+//! choice per size class ([`MatmulSmall`](super::matmul::MatmulSmall),
+//! [`MatmulMedium`](super::matmul::MatmulMedium), [`MatmulLarge`](super::matmul::MatmulLarge)),
+//! transpose ([`Transpose`](super::transpose::Transpose)),
 //! reductions ([`Reduce`](super::reduce::Reduce)), softmax cross-entropy
 //! ([`SoftmaxXent`](super::softmax::SoftmaxXent)) and the eigensolver's one-workgroup path
-//! ([`SmallEigh`](super::jacobi::SmallEigh), whose trial is a whole solve). Tune before compiling plans: dispatches
+//! ([`SmallEigh`](super::jacobi::SmallEigh), whose trial is a whole solve). Tune before
+//! compiling plans: dispatches
 //! built earlier keep the variant they were built with.
 //!
 //! The file is `autotune-v1.txt` in the first of `$EIGENGRAD_CACHE_DIR`,
@@ -338,9 +341,12 @@ pub fn tune_all(
     force: bool,
 ) -> Result<Vec<Tuning<&'static str>>> {
     use super::jacobi::SmallEigh;
-    use super::{matmul::Matmul, reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
+    use super::matmul::{MatmulLarge, MatmulMedium, MatmulSmall};
+    use super::{reduce::Reduce, softmax::SoftmaxXent, transpose::Transpose};
     Ok(vec![
-        tune::<Matmul>(device, cache, force)?.named(),
+        tune::<MatmulSmall>(device, cache, force)?.named(),
+        tune::<MatmulMedium>(device, cache, force)?.named(),
+        tune::<MatmulLarge>(device, cache, force)?.named(),
         tune::<Transpose>(device, cache, force)?.named(),
         tune::<Reduce>(device, cache, force)?.named(),
         tune::<SoftmaxXent>(device, cache, force)?.named(),
@@ -371,7 +377,7 @@ fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::matmul::{Matmul, MatmulVariant};
+    use crate::kernels::matmul::{MatmulLarge, MatmulMedium, MatmulSmall, MatmulVariant};
     use crate::kernels::reduce::Reduce;
     use crate::kernels::softmax::SoftmaxXent;
     use crate::kernels::transpose::{Transpose, TransposeKernel};
@@ -395,7 +401,9 @@ mod tests {
 
     #[test]
     fn variant_names_round_trip() {
-        names_round_trip::<Matmul>();
+        names_round_trip::<MatmulSmall>();
+        names_round_trip::<MatmulMedium>();
+        names_round_trip::<MatmulLarge>();
         names_round_trip::<Transpose>();
         names_round_trip::<Reduce>();
         names_round_trip::<SoftmaxXent>();
@@ -446,7 +454,9 @@ mod tests {
     fn the_choice_follows_the_device() {
         // A device of its own: forcing variants must not touch other tests' devices.
         let device = Device::new().unwrap();
-        follows_the_device::<Matmul>(&device);
+        follows_the_device::<MatmulSmall>(&device);
+        follows_the_device::<MatmulMedium>(&device);
+        follows_the_device::<MatmulLarge>(&device);
         follows_the_device::<Transpose>(&device);
         follows_the_device::<Reduce>(&device);
         follows_the_device::<SoftmaxXent>(&device);
@@ -465,10 +475,22 @@ mod tests {
             }
         }
         let cpu = device.info().is_cpu();
-        assert_eq!(
-            Matmul::default_variant(device.info()),
-            on(cpu, MatmulVariant::RowBlock, MatmulVariant::Tiled)
-        );
+        for (default, on_gpu) in [
+            (
+                MatmulSmall::default_variant(device.info()),
+                MatmulVariant::Skinny,
+            ),
+            (
+                MatmulMedium::default_variant(device.info()),
+                MatmulVariant::Tiled,
+            ),
+            (
+                MatmulLarge::default_variant(device.info()),
+                MatmulVariant::Large,
+            ),
+        ] {
+            assert_eq!(default, on(cpu, MatmulVariant::RowBlock, on_gpu));
+        }
         assert_eq!(
             Transpose::default_variant(device.info()),
             on(cpu, TransposeKernel::Direct, TransposeKernel::Tiled)

@@ -6,7 +6,7 @@
 //! [`STEP_WORD`]), so a recorded dispatch draws a fresh mask
 //! at every step without being rebuilt.
 
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::kernels::optim::{hyper_buffer, hyper_values, STEP_WORD};
@@ -60,11 +60,11 @@ fn check_rate(rate: f32) -> Result<()> {
 
 /// A launch writing `n` elements of `y` = dropout(`x`) with `rate` and `seed`, for the step
 /// whose count `hyper` holds.
-pub fn dropout_dispatch(
+pub fn dropout_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    hyper: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
+    hyper: impl Into<Region<'a>>,
     n: usize,
     rate: f32,
     seed: u32,
@@ -77,7 +77,7 @@ pub fn dropout_dispatch(
         scale: keep_scale(rate),
     };
     let grid = DROPOUT.grid(device, n as u64)?;
-    DROPOUT.dispatch(device, &params, &[x, y, hyper], grid)
+    DROPOUT.dispatch(device, &params, &[x.into(), y.into(), hyper.into()], grid)
 }
 
 /// Dropout of `x` with `rate` and `seed` as step `step` draws it, a new tensor.

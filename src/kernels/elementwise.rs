@@ -4,13 +4,14 @@
 //! The activations and their backward rules propagate NaN on every adapter: a NaN input (or
 //! upstream gradient) gives a NaN output, so a diverged network never reads as finite.
 
-use super::{same_device, to_u32, Dispatch, Kernel, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::Tensor;
 
-// Both shaders are appended to the activations' NaN-propagating helpers.
+// The activations and their NaN-propagating backward rules come from activation.wgsl, which
+// the matmul epilogue shares.
 const UNARY: Shader = Shader {
     name: "elementwise_unary",
     source: concat!(
@@ -201,13 +202,15 @@ pub fn binary_shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>
 }
 
 /// A launch of `op` reading `n` elements of `x` into `y`.
-pub fn unary_dispatch(
+pub fn unary_dispatch<'a>(
     device: &Device,
     op: UnaryOp,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     n: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     let alpha = if let UnaryOp::Scale(a) = op { a } else { 1.0 };
     let kernel = op.kernel();
     let n32 = to_u32(kernel.spec().entry, n)?;
@@ -222,14 +225,16 @@ pub fn unary_dispatch(
 }
 
 /// A launch writing `n` elements of `y` = `alpha`·x broadcast as `from` says.
-pub fn expand_dispatch(
+pub fn expand_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     n: usize,
     from: Broadcast,
     alpha: f32,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     let (len, inner) = from.check("expand", n)?;
     let params = UnaryParams {
         n: to_u32("expand", n)?,
@@ -242,15 +247,18 @@ pub fn expand_dispatch(
 }
 
 /// A launch of `op` over `n` elements of `a` with `b` read as `b_from` says.
-pub fn binary_dispatch(
+pub fn binary_dispatch<'a>(
     device: &Device,
     op: BinaryOp,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    a: impl Into<Region<'a>>,
+    b: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     n: usize,
     b_from: Broadcast,
 ) -> Result<Dispatch> {
+    let a: Region<'a> = a.into();
+    let b: Region<'a> = b.into();
+    let out: Region<'a> = out.into();
     let kernel = op.kernel();
     let entry = kernel.spec().entry;
     let (b_len, b_inner) = b_from.check(entry, n)?;

@@ -17,17 +17,19 @@
 //! something; the update kernels (`kernels::optim`) read the halt and record their own
 //! non-finite results.
 
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
 use crate::tensor::{read_words, Tensor};
+use wgpu::util::DeviceExt;
 
 const SHADER: Shader = Shader {
     name: "finite",
     source: include_str!("../../shaders/finite.wgsl"),
 };
 const FINITE_CHECK: Kernel<Params> = Kernel::new(&SHADER, "finite_check", [64, 1, 1]);
+const FINITE_CHECK_PARTS: Kernel<Params> = Kernel::new(&SHADER, "finite_check_parts", [64, 1, 1]);
 const GATE: Kernel<Params> = Kernel::new(&SHADER, "gate", [1, 1, 1]);
 /// Elements each invocation scans (strided by the number of invocations).
 const PER_THREAD: usize = 16;
@@ -50,7 +52,8 @@ pub const STATUS_STEP: usize = 2;
 const MAX_WATCHED: usize = 60_000;
 
 /// The kernels of this module, for the contract checks.
-pub(super) const KERNELS: [KernelSpec; 2] = [FINITE_CHECK.spec(), GATE.spec()];
+pub(super) const KERNELS: [KernelSpec; 3] =
+    [FINITE_CHECK.spec(), FINITE_CHECK_PARTS.spec(), GATE.spec()];
 
 /// The flag and status layouts and the workgroup size, as the shader declares them.
 pub(super) const CONSTANTS: [SharedConstant; 6] = [
@@ -67,6 +70,7 @@ crate::wgsl_params! {
         n: u32,
         threads: u32,
         slot: u32,
+        parts: u32,
     }
 }
 
@@ -85,35 +89,106 @@ pub fn flag_buffer(device: &Device, slots: usize) -> wgpu::Buffer {
 
 /// A launch scanning `n` values of `x` and recording the NaN/Inf count and the first offending
 /// index into slot `slot` of `flags` (which must have been zeroed since its last use).
-pub fn finite_check_dispatch(
+pub fn finite_check_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    flags: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    flags: impl Into<Region<'a>>,
     n: usize,
     slot: usize,
 ) -> Result<Dispatch> {
-    if n == 0 {
-        return Err(Error::Empty {
-            op: "finite_check".into(),
-            shape: vec![0],
-        });
-    }
+    let flags: Region<'a> = flags.into();
     let slots = flags.size() as usize / (FLAG_WORDS * 4);
     if slot >= slots {
         return Err(Error::InvalidArgument(format!(
             "finite_check: slot {slot} is outside a flag buffer of {slots} slots"
         )));
     }
+    let (params, grid) = scan("finite_check", device, n)?;
+    let params = Params {
+        slot: slot as u32,
+        ..params
+    };
+    FINITE_CHECK.dispatch(device, &params, &[x.into(), flags], grid)
+}
+
+/// A launch scanning `n` values of `x` that hold several tensors one after another (an arena
+/// of gradients): `parts` lists, in order, the element where each tensor starts (the first at
+/// 0) and its slot in the step-status buffer `status`, past the header. Each NaN/Inf counts in
+/// the slot of its tensor, and the first offending index is counted within that tensor, as if
+/// each tensor had had a [`finite_check_dispatch`] of its own.
+pub fn finite_check_parts_dispatch<'a>(
+    device: &Device,
+    x: impl Into<Region<'a>>,
+    status: &wgpu::Buffer,
+    parts: &[(usize, usize)],
+    n: usize,
+) -> Result<Dispatch> {
+    let table = parts_table(device, "finite_check", status, parts, n)?;
+    let (params, grid) = scan("finite_check", device, n)?;
+    let params = Params {
+        parts: to_u32("finite_check: tensors", parts.len())?,
+        ..params
+    };
+    let buffers = [x.into(), Region::from(status), Region::from(&table)];
+    FINITE_CHECK_PARTS.dispatch(device, &params, &buffers, grid)
+}
+
+/// The parameters and grid of a scan over `n` values (each invocation takes every
+/// `threads`-th value from its own index).
+fn scan(what: &str, device: &Device, n: usize) -> Result<(Params, [u32; 3])> {
+    if n == 0 {
+        return Err(Error::Empty {
+            op: what.into(),
+            shape: vec![0],
+        });
+    }
     let threads = n.div_ceil(PER_THREAD);
     // The shader's strided loop steps i by `threads` while i < n: keep i + threads in u32.
-    to_u32("finite_check: elements + stride", n + threads)?;
+    to_u32(&format!("{what}: elements + stride"), n + threads)?;
     let params = Params {
         n: n as u32,
         threads: threads as u32,
-        slot: slot as u32,
+        ..Params::default()
     };
-    let grid = FINITE_CHECK.grid(device, threads as u64)?;
-    FINITE_CHECK.dispatch(device, &params, &[x, flags], grid)
+    Ok((params, FINITE_CHECK.grid(device, threads as u64)?))
+}
+
+/// The device table of `parts` — (first element, slot in `status`) of each of several tensors
+/// laid out one after another in `n` elements — for a launch that records each tensor's
+/// findings in its own slot (a packed gradient check, a packed optimizer update). Checked: the
+/// first tensor starts at 0, the starts rise and lie below `n`, and every slot is one of the
+/// findings of `status` (past its header).
+pub(crate) fn parts_table(
+    device: &Device,
+    what: &str,
+    status: &wgpu::Buffer,
+    parts: &[(usize, usize)],
+    n: usize,
+) -> Result<wgpu::Buffer> {
+    let rising = parts.windows(2).all(|w| w[0].0 < w[1].0);
+    if parts.first().map(|p| p.0) != Some(0) || !rising || parts.iter().any(|p| p.0 >= n) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: tensors starting at {:?} do not split {n} elements",
+            parts.iter().map(|p| p.0).collect::<Vec<_>>()
+        )));
+    }
+    let slots = status.size() as usize / (FLAG_WORDS * 4);
+    let mut words = Vec::with_capacity(2 * parts.len());
+    for &(start, slot) in parts {
+        if !(STATUS_HEADER_SLOTS..slots).contains(&slot) {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: status slot {slot} is outside the findings of a buffer of {slots} slots"
+            )));
+        }
+        words.extend([to_u32(what, start)?, slot as u32]);
+    }
+    Ok(device
+        .wgpu_device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("status parts"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        }))
 }
 
 /// A zeroed step-status buffer: the header and one slot for each of `watched` things.

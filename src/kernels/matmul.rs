@@ -1,22 +1,32 @@
 //! Batched matrix product `C[b] = op(A[b]) · op(B[b])`, op = identity or transpose, with an
-//! operand optionally shared by every batch item.
+//! operand optionally shared by every batch item, and an optional elementwise [`Epilogue`]
+//! (bias, activation, or an activation's backward rule) applied as C is stored — the fusion
+//! the graph planner uses to save a kernel launch and a round trip through memory.
 //!
-//! Two kernel variants, chosen per adapter through [`autotune`] ([`Matmul`] is the tunable
-//! kernel):
-//! - [`MatmulVariant::RowBlock`], barrier-free and without workgroup memory, the default on
-//!   CPU adapters (llvmpipe runs a workgroup on one thread, where barriers cost more than they
-//!   save);
-//! - [`MatmulVariant::Tiled`], shared-memory tiles with register blocking, the default on
-//!   real GPUs.
+//! Four kernel variants ([`MatmulVariant`]):
+//! - `RowBlock`, barrier-free and without workgroup memory, the choice on CPU adapters
+//!   (llvmpipe runs a workgroup on one thread, where barriers cost more than they save);
+//! - `Tiled`, 64×64 shared-memory tiles with 4×4 register blocks;
+//! - `Large`, 128×128 tiles with 8×8 register blocks, aligned vec4 loads and double-buffered
+//!   workgroup memory, for big products on real GPUs;
+//! - `Skinny`, 32×32 tiles with k split four ways inside the workgroup, for the small
+//!   batch × width products of a training step, where bigger tiles leave a GPU idle.
 //!
-//! [`autotune::tune`] replaces the default on a device by measurement (both variants timed
-//! once on a [`TUNE_SIZE`]² product, the winner cached per adapter in memory and on disk).
+//! Which one runs depends on the adapter and on the product's size: a product falls into a
+//! [`MatmulClass`] by how many tiles its outputs fill, and each class has its own choice,
+//! tuned per adapter through [`autotune`] ([`MatmulSmall`], [`MatmulMedium`],
+//! [`MatmulLarge`]): the default is a rule on the adapter's type, and [`autotune::tune`]
+//! replaces it by measuring every variant on a product typical of the class.
 //!
-//! Both take any m, n, k ≥ 1: loads clamp into the matrix and stores are masked. Transposes
-//! are a choice of strides made here on the host, so the shaders' inner loops never branch.
+//! Every variant takes any m, n, k ≥ 1: loads clamp into the matrix and stores are masked.
+//! Transposes are a choice of strides made here on the host, so the shaders' inner loops never
+//! branch. The epilogue runs as a second pass of each thread over the outputs it stored, so it
+//! never touches the accumulators (which then stay in registers) and costs nothing when there
+//! is none.
 
 use super::autotune::{self, Tunable, Variant};
-use super::{grid_1d, same_device, to_u32, Dispatch, Kernel, Shader};
+use super::elementwise::{BinaryOp, UnaryOp};
+use super::{grid_1d, same_device, to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -24,20 +34,51 @@ use crate::tensor::Tensor;
 
 const MATMUL: Shader = Shader {
     name: "matmul",
-    source: include_str!("../../shaders/matmul.wgsl"),
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/matmul.wgsl")
+    ),
 };
 const ROW_BLOCK: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_rowblock", [64, 1, 1]);
 const TILED: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_tiled", [16, 16, 1]);
+const LARGE: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_large", [16, 16, 1]);
+const SKINNY: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_skinny", [256, 1, 1]);
 
 /// The kernels of this module, for the contract checks.
-pub(super) const KERNELS: [KernelSpec; 2] = [ROW_BLOCK.spec(), TILED.spec()];
+pub(super) const KERNELS: [KernelSpec; 4] =
+    [ROW_BLOCK.spec(), TILED.spec(), LARGE.spec(), SKINNY.spec()];
 
-/// Constants the shader declares and this module mirrors: the tile each variant computes.
-pub(super) const CONSTANTS: [SharedConstant; 3] = [
+/// Constants the shader declares and this module mirrors: the tile each variant computes and
+/// the epilogue's codes.
+pub(super) const CONSTANTS: [SharedConstant; 14] = [
     SharedConstant::u32(&MATMUL, "RB_ROWS", MatmulVariant::RowBlock.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "RB_COLS", MatmulVariant::RowBlock.tile().1 as u32),
     SharedConstant::u32(&MATMUL, "TL_TILE", MatmulVariant::Tiled.tile().0 as u32),
+    SharedConstant::u32(&MATMUL, "LG_TILE", MatmulVariant::Large.tile().0 as u32),
+    SharedConstant::u32(&MATMUL, "SK_TILE", MatmulVariant::Skinny.tile().0 as u32),
+    SharedConstant::u32(&MATMUL, "EPI_BIAS", EPI_BIAS),
+    SharedConstant::u32(&MATMUL, "EPI_PRE", EPI_PRE),
+    SharedConstant::u32(&MATMUL, "MAP_NONE", MAP_NONE),
+    SharedConstant::u32(&MATMUL, "MAP_RELU", MAP_RELU),
+    SharedConstant::u32(&MATMUL, "MAP_TANH", MAP_TANH),
+    SharedConstant::u32(&MATMUL, "MAP_GELU", MAP_GELU),
+    SharedConstant::u32(&MATMUL, "MAP_RELU_BACKWARD", MAP_RELU_BACKWARD),
+    SharedConstant::u32(&MATMUL, "MAP_TANH_BACKWARD", MAP_TANH_BACKWARD),
+    SharedConstant::u32(&MATMUL, "MAP_GELU_BACKWARD", MAP_GELU_BACKWARD),
 ];
+
+/// Epilogue flag: add the bias (one value per column of C).
+const EPI_BIAS: u32 = 1;
+/// Epilogue flag: store the value after the bias and before the map.
+const EPI_PRE: u32 = 2;
+/// Epilogue maps, applied last.
+const MAP_NONE: u32 = 0;
+const MAP_RELU: u32 = 1;
+const MAP_TANH: u32 = 2;
+const MAP_GELU: u32 = 3;
+const MAP_RELU_BACKWARD: u32 = 4;
+const MAP_TANH_BACKWARD: u32 = 5;
+const MAP_GELU_BACKWARD: u32 = 6;
 
 /// The sizes of one batched product and how its operands are stored.
 ///
@@ -154,7 +195,8 @@ pub fn matmul_shape(
     Ok((shape, dims))
 }
 
-/// Which matmul kernel to run; the right one depends on the adapter (see the module docs).
+/// Which matmul kernel to run; the right one depends on the adapter and the product's size
+/// (see the module docs). Every variant computes the same products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
     /// Barrier-free, no workgroup memory: 64 lanes own 16 rows × 256 columns, each lane 4
@@ -162,17 +204,31 @@ pub enum MatmulVariant {
     /// and k step. Fast on CPU adapters (llvmpipe); correct but slow on GPUs.
     RowBlock,
     /// 64×64 tiles staged in workgroup memory 16 steps of k at a time, 4×4 outputs per
-    /// thread. Fast on real GPUs; correct but slow on llvmpipe.
+    /// thread.
     Tiled,
+    /// 128×128 tiles, 8×8 outputs per thread, panels of 8 steps of k loaded as aligned vec4
+    /// where the layout allows and double-buffered in workgroup memory: the variant for big
+    /// products on GPUs.
+    Large,
+    /// 32×32 tiles, k split four ways across the 256 threads of a workgroup: many workgroups
+    /// for products too small to fill a GPU with bigger tiles.
+    Skinny,
 }
 
 impl Variant for MatmulVariant {
-    const ALL: &'static [MatmulVariant] = &[MatmulVariant::RowBlock, MatmulVariant::Tiled];
+    const ALL: &'static [MatmulVariant] = &[
+        MatmulVariant::RowBlock,
+        MatmulVariant::Tiled,
+        MatmulVariant::Large,
+        MatmulVariant::Skinny,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             MatmulVariant::RowBlock => "RowBlock",
             MatmulVariant::Tiled => "Tiled",
+            MatmulVariant::Large => "Large",
+            MatmulVariant::Skinny => "Skinny",
         }
     }
 }
@@ -182,49 +238,164 @@ impl MatmulVariant {
         match self {
             MatmulVariant::RowBlock => &ROW_BLOCK,
             MatmulVariant::Tiled => &TILED,
+            MatmulVariant::Large => &LARGE,
+            MatmulVariant::Skinny => &SKINNY,
         }
     }
 
     /// Rows × columns of C one workgroup computes (the shader's constants, checked by the
     /// contract test).
-    const fn tile(self) -> (usize, usize) {
+    pub const fn tile(self) -> (usize, usize) {
         match self {
             MatmulVariant::RowBlock => (16, 256),
             MatmulVariant::Tiled => (64, 64),
+            MatmulVariant::Large => (128, 128),
+            MatmulVariant::Skinny => (32, 32),
         }
     }
 }
 
-/// The matmul kernel family, whose [`MatmulVariant`] is chosen per adapter by [`autotune`].
-#[derive(Clone, Copy, Debug)]
-pub struct Matmul;
+/// Output tiles a large GPU needs to keep every multiprocessor busy: about its multiprocessor
+/// count (an H200 has 132). [`MatmulDims::class`] measures products in tiles of this many.
+pub const FILL_TILES: usize = 128;
 
-impl Tunable for Matmul {
-    type Variant = MatmulVariant;
-    type Trial = Dispatch;
-    const KERNEL: &'static str = "matmul";
+/// The size class of a product, by how well it fills a large GPU: each class has its own
+/// tuned variant (a variant that wins on big products leaves most of a GPU idle on a small
+/// one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulClass {
+    /// Fewer outputs than [`FILL_TILES`] tiles of 64×64 hold: the batch × width products of
+    /// a training step.
+    Small,
+    /// At least [`FILL_TILES`] tiles of 64×64 but fewer of 128×128.
+    Medium,
+    /// At least [`FILL_TILES`] tiles of 128×128 (2048² and up).
+    Large,
+}
 
-    /// RowBlock on CPU adapters, Tiled otherwise.
-    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
-        if info.is_cpu() {
-            MatmulVariant::RowBlock
+impl MatmulDims {
+    /// The size class whose tuned variant runs this product, by the number of outputs over
+    /// the whole batch.
+    pub fn class(&self) -> MatmulClass {
+        let outputs = self.batch.saturating_mul(self.m).saturating_mul(self.n);
+        if outputs >= FILL_TILES * 128 * 128 {
+            MatmulClass::Large
+        } else if outputs >= FILL_TILES * 64 * 64 {
+            MatmulClass::Medium
         } else {
-            MatmulVariant::Tiled
+            MatmulClass::Small
+        }
+    }
+}
+
+impl MatmulClass {
+    /// The variant for an adapter where none was measured: RowBlock on CPU adapters; on GPUs
+    /// Skinny, Tiled and Large for small, medium and large products.
+    fn default_variant(self, info: &DeviceInfo) -> MatmulVariant {
+        match (info.is_cpu(), self) {
+            (true, _) => MatmulVariant::RowBlock,
+            (false, MatmulClass::Small) => MatmulVariant::Skinny,
+            (false, MatmulClass::Medium) => MatmulVariant::Tiled,
+            (false, MatmulClass::Large) => MatmulVariant::Large,
         }
     }
 
-    /// Every variant on one [`TUNE_SIZE`]² product.
-    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
-        let n = TUNE_SIZE;
-        let (_, dims) = matmul_shape(&[n, n], &[n, n], false, false)?;
-        let data: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
-        let a = Tensor::from_slice(device, &[n, n], &data)?;
-        let c = Tensor::zeros(device, &[n, n])?;
+    /// The product (m, n, k) tuning times for this class: on a GPU a product typical of the
+    /// class (for small ones, a layer of width 512 at batch 256); on a CPU adapter one that
+    /// llvmpipe runs in well under a second.
+    fn trial_size(self, info: &DeviceInfo) -> (usize, usize, usize) {
+        match (self, info.is_cpu()) {
+            (MatmulClass::Small, _) => (256, 512, 512),
+            (MatmulClass::Medium, true) => (1024, 512, 128),
+            (MatmulClass::Medium, false) => (1024, 1024, 1024),
+            (MatmulClass::Large, true) => (TUNE_SIZE, TUNE_SIZE, TUNE_SIZE),
+            (MatmulClass::Large, false) => (2048, 2048, 2048),
+        }
+    }
+
+    /// One launch of every variant on this class's trial product.
+    fn trials(self, device: &Device) -> Result<Vec<Dispatch>> {
+        let (m, n, k) = self.trial_size(device.info());
+        let (_, dims) = matmul_shape(&[m, k], &[k, n], false, false)?;
+        let data =
+            |len: usize| -> Vec<f32> { (0..len).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect() };
+        let a = Tensor::from_slice(device, &[m, k], &data(m * k))?;
+        let b = Tensor::from_slice(device, &[k, n], &data(k * n))?;
+        let c = Tensor::zeros(device, &[m, n])?;
         MatmulVariant::ALL
             .iter()
-            .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), a.buffer(), c.buffer(), v))
+            .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), b.buffer(), c.buffer(), v))
             .collect()
     }
+
+    /// The variant chosen for this class on `device`.
+    fn variant(self, device: &Device) -> MatmulVariant {
+        match self {
+            MatmulClass::Small => autotune::variant::<MatmulSmall>(device),
+            MatmulClass::Medium => autotune::variant::<MatmulMedium>(device),
+            MatmulClass::Large => autotune::variant::<MatmulLarge>(device),
+        }
+    }
+}
+
+/// The tuned matmul choice for [`MatmulClass::Small`] products.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulSmall;
+
+/// The tuned matmul choice for [`MatmulClass::Medium`] products.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulMedium;
+
+/// The tuned matmul choice for [`MatmulClass::Large`] products.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulLarge;
+
+impl Tunable for MatmulSmall {
+    type Variant = MatmulVariant;
+    type Trial = Dispatch;
+    const KERNEL: &'static str = "matmul-small";
+
+    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
+        MatmulClass::Small.default_variant(info)
+    }
+
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        MatmulClass::Small.trials(device)
+    }
+}
+
+impl Tunable for MatmulMedium {
+    type Variant = MatmulVariant;
+    type Trial = Dispatch;
+    const KERNEL: &'static str = "matmul-medium";
+
+    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
+        MatmulClass::Medium.default_variant(info)
+    }
+
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        MatmulClass::Medium.trials(device)
+    }
+}
+
+impl Tunable for MatmulLarge {
+    type Variant = MatmulVariant;
+    type Trial = Dispatch;
+    const KERNEL: &'static str = "matmul-large";
+
+    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
+        MatmulClass::Large.default_variant(info)
+    }
+
+    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+        MatmulClass::Large.trials(device)
+    }
+}
+
+/// The variant [`matmul_dispatch`] runs for a product of `dims` on `device`: the choice for
+/// its [`MatmulClass`].
+pub fn matmul_variant(device: &Device, dims: &MatmulDims) -> MatmulVariant {
+    dims.class().variant(device)
 }
 
 crate::wgsl_params! {
@@ -243,33 +414,162 @@ crate::wgsl_params! {
         b_bs: u32,
         a_k_fast: u32,
         b_n_fast: u32,
+        a_vec: u32,
+        b_vec: u32,
+        epi_flags: u32,
+        epi_map: u32,
     }
 }
 
-/// A launch of the variant [`autotune::variant`] picks for [`Matmul`] on `device`, computing
-/// `c` from `a` and `b` as `dims` describe. Built once; record it every step.
-pub fn matmul_dispatch(
+/// What a matmul does with each element of the product as it stores it into C.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Epilogue<'a> {
+    /// C = op(A)·op(B).
+    #[default]
+    None,
+    /// C = f(op(A)·op(B) + bias): a dense layer's forward pass. `bias` holds one value per
+    /// column of C; `activation` (ReLU, tanh or GELU; none for the identity) is f; `pre`, when
+    /// given, receives the argument of f for a backward pass that reads it.
+    Forward {
+        /// One value per column of C, added to every row.
+        bias: Option<Region<'a>>,
+        /// The activation f.
+        activation: Option<UnaryOp>,
+        /// Receives op(A)·op(B) + bias (C's shape).
+        pre: Option<Region<'a>>,
+    },
+    /// C = rule(saved, op(A)·op(B)): an activation's backward rule applied to the product,
+    /// which is the upstream gradient — e.g. tanh′ fused into the product dX = dZ·Wᵀ that feeds
+    /// it. `saved` (C's shape) is the forward value the rule reads (the activation's input
+    /// for ReLU and GELU, its output for tanh).
+    Backward {
+        /// [`BinaryOp::ReluBackward`], [`BinaryOp::TanhBackward`] or
+        /// [`BinaryOp::GeluBackward`].
+        rule: BinaryOp,
+        /// The forward value the rule reads.
+        saved: Region<'a>,
+    },
+}
+
+impl<'a> Epilogue<'a> {
+    /// The flags and map of the shader, the operand it reads (binding 4) and the value it
+    /// writes besides C (binding 5); checks the operands' sizes against `dims`.
+    #[allow(clippy::type_complexity)]
+    fn encode(
+        &self,
+        dims: &MatmulDims,
+    ) -> Result<(u32, u32, Option<Region<'a>>, Option<Region<'a>>)> {
+        let fits = |what: &str, r: &Region<'_>, len: usize| {
+            if r.len() < len as u64 {
+                return Err(Error::shape(
+                    "matmul epilogue",
+                    format!("{what} holds {} f32 but {dims:?} needs {len}", r.len()),
+                ));
+            }
+            Ok(())
+        };
+        match *self {
+            Epilogue::None => Ok((0, MAP_NONE, None, None)),
+            Epilogue::Forward {
+                bias,
+                activation,
+                pre,
+            } => {
+                let map = match activation {
+                    None => MAP_NONE,
+                    Some(UnaryOp::Relu) => MAP_RELU,
+                    Some(UnaryOp::Tanh) => MAP_TANH,
+                    Some(UnaryOp::Gelu) => MAP_GELU,
+                    Some(other) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "matmul epilogue: {other:?} is not an activation"
+                        )))
+                    }
+                };
+                if let Some(b) = &bias {
+                    fits("bias", b, dims.n)?;
+                }
+                if let Some(p) = &pre {
+                    fits("pre-activation", p, dims.c_len())?;
+                }
+                let flags =
+                    u32::from(bias.is_some()) * EPI_BIAS + u32::from(pre.is_some()) * EPI_PRE;
+                Ok((flags, map, bias, pre))
+            }
+            Epilogue::Backward { rule, saved } => {
+                let map = match rule {
+                    BinaryOp::ReluBackward => MAP_RELU_BACKWARD,
+                    BinaryOp::TanhBackward => MAP_TANH_BACKWARD,
+                    BinaryOp::GeluBackward => MAP_GELU_BACKWARD,
+                    other => {
+                        return Err(Error::InvalidArgument(format!(
+                            "matmul epilogue: {other:?} is not an activation's backward rule"
+                        )))
+                    }
+                };
+                fits("saved forward value", &saved, dims.c_len())?;
+                Ok((0, map, Some(saved), None))
+            }
+        }
+    }
+}
+
+/// A launch of the variant [`matmul_variant`] picks on `device`, computing `c` from `a` and `b`
+/// as `dims` describe. Built once; record it every step.
+pub fn matmul_dispatch<'a>(
     device: &Device,
     dims: &MatmulDims,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    a: impl Into<Region<'a>>,
+    b: impl Into<Region<'a>>,
+    c: impl Into<Region<'a>>,
 ) -> Result<Dispatch> {
-    matmul_dispatch_variant(device, dims, a, b, c, autotune::variant::<Matmul>(device))
+    fused_matmul_dispatch(
+        device,
+        dims,
+        [a.into(), b.into(), c.into()],
+        Epilogue::None,
+        None,
+    )
 }
 
 /// A launch of a chosen `variant` (for tests, benches and autotuning): as [`matmul_dispatch`].
-///
-/// Errors: a zero dimension, buffers smaller than `dims` need, more elements than a `u32`
-/// index reaches, or more workgroups than the device can launch.
-pub fn matmul_dispatch_variant(
+pub fn matmul_dispatch_variant<'a>(
     device: &Device,
     dims: &MatmulDims,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    a: impl Into<Region<'a>>,
+    b: impl Into<Region<'a>>,
+    c: impl Into<Region<'a>>,
     variant: MatmulVariant,
 ) -> Result<Dispatch> {
+    fused_matmul_dispatch(
+        device,
+        dims,
+        [a.into(), b.into(), c.into()],
+        Epilogue::None,
+        Some(variant),
+    )
+}
+
+/// A launch computing `c` = epilogue(op(`a`)·op(`b`)) as `dims` and `epilogue` describe, with
+/// `variant` or (`None`) the one [`matmul_variant`] picks (Large falls back to Tiled for an
+/// operand of fewer than 4 values, which its vec4 view cannot bind).
+///
+/// Errors: a zero dimension, buffers smaller than `dims` need, more elements than a `u32`
+/// index reaches, more workgroups than the device can launch, or an epilogue that is not a
+/// bias, an activation or an activation's backward rule.
+pub fn fused_matmul_dispatch(
+    device: &Device,
+    dims: &MatmulDims,
+    [a, b, c]: [Region<'_>; 3],
+    epilogue: Epilogue<'_>,
+    variant: Option<MatmulVariant>,
+) -> Result<Dispatch> {
+    let mut variant = variant.unwrap_or_else(|| matmul_variant(device, dims));
+    if variant == MatmulVariant::Large && (a.size() < 16 || b.size() < 16) {
+        // Large binds its operands again as vec4 arrays, which need 16 bytes; operands of
+        // fewer than 4 values (a product of a few elements) run Tiled instead.
+        variant = MatmulVariant::Tiled;
+    }
     let kernel = variant.kernel();
     let op = kernel.spec().entry;
     let &MatmulDims { batch, m, n, k, .. } = dims;
@@ -291,16 +591,19 @@ pub fn matmul_dispatch_variant(
         count([b_batch, k, n]),
         count([batch, m, n]),
     ];
-    for ((name, buffer), len) in [("a", a), ("b", b), ("c", c)].into_iter().zip(lens) {
+    for ((name, region), len) in [("a", a), ("b", b), ("c", c)].into_iter().zip(lens) {
         to_u32(&format!("{op}: operand {name} of {dims:?}"), len)?;
-        let have = buffer.size() / 4;
-        if have < len as u64 {
+        if region.len() < len as u64 {
             return Err(Error::shape(
                 op,
-                format!("buffer {name} holds {have} f32 but {dims:?} needs {len}"),
+                format!(
+                    "buffer {name} holds {} f32 but {dims:?} needs {len}",
+                    region.len()
+                ),
             ));
         }
     }
+    let (epi_flags, epi_map, operand, pre) = epilogue.encode(dims)?;
     let (tile_m, tile_n) = variant.tile();
     let (tiles_m, tiles_n) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
     let total = (tiles_m * tiles_n) as u64 * batch as u64;
@@ -309,6 +612,26 @@ pub fn matmul_dispatch_variant(
     // Strides of op(A) (m×k) and op(B) (k×n) in their stored row-major layouts.
     let (a_rs, a_cs) = if dims.trans_a { (1, m32) } else { (k32, 1) };
     let (b_rs, b_cs) = if dims.trans_b { (1, k32) } else { (n32, 1) };
+    let (a_bs, b_bs) = (
+        if dims.a_batched { m32 * k32 } else { 0 },
+        if dims.b_batched { k32 * n32 } else { 0 },
+    );
+    // vec4 loads need the contiguous dimension's stride 1 and every other stride a multiple of 4.
+    let vec4_ok = |fast_stride: u32, other: u32, batch_stride: u32| {
+        fast_stride == 1 && other.is_multiple_of(4) && batch_stride.is_multiple_of(4)
+    };
+    let a_k_fast = a_cs == 1;
+    let b_n_fast = b_cs == 1;
+    let a_vec = if a_k_fast {
+        vec4_ok(a_cs, a_rs, a_bs)
+    } else {
+        vec4_ok(a_rs, a_cs, a_bs)
+    };
+    let b_vec = if b_n_fast {
+        vec4_ok(b_cs, b_rs, b_bs)
+    } else {
+        vec4_ok(b_rs, b_cs, b_bs)
+    };
     let params = MatmulParams {
         m: m32,
         n: n32,
@@ -318,14 +641,30 @@ pub fn matmul_dispatch_variant(
         total: to_u32(&format!("{op}: workgroups of {dims:?}"), total as usize)?,
         a_rs,
         a_cs,
-        a_bs: if dims.a_batched { m32 * k32 } else { 0 },
+        a_bs,
         b_rs,
         b_cs,
-        b_bs: if dims.b_batched { k32 * n32 } else { 0 },
-        a_k_fast: u32::from(a_cs == 1),
-        b_n_fast: u32::from(b_cs == 1),
+        b_bs,
+        a_k_fast: u32::from(a_k_fast),
+        b_n_fast: u32::from(b_n_fast),
+        a_vec: u32::from(a_vec),
+        b_vec: u32::from(b_vec),
+        epi_flags,
+        epi_map,
     };
-    kernel.dispatch(device, &params, &[a, b, c], grid)
+    // Bindings the epilogue does not use are bound to operands already there: the shader's
+    // flags keep it from touching them.
+    let mut bindings = vec![
+        (1, a),
+        (2, b),
+        (3, c),
+        (4, operand.unwrap_or(a)),
+        (5, pre.unwrap_or(c)),
+    ];
+    if variant == MatmulVariant::Large {
+        bindings.extend([(6, a), (7, b)]);
+    }
+    kernel.dispatch_bound(device, &params, &bindings, grid)
 }
 
 /// op(a) · op(b) as a new tensor, on the kernel the device prefers. Shapes as in
@@ -339,6 +678,6 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
     Ok(c)
 }
 
-/// Order of the square product [`Matmul`] is tuned on: large enough that launch overhead is
-/// noise, small enough to take about a second on lavapipe.
+/// Order of the square product the large class is tuned on where the adapter is a CPU: large
+/// enough that launch overhead is noise, small enough to take about a second on lavapipe.
 pub const TUNE_SIZE: usize = 512;

@@ -44,6 +44,8 @@ pub struct Dispatch {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: GlDrop<wgpu::BindGroup>,
     workgroups: [u32; 3],
+    /// The storage buffers it binds, each with whether the shader may write it.
+    storage: Vec<(wgpu::Buffer, bool)>,
 }
 
 impl std::fmt::Debug for Dispatch {
@@ -53,31 +55,39 @@ impl std::fmt::Debug for Dispatch {
 }
 
 impl<P: Params> Kernel<P> {
-    /// A launch of this kernel with `params` at binding 0 and `buffers` at bindings 1, 2, …
-    /// over `workgroups`.
-    pub fn dispatch(
+    /// A launch of this kernel with `params` at binding 0 and `buffers` (whole buffers or
+    /// [`Region`]s) at bindings 1, 2, … over `workgroups`.
+    pub fn dispatch<'a, B: Copy + Into<Region<'a>>>(
         &self,
         device: &Device,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[B],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
-        let bindings = numbered(buffers);
+        let regions: Vec<Region<'a>> = buffers.iter().map(|&b| b.into()).collect();
+        let bindings = numbered(&regions);
         self.dispatch_bound(device, params, &bindings, workgroups)
     }
 
     /// Like [`Kernel::dispatch`] with explicit binding numbers, for shaders whose entry points
     /// use different subsets of one module's bindings (auto layouts keep only those used).
-    pub fn dispatch_bound(
+    pub fn dispatch_bound<'a, B: Copy + Into<Region<'a>>>(
         &self,
         device: &Device,
         params: &P,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, B)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let spec = self.spec();
         let bytes = bytemuck::bytes_of(params);
-        Dispatch::build(device, spec.shader, spec.id(), bytes, buffers, workgroups)
+        Dispatch::build(
+            device,
+            spec.shader,
+            spec.id(),
+            bytes,
+            &regions(buffers),
+            workgroups,
+        )
     }
 
     /// Workgroup counts covering `threads` invocations of this kernel (see [`grid_1d`]).
@@ -91,8 +101,104 @@ impl<P: Params> Kernel<P> {
     }
 }
 
+/// The part of a device buffer a kernel binds: a whole buffer, or one tensor's range of a
+/// buffer that several tensors share (the optimizer's arenas, see
+/// [`GpuPlan`](crate::graph::gpu::GpuPlan)). Kernels index a region from 0, so they never know
+/// the difference. A `&wgpu::Buffer` converts into the region of the whole buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region<'a> {
+    buffer: &'a wgpu::Buffer,
+    offset: u64,
+    size: u64,
+}
+
+impl<'a> Region<'a> {
+    /// The whole of `buffer`.
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Region<'a> {
+        Region {
+            buffer,
+            offset: 0,
+            size: buffer.size(),
+        }
+    }
+
+    /// `size` bytes of `buffer` from `offset`, which must be a multiple of
+    /// [`REGION_ALIGNMENT`]; the range must lie inside the buffer and not be empty.
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64, size: u64) -> Result<Region<'a>> {
+        let inside = offset
+            .checked_add(size)
+            .is_some_and(|end| end <= buffer.size());
+        if size == 0 || !offset.is_multiple_of(REGION_ALIGNMENT) || !inside {
+            return Err(Error::InvalidArgument(format!(
+                "region of {size} bytes at {offset} in a buffer of {} bytes: not a non-empty, \
+                 {REGION_ALIGNMENT}-byte aligned range of it",
+                buffer.size()
+            )));
+        }
+        Ok(Region {
+            buffer,
+            offset,
+            size,
+        })
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> &'a wgpu::Buffer {
+        self.buffer
+    }
+
+    /// Byte offset of the region in its buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// How many `f32` the region holds.
+    pub fn len(&self) -> u64 {
+        self.size / 4
+    }
+
+    /// Whether the region holds no whole `f32`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn binding(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.size),
+        })
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Region<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Region<'a> {
+        Region::whole(buffer)
+    }
+}
+
+impl<'a> From<&'a Arc<wgpu::Buffer>> for Region<'a> {
+    fn from(buffer: &'a Arc<wgpu::Buffer>) -> Region<'a> {
+        Region::whole(buffer)
+    }
+}
+
+/// The alignment of a [`Region`]'s offset: 256 bytes, the largest storage-buffer offset
+/// alignment WebGPU lets an adapter ask for, so regions bind on every adapter.
+pub const REGION_ALIGNMENT: u64 = 256;
+
 /// `buffers` numbered from binding 1.
-fn numbered<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<(u32, &'a wgpu::Buffer)> {
+/// `buffers` (whole buffers or regions) as the regions they bind.
+fn regions<'a, B: Copy + Into<Region<'a>>>(buffers: &[(u32, B)]) -> Vec<(u32, Region<'a>)> {
+    buffers.iter().map(|&(i, b)| (i, b.into())).collect()
+}
+
+fn numbered<'a>(buffers: &[Region<'a>]) -> Vec<(u32, Region<'a>)> {
     buffers
         .iter()
         .enumerate()
@@ -107,7 +213,7 @@ impl Dispatch {
         shader: &Shader,
         id: KernelId,
         params: &[u8],
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, Region<'_>)],
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let entry = id.entry;
@@ -136,9 +242,9 @@ impl Dispatch {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        entries.extend(buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry {
-            binding,
-            resource: b.as_entire_binding(),
+        entries.extend(buffers.iter().map(|(binding, b)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: b.binding(),
         }));
         let bind_group = device
             .wgpu_device()
@@ -147,17 +253,29 @@ impl Dispatch {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
+        let writable = device.writable_bindings(shader);
+        let storage = buffers
+            .iter()
+            .map(|(binding, b)| (b.buffer().clone(), writable.contains(binding)))
+            .collect();
         Ok(Dispatch {
             label: entry,
             pipeline,
             bind_group: GlDrop::new(bind_group, device.is_gl()),
             workgroups,
+            storage,
         })
     }
 
     /// The entry point this dispatch launches.
     pub fn label(&self) -> &'static str {
         self.label
+    }
+
+    /// The storage buffers the launch binds, each with whether its shader may write it (what
+    /// decides where wgpu puts barriers, see [`BufferUses`]).
+    pub fn storage(&self) -> &[(wgpu::Buffer, bool)] {
+        &self.storage
     }
 
     /// Records the launch into an open compute pass.
@@ -216,6 +334,71 @@ impl LanePolicy {
         } else {
             LanePolicy::Spread
         }
+    }
+}
+
+/// How a buffer was last used in a command buffer, as far as wgpu's barriers go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastUse {
+    /// Read by kernels only (an ordered, inclusive use: no barrier before more reads).
+    Read,
+    /// Bound writable (exclusive: wgpu puts a barrier before any later use).
+    Write,
+    /// Copied from or into (any later kernel use is a transition, hence a barrier).
+    Copy,
+}
+
+/// How the buffers of a command buffer being recorded were last used, to count the barriers
+/// wgpu 30 puts between its dispatches. wgpu tracks every buffer whole, per dispatch: a
+/// dispatch gets a pipeline barrier when one of its buffers changes use (read → write,
+/// write → read, copy → either) or stays written (write → write, which wgpu never leaves
+/// unordered); reads after reads, and a buffer's first use in the command buffer, need none.
+/// Every such barrier waits for all compute work before it, so the count is the number of
+/// points where the device drains.
+#[derive(Debug, Default)]
+pub struct BufferUses {
+    last: Vec<(wgpu::Buffer, LastUse)>,
+}
+
+impl BufferUses {
+    /// How `buffer` was last used, if it was.
+    pub fn get(&self, buffer: &wgpu::Buffer) -> Option<LastUse> {
+        self.last.iter().find(|(b, _)| b == buffer).map(|&(_, u)| u)
+    }
+
+    /// Records that `buffer` was just used as `now`.
+    pub fn set(&mut self, buffer: &wgpu::Buffer, now: LastUse) {
+        match self.last.iter_mut().find(|(b, _)| b == buffer) {
+            Some((_, u)) => *u = now,
+            None => self.last.push((buffer.clone(), now)),
+        }
+    }
+
+    /// Records dispatch `d`; returns whether wgpu puts a barrier before it.
+    pub fn dispatch(&mut self, d: &Dispatch) -> bool {
+        // A buffer bound twice counts once, written if either binding writes.
+        let mut uses: Vec<(&wgpu::Buffer, bool)> = Vec::with_capacity(d.storage.len());
+        for (buffer, writes) in &d.storage {
+            match uses.iter_mut().find(|(b, _)| *b == buffer) {
+                Some((_, w)) => *w |= *writes,
+                None => uses.push((buffer, *writes)),
+            }
+        }
+        let barrier = uses.iter().any(|&(buffer, writes)| {
+            matches!(
+                (self.get(buffer), writes),
+                (Some(LastUse::Write | LastUse::Copy), _) | (Some(LastUse::Read), true)
+            )
+        });
+        for (buffer, writes) in uses {
+            let now = if writes {
+                LastUse::Write
+            } else {
+                LastUse::Read
+            };
+            self.set(buffer, now);
+        }
+        barrier
     }
 }
 

@@ -5,7 +5,7 @@
 //! ([`LanePolicy::Spread`]), as few lanes as the loop budget allows on CPU adapters
 //! ([`LanePolicy::Fewest`]), where barriers are slow.
 
-use super::{to_u32, Dispatch, Kernel, LanePolicy, Shader};
+use super::{to_u32, Dispatch, Kernel, LanePolicy, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -100,31 +100,32 @@ fn launch(
 
 /// A launch writing `y` = the layer normalisation of each of the `rows` rows of `cols` values
 /// of `x`.
-pub fn layer_norm_dispatch(
+pub fn layer_norm_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     rows: usize,
     cols: usize,
     eps: f32,
 ) -> Result<Dispatch> {
     let (params, grid) = launch(device, &FORWARD, rows, cols, eps)?;
-    FORWARD.dispatch(device, &params, &[x, y], grid)
+    FORWARD.dispatch(device, &params, &[x.into(), y.into()], grid)
 }
 
 /// A launch writing `dx`, the gradient of the layer normalisation of `x` for the upstream
 /// gradient `dy` (all `rows` × `cols`).
-pub fn layer_norm_backward_dispatch(
+pub fn layer_norm_backward_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    dy: &wgpu::Buffer,
-    dx: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    dy: impl Into<Region<'a>>,
+    dx: impl Into<Region<'a>>,
     rows: usize,
     cols: usize,
     eps: f32,
 ) -> Result<Dispatch> {
     let (params, grid) = launch(device, &BACKWARD, rows, cols, eps)?;
-    BACKWARD.dispatch(device, &params, &[x, dx, dy], grid)
+    let buffers = [x.into(), dx.into(), dy.into()];
+    BACKWARD.dispatch(device, &params, &buffers, grid)
 }
 
 /// (rows, cols) of `x` viewed as a matrix whose rows (last dimension) are normalised.

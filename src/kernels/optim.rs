@@ -8,7 +8,7 @@
 //! new values would be NaN or Inf keeps its old ones and is recorded in the launch's slot.
 
 use super::finite::{self, FLAG_WORDS, STATUS_HALT};
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -161,17 +161,53 @@ impl StatusSlot<'_> {
 /// A launch updating `n` elements of `param` in place from `grad` and `states` (as many as
 /// `rule.state_count()`), reading `hyper`; it does nothing once `status` says halted, and
 /// keeps (and records in its slot) every element whose new values would be non-finite.
-#[allow(clippy::too_many_arguments)] // the shader's bindings, each a buffer of its own
-pub fn update_dispatch(
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a region of its own
+pub fn update_dispatch<'a>(
     device: &Device,
     rule: &UpdateRule,
-    hyper: &wgpu::Buffer,
-    param: &wgpu::Buffer,
-    grad: &wgpu::Buffer,
-    states: &[&wgpu::Buffer],
+    hyper: impl Into<Region<'a>>,
+    param: impl Into<Region<'a>>,
+    grad: impl Into<Region<'a>>,
+    states: &[Region<'a>],
     status: StatusSlot,
     n: usize,
 ) -> Result<Dispatch> {
+    let parts = [(0, status.slot)];
+    packed_update_dispatch(
+        device,
+        rule,
+        hyper,
+        param,
+        grad,
+        states,
+        status.buffer,
+        &parts,
+        n,
+    )
+}
+
+/// A launch updating `n` elements of several tensors laid out alike in the arenas `param`,
+/// `grad` and `states` (one launch for every parameter of a rule, see
+/// [`GpuPlan`](crate::graph::gpu::GpuPlan)). `parts` lists, in order, the element where each
+/// tensor starts (the first at 0) and its slot in `status`: like [`update_dispatch`], the
+/// launch does nothing once `status` says halted, and an element whose new values would be
+/// non-finite keeps its old ones and is recorded in its tensor's slot, at its index in that
+/// tensor.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, each a region of its own
+pub fn packed_update_dispatch<'a>(
+    device: &Device,
+    rule: &UpdateRule,
+    hyper: impl Into<Region<'a>>,
+    param: impl Into<Region<'a>>,
+    grad: impl Into<Region<'a>>,
+    states: &[Region<'a>],
+    status: &wgpu::Buffer,
+    parts: &[(usize, usize)],
+    n: usize,
+) -> Result<Dispatch> {
+    let hyper: Region<'a> = hyper.into();
+    let param: Region<'a> = param.into();
+    let grad: Region<'a> = grad.into();
     if states.len() != rule.state_count() {
         return Err(Error::InvalidArgument(format!(
             "{} needs {} state buffers, got {}",
@@ -180,11 +216,13 @@ pub fn update_dispatch(
             states.len()
         )));
     }
+    let table = finite::parts_table(device, "optimizer update", status, parts, n)?;
     let mut params = Params {
         n: to_u32("optimizer update", n)?,
-        slot: status.index("optimizer update")?,
+        count: to_u32("optimizer update", parts.len())?,
         ..Params::default()
     };
+    let (status, table) = (Region::from(status), Region::from(&table));
     match *rule {
         UpdateRule::Sgd {
             momentum,
@@ -197,7 +235,8 @@ pub fn update_dispatch(
                 (2, param),
                 (3, grad),
                 (4, states[0]),
-                (6, status.buffer),
+                (6, status),
+                (7, table),
             ];
             SGD.dispatch_bound(device, &params, &b, SGD.grid(device, n as u64)?)
         }
@@ -217,39 +256,68 @@ pub fn update_dispatch(
                 (3, grad),
                 (4, states[0]),
                 (5, states[1]),
-                (6, status.buffer),
+                (6, status),
+                (7, table),
             ];
             ADAM.dispatch_bound(device, &params, &b, ADAM.grid(device, n as u64)?)
         }
     }
 }
 
-/// A launch writing Σ grad² over `n` elements into `norms[slot]`.
-pub fn sumsq_dispatch(
+/// Most partial sums one [`sumsq_dispatch`] writes (one per workgroup): enough workgroups to
+/// spread a large gradient arena over a GPU, few enough that the clip kernel's single thread
+/// adds them up quickly.
+pub const MAX_NORM_PARTS: usize = 256;
+
+/// Gradient values each lane of [`sumsq_dispatch`] sums before it takes another workgroup: a
+/// lane's loop stays far below llvmpipe's loop budget and long enough to amortise the
+/// workgroup's final tree.
+const VALUES_PER_LANE: usize = 64;
+
+/// How many partial sums [`sumsq_dispatch`] writes for `n` gradient values.
+pub fn sumsq_parts(n: usize) -> usize {
+    let lanes = SUM_SQUARES.spec().invocations() as usize;
+    n.div_ceil(lanes * VALUES_PER_LANE).clamp(1, MAX_NORM_PARTS)
+}
+
+/// A launch writing Σ grad² over `n` elements as [`sumsq_parts`]`(n)` partial sums into
+/// `norms[slot..]` (one workgroup per partial sum).
+pub fn sumsq_dispatch<'a>(
     device: &Device,
-    grad: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    grad: impl Into<Region<'a>>,
+    norms: impl Into<Region<'a>>,
     n: usize,
     slot: usize,
 ) -> Result<Dispatch> {
+    let grad: Region<'a> = grad.into();
+    let norms: Region<'a> = norms.into();
+    let parts = sumsq_parts(n);
+    if (norms.len() as usize) < slot + parts {
+        return Err(Error::InvalidArgument(format!(
+            "gradient norm: {parts} partial sums from slot {slot} do not fit {} slots",
+            norms.len()
+        )));
+    }
     let params = Params {
         n: to_u32("gradient norm", n)?,
         slot: to_u32("gradient norm", slot)?,
         ..Params::default()
     };
     let b = [(3, grad), (4, norms)];
-    SUM_SQUARES.dispatch_bound(device, &params, &b, [1, 1, 1])
+    SUM_SQUARES.dispatch_bound(device, &params, &b, [parts as u32, 1, 1])
 }
 
 /// A launch setting the clip scale in `hyper` to min(1, max_norm/‖g‖) from the first `count`
 /// squared norms in `norms`.
-pub fn clip_dispatch(
+pub fn clip_dispatch<'a>(
     device: &Device,
-    hyper: &wgpu::Buffer,
-    norms: &wgpu::Buffer,
+    hyper: impl Into<Region<'a>>,
+    norms: impl Into<Region<'a>>,
     count: usize,
     max_norm: f32,
 ) -> Result<Dispatch> {
+    let hyper: Region<'a> = hyper.into();
+    let norms: Region<'a> = norms.into();
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(Error::InvalidArgument(format!(
             "clip norm must be positive and finite, got {max_norm}"
@@ -270,14 +338,16 @@ pub fn clip_dispatch(
 /// does nothing when its own slot already records a finding — launch a
 /// [`finite::finite_check_dispatch`] of `value` into that slot before it, and a NaN batch
 /// leaves the statistic untouched.
-pub fn ema_dispatch(
+pub fn ema_dispatch<'a>(
     device: &Device,
-    state: &wgpu::Buffer,
-    value: &wgpu::Buffer,
+    state: impl Into<Region<'a>>,
+    value: impl Into<Region<'a>>,
     status: StatusSlot,
     n: usize,
     momentum: f32,
 ) -> Result<Dispatch> {
+    let state: Region<'a> = state.into();
+    let value: Region<'a> = value.into();
     if !(0.0..=1.0).contains(&momentum) {
         return Err(Error::InvalidArgument(format!(
             "running-average momentum must lie in [0, 1], got {momentum}"
@@ -289,6 +359,6 @@ pub fn ema_dispatch(
         beta1: momentum,
         ..Params::default()
     };
-    let b = [(2, state), (3, value), (6, status.buffer)];
+    let b = [(2, state), (3, value), (6, Region::from(status.buffer))];
     EMA.dispatch_bound(device, &params, &b, EMA.grid(device, n as u64)?)
 }

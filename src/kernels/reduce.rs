@@ -29,7 +29,7 @@
 //! CPU adapters a lane may hold at most [`CPU_MAX_PER_LANE`] values, whichever policy runs.
 
 use super::autotune::{self, Tunable, Variant};
-use super::{to_u32, Dispatch, Kernel, LanePolicy, Shader};
+use super::{to_u32, Dispatch, Kernel, LanePolicy, Region, Shader};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, Override, SharedConstant};
@@ -220,15 +220,17 @@ fn policy_lanes(
 
 /// A launch reducing the `rows × cols` row-major matrix in `x` into `out` (`rows` values for
 /// `Axis::Rows`, `cols` for `Axis::Cols`), with the lanes [`reduce_lanes`] picks.
-pub fn reduce_dispatch(
+pub fn reduce_dispatch<'a>(
     device: &Device,
     op: ReduceOp,
     axis: Axis,
-    x: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     rows: usize,
     cols: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let out: Region<'a> = out.into();
     let lanes = reduce_lanes(device, axis, rows, cols);
     reduce_dispatch_with(device, op, axis, x, out, rows, cols, lanes)
 }
@@ -237,16 +239,18 @@ pub fn reduce_dispatch(
 /// adapters, few enough values per lane (≤ [`CPU_MAX_PER_LANE`]). Tests use it to run every
 /// geometry on every adapter.
 #[allow(clippy::too_many_arguments)]
-pub fn reduce_dispatch_with(
+pub fn reduce_dispatch_with<'a>(
     device: &Device,
     op: ReduceOp,
     axis: Axis,
-    x: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     rows: usize,
     cols: usize,
     lanes: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let out: Region<'a> = out.into();
     if rows == 0 || cols == 0 {
         return Err(Error::Empty {
             op: format!("reduce {op:?} {axis:?}"),

@@ -20,7 +20,7 @@
 //! row at most [`MAX_CLASSES`].
 
 use super::autotune::{self, Tunable, Variant};
-use super::{same_device, to_u32, Dispatch, Kernel, LanePolicy, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, LanePolicy, Region, Shader};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -215,14 +215,17 @@ fn launch(
 }
 
 /// A launch writing the per-row loss of `rows × classes` logits and targets into `loss`.
-pub fn softmax_xent_dispatch(
+pub fn softmax_xent_dispatch<'a>(
     device: &Device,
-    logits: &wgpu::Buffer,
-    targets: &wgpu::Buffer,
-    loss: &wgpu::Buffer,
+    logits: impl Into<Region<'a>>,
+    targets: impl Into<Region<'a>>,
+    loss: impl Into<Region<'a>>,
     rows: usize,
     classes: usize,
 ) -> Result<Dispatch> {
+    let logits: Region<'a> = logits.into();
+    let targets: Region<'a> = targets.into();
+    let loss: Region<'a> = loss.into();
     let lanes = softmax_lanes(device, classes);
     softmax_xent_dispatch_with(device, logits, targets, loss, rows, classes, lanes)
 }
@@ -230,30 +233,37 @@ pub fn softmax_xent_dispatch(
 /// [`softmax_xent_dispatch`] with `lanes` lanes per row: a power of two from 1 to 256 and, on
 /// CPU adapters, at most [`CPU_MAX_PER_LANE`] classes per lane. Tests use it to run every
 /// geometry on every adapter.
-pub fn softmax_xent_dispatch_with(
+pub fn softmax_xent_dispatch_with<'a>(
     device: &Device,
-    logits: &wgpu::Buffer,
-    targets: &wgpu::Buffer,
-    loss: &wgpu::Buffer,
+    logits: impl Into<Region<'a>>,
+    targets: impl Into<Region<'a>>,
+    loss: impl Into<Region<'a>>,
     rows: usize,
     classes: usize,
     lanes: usize,
 ) -> Result<Dispatch> {
+    let logits: Region<'a> = logits.into();
+    let targets: Region<'a> = targets.into();
+    let loss: Region<'a> = loss.into();
     let (p, grid, kernel) = launch(device, Pass::Forward, rows, classes, lanes)?;
     kernel.dispatch(device, &p, &[logits, targets, loss], grid)
 }
 
 /// A launch writing dloss/dlogits (`rows × classes`) from the logits, targets and the
 /// upstream gradient `dloss` (`rows`).
-pub fn softmax_xent_backward_dispatch(
+pub fn softmax_xent_backward_dispatch<'a>(
     device: &Device,
-    logits: &wgpu::Buffer,
-    targets: &wgpu::Buffer,
-    dloss: &wgpu::Buffer,
-    dlogits: &wgpu::Buffer,
+    logits: impl Into<Region<'a>>,
+    targets: impl Into<Region<'a>>,
+    dloss: impl Into<Region<'a>>,
+    dlogits: impl Into<Region<'a>>,
     rows: usize,
     classes: usize,
 ) -> Result<Dispatch> {
+    let logits: Region<'a> = logits.into();
+    let targets: Region<'a> = targets.into();
+    let dloss: Region<'a> = dloss.into();
+    let dlogits: Region<'a> = dlogits.into();
     let lanes = softmax_lanes(device, classes);
     softmax_xent_backward_dispatch_with(
         device, logits, targets, dloss, dlogits, rows, classes, lanes,
@@ -263,16 +273,20 @@ pub fn softmax_xent_backward_dispatch(
 /// [`softmax_xent_backward_dispatch`] with `lanes` lanes per row (as in
 /// [`softmax_xent_dispatch_with`]).
 #[allow(clippy::too_many_arguments)]
-pub fn softmax_xent_backward_dispatch_with(
+pub fn softmax_xent_backward_dispatch_with<'a>(
     device: &Device,
-    logits: &wgpu::Buffer,
-    targets: &wgpu::Buffer,
-    dloss: &wgpu::Buffer,
-    dlogits: &wgpu::Buffer,
+    logits: impl Into<Region<'a>>,
+    targets: impl Into<Region<'a>>,
+    dloss: impl Into<Region<'a>>,
+    dlogits: impl Into<Region<'a>>,
     rows: usize,
     classes: usize,
     lanes: usize,
 ) -> Result<Dispatch> {
+    let logits: Region<'a> = logits.into();
+    let targets: Region<'a> = targets.into();
+    let dloss: Region<'a> = dloss.into();
+    let dlogits: Region<'a> = dlogits.into();
     let (p, grid, kernel) = launch(device, Pass::Backward, rows, classes, lanes)?;
     kernel.dispatch(device, &p, &[logits, targets, dloss, dlogits], grid)
 }

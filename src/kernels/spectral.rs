@@ -47,7 +47,7 @@
 //! kink of `Clamp` the midpoint rule picks a one-sided derivative; g is not differentiable
 //! there.)
 
-use super::{same_device, to_u32, Dispatch, Kernel, Shader};
+use super::{same_device, to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -465,7 +465,7 @@ fn dispatch(
     device: &Device,
     kernel: &Kernel<Params>,
     f: SpectralFn,
-    [values, matrices, out]: [&wgpu::Buffer; 3],
+    [values, matrices, out]: [Region<'_>; 3],
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
@@ -506,30 +506,36 @@ fn dispatch(
 /// A launch of `out[b,i,j] = vectors[b,i,j]·g̃(values[b,j])` over `batch` spectra of length
 /// `n` (values ascending, eigenvectors in the columns of `vectors`). H = out·Vᵀ then follows
 /// by a matmul.
-pub fn scale_columns_dispatch(
+pub fn scale_columns_dispatch<'a>(
     device: &Device,
     f: SpectralFn,
-    values: &wgpu::Buffer,
-    vectors: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    values: impl Into<Region<'a>>,
+    vectors: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
+    let values: Region<'a> = values.into();
+    let vectors: Region<'a> = vectors.into();
+    let out: Region<'a> = out.into();
     dispatch(device, &SCALE_COLUMNS, f, [values, vectors, out], batch, n)
 }
 
 /// A launch of `out[b,i,j] = Lw_ij(values[b])·(s[b,i,j] + s[b,j,i])/2` (+ τ_b on the diagonal
 /// for `Shrink`, + `tr(s[b])`·∂g/∂λ_max at (n−1, n−1) for `Normalize`) over `batch` spectra of
 /// length `n` (values ascending).
-pub fn loewner_product_dispatch(
+pub fn loewner_product_dispatch<'a>(
     device: &Device,
     f: SpectralFn,
-    values: &wgpu::Buffer,
-    s: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    values: impl Into<Region<'a>>,
+    s: impl Into<Region<'a>>,
+    out: impl Into<Region<'a>>,
     batch: usize,
     n: usize,
 ) -> Result<Dispatch> {
+    let values: Region<'a> = values.into();
+    let s: Region<'a> = s.into();
+    let out: Region<'a> = out.into();
     dispatch(device, &LOEWNER_PRODUCT, f, [values, s, out], batch, n)
 }
 

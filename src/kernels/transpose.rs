@@ -7,7 +7,7 @@
 //! type).
 
 use super::autotune::{self, Tunable, Variant};
-use super::{to_u32, Dispatch, Kernel, Shader};
+use super::{to_u32, Dispatch, Kernel, Region, Shader};
 use crate::device::{Device, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::pipeline::{KernelSpec, SharedConstant};
@@ -118,14 +118,16 @@ pub fn transpose_shape(x: &[usize]) -> Result<Vec<usize>> {
 /// A launch writing the transpose of each of `batch` row-major `rows × cols` matrices in `x`
 /// into `y` (`batch × cols × rows`), with the kernel [`autotune::variant`] picks for
 /// [`Transpose`] on `device`.
-pub fn transpose_dispatch(
+pub fn transpose_dispatch<'a>(
     device: &Device,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     batch: usize,
     rows: usize,
     cols: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     transpose_dispatch_with(
         device,
         autotune::variant::<Transpose>(device),
@@ -138,15 +140,17 @@ pub fn transpose_dispatch(
 }
 
 /// [`transpose_dispatch`] with an explicit kernel choice (tests run both on every adapter).
-pub fn transpose_dispatch_with(
+pub fn transpose_dispatch_with<'a>(
     device: &Device,
     kernel: TransposeKernel,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
+    x: impl Into<Region<'a>>,
+    y: impl Into<Region<'a>>,
     batch: usize,
     rows: usize,
     cols: usize,
 ) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
     if batch == 0 || rows == 0 || cols == 0 {
         return Err(Error::Empty {
             op: "transpose".into(),

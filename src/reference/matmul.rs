@@ -1,6 +1,8 @@
-//! Reference twin of `kernels::matmul`, on nalgebra's GEMM.
+//! Reference twin of `kernels::matmul`, on nalgebra's GEMM, with its epilogues.
 
+use super::elementwise::{binary, unary};
 use super::Real;
+use crate::kernels::elementwise::{BinaryOp, Broadcast, UnaryOp};
 use crate::kernels::matmul::MatmulDims;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 
@@ -47,4 +49,55 @@ pub fn matmul<T: Real>(a: &[T], b: &[T], dims: &MatmulDims) -> Vec<T> {
         DMatrixViewMut::from_slice(c, n, m).gemm(T::one(), &bt, &at, T::zero());
     }
     c
+}
+
+/// What the reference does after the product: the twin of
+/// [`Epilogue`](crate::kernels::matmul::Epilogue), over slices.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a, T> {
+    /// C = op(A)·op(B).
+    None,
+    /// C = f(op(A)·op(B) + bias), the bias one value per column.
+    Forward {
+        /// One value per column of C.
+        bias: Option<&'a [T]>,
+        /// f: ReLU, tanh or GELU (none: the identity).
+        activation: Option<UnaryOp>,
+    },
+    /// C = rule(saved, op(A)·op(B)).
+    Backward {
+        /// An activation's backward rule.
+        rule: BinaryOp,
+        /// The forward value the rule reads, C's shape.
+        saved: &'a [T],
+    },
+}
+
+/// The twin of a fused matmul: (C, the argument of the activation) for `epilogue` — the
+/// product, bias and map computed one after the other as the unfused ops would.
+pub fn fused<T: Real>(
+    a: &[T],
+    b: &[T],
+    dims: &MatmulDims,
+    epilogue: Epilogue<'_, T>,
+) -> (Vec<T>, Vec<T>) {
+    let c = matmul(a, b, dims);
+    match epilogue {
+        Epilogue::None => (c.clone(), c),
+        Epilogue::Forward { bias, activation } => {
+            let pre = match bias {
+                Some(bias) => binary(BinaryOp::Add, &c, bias, Broadcast::row_vector(dims.n)),
+                None => c,
+            };
+            let out = match activation {
+                Some(f) => unary(f, &pre),
+                None => pre.clone(),
+            };
+            (out, pre)
+        }
+        Epilogue::Backward { rule, saved } => {
+            let out = binary(rule, saved, &c, Broadcast::full(c.len()));
+            (out, c)
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The device buffers of a GPU plan, created once at compile time: the pool that compute ops'
 //! values share, the buffers owned by inputs and resident tensors (filled by their
-//! initialisers), the step's hyperparameter words and status, and scratch for ops' private
-//! intermediates.
+//! initialisers), the arenas the optimizer's parameters, gradients and state are packed into,
+//! the step's hyperparameter words and status, and scratch for ops' private intermediates.
 //!
 //! Every value buffer is reference-counted, so a buffer can serve several plans: a plan
 //! compiled with [`Residents::SharedWith`] (an inference plan) takes another plan's resident
@@ -11,10 +11,40 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::layout::{init_values, value_bytes, Layout, Storage};
 use crate::graph::{Graph, Node, Op, Role, Value};
-use crate::kernels;
+use crate::kernels::{self, Region};
 use crate::tensor::TENSOR_USAGE;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
+
+/// Where a value lives: a range of a reference-counted buffer (the whole of it unless the value
+/// is packed into an arena).
+#[derive(Clone, Debug)]
+pub(super) struct Placed {
+    /// The buffer.
+    pub buffer: Arc<wgpu::Buffer>,
+    /// Byte offset of the value.
+    pub offset: u64,
+    /// Bytes the value may use: its own size in an arena, the whole buffer otherwise.
+    pub size: u64,
+}
+
+impl Placed {
+    /// All of `buffer`.
+    fn whole(buffer: Arc<wgpu::Buffer>) -> Placed {
+        let size = buffer.size();
+        Placed {
+            buffer,
+            offset: 0,
+            size,
+        }
+    }
+
+    /// The region kernels bind.
+    pub fn region(&self) -> Region<'_> {
+        Region::new(&self.buffer, self.offset, self.size)
+            .expect("placements are aligned ranges of their buffers")
+    }
+}
 
 /// Where a plan's resident tensors come from.
 pub(super) enum Residents<'a> {
@@ -28,12 +58,10 @@ pub(super) enum Residents<'a> {
 
 /// Every buffer a compiled plan binds.
 pub(super) struct Buffers {
-    /// The buffer of every node that has a value (owned or pooled; aliases resolved).
-    values: Vec<Option<Arc<wgpu::Buffer>>>,
+    /// Where every node that has a value keeps it (owned, pooled or packed; aliases resolved).
+    values: Vec<Option<Placed>>,
     /// The step's hyperparameter words ([`kernels::optim::HYPER_WORDS`]).
     pub hyper: wgpu::Buffer,
-    /// Squared gradient norms, one word per gradient of the widest clipping op.
-    pub norms: wgpu::Buffer,
     /// The step status (`kernels::finite::status_buffer`): its header and one slot per
     /// thing the step watches (`graph::status::StepWatch`).
     pub status: wgpu::Buffer,
@@ -43,19 +71,19 @@ pub(super) struct Buffers {
 
 impl Buffers {
     /// Drops the plan's references to its buffers and destroys the ones only it holds (a
-    /// plan's own hyperparameter words and norms), so that dropping a plan frees its memory
+    /// plan's own hyperparameter words and status), so that dropping a plan frees its memory
     /// without waiting for the next submission; shared resident buffers live on in the
     /// plans that still hold them.
     pub fn release(&mut self) {
         self.values.clear();
         self.scratch.clear();
         self.hyper.destroy();
-        self.norms.destroy();
+        self.status.destroy();
     }
 
-    /// Creates the pool and the owned buffers `layout` asks for (resident tensors as
-    /// `residents` says), the hyperparameter words, the norms and the status of a step
-    /// watching `watched` things.
+    /// Creates the pool, the arenas and the owned buffers `layout` asks for (resident tensors
+    /// as `residents` says, in their own buffer or at their range of an arena), the
+    /// hyperparameter words and the status of a step watching `watched` things.
     pub fn allocate(
         device: &Device,
         graph: &Graph,
@@ -68,11 +96,16 @@ impl Buffers {
             .iter()
             .map(|&bytes| empty(device, "plan pool buffer", bytes).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
-        let mut values: Vec<Option<Arc<wgpu::Buffer>>> = Vec::with_capacity(graph.nodes().len());
+        let arenas = match residents {
+            Residents::Fresh(seed) => arenas(device, graph, layout, *seed)?,
+            // A plan that shares resident tensors packs none (`GpuPlan::compile_sharing`).
+            Residents::SharedWith(..) => Vec::new(),
+        };
+        let mut values: Vec<Option<Placed>> = Vec::with_capacity(graph.nodes().len());
         for (i, node) in graph.nodes().iter().enumerate() {
-            let buffer = match layout.storage[i] {
-                Storage::None => None,
-                Storage::Pooled(b) => Some(pool[b].clone()),
+            let placed = match layout.storage[i] {
+                Storage::None | Storage::Fused => None,
+                Storage::Pooled(b) => Some(Placed::whole(pool[b].clone())),
                 Storage::Alias(r) => values[r.0].clone(),
                 Storage::Owned => Some(match (residents, &node.op) {
                     (Residents::SharedWith(source, buffers), Op::Param { role, .. })
@@ -81,39 +114,49 @@ impl Buffers {
                         buffers.shared(counterpart(source, node, *role)?)?
                     }
                     (Residents::Fresh(seed), _) => {
-                        Arc::new(owned(device, node, seed.wrapping_add(i as u64))?)
+                        Placed::whole(Arc::new(owned(device, node, seed.wrapping_add(i as u64))?))
                     }
-                    (Residents::SharedWith(..), _) => Arc::new(owned(device, node, i as u64)?),
+                    (Residents::SharedWith(..), _) => {
+                        Placed::whole(Arc::new(owned(device, node, i as u64)?))
+                    }
+                }),
+                Storage::Packed { arena, offset } => Some(Placed {
+                    buffer: arenas[arena].clone(),
+                    offset,
+                    size: value_bytes(&node.shape),
                 }),
             };
-            values.push(buffer);
+            values.push(placed);
         }
-        let widest_clip = graph
-            .nodes()
-            .iter()
-            .filter(|n| matches!(n.op, Op::ClipGradients { .. }))
-            .map(|n| n.inputs.len())
-            .max()
-            .unwrap_or(0);
         Ok(Buffers {
             values,
             hyper: kernels::optim::hyper_buffer(device),
-            norms: empty(device, "gradient norms", (widest_clip.max(1) * 4) as u64)?,
             status: kernels::finite::status_buffer(device, watched),
             scratch: Vec::new(),
         })
     }
 
-    /// The buffer of `v`.
-    pub fn value(&self, v: Value) -> Result<&wgpu::Buffer> {
+    /// The region of `v`.
+    pub fn value(&self, v: Value) -> Result<Region<'_>> {
         self.values
             .get(v.0)
-            .and_then(|b| b.as_deref())
+            .and_then(Option::as_ref)
+            .map(Placed::region)
             .ok_or_else(|| no_buffer(v))
     }
 
-    /// The buffer of `v`, shared (for work that copies from it, such as a solve's input).
-    pub fn shared(&self, v: Value) -> Result<Arc<wgpu::Buffer>> {
+    /// The whole buffer `v` lives in: for a packed value, its arena.
+    pub fn arena_of(&self, v: Value) -> Result<Region<'_>> {
+        self.values
+            .get(v.0)
+            .and_then(Option::as_ref)
+            .map(|p| Region::whole(&p.buffer))
+            .ok_or_else(|| no_buffer(v))
+    }
+
+    /// Where `v` lives, shared (for work that copies from it, such as a solve's input, and for
+    /// a plan that shares resident tensors).
+    pub fn shared(&self, v: Value) -> Result<Placed> {
         self.values
             .get(v.0)
             .cloned()
@@ -125,6 +168,45 @@ impl Buffers {
     pub fn keep_scratch(&mut self, scratch: Vec<wgpu::Buffer>) {
         self.scratch.extend(scratch);
     }
+}
+
+/// The arenas `layout` packs values into, with every packed resident tensor's initial values
+/// at its range and zeros elsewhere (the padding between ranges, and packed gradients, which
+/// the step writes).
+fn arenas(
+    device: &Device,
+    graph: &Graph,
+    layout: &Layout,
+    seed: u64,
+) -> Result<Vec<Arc<wgpu::Buffer>>> {
+    let mut contents: Vec<Vec<f32>> = Vec::with_capacity(layout.arenas.len());
+    for &bytes in &layout.arenas {
+        device.check_buffer_size("optimizer arena", bytes)?;
+        contents.push(vec![0.0; (bytes / 4) as usize]);
+    }
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if let (Storage::Packed { arena, offset }, Op::Param { init, .. }) =
+            (layout.storage[i], &node.op)
+        {
+            let data = init_values(init, &node.shape, seed.wrapping_add(i as u64))?;
+            let at = (offset / 4) as usize;
+            contents[arena][at..at + data.len()].copy_from_slice(&data);
+        }
+    }
+    Ok(contents
+        .iter()
+        .map(|data| {
+            Arc::new(
+                device
+                    .wgpu_device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("optimizer arena"),
+                        contents: bytemuck::cast_slice(data),
+                        usage: TENSOR_USAGE,
+                    }),
+            )
+        })
+        .collect())
 }
 
 fn no_buffer(v: Value) -> Error {

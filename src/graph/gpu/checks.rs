@@ -2,20 +2,23 @@
 //! inside its one submission, finite checks of the losses and gradients and a gate right
 //! before its first update, and a second gate at its end; the updates and running averages
 //! read the halt and record their own findings (`kernels::optim`). Nothing is read back until
-//! the caller asks ([`read`]); writing the plan's tensors records a [`record_reset`].
+//! the caller asks ([`read`]); writing the plan's tensors records a [`record_reset`]. The
+//! gradients of a packed group (`pack`) are checked by one launch over their arena, each
+//! finding recorded in its own update's slot, like the group's update itself.
 
 use super::alloc::Buffers;
 use super::lower::Recorded;
+use super::pack::{Group, Packing};
 use super::schedule::Slot;
 use super::solve::Solves;
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::layout::Layout;
 use crate::graph::status::{StepStatus, StepWatch, Watched};
 use crate::graph::{Graph, Op, Value};
 use crate::kernels::finite::{
-    decode_flags, decode_halt, finite_check_dispatch, gate_dispatch, FLAG_WORDS,
-    STATUS_HEADER_SLOTS,
+    decode_flags, decode_halt, finite_check_dispatch, finite_check_parts_dispatch, gate_dispatch,
+    FLAG_WORDS, STATUS_HEADER_SLOTS,
 };
 use crate::tensor::read_words;
 
@@ -30,6 +33,7 @@ pub(super) fn insert(
     layout: &Layout,
     buffers: &Buffers,
     watch: &StepWatch,
+    packing: &Packing,
     recording: &mut Vec<(Slot, Recorded)>,
 ) -> Result<()> {
     if watch.len() == 0 {
@@ -53,9 +57,27 @@ pub(super) fn insert(
     let ready = |v: Value| last_launch[layout.root(v).0].is_none_or(|p| p < at);
     let status = &buffers.status;
     let (mut before, mut after) = (Vec::new(), Vec::new());
+    // One check over the gradient arena of each packed group whose gradients are all ready.
+    let (mut checked, mut packed) = (vec![false; graph.nodes().len()], Vec::new());
+    for g in &packing.groups {
+        let grads: Vec<Value> = g
+            .updates
+            .iter()
+            .map(|&u| graph.nodes()[u].inputs[1])
+            .collect();
+        if grads.iter().all(|&v| ready(v)) {
+            let arena = buffers.arena_of(grads[0])?;
+            let parts = group_parts(graph, buffers, watch, g)?;
+            packed.push(finite_check_parts_dispatch(
+                device, arena, status, &parts, g.len,
+            )?);
+            g.updates.iter().for_each(|&u| checked[u] = true);
+        }
+    }
     for (slot, watched) in watch.iter() {
         let (v, is_loss) = match *watched {
             Watched::Loss(v) => (v, true),
+            Watched::Update { node, .. } if checked[node] => continue,
             Watched::Update { grad, .. } => (grad, false),
             Watched::RunningStatistic { .. } => continue,
         };
@@ -75,12 +97,42 @@ pub(super) fn insert(
             after.push(check()?);
         }
     }
+    before.extend(packed);
     before.push(gate_dispatch(device, status, watch.len())?);
     after.push(gate_dispatch(device, status, watch.len())?);
     let tagged = |d| (Slot::Status, Recorded::Dispatch(d));
     recording.splice(at..at, before.into_iter().map(tagged));
     recording.extend(after.into_iter().map(tagged));
     Ok(())
+}
+
+/// Where each update of packed group `g` records itself: its parameter's first element in the
+/// group's arenas and its slot in the step status (counted from the buffer's start), in the
+/// group's order — the `parts` of the group's gradient check and update.
+pub(super) fn group_parts(
+    graph: &Graph,
+    buffers: &Buffers,
+    watch: &StepWatch,
+    g: &Group,
+) -> Result<Vec<(usize, usize)>> {
+    g.updates
+        .iter()
+        .map(|&u| {
+            let param = graph.nodes()[u].inputs[0];
+            let at = buffers.value(param)?.offset() - buffers.arena_of(param)?.offset();
+            Ok(((at / 4) as usize, status_slot(graph, watch, u)?))
+        })
+        .collect()
+}
+
+/// The slot in the step status (counted from the buffer's start) where update or running
+/// average `node` records itself.
+pub(super) fn status_slot(graph: &Graph, watch: &StepWatch, node: usize) -> Result<usize> {
+    let slot = watch.slot_of(node).ok_or_else(|| {
+        let name = &graph.nodes()[node].name;
+        Error::InvalidArgument(format!("{name} is not watched by the step"))
+    })?;
+    Ok(STATUS_HEADER_SLOTS + slot)
 }
 
 /// Records what writing a plan's tensors asks for: the step status cleared, and every solve
@@ -156,8 +208,8 @@ mod tests {
         assert_eq!(
             items[first_update - 3..=first_update],
             [
-                status("finite_check"), // the loss
-                status("finite_check"), // the gradient
+                status("finite_check"),       // the loss
+                status("finite_check_parts"), // the gradient, packed for the update
                 status("gate"),
                 (Slot::Node(update.index()), "sgd")
             ]

@@ -1,18 +1,26 @@
 //! Lowering: the one place where a graph op becomes kernel launches. [`Lowering::lower`] is
 //! the table — one arm per op family, each a short function that builds the family's
-//! dispatches over the plan's buffers. Everything is built here, once, at compile time; a
-//! step only records what this produced.
+//! dispatches over the plan's buffers; a fused chain ([`Fusion`]) becomes one launch at its
+//! last node and nothing at the others, and the packed updates of a rule ([`Packing`]) one
+//! launch at their first. Everything is built here, once, at compile time; a step only
+//! records what this produced.
 
 use super::alloc::{scratch, Buffers};
+use super::checks;
+use super::fuse::{Chain, Fusion};
+use super::pack::Packing;
 use super::solve::{batch_n, Solves};
 use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph::status::StepWatch;
 use crate::graph::{rows_cols, Graph, Node, Op, Value};
-use crate::kernels::matmul::{matmul_dispatch, matmul_shape, MatmulDims};
+use crate::kernels::matmul::{
+    fused_matmul_dispatch, matmul_dispatch, matmul_shape, Epilogue, MatmulDims,
+};
+use crate::kernels::optim::StatusSlot;
 use crate::kernels::reduce::{Axis, ReduceOp};
 use crate::kernels::spectral::SpectralFn;
-use crate::kernels::{self, Dispatch};
+use crate::kernels::{self, Dispatch, Region};
 
 /// One item of a step's recording.
 pub(super) enum Recorded {
@@ -23,25 +31,31 @@ pub(super) enum Recorded {
 }
 
 /// What lowering needs: the device, the graph, the buffers, the solves (a spectral function
-/// that no hoisted solve serves gets its own here), what the step watches (the status slots
-/// of the updates and running averages), and the scratch it creates.
+/// that no hoisted solve serves gets its own here), the plan's fused chains and packed
+/// updates, what the step watches (the status slots of the updates and running averages),
+/// and the scratch it creates.
 pub(super) struct Lowering<'a> {
     device: &'a Device,
     graph: &'a Graph,
     buffers: &'a Buffers,
     solves: &'a mut Solves,
+    fusion: &'a Fusion,
+    packing: &'a Packing,
     watch: &'a StepWatch,
     /// Scratch buffers the lowered dispatches bind; the plan keeps them alive.
     pub scratch: Vec<wgpu::Buffer>,
 }
 
 impl<'a> Lowering<'a> {
-    /// A lowering of `graph` over `buffers` and `solves`, watched as `watch` says.
+    /// A lowering of `graph` over `buffers` and `solves`, with `fusion` and `packing`,
+    /// watched as `watch` says.
     pub fn new(
         device: &'a Device,
         graph: &'a Graph,
         buffers: &'a Buffers,
         solves: &'a mut Solves,
+        fusion: &'a Fusion,
+        packing: &'a Packing,
         watch: &'a StepWatch,
     ) -> Lowering<'a> {
         Lowering {
@@ -49,6 +63,8 @@ impl<'a> Lowering<'a> {
             graph,
             buffers,
             solves,
+            fusion,
+            packing,
             watch,
             scratch: Vec::new(),
         }
@@ -65,6 +81,12 @@ impl<'a> Lowering<'a> {
     pub fn lower(&mut self, i: usize) -> Result<Vec<Recorded>> {
         let graph = self.graph;
         let node = &graph.nodes()[i];
+        if self.fusion.runs_at[i] != i {
+            return Ok(Vec::new());
+        }
+        if let Some(chain) = self.fusion.chains.get(&i) {
+            return Ok(vec![Recorded::Dispatch(self.fused(chain)?)]);
+        }
         let launches = match &node.op {
             Op::Input | Op::Param { .. } | Op::Reshape => Vec::new(),
             Op::MatMul { trans_a, trans_b } => self.matmul(node, i, *trans_a, *trans_b)?,
@@ -81,18 +103,18 @@ impl<'a> Lowering<'a> {
         Ok(launches.into_iter().map(Recorded::Dispatch).collect())
     }
 
-    /// The buffer of value `v`.
-    fn buffer(&self, v: Value) -> Result<&'a wgpu::Buffer> {
+    /// The region of value `v`.
+    fn buffer(&self, v: Value) -> Result<Region<'a>> {
         self.buffers.value(v)
     }
 
-    /// The buffer of input `k` of `node`.
-    fn input(&self, node: &Node, k: usize) -> Result<&'a wgpu::Buffer> {
+    /// The region of input `k` of `node`.
+    fn input(&self, node: &Node, k: usize) -> Result<Region<'a>> {
         self.buffer(node.inputs[k])
     }
 
-    /// The output buffer of node `i`.
-    fn out(&self, i: usize) -> Result<&'a wgpu::Buffer> {
+    /// The output region of node `i`.
+    fn out(&self, i: usize) -> Result<Region<'a>> {
         self.buffer(Value(i))
     }
 
@@ -112,6 +134,45 @@ impl<'a> Lowering<'a> {
             b,
             self.out(i)?,
         )?])
+    }
+
+    /// A fused chain: its matmul with the chain's other ops in the epilogue, writing the
+    /// chain's last value (and the activation's argument where the chain stores it).
+    fn fused(&self, chain: &Chain) -> Result<Dispatch> {
+        let graph = self.graph;
+        let node = &graph.nodes()[chain.matmul()];
+        let Op::MatMul { trans_a, trans_b } = node.op else {
+            unreachable!("a chain starts at a matmul")
+        };
+        let (_, dims) = matmul_shape(self.shape(node, 0), self.shape(node, 1), trans_a, trans_b)?;
+        let epilogue = match *chain {
+            Chain::Forward {
+                bias, activation, ..
+            } => Epilogue::Forward {
+                bias: bias.map(|b| self.input(&graph.nodes()[b], 1)).transpose()?,
+                activation: activation.map(|a| match graph.nodes()[a].op {
+                    Op::Unary(u) => u,
+                    _ => unreachable!("a chain's activation is a unary op"),
+                }),
+                pre: chain
+                    .stored_before_end(&self.fusion.unstored)
+                    .map(|v| self.out(v))
+                    .transpose()?,
+            },
+            Chain::Backward { rule, .. } => {
+                let rule_node = &graph.nodes()[rule];
+                let Op::Binary { op, .. } = rule_node.op else {
+                    unreachable!("a backward chain ends in a binary rule")
+                };
+                Epilogue::Backward {
+                    rule: op,
+                    saved: self.input(rule_node, 0)?,
+                }
+            }
+        };
+        let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
+        let c = self.out(chain.end())?;
+        fused_matmul_dispatch(self.device, &dims, [a, b, c], epilogue, None)
     }
 
     /// Unary maps, binary maps with broadcasting, and scaled broadcasts.
@@ -250,93 +311,132 @@ impl<'a> Lowering<'a> {
     ) -> Result<Vec<Dispatch>> {
         let (batch, n) = batch_n(&node.shape);
         let (_, member) = self.solves.member(node.inputs[1].0)?;
-        let (values, v) = (&member.values, &member.vectors);
+        let (values, v) = (Region::from(&member.values), Region::from(&member.vectors));
         let t1 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
         let t2 = scratch(self.device, "spectral backward scratch", batch * n * n)?;
-        let mm =
-            |ta, tb, a, b, c| matmul_dispatch(self.device, &square_dims(batch, n, ta, tb), a, b, c);
+        let (r1, r2) = (Region::from(&t1), Region::from(&t2));
+        let mm = |ta, tb, a: Region<'_>, b: Region<'_>, c: Region<'_>| {
+            matmul_dispatch(self.device, &square_dims(batch, n, ta, tb), a, b, c)
+        };
         let dh = self.input(node, 0)?;
         // S = Vᵀ·dH·V, P = Lw ∘ sym(S), dG = V·P·Vᵀ.
         let launches = vec![
-            mm(false, false, dh, v, &t1)?,
-            mm(true, false, v, &t1, &t2)?,
-            kernels::spectral::loewner_product_dispatch(
-                self.device,
-                f,
-                values,
-                &t2,
-                &t1,
-                batch,
-                n,
-            )?,
-            mm(false, false, v, &t1, &t2)?,
-            mm(false, true, &t2, v, self.out(i)?)?,
+            mm(false, false, dh, v, r1)?,
+            mm(true, false, v, r1, r2)?,
+            kernels::spectral::loewner_product_dispatch(self.device, f, values, r2, r1, batch, n)?,
+            mm(false, false, v, r1, r2)?,
+            mm(false, true, r2, v, self.out(i)?)?,
         ];
         self.scratch.extend([t1, t2]);
         Ok(launches)
     }
 
+    /// The slot in the step status where node `i` (an update or a running average) records
+    /// itself.
+    fn status_slot(&self, i: usize) -> Result<StatusSlot<'a>> {
+        Ok(StatusSlot {
+            buffer: &self.buffers.status,
+            slot: checks::status_slot(self.graph, self.watch, i)?,
+        })
+    }
+
     /// In-place ops on resident tensors: running averages (a check of the new value, then the
-    /// average, which a finding skips), gradient clipping (a squared norm per gradient, then
-    /// the scale), optimizer updates. Averages and updates record in the step status.
-    fn optimizer(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+    /// average, which a finding skips), gradient clipping (the squared norm of each packed
+    /// group's gradient arena and of every other gradient, then the scale), optimizer updates
+    /// (one launch per packed group, at its first update; one per update that is not packed).
+    /// Averages and updates record in the step status.
+    fn optimizer(&mut self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
         use kernels::finite::finite_check_dispatch;
         use kernels::optim::{
-            clip_dispatch, ema_dispatch, sumsq_dispatch, update_dispatch, StatusSlot,
+            clip_dispatch, ema_dispatch, packed_update_dispatch, sumsq_dispatch, sumsq_parts,
+            update_dispatch,
         };
-        let (device, hyper, norms) = (self.device, &self.buffers.hyper, &self.buffers.norms);
+        let device = self.device;
+        let hyper = Region::from(&self.buffers.hyper);
         let len = |v: Value| self.graph.shape(v).iter().product::<usize>();
-        let status = || -> Result<StatusSlot> {
-            let slot = self.watch.slot_of(i).ok_or_else(|| {
-                Error::InvalidArgument(format!("{} is not watched by the step", node.name))
-            })?;
-            Ok(StatusSlot {
-                buffer: &self.buffers.status,
-                slot: kernels::finite::STATUS_HEADER_SLOTS + slot,
-            })
-        };
         Ok(match &node.op {
             Op::Ema { momentum } => {
                 let (state, value) = (self.input(node, 0)?, self.input(node, 1)?);
-                let (status, n) = (status()?, len(node.inputs[0]));
+                let (status, n) = (self.status_slot(i)?, len(node.inputs[0]));
                 vec![
                     finite_check_dispatch(device, value, status.buffer, n, status.slot)?,
                     ema_dispatch(device, state, value, status, n, *momentum)?,
                 ]
             }
             Op::ClipGradients { max_norm } => {
-                let mut launches = node
-                    .inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(slot, &g)| sumsq_dispatch(device, self.buffer(g)?, norms, len(g), slot))
-                    .collect::<Result<Vec<_>>>()?;
-                launches.push(clip_dispatch(
-                    device,
-                    hyper,
-                    norms,
-                    node.inputs.len(),
-                    *max_norm,
-                )?);
+                // (gradient region, elements) of each sum of squares.
+                let mut sums: Vec<(Region<'a>, usize)> = Vec::new();
+                let mut covered = vec![false; node.inputs.len()];
+                for g in &self.packing.groups {
+                    let grads: Vec<Value> = g
+                        .updates
+                        .iter()
+                        .map(|&u| self.graph.nodes()[u].inputs[1])
+                        .collect();
+                    let inside: Vec<usize> = grads
+                        .iter()
+                        .filter_map(|gv| node.inputs.iter().position(|v| v == gv))
+                        .collect();
+                    if inside.len() == grads.len() {
+                        inside.iter().for_each(|&k| covered[k] = true);
+                        let arena = self.buffers.arena_of(grads[0])?;
+                        sums.push((arena, g.len));
+                    }
+                }
+                for (k, &v) in node.inputs.iter().enumerate() {
+                    if !covered[k] {
+                        sums.push((self.buffer(v)?, len(v)));
+                    }
+                }
+                let slots: usize = sums.iter().map(|&(_, n)| sumsq_parts(n)).sum();
+                let norms = scratch(device, "gradient norms", slots)?;
+                let mut launches = Vec::with_capacity(sums.len() + 1);
+                let mut slot = 0;
+                for (grad, n) in sums {
+                    launches.push(sumsq_dispatch(device, grad, &norms, n, slot)?);
+                    slot += sumsq_parts(n);
+                }
+                launches.push(clip_dispatch(device, hyper, &norms, slots, *max_norm)?);
+                self.scratch.push(norms);
                 launches
             }
-            Op::Update(rule) => {
-                let states = node.inputs[2..]
-                    .iter()
-                    .map(|&v| self.buffer(v))
-                    .collect::<Result<Vec<_>>>()?;
-                let (param, grad) = (self.input(node, 0)?, self.input(node, 1)?);
-                vec![update_dispatch(
-                    device,
-                    rule,
-                    hyper,
-                    param,
-                    grad,
-                    &states,
-                    status()?,
-                    len(node.inputs[0]),
-                )?]
-            }
+            Op::Update(rule) => match self.packing.group_of[i] {
+                Some(k) => {
+                    let g = &self.packing.groups[k];
+                    if g.runs_at() != i {
+                        return Ok(Vec::new());
+                    }
+                    let first = &self.graph.nodes()[g.updates[0]].inputs;
+                    let states = first[2..]
+                        .iter()
+                        .map(|&s| self.buffers.arena_of(s))
+                        .collect::<Result<Vec<_>>>()?;
+                    let param = self.buffers.arena_of(first[0])?;
+                    let grad = self.buffers.arena_of(first[1])?;
+                    let parts = checks::group_parts(self.graph, self.buffers, self.watch, g)?;
+                    let status = &self.buffers.status;
+                    vec![packed_update_dispatch(
+                        device, rule, hyper, param, grad, &states, status, &parts, g.len,
+                    )?]
+                }
+                None => {
+                    let states = node.inputs[2..]
+                        .iter()
+                        .map(|&v| self.buffer(v))
+                        .collect::<Result<Vec<_>>>()?;
+                    let (param, grad) = (self.input(node, 0)?, self.input(node, 1)?);
+                    vec![update_dispatch(
+                        device,
+                        rule,
+                        hyper,
+                        param,
+                        grad,
+                        &states,
+                        self.status_slot(i)?,
+                        len(node.inputs[0]),
+                    )?]
+                }
+            },
             other => unreachable!("{} is not an optimizer op", other.name()),
         })
     }
@@ -438,9 +538,18 @@ mod tests {
 
         let mut solves = Solves::hoisted(&device, &g, &buffers).unwrap();
         assert_eq!((solves.len(), solves.hoisted_count()), (1, 1));
-        let lowered = Lowering::new(&device, &g, &buffers, &mut solves, &watch)
-            .lower_all()
-            .unwrap();
+        let (fusion, packing) = (Fusion::none(&g), Packing::none(&g));
+        let lowered = Lowering::new(
+            &device,
+            &g,
+            &buffers,
+            &mut solves,
+            &fusion,
+            &packing,
+            &watch,
+        )
+        .lower_all()
+        .unwrap();
         let mut families = std::collections::BTreeSet::new();
         for (i, node) in g.nodes().iter().enumerate() {
             let expected = match &node.op {

@@ -3,20 +3,25 @@
 //! backward and update into one encoder, and submits once. Nothing is read back unless the
 //! caller asks.
 //!
-//! [`GpuPlan::compile`] runs four stages, one module each:
-//! 1. `alloc` — the buffers [`Layout`] asks for: the pool, the owned tensors (filled by their
-//!    initialisers), the hyperparameter words;
-//! 2. `lower` — each op to its kernel launches (one function per op family), with `solve`
+//! [`GpuPlan::compile`] runs these stages, one module each:
+//! 1. `fuse` and `pack` — what runs as one launch: chains of a matmul and elementwise ops
+//!    fused into the matmul's epilogue, and the optimizer updates of a rule packed into arenas
+//!    that one launch updates; together they decide where values live ([`Placement`]);
+//! 2. `alloc` — the buffers [`Layout`] asks for: the pool, the arenas, the owned tensors
+//!    (filled by their initialisers), the hyperparameter words;
+//! 3. `lower` — each op to its kernel launches (one function per op family), with `solve`
 //!    grouping the eigendecompositions of parameter-only spectral functions into batched
 //!    solves;
-//! 3. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
-//!    then the rest in graph order; `checks` adds the step's status checks (see
-//!    [`status`](crate::graph::status));
-//! 4. `stats` — what a step costs ([`PlanStats`]).
+//! 4. `schedule` — the order of a step: parameter-only work and the hoisted solves first,
+//!    independent launches side by side, then the rest in graph order; `checks` adds the
+//!    step's status checks (see [`status`](crate::graph::status));
+//! 5. `stats` — what a step costs ([`PlanStats`]).
 
 mod alloc;
 mod checks;
+mod fuse;
 mod lower;
+mod pack;
 mod schedule;
 mod solve;
 mod stats;
@@ -24,7 +29,7 @@ mod stats;
 pub use crate::profile::StepProfile;
 pub use stats::PlanStats;
 
-use super::layout::{value_bytes, Layout, Storage};
+use super::layout::{value_bytes, Layout, Placement, Storage};
 use super::plan::{Plan, PlanState};
 use super::status::StepWatch;
 use super::{Graph, Value};
@@ -35,7 +40,9 @@ use crate::kernels::optim::hyper_values;
 use crate::profile::{wait_for, PassTimer};
 use crate::tensor::read_buffer;
 use alloc::{Buffers, Residents};
+use fuse::Fusion;
 use lower::{Lowering, Recorded};
+use pack::Packing;
 use schedule::Slot;
 use solve::Solves;
 use std::time::Instant;
@@ -50,6 +57,28 @@ enum StepTimer {
     Ready(PassTimer),
 }
 
+/// What [`GpuPlan::compile_with`] may merge. [`GpuPlan::compile`] merges everything it can;
+/// turning a merge off gives the plain lowering — one launch per op, one update per
+/// parameter — which computes the same values, for comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fuse a matmul with the bias add, activation or activation's backward rule after it
+    /// into one launch.
+    pub fuse: bool,
+    /// Update every parameter of an optimizer rule in one launch, over arenas that pack the
+    /// parameters, gradients and state.
+    pub pack_updates: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            fuse: true,
+            pack_updates: true,
+        }
+    }
+}
+
 /// A graph compiled for one device.
 pub struct GpuPlan {
     state: PlanState,
@@ -57,6 +86,8 @@ pub struct GpuPlan {
     layout: Layout,
     buffers: Buffers,
     solves: Solves,
+    /// The chains fused into one launch each.
+    fusion: Fusion,
     /// What a step watches for NaN and Inf (the slots of `buffers.status`).
     watch: StepWatch,
     /// Everything a step records, in order, each with the node or solve it serves.
@@ -77,12 +108,12 @@ impl GpuPlan {
         outputs: &[Value],
         seed: u64,
     ) -> Result<GpuPlan> {
-        GpuPlan::build(device, graph, outputs, Residents::Fresh(seed))
+        GpuPlan::compile_with(device, graph, outputs, seed, PlanOptions::default())
     }
 
     /// Compiles `graph` on `source`'s device with `source`'s resident tensors: every
-    /// parameter, model state and optimizer state tensor of `graph` *is* the buffer of the
-    /// same name in `source` (no copy; the same name, role and shape are required, else
+    /// parameter, model state and optimizer state tensor of `graph` *is* the storage of the
+    /// same name in `source` — its buffer, or its range of an optimizer arena (no copy; the same name, role and shape are required, else
     /// [`Error::InvalidArgument`] naming the tensor). What one plan's steps or writes change,
     /// the other sees. Constants and everything else are the new plan's own.
     ///
@@ -117,27 +148,67 @@ impl GpuPlan {
     /// ```
     pub fn compile_sharing(graph: &Graph, outputs: &[Value], source: &GpuPlan) -> Result<GpuPlan> {
         let residents = Residents::SharedWith(source.graph(), &source.buffers);
-        GpuPlan::build(&source.device, graph, outputs, residents)
+        // Its resident tensors are `source`'s, wherever they lie: it packs none of its own.
+        let options = PlanOptions {
+            pack_updates: false,
+            ..PlanOptions::default()
+        };
+        GpuPlan::build(&source.device, graph, outputs, residents, options)
     }
 
-    /// Compiles `graph` with its resident tensors from `residents`.
+    /// [`GpuPlan::compile`] merging only what `options` allow.
+    pub fn compile_with(
+        device: &Device,
+        graph: &Graph,
+        outputs: &[Value],
+        seed: u64,
+        options: PlanOptions,
+    ) -> Result<GpuPlan> {
+        GpuPlan::build(device, graph, outputs, Residents::Fresh(seed), options)
+    }
+
+    /// Compiles `graph` with its resident tensors from `residents`, merging what `options`
+    /// allow.
     fn build(
         device: &Device,
         graph: &Graph,
         outputs: &[Value],
         residents: Residents,
+        options: PlanOptions,
     ) -> Result<GpuPlan> {
         let _gl = device.gl_guard();
         let pipelines_before = device.pipelines_created();
         let watch = StepWatch::of(graph);
         // The losses keep their buffers: the status checks read them after the backward pass.
         let kept = [outputs, graph.losses()].concat();
-        let layout = Layout::new(graph, &kept)?;
+        let fusion = if options.fuse {
+            Fusion::find(graph, &kept)
+        } else {
+            Fusion::none(graph)
+        };
+        let packing = if options.pack_updates {
+            Packing::find(device, graph, &fusion)
+        } else {
+            Packing::none(graph)
+        };
+        let mut placement = Placement::plain(graph);
+        fusion.place(&mut placement);
+        packing.place(graph, &mut placement);
+        let layout = Layout::placed(graph, &kept, &placement)?;
         let mut buffers = Buffers::allocate(device, graph, &layout, &residents, watch.len())?;
-        let (solves, lowered) = lower_graph(device, graph, &mut buffers, &watch)?;
+        let (solves, lowered) =
+            lower_graph(device, graph, &mut buffers, &fusion, &packing, &watch)?;
         let order = schedule::order(graph, |i| solves.is_hoisted(i), solves.hoisted_count());
         let mut recording = schedule::flatten(&order, lowered);
-        checks::insert(device, graph, &layout, &buffers, &watch, &mut recording)?;
+        checks::insert(
+            device,
+            graph,
+            &layout,
+            &buffers,
+            &watch,
+            &packing,
+            &mut recording,
+        )?;
         device.synchronize()?;
         let stats = PlanStats::of(
             graph,
@@ -153,6 +224,7 @@ impl GpuPlan {
             layout,
             buffers,
             solves,
+            fusion,
             watch,
             recording,
             outputs: outputs.to_vec(),
@@ -235,7 +307,14 @@ impl GpuPlan {
             };
             if theirs.contains(&src) && other_graph.shape(src) == node.shape.as_slice() {
                 let (from, to) = (other.buffers.value(src)?, self.buffers.value(v)?);
-                encoder.copy_buffer_to_buffer(from, 0, to, 0, value_bytes(&node.shape));
+                let bytes = value_bytes(&node.shape);
+                encoder.copy_buffer_to_buffer(
+                    from.buffer(),
+                    from.offset(),
+                    to.buffer(),
+                    to.offset(),
+                    bytes,
+                );
                 copied += 1;
             }
         }
@@ -243,6 +322,17 @@ impl GpuPlan {
         self.device.queue().submit([encoder.finish()]);
         self.device.take_error()?;
         Ok(copied)
+    }
+
+    /// The kernels a step launches, in order, by entry point (an eigendecomposition, with its
+    /// copies and passes, shows as one `"eigh"`): which ops fused and how the optimizer runs.
+    pub fn launches(&self) -> Vec<&'static str> {
+        self.recorded(None)
+            .map(|r| match r {
+                Recorded::Dispatch(d) => d.label(),
+                Recorded::Solve(_) => "eigh",
+            })
+            .collect()
     }
 
     /// Cost figures of the plan.
@@ -265,10 +355,12 @@ impl GpuPlan {
     ) -> Result<()> {
         self.state.check_inputs(what, inputs, required)?;
         for &(v, data) in inputs {
-            let buffer = self.buffers.value(v)?;
-            self.device
-                .queue()
-                .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+            let region = self.buffers.value(v)?;
+            self.device.queue().write_buffer(
+                region.buffer(),
+                region.offset(),
+                bytemuck::cast_slice(data),
+            );
         }
         Ok(())
     }
@@ -377,7 +469,7 @@ impl GpuPlan {
                 node.name,
                 node.op.name()
             ))),
-            Storage::Owned => Ok(()),
+            Storage::Owned | Storage::Packed { .. } => Ok(()),
             _ if self.outputs.iter().any(|&k| self.layout.root(k) == root) => Ok(()),
             _ => Err(Error::InvalidArgument(format!(
                 "read: {} was not named as an output at compile time; its buffer is reused",
@@ -387,17 +479,19 @@ impl GpuPlan {
     }
 }
 
-/// Lowers every node of `graph` over `buffers`: the hoisted solves, then each node's
-/// launches (element i for node i), watched as `watch` says. The scratch the launches bind
-/// joins `buffers`.
+/// Lowers every node of `graph` over `buffers` with `fusion` and `packing`, watched as
+/// `watch` says: the hoisted solves, then each node's launches (element i for node i). The
+/// scratch the launches bind joins `buffers`.
 fn lower_graph(
     device: &Device,
     graph: &Graph,
     buffers: &mut Buffers,
+    fusion: &Fusion,
+    packing: &Packing,
     watch: &StepWatch,
 ) -> Result<(Solves, Vec<Vec<Recorded>>)> {
     let mut solves = Solves::hoisted(device, graph, buffers)?;
-    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, watch);
+    let mut lowering = Lowering::new(device, graph, buffers, &mut solves, fusion, packing, watch);
     let lowered = lowering.lower_all()?;
     let scratch = lowering.scratch;
     buffers.keep_scratch(scratch);
@@ -430,7 +524,9 @@ impl Plan for GpuPlan {
         self.write_inputs("forward", inputs, |v| needed[v.0])?;
         // The words of the last step (count and rate unchanged), as the reference sees them.
         self.write_hyper(self.state.steps());
-        let commands = self.encode(Some(&needed), None);
+        // A fused launch computes its whole chain: run it if any of the chain is needed.
+        let run = self.fusion.expand(self.state.graph(), &needed);
+        let commands = self.encode(Some(&run), None);
         self.submit(commands)
     }
 
@@ -443,11 +539,13 @@ impl Plan for GpuPlan {
 
     fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
         self.state.check_write(v, data.len())?;
-        let buffer = self.buffers.value(v)?;
+        let region = self.buffers.value(v)?;
         let _gl = self.device.gl_guard();
-        self.device
-            .queue()
-            .write_buffer(buffer, 0, bytemuck::cast_slice(data));
+        self.device.queue().write_buffer(
+            region.buffer(),
+            region.offset(),
+            bytemuck::cast_slice(data),
+        );
         let mut encoder =
             self.device
                 .wgpu_device()

@@ -3,8 +3,13 @@
 //! Work that depends only on resident tensors (an Eigen layer's Gram matrix, its spectral
 //! function, its effective weight) is the same for every batch, so it runs first: the part
 //! that feeds the hoisted solves, the hoisted solves themselves (all Eigen layers of one
-//! order in one batched solve), then the rest of the parameter-only work. Everything else
-//! follows in graph order, which is a topological order.
+//! order in one batched solve), then the rest of the parameter-only work. Within each of these
+//! two parts, work is ordered by depth — every launch that depends only on earlier depths sits
+//! beside the others of its depth (every layer's Gram matrix, then every layer's next step) —
+//! so that launches with no data between them are adjacent and wgpu needs no barrier between
+//! them (see docs/throughput.md). Parameter-only values own their buffers, so this reordering
+//! reuses nothing early. Everything else follows in graph order, which is a topological order
+//! and the one the memory pool's reuse was planned for.
 
 use super::lower::Recorded;
 use crate::graph::Graph;
@@ -21,8 +26,9 @@ pub(super) enum Slot {
 }
 
 /// The order of a step: parameter-only nodes that feed no hoisted solve, the
-/// `hoisted_solves` solves, the parameter-only nodes after them, then every other node in
-/// graph order. `hoisted(i)` says whether node i is decomposed by a hoisted solve.
+/// `hoisted_solves` solves, the parameter-only nodes after them (both parts by depth), then
+/// every other node in graph order. `hoisted(i)` says whether node i is decomposed by a
+/// hoisted solve.
 pub(super) fn order(
     graph: &Graph,
     hoisted: impl Fn(usize) -> bool,
@@ -34,16 +40,27 @@ pub(super) fn order(
     for (i, node) in nodes.iter().enumerate() {
         after_solve[i] = hoisted(i) || node.inputs.iter().any(|v| after_solve[v.0]);
     }
-    let nodes_where = |keep: &dyn Fn(usize) -> bool| -> Vec<Slot> {
-        (0..nodes.len())
-            .filter(|&i| keep(i))
-            .map(Slot::Node)
-            .collect()
+    // Depth: 0 for inputs and resident tensors, else one more than the deepest input.
+    let mut depth = vec![0usize; nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        depth[i] = node
+            .inputs
+            .iter()
+            .map(|v| depth[v.0] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let nodes_where = |keep: &dyn Fn(usize) -> bool, by_depth: bool| -> Vec<Slot> {
+        let mut part: Vec<usize> = (0..nodes.len()).filter(|&i| keep(i)).collect();
+        if by_depth {
+            part.sort_by_key(|&i| depth[i]); // stable: graph order within a depth
+        }
+        part.into_iter().map(Slot::Node).collect()
     };
-    let mut order = nodes_where(&|i| param_only[i] && !after_solve[i]);
+    let mut order = nodes_where(&|i| param_only[i] && !after_solve[i], true);
     order.extend((0..hoisted_solves).map(Slot::Solve));
-    order.extend(nodes_where(&|i| param_only[i] && after_solve[i]));
-    order.extend(nodes_where(&|i| !param_only[i]));
+    order.extend(nodes_where(&|i| param_only[i] && after_solve[i], true));
+    order.extend(nodes_where(&|i| !param_only[i], false));
     order
 }
 
@@ -123,17 +140,18 @@ mod tests {
     }
 
     #[test]
-    fn without_hoisted_solves_parameter_only_work_still_comes_first() {
+    fn without_hoisted_solves_parameter_only_work_still_comes_first_by_depth() {
         let (g, [x, w, gram, h, scaled, effective, y]) = eigen_graph();
         let order = order(&g, |_| false, 0);
         use Slot::Node;
+        // gram and scaled read only w: independent, so side by side.
         assert_eq!(
             order,
             [
                 Node(w),
                 Node(gram),
-                Node(h),
                 Node(scaled),
+                Node(h),
                 Node(effective),
                 Node(x),
                 Node(y)

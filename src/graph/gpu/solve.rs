@@ -5,7 +5,7 @@
 //! solve that runs ahead of the batch work, the others get a solve of their own recorded where
 //! the node is.
 
-use super::alloc::{scratch, Buffers};
+use super::alloc::{scratch, Buffers, Placed};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::graph::status::{non_finite_solve, SolveFault};
@@ -16,14 +16,13 @@ use crate::kernels::jacobi::{
 use crate::tensor::{read_buffer, read_words};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// One spectral-function node's share of a batched solve.
 pub(super) struct Member {
     /// The spectral-function node.
     node: usize,
-    /// The graph buffer holding its matrices.
-    source: Arc<wgpu::Buffer>,
+    /// Where the graph keeps its matrices.
+    source: Placed,
     /// Its first matrix in the solve's batch, and how many it has.
     first: usize,
     count: usize,
@@ -41,8 +40,8 @@ pub(super) struct Solve {
     restart: AtomicBool,
 }
 
-/// A member to be: (node, source buffer, number of matrices).
-type MemberSpec = (usize, Arc<wgpu::Buffer>, usize);
+/// A member to be: (node, where its matrices are, number of matrices).
+type MemberSpec = (usize, Placed, usize);
 
 impl Solve {
     /// A solve of `members`, n×n each, each step started as `warm_start` says (cold, or from
@@ -87,6 +86,14 @@ impl Solve {
         self.plan.dispatches_per_run()
     }
 
+    /// The buffers outside the solve that it copies from or into: its members' matrices,
+    /// eigenvalues and eigenvectors.
+    pub fn copied(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        self.members
+            .iter()
+            .flat_map(|m| [&*m.source.buffer, &m.values, &m.vectors])
+    }
+
     /// Whether the solve serves one of the nodes `needed` marks.
     pub fn serves_any(&self, needed: &[bool]) -> bool {
         self.members.iter().any(|m| needed[m.node])
@@ -105,7 +112,7 @@ impl Solve {
         let input = self.plan.input().buffer();
         for m in &self.members {
             let (at, bytes) = matrices(m);
-            encoder.copy_buffer_to_buffer(&m.source, 0, input, at, bytes);
+            encoder.copy_buffer_to_buffer(&m.source.buffer, m.source.offset, input, at, bytes);
         }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

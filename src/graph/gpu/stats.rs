@@ -5,6 +5,7 @@ use super::solve::Solves;
 use crate::graph::layout::{value_bytes, Layout};
 use crate::graph::{Graph, Op};
 use crate::kernels::optim::HYPER_WORDS;
+use crate::kernels::{BufferUses, LastUse};
 
 /// Cost figures of a compiled plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -13,6 +14,10 @@ pub struct PlanStats {
     pub nodes: usize,
     /// Kernel launches recorded per step.
     pub dispatches_per_step: usize,
+    /// Pipeline barriers wgpu records per step: each is a point where the device waits for
+    /// all the compute work before it (see [`crate::kernels::BufferUses`]; an
+    /// eigendecomposition's launches count one each).
+    pub barriers_per_step: usize,
     /// Queue submissions per step (1 on the GPU).
     pub submits_per_step: usize,
     /// Device bytes of all buffers the plan holds: owned tensors plus the pool.
@@ -34,10 +39,24 @@ impl PlanStats {
     pub(super) fn of<'r>(
         graph: &Graph,
         layout: &Layout,
-        recording: impl Iterator<Item = &'r Recorded>,
+        recording: impl Iterator<Item = &'r Recorded> + Clone,
         solves: &Solves,
         pipelines_built: usize,
     ) -> PlanStats {
+        let mut uses = BufferUses::default();
+        let mut barriers_per_step = 0;
+        for r in recording.clone() {
+            match r {
+                Recorded::Dispatch(d) => barriers_per_step += usize::from(uses.dispatch(d)),
+                Recorded::Solve(k) => {
+                    let solve = solves.get(*k);
+                    barriers_per_step += solve.dispatches();
+                    for b in solve.copied() {
+                        uses.set(b, LastUse::Copy);
+                    }
+                }
+            }
+        }
         let input_bytes: u64 = graph
             .nodes()
             .iter()
@@ -52,6 +71,7 @@ impl PlanStats {
                     Recorded::Solve(k) => solves.get(*k).dispatches(),
                 })
                 .sum(),
+            barriers_per_step,
             submits_per_step: 1,
             peak_bytes: layout.peak_bytes(),
             unpooled_bytes: layout.unpooled_bytes,
