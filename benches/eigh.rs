@@ -18,7 +18,7 @@
 //! The machine ran other builds at the same time (load average 5–7 on 2 cores): absolute
 //! figures are 2–4× pessimistic, ratios within one row are the signal. Warm starts are 2.4–2.9×
 //! faster than cold ones (the prologue's V0ᵀ·A·V0 and the closing Newton–Schulz step cost
-//! about two sweeps). The brief's 64×256 and 8×512 are scaled down to 16×256 and 2×512: at 4×
+//! about two sweeps). The GPU bench's 64×256 and 8×512 are scaled down to 16×256 and 2×512: at 4×
 //! the work of the scaled runs (~15 s each), one GPU iteration of those would take about a
 //! minute. lavapipe runs compute on the CPU, each workgroup's lanes 8-wide on one thread, with
 //! every load and store done lane by lane: it is a correctness target, not a fast one; on a
@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// (batch, n) cases: the brief's 4096×32, 1024×64, 64×256 → 16×256, 8×512 → 2×512.
+/// (batch, n) cases: the GPU bench's 4096×32, 1024×64, 64×256 → 16×256, 8×512 → 2×512.
 const CASES: [(usize, usize); 4] = [(4096, 32), (1024, 64), (16, 256), (2, 512)];
 /// Neighbouring orders (batch, n), (batch, n + 1) across the places where the solver changes
 /// shape — one workgroup per matrix up to 64, then blocked, with more blocks past 128 — timed

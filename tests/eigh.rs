@@ -110,7 +110,7 @@ fn graded(rng: &mut StdRng, n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The families of the brief, by name.
+/// The matrix families every accuracy test draws from, by name.
 fn family(name: &str, rng: &mut StdRng, n: usize) -> Vec<f32> {
     match name {
         "random" => random_symmetric(rng, n),
