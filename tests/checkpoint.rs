@@ -2,38 +2,12 @@
 //! does not depend on the executor, so these tests use the f32 reference executor (no GPU
 //! work); tests/graph_train.rs round-trips a GPU plan.
 
+mod common;
+use common::{checkpoint_model as model, saved_contents as contents};
 use eigengrad::graph::checkpoint;
-use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Plan, Value};
-use eigengrad::optim::Adam;
+use eigengrad::graph::Plan;
 use eigengrad::Error;
 use std::path::{Path, PathBuf};
-
-/// A small model (two parameters plus Adam's state) whose weights depend on `seed`, with
-/// `steps` recorded as its step count.
-fn model(seed: u64, steps: u64) -> (ReferencePlan<f32>, Vec<Value>) {
-    let mut g = Graph::new();
-    let x = g.input("x", &[4, 3]).unwrap();
-    let w = g.param("w", &[3, 5], Init::Normal { std: 1.0 }).unwrap();
-    let b = g.param("b", &[5], Init::Normal { std: 1.0 }).unwrap();
-    let z = g.matmul(x, w, false, false).unwrap();
-    let y = g.add(z, b).unwrap();
-    let loss = g.mean_all(y).unwrap();
-    Adam::new(1e-2).minimize(&mut g, loss).unwrap();
-    let mut plan = ReferencePlan::<f32>::compile(&g, seed).unwrap();
-    plan.set_steps(steps);
-    let saved = plan.saved_values();
-    (plan, saved)
-}
-
-/// Every saved tensor, as bits, and the step count.
-fn contents(plan: &ReferencePlan<f32>, saved: &[Value]) -> (Vec<Vec<u32>>, u64) {
-    let tensors = saved
-        .iter()
-        .map(|&v| plan.read(v).unwrap().iter().map(|x| x.to_bits()).collect())
-        .collect();
-    (tensors, plan.steps())
-}
 
 /// A fresh, empty directory of its own for each test.
 fn temp_dir(test: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 //! a forward pass, warm-start sweep counts over training, and non-finite input.
 
 mod common;
-use common::{device, random};
+use common::{device, random, widen};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::reference::ReferencePlan;
 use eigengrad::graph::{Graph, Init, Plan, Value};
@@ -299,6 +299,30 @@ fn non_finite_weight_is_reported_by_the_status() {
 /// ahead of the batch work; the result is unchanged: a 4-layer Eigen MLP (with the default
 /// gain on its logits layer) trains 5 steps on the GPU like the f64 reference (tolerance as
 /// above, 1e-4 relative).
+/// One training step on the GPU (f32, Jacobi) and on the f64 reference with the same
+/// inputs; the losses must agree to 1e-4 relative — what f32 eigenvectors through a few Eigen
+/// layers of order ≤ 24 allow (a few n·ε relative to the largest eigenvalue per solve).
+fn step_both(
+    gpu: &mut GpuPlan,
+    cpu: &mut ReferencePlan<f64>,
+    inputs: &[(Value, &[f32])],
+    loss: Value,
+    step: u64,
+) {
+    gpu.step(inputs).unwrap();
+    let wide: Vec<(Value, Vec<f64>)> = inputs.iter().map(|(v, d)| (*v, widen(d))).collect();
+    let wide: Vec<(Value, &[f64])> = wide.iter().map(|(v, d)| (*v, d.as_slice())).collect();
+    cpu.step(&wide).unwrap();
+    let (a, b) = (
+        gpu.read(loss).unwrap()[0] as f64,
+        cpu.read(loss).unwrap()[0],
+    );
+    assert!(
+        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+        "step {step}: loss {a} vs {b}"
+    );
+}
+
 #[test]
 fn equal_size_layers_share_one_batched_solve() {
     use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
@@ -328,17 +352,7 @@ fn equal_size_layers_share_one_batched_solve() {
     (0..8).for_each(|r| targets[r * 4 + r % 4] = 1.0);
     for step in 0..5 {
         let xs = random(step, 8 * 16, 1.0);
-        gpu.step(&[(x, &xs), (t, &targets)]).unwrap();
-        let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-        cpu.step(&[(x, &wide(&xs)), (t, &wide(&targets))]).unwrap();
-        let (a, b) = (
-            gpu.read(loss).unwrap()[0] as f64,
-            cpu.read(loss).unwrap()[0],
-        );
-        assert!(
-            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-            "step {step}: loss {a} vs {b}"
-        );
+        step_both(&mut gpu, &mut cpu, &[(x, &xs), (t, &targets)], loss, step);
     }
     // Every weight, and the logits layer's gain (on by default), trained alike.
     let gain = net.layers.last().unwrap().gain().expect("a logits gain");
@@ -542,19 +556,7 @@ fn warm_start_is_set_per_layer() {
     let (mut cold_sweeps, mut warm_sweeps) = (vec![], vec![]);
     for step in 0..8 {
         let (xs, ts) = (random(step, 16 * 24, 1.0), random(50 + step, 16 * 24, 1.0));
-        gpu.step(&[(x, &xs), (t, &ts)]).unwrap();
-        let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-        cpu.step(&[(x, &wide(&xs)), (t, &wide(&ts))]).unwrap();
-        let (a, b) = (
-            gpu.read(loss).unwrap()[0] as f64,
-            cpu.read(loss).unwrap()[0],
-        );
-        // As in `equal_size_layers_share_one_batched_solve`: f32 Jacobi against the f64
-        // reference through two layers, 1e-4 relative.
-        assert!(
-            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-            "step {step}: loss {a} vs {b}"
-        );
+        step_both(&mut gpu, &mut cpu, &[(x, &xs), (t, &ts)], loss, step);
         cold_sweeps.push(cold.sweeps(&gpu).unwrap());
         warm_sweeps.push(warm.sweeps(&gpu).unwrap());
     }

@@ -3,10 +3,11 @@
 //! builder under random shapes and operands. Zero panics; every corrupted file is an error
 //! or loads exactly what a clean file would. Case counts keep each property to seconds.
 
+mod common;
+use common::{checkpoint_model, saved_contents};
 use eigengrad::data::{read_idx_images, read_idx_labels};
 use eigengrad::graph::checkpoint;
-use eigengrad::graph::reference::ReferencePlan;
-use eigengrad::graph::{Graph, Init, Plan, Value};
+use eigengrad::graph::{Graph, Init, Value};
 use eigengrad::kernels::elementwise::UnaryOp;
 use eigengrad::kernels::reduce::{Axis, ReduceOp};
 use eigengrad::kernels::spectral::SpectralFn;
@@ -125,30 +126,6 @@ proptest! {
     }
 }
 
-/// A small model with Adam's state, initialised from `seed`, with a step count.
-fn model(seed: u64) -> (ReferencePlan<f32>, Vec<Value>) {
-    let mut g = Graph::new();
-    let x = g.input("x", &[2, 3]).unwrap();
-    let w = g.param("w", &[3, 2], Init::Normal { std: 1.0 }).unwrap();
-    let b = g.param("b", &[2], Init::Normal { std: 1.0 }).unwrap();
-    let z = g.matmul(x, w, false, false).unwrap();
-    let y = g.add(z, b).unwrap();
-    let loss = g.mean_all(y).unwrap();
-    Adam::new(1e-2).minimize(&mut g, loss).unwrap();
-    let mut plan = ReferencePlan::<f32>::compile(&g, seed).unwrap();
-    plan.set_steps(seed % 1000);
-    let saved = plan.saved_values();
-    (plan, saved)
-}
-
-fn contents(plan: &ReferencePlan<f32>, saved: &[Value]) -> (Vec<Vec<u32>>, u64) {
-    let tensors = saved
-        .iter()
-        .map(|&v| plan.read(v).unwrap().iter().map(|x| x.to_bits()).collect())
-        .collect();
-    (tensors, plan.steps())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
 
@@ -156,20 +133,20 @@ proptest! {
     /// leaving the target model untouched.
     #[test]
     fn checkpoints_survive_damage(seed in 0..1000u64, d in damage()) {
-        let (source, saved) = model(seed);
+        let (source, saved) = checkpoint_model(seed, seed % 1000);
         let clean_path = temp_file("clean.safetensors");
         checkpoint::save(&source, &clean_path).unwrap();
         let clean = std::fs::read(&clean_path).unwrap();
         let path = temp_file("damaged.safetensors");
         std::fs::write(&path, d.apply(&clean)).unwrap();
 
-        let (mut target, _) = model(seed + 1);
-        let before = contents(&target, &saved);
+        let (mut target, _) = checkpoint_model(seed + 1, (seed + 1) % 1000);
+        let before = saved_contents(&target, &saved);
         match checkpoint::load(&mut target, &path) {
-            Ok(()) => prop_assert_eq!(contents(&target, &saved), contents(&source, &saved)),
+            Ok(()) => prop_assert_eq!(saved_contents(&target, &saved), saved_contents(&source, &saved)),
             Err(e) => {
                 prop_assert!(matches!(e, Error::BadFile { .. }), "{}", e);
-                prop_assert_eq!(contents(&target, &saved), before);
+                prop_assert_eq!(saved_contents(&target, &saved), before);
             }
         }
         std::fs::remove_file(&clean_path).unwrap();

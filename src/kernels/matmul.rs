@@ -350,47 +350,29 @@ pub struct MatmulMedium;
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulLarge;
 
-impl Tunable for MatmulSmall {
-    type Variant = MatmulVariant;
-    type Trial = Dispatch;
-    const KERNEL: &'static str = "matmul-small";
+/// The [`Tunable`] of one size class: its cache name, and its default and trials those of
+/// the [`MatmulClass`].
+macro_rules! class_tunable {
+    ($ty:ident, $class:ident, $kernel:literal) => {
+        impl Tunable for $ty {
+            type Variant = MatmulVariant;
+            type Trial = Dispatch;
+            const KERNEL: &'static str = $kernel;
 
-    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
-        MatmulClass::Small.default_variant(info)
-    }
+            fn default_variant(info: &DeviceInfo) -> MatmulVariant {
+                MatmulClass::$class.default_variant(info)
+            }
 
-    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
-        MatmulClass::Small.trials(device)
-    }
+            fn trials(device: &Device) -> Result<Vec<Dispatch>> {
+                MatmulClass::$class.trials(device)
+            }
+        }
+    };
 }
 
-impl Tunable for MatmulMedium {
-    type Variant = MatmulVariant;
-    type Trial = Dispatch;
-    const KERNEL: &'static str = "matmul-medium";
-
-    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
-        MatmulClass::Medium.default_variant(info)
-    }
-
-    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
-        MatmulClass::Medium.trials(device)
-    }
-}
-
-impl Tunable for MatmulLarge {
-    type Variant = MatmulVariant;
-    type Trial = Dispatch;
-    const KERNEL: &'static str = "matmul-large";
-
-    fn default_variant(info: &DeviceInfo) -> MatmulVariant {
-        MatmulClass::Large.default_variant(info)
-    }
-
-    fn trials(device: &Device) -> Result<Vec<Dispatch>> {
-        MatmulClass::Large.trials(device)
-    }
-}
+class_tunable!(MatmulSmall, Small, "matmul-small");
+class_tunable!(MatmulMedium, Medium, "matmul-medium");
+class_tunable!(MatmulLarge, Large, "matmul-large");
 
 /// The variant [`matmul_dispatch`] runs for a product of `dims` on `device`: the choice for
 /// its [`MatmulClass`].

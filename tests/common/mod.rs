@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: the device, seeded random data, error measures.
 #![allow(dead_code)]
 
+use eigengrad::graph::reference::ReferencePlan;
+use eigengrad::graph::{Graph, Init, Plan, Value};
+use eigengrad::optim::Adam;
 use eigengrad::Device;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -110,4 +113,30 @@ pub fn example(name: &str) -> PathBuf {
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.exists(), "no example binary at {}", bin.display());
     bin
+}
+
+/// A small model for the checkpoint tests (two parameters plus Adam's state, on the f32
+/// reference executor) whose weights depend on `seed`, with `steps` recorded as its step count.
+pub fn checkpoint_model(seed: u64, steps: u64) -> (ReferencePlan<f32>, Vec<Value>) {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 3]).unwrap();
+    let w = g.param("w", &[3, 5], Init::Normal { std: 1.0 }).unwrap();
+    let b = g.param("b", &[5], Init::Normal { std: 1.0 }).unwrap();
+    let z = g.matmul(x, w, false, false).unwrap();
+    let y = g.add(z, b).unwrap();
+    let loss = g.mean_all(y).unwrap();
+    Adam::new(1e-2).minimize(&mut g, loss).unwrap();
+    let mut plan = ReferencePlan::<f32>::compile(&g, seed).unwrap();
+    plan.set_steps(steps);
+    let saved = plan.saved_values();
+    (plan, saved)
+}
+
+/// Every saved tensor, as bits, and the step count.
+pub fn saved_contents(plan: &ReferencePlan<f32>, saved: &[Value]) -> (Vec<Vec<u32>>, u64) {
+    let tensors = saved
+        .iter()
+        .map(|&v| plan.read(v).unwrap().iter().map(|x| x.to_bits()).collect())
+        .collect();
+    (tensors, plan.steps())
 }
