@@ -51,7 +51,8 @@ struct Params {
 // The epilogue's operand: the bias (read at the column) or the forward value an activation's
 // backward rule reads (at the element). Bound to A when the epilogue reads nothing.
 @group(0) @binding(4) var<storage, read> e: array<f32>;
-// The value before the activation, for a backward pass that reads it. Bound to C when unused.
+// The value before the activation, for a backward pass that reads it, or the column sums of
+// op(B) (EPI_COLSUMS). Bound to C when unused.
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
 // A and B again, read as vec4 (Large's aligned panel loads).
 @group(0) @binding(6) var<storage, read> a4: array<vec4<f32>>;
@@ -59,6 +60,7 @@ struct Params {
 
 const EPI_BIAS: u32 = 1u; // add e[column]
 const EPI_PRE: u32 = 2u; // store the value after the bias, before the map, into `pre`
+const EPI_COLSUMS: u32 = 4u; // store the column sums of op(B) into `pre` (see store_column_sums)
 const MAP_NONE: u32 = 0u;
 const MAP_RELU: u32 = 1u;
 const MAP_TANH: u32 = 2u;
@@ -69,7 +71,29 @@ const MAP_GELU_BACKWARD: u32 = 6u; // e = the GELU's input
 
 // Whether the launch has an epilogue (the flags are uniform).
 fn has_epilogue() -> bool {
-    return p.epi_flags != 0u || p.epi_map != MAP_NONE;
+    return (p.epi_flags & (EPI_BIAS | EPI_PRE)) != 0u || p.epi_map != MAP_NONE;
+}
+
+// With EPI_COLSUMS, the workgroups of the first row tile (of batch item 0, the only one)
+// also store the column sums of op(B), Σ over k, for their columns col0 .. col0 + cols − 1
+// into `pre`: a dense layer's bias gradient (Σ over the batch of dZ) computed beside its weight
+// gradient Xᵀ·dZ in the same launch. Thread `lane` of `lanes` sums every lanes-th column. It
+// reads op(B) from memory in a second pass: k·n loads once per column tile, nothing beside
+// the product's own k·n per row tile.
+fn store_column_sums(t: vec4<u32>, col0: u32, cols: u32, lane: u32, lanes: u32) {
+    if ((p.epi_flags & EPI_COLSUMS) == 0u || t.y != 0u || t.z != 0u) {
+        return;
+    }
+    for (var q = lane; q < cols; q += lanes) {
+        let j = col0 + q;
+        if (j < p.n) {
+            var sum = 0.0;
+            for (var kk = 0u; kk < p.k; kk++) {
+                sum += b[kk * p.b_rs + j * p.b_cs];
+            }
+            pre[j] = sum;
+        }
+    }
 }
 
 // Applies the epilogue to element `idx` (column j) of C, which holds the product: the kernels
@@ -196,6 +220,7 @@ fn matmul_rowblock(
     if (has_epilogue()) {
         finish_block(c_base, row0, RB_ROWS, 1u, j0, 4u, 64u);
     }
+    store_column_sums(t, t.x * RB_COLS, RB_COLS, lane, 64u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,6 +298,7 @@ fn matmul_tiled(
     if (has_epilogue()) {
         finish_block(c_base, row0 + lid.y * 4u, 4u, 1u, j0, 4u, 1u);
     }
+    store_column_sums(t, col0, TL_TILE, tid, TL_THREADS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,6 +499,7 @@ fn matmul_large(
             }
         }
     }
+    store_column_sums(t, col0, LG_TILE, tid, 256u);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,4 +601,5 @@ fn matmul_skinny(
             finish_block(c_base, row0 + ty * 4u, 4u, 1u, j0, 4u, 1u);
         }
     }
+    store_column_sums(t, col0, SK_TILE, tid, SK_THREADS);
 }

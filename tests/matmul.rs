@@ -53,6 +53,20 @@ const SHAPES: [(usize, usize, usize); 14] = [
     (300, 300, 300),
 ];
 
+/// The dims of one product op(A)·op(B), m×k by k×n.
+fn unbatched(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
+    MatmulDims {
+        batch: 1,
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+        a_batched: false,
+        b_batched: false,
+    }
+}
+
 /// Runs `variant` on random operands laid out as `dims` and checks every element against the
 /// f64 reference within the bound above.
 fn check(variant: MatmulVariant, dims: &MatmulDims, seed: u64) {
@@ -82,16 +96,7 @@ fn every_variant_matches_reference_for_all_transposes_and_awkward_shapes() {
     for &variant in MatmulVariant::ALL {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
-                let dims = MatmulDims {
-                    batch: 1,
-                    m,
-                    n,
-                    k,
-                    trans_a,
-                    trans_b,
-                    a_batched: false,
-                    b_batched: false,
-                };
+                let dims = unbatched(m, n, k, trans_a, trans_b);
                 check(variant, &dims, (100 * t + 2 * s) as u64);
             }
         }
@@ -393,6 +398,53 @@ fn check_fused(
 }
 
 #[test]
+fn column_sums_beside_the_product_match_reference_for_every_variant() {
+    // A weight gradient Xᵀ·dZ with its bias gradient Σ_rows dZ: one element, primes past
+    // every tile, k past one panel of every variant, n across several column tiles.
+    let dev = device();
+    let shapes = [(1, 1, 1), (7, 31, 17), (130, 129, 40), (3, 300, 257)];
+    for &variant in MatmulVariant::ALL {
+        for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
+            for (s, &(m, n, k)) in shapes.iter().enumerate() {
+                let dims = unbatched(m, n, k, trans_a, trans_b);
+                let seed = (100 * t + s) as u64;
+                let (a, b) = (
+                    random(seed, dims.a_len(), 1.0),
+                    random(seed + 1, dims.b_len(), 1.0),
+                );
+                let up = |x: &[f32]| Tensor::from_slice(&dev, &[x.len()], x).unwrap();
+                let (ta, tb) = (up(&a), up(&b));
+                let tc = Tensor::zeros(&dev, &[dims.c_len()]).unwrap();
+                let sums = Tensor::zeros(&dev, &[n]).unwrap();
+                let epilogue = Epilogue::ColumnSums {
+                    sums: sums.buffer().into(),
+                };
+                let regions = [ta.buffer().into(), tb.buffer().into(), tc.buffer().into()];
+                let d = fused_matmul_dispatch(&dev, &dims, regions, epilogue, Some(variant));
+                run(&dev, &[&d.unwrap()]).unwrap();
+                let what = format!("{variant:?} {dims:?}");
+                assert_matches_reference(&what, &tc.to_vec().unwrap(), &a, &b, &dims);
+                let (_, r_sums) = reference::matmul::fused(
+                    &widen(&a),
+                    &widen(&b),
+                    &dims,
+                    reference::matmul::Epilogue::ColumnSums,
+                );
+                // A sum of k terms in any order: within γ_k·Σ|b|.
+                let abs: Vec<f64> = b.iter().map(|v| v.abs() as f64).collect();
+                let sum_bound = reference::matmul::column_sums(&abs, &dims);
+                assert_close_each(
+                    &format!("{what} column sums"),
+                    &sums.to_vec().unwrap(),
+                    &r_sums,
+                    |j, _| GAMMA * k as f64 * EPS * sum_bound[j],
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn epilogues_that_are_not_activations_are_errors() {
     let dev = device();
     let t = Tensor::zeros(&dev, &[16]).unwrap();
@@ -418,6 +470,18 @@ fn epilogues_that_are_not_activations_are_errors() {
         saved: short.buffer().into(),
     };
     let err = fused_matmul_dispatch(&dev, &dims, r(), rule, None).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    // Column sums shorter than a row of C, and of a batched product.
+    let sums = Epilogue::ColumnSums {
+        sums: short.buffer().into(),
+    };
+    let err = fused_matmul_dispatch(&dev, &dims, r(), sums, None).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    let (_, batched) = matmul_shape(&[2, 2, 2], &[2, 2], false, false).unwrap();
+    let sums = Epilogue::ColumnSums {
+        sums: t.buffer().into(),
+    };
+    let err = fused_matmul_dispatch(&dev, &batched, r(), sums, None).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
 

@@ -380,6 +380,7 @@ impl Bench {
                 runs.push(PlanOptions {
                     fuse: false,
                     pack_updates: false,
+                    overlap: false,
                 });
             }
             for options in runs {

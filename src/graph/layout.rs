@@ -51,6 +51,10 @@ pub struct Placement {
     pub packed: Vec<Option<(usize, u64)>>,
     /// Byte sizes of the shared buffers.
     pub arenas: Vec<u64>,
+    /// Give a value a buffer no earlier op of the step used whenever the op that computes it
+    /// could otherwise run beside the op before it (see [`Layout::placed`]): more memory, fewer
+    /// points where the device drains.
+    pub overlap: bool,
 }
 
 impl Placement {
@@ -62,6 +66,7 @@ impl Placement {
             unstored: vec![false; n],
             packed: vec![None; n],
             arenas: Vec::new(),
+            overlap: false,
         }
     }
 }
@@ -102,6 +107,13 @@ impl Layout {
     /// packed values their range, and a pooled buffer returns to the pool only after the
     /// last op that reads it has run (at its `runs_at`). `keep` are values the caller will
     /// read.
+    ///
+    /// With [`Placement::overlap`], a pooled buffer is reused only by a value whose op reads
+    /// what the op right before it wrote. Such an op waits for the one before it anyway (on
+    /// wgpu, a barrier), so writing a buffer used earlier costs nothing more. Any other op —
+    /// one whose inputs are older, such as a layer's input gradient recorded after its weight
+    /// gradient — gets a buffer of its own: writing a buffer first used there needs no barrier,
+    /// so it runs beside the op before it.
     pub fn placed(graph: &Graph, keep: &[Value], placement: &Placement) -> Result<Layout> {
         let nodes = graph.nodes();
         for &k in keep {
@@ -145,6 +157,11 @@ impl Layout {
         // Parameter-only values may be computed out of graph order (hoisted before the batch
         // work), so they get buffers of their own instead of pool slots.
         let param_only = graph.param_only();
+        let waits = if placement.overlap {
+            waits_for_previous(graph, placement, &param_only, root)
+        } else {
+            vec![true; nodes.len()]
+        };
         let mut storage = vec![Storage::None; nodes.len()];
         let mut pool: Vec<u64> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
@@ -173,9 +190,10 @@ impl Layout {
                 _ => {
                     unpooled_bytes += bytes;
                     let class = size_class(bytes);
+                    let reusable = waits[placement.runs_at[i]];
                     let slot = match free.iter().position(|&b| pool[b] == class) {
-                        Some(k) => free.swap_remove(k),
-                        None => {
+                        Some(k) if reusable => free.swap_remove(k),
+                        _ => {
                             pool.push(class);
                             pool.len() - 1
                         }
@@ -214,6 +232,39 @@ impl Layout {
     pub fn peak_bytes(&self) -> u64 {
         self.owned_bytes + self.pool.iter().sum::<u64>() + self.arenas.iter().sum::<u64>()
     }
+}
+
+/// For each position of a step's batch work (node indices where `placement.runs_at` puts
+/// work), whether the work there reads a value that the work at the position before it
+/// computed — so that it has to wait for it. Parameter-only work runs ahead of the batch work
+/// and is not part of this sequence.
+fn waits_for_previous(
+    graph: &Graph,
+    placement: &Placement,
+    param_only: &[bool],
+    root: impl Fn(Value) -> Value,
+) -> Vec<bool> {
+    let nodes = graph.nodes();
+    let batch_work = |j: usize| {
+        !param_only[j] && !matches!(nodes[j].op, Op::Input | Op::Param { .. } | Op::Reshape)
+    };
+    // The nodes whose work runs at each position.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for j in (0..nodes.len()).filter(|&j| batch_work(j)) {
+        members[placement.runs_at[j]].push(j);
+    }
+    let mut waits = vec![false; nodes.len()];
+    let mut previous = None;
+    for (position, here) in members.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+        waits[position] = here.iter().any(|&j| {
+            nodes[j].inputs.iter().any(|&v| {
+                let r = root(v).0;
+                batch_work(r) && Some(placement.runs_at[r]) == previous
+            })
+        });
+        previous = Some(position);
+    }
+    waits
 }
 
 /// The initial values of a resident tensor: deterministic for a given `seed`, identical for
@@ -317,6 +368,31 @@ mod tests {
         assert_eq!(layout.owned_bytes, 512);
         assert_eq!(layout.peak_bytes(), 512 + 512 + 512 + 256);
         assert_eq!(layout.unpooled_bytes, 4 * 512 + 32);
+    }
+
+    #[test]
+    fn with_overlap_only_an_op_reading_the_one_before_reuses_a_buffer() {
+        // x → a → b → c in a chain, then d = tanh(x): d reads nothing c's op wrote.
+        let (mut g, [x, a, b, c, _]) = chain();
+        let d = g.tanh(x).unwrap();
+        let keep = [c, d];
+        let slot = |layout: &Layout, v: Value| match layout.storage[v.0] {
+            Storage::Pooled(k) => k,
+            other => panic!("{v:?} is {other:?}"),
+        };
+        let mut placement = Placement::plain(&g);
+        let plain = Layout::placed(&g, &keep, &placement).unwrap();
+        placement.overlap = true;
+        let overlap = Layout::placed(&g, &keep, &placement).unwrap();
+        // c's op reads b, which the op before it wrote: it takes a's buffer back either way.
+        assert_eq!(slot(&plain, c), slot(&plain, a));
+        assert_eq!(slot(&overlap, c), slot(&overlap, a));
+        // d's op reads only x: without overlap it reuses b's freed buffer (so it would wait
+        // for c's op, which reads b); with overlap it gets a buffer no op used before.
+        assert_eq!(slot(&plain, d), slot(&plain, b));
+        let used_before = [a, b, c].map(|v| slot(&overlap, v));
+        assert!(!used_before.contains(&slot(&overlap, d)), "{overlap:?}");
+        assert_eq!(overlap.pool.len(), plain.pool.len() + 1);
     }
 
     #[test]

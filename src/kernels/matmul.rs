@@ -50,7 +50,7 @@ pub(super) const KERNELS: [KernelSpec; 4] =
 
 /// Constants the shader declares and this module mirrors: the tile each variant computes and
 /// the epilogue's codes.
-pub(super) const CONSTANTS: [SharedConstant; 14] = [
+pub(super) const CONSTANTS: [SharedConstant; 15] = [
     SharedConstant::u32(&MATMUL, "RB_ROWS", MatmulVariant::RowBlock.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "RB_COLS", MatmulVariant::RowBlock.tile().1 as u32),
     SharedConstant::u32(&MATMUL, "TL_TILE", MatmulVariant::Tiled.tile().0 as u32),
@@ -58,6 +58,7 @@ pub(super) const CONSTANTS: [SharedConstant; 14] = [
     SharedConstant::u32(&MATMUL, "SK_TILE", MatmulVariant::Skinny.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "EPI_BIAS", EPI_BIAS),
     SharedConstant::u32(&MATMUL, "EPI_PRE", EPI_PRE),
+    SharedConstant::u32(&MATMUL, "EPI_COLSUMS", EPI_COLSUMS),
     SharedConstant::u32(&MATMUL, "MAP_NONE", MAP_NONE),
     SharedConstant::u32(&MATMUL, "MAP_RELU", MAP_RELU),
     SharedConstant::u32(&MATMUL, "MAP_TANH", MAP_TANH),
@@ -71,6 +72,8 @@ pub(super) const CONSTANTS: [SharedConstant; 14] = [
 const EPI_BIAS: u32 = 1;
 /// Epilogue flag: store the value after the bias and before the map.
 const EPI_PRE: u32 = 2;
+/// Epilogue flag: store the column sums of op(B).
+const EPI_COLSUMS: u32 = 4;
 /// Epilogue maps, applied last.
 const MAP_NONE: u32 = 0;
 const MAP_RELU: u32 = 1;
@@ -431,6 +434,13 @@ pub enum Epilogue<'a> {
         /// The forward value the rule reads.
         saved: Region<'a>,
     },
+    /// C = op(A)·op(B), and `sums` receives the column sums of op(B) (n values, summed over
+    /// k): a dense layer's weight gradient Xᵀ·dZ and its bias gradient Σ_rows dZ in one
+    /// launch. Unbatched products only (batch 1).
+    ColumnSums {
+        /// Receives Σ_p op(B)[p][j] for every column j.
+        sums: Region<'a>,
+    },
 }
 
 impl<'a> Epilogue<'a> {
@@ -492,8 +502,26 @@ impl<'a> Epilogue<'a> {
                 fits("saved forward value", &saved, dims.c_len())?;
                 Ok((0, map, Some(saved), None))
             }
+            Epilogue::ColumnSums { sums } => {
+                if dims.batch != 1 {
+                    return Err(Error::shape(
+                        "matmul epilogue",
+                        format!("column sums of op(B) need an unbatched product, got {dims:?}"),
+                    ));
+                }
+                fits("column sums", &sums, dims.n)?;
+                Ok((EPI_COLSUMS, MAP_NONE, None, Some(sums)))
+            }
         }
     }
+}
+
+/// Whether [`Epilogue::ColumnSums`] over k rows fits every variant on `device`: llvmpipe ends
+/// an invocation silently after 65,535 loop iterations, and `RowBlock`'s lanes each sum 4
+/// columns of k values besides their k steps of the product, so on CPU adapters k stays
+/// under 8,192 (5·k loop iterations).
+pub fn column_sums_fit(device: &Device, k: usize) -> bool {
+    !device.info().is_cpu() || k <= 8192
 }
 
 /// A launch of the variant [`matmul_variant`] picks on `device`, computing `c` from `a` and `b`

@@ -71,10 +71,13 @@ pub enum Epilogue<'a, T> {
         /// The forward value the rule reads, C's shape.
         saved: &'a [T],
     },
+    /// C = op(A)·op(B) and the column sums of op(B) (unbatched).
+    ColumnSums,
 }
 
-/// The twin of a fused matmul: (C, the argument of the activation) for `epilogue` — the
-/// product, bias and map computed one after the other as the unfused ops would.
+/// The twin of a fused matmul: (C, the argument of the activation — or for
+/// [`Epilogue::ColumnSums`] the column sums of op(B)) for `epilogue` — the product, bias and
+/// map computed one after the other as the unfused ops would.
 pub fn fused<T: Real>(
     a: &[T],
     b: &[T],
@@ -99,5 +102,18 @@ pub fn fused<T: Real>(
             let out = binary(rule, saved, &c, Broadcast::full(c.len()));
             (out, c)
         }
+        Epilogue::ColumnSums => (c, column_sums(b, dims)),
     }
+}
+
+/// Σ_p op(B)[p][j] for every column j of op(B) (k×n) of the first batch item.
+pub fn column_sums<T: Real>(b: &[T], dims: &MatmulDims) -> Vec<T> {
+    let &MatmulDims { n, k, trans_b, .. } = dims;
+    (0..n)
+        .map(|j| {
+            (0..k)
+                .map(|p| if trans_b { b[j * k + p] } else { b[p * n + j] })
+                .fold(T::zero(), |sum, x| sum + x)
+        })
+        .collect()
 }

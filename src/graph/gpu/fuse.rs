@@ -2,12 +2,16 @@
 //! graph (autodiff and the reference executor never see them: the graph keeps its ops, only
 //! their launches merge).
 //!
-//! Two patterns, both a matmul whose product goes through elementwise ops in the matmul's
-//! epilogue ([`Epilogue`](crate::kernels::matmul::Epilogue)):
+//! Three patterns, each a matmul and what its epilogue
+//! ([`Epilogue`](crate::kernels::matmul::Epilogue)) does besides:
 //! - forward: `matmul → add a bias (one value per column) → activation`, with either of the
 //!   last two optional;
 //! - backward: `matmul → an activation's backward rule` reading the product as the upstream
-//!   gradient, e.g. dH = dZ·Wᵀ followed by tanh′ in a dense network's backward pass.
+//!   gradient, e.g. dH = dZ·Wᵀ followed by tanh′ in a dense network's backward pass;
+//! - column sums: a matmul op(A)·B beside a sum of B over its rows — a dense layer's weight
+//!   gradient Xᵀ·dZ and its bias gradient Σ_rows dZ, which read the same dZ. One launch
+//!   writes both values, so a layer's parameter gradients cost one launch and, in a packed
+//!   gradient arena, one barrier.
 //!
 //! A chain fuses only when every value before its end feeds nothing but the next op of the
 //! chain — except the argument of the activation, which the epilogue can also store for the
@@ -19,6 +23,7 @@
 use crate::graph::layout::Placement;
 use crate::graph::{Graph, Op, Value};
 use crate::kernels::elementwise::{BinaryOp, Broadcast, UnaryOp};
+use crate::kernels::reduce::{Axis, ReduceOp};
 use std::collections::BTreeMap;
 
 /// One fused chain.
@@ -42,6 +47,14 @@ pub(super) enum Chain {
         /// The backward-rule node.
         rule: usize,
     },
+    /// `matmul` (unbatched, B untransposed) and `sums`, a sum over the rows of the same B:
+    /// both values are stored, by one launch recorded at the later of the two.
+    ColumnSums {
+        /// The matmul node.
+        matmul: usize,
+        /// The reduce node summing B over its rows.
+        sums: usize,
+    },
 }
 
 impl Chain {
@@ -57,13 +70,25 @@ impl Chain {
                 .chain(activation)
                 .collect(),
             Chain::Backward { matmul, rule } => vec![matmul, rule],
+            Chain::ColumnSums { matmul, sums } => vec![matmul.min(sums), matmul.max(sums)],
         }
     }
 
     /// The matmul the chain starts with.
     pub fn matmul(&self) -> usize {
         match *self {
-            Chain::Forward { matmul, .. } | Chain::Backward { matmul, .. } => matmul,
+            Chain::Forward { matmul, .. }
+            | Chain::Backward { matmul, .. }
+            | Chain::ColumnSums { matmul, .. } => matmul,
+        }
+    }
+
+    /// The node whose value is the product after the epilogue (C): the chain's end, or for
+    /// column sums the matmul.
+    pub fn product(&self) -> usize {
+        match *self {
+            Chain::ColumnSums { matmul, .. } => matmul,
+            _ => self.end(),
         }
     }
 
@@ -106,7 +131,8 @@ impl Fusion {
     }
 
     /// Finds the chains of `graph`; `keep` are values the caller will read (always stored).
-    pub fn find(graph: &Graph, keep: &[Value]) -> Fusion {
+    /// Column sums join a product only where `column_sums_fit` says its k allows.
+    pub fn find(graph: &Graph, keep: &[Value], column_sums_fit: impl Fn(usize) -> bool) -> Fusion {
         let nodes = graph.nodes();
         let n = nodes.len();
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -164,6 +190,25 @@ impl Fusion {
             }
             fusion.chains.insert(end, chain);
         }
+        for (r, node) in nodes.iter().enumerate() {
+            let Some(matmul) = column_sums_partner(graph, &readers, r) else {
+                continue;
+            };
+            let k = graph.shape(node.inputs[0])[0];
+            let free = |j: usize| fusion.runs_at[j] == j && !fusion.chains.contains_key(&j);
+            if param_only[matmul] != param_only[r] || !free(matmul) || !column_sums_fit(k) {
+                continue;
+            }
+            let chain = Chain::ColumnSums { matmul, sums: r };
+            let end = chain.end();
+            // The earlier of the two is computed late, at the later: nothing may read it before.
+            if readers[matmul.min(r)].iter().any(|&x| x <= end) {
+                continue;
+            }
+            fusion.runs_at[matmul] = end;
+            fusion.runs_at[r] = end;
+            fusion.chains.insert(end, chain);
+        }
         fusion
     }
 
@@ -212,6 +257,34 @@ fn is_backward_rule(node: &crate::graph::Node, product: usize, len: usize) -> bo
         } if b_from == Broadcast::full(len)
     ) && node.inputs[1].0 == product
         && node.inputs[0].0 != product
+}
+
+/// The matmul whose op(B) is what node `r` sums over its rows, if `r` is such a sum (one value
+/// per column of a 2-D value B) and a matmul reads that B untransposed in an unbatched product.
+fn column_sums_partner(graph: &Graph, readers: &[Vec<usize>], r: usize) -> Option<usize> {
+    let nodes = graph.nodes();
+    let node = &nodes[r];
+    let sum_over_rows = Op::Reduce {
+        op: ReduceOp::Sum,
+        axis: Axis::Cols,
+    };
+    if node.op != sum_over_rows {
+        return None;
+    }
+    // B itself, or a reshape of B to the same shape.
+    let mut b = node.inputs[0];
+    if nodes[b.0].op == Op::Reshape && graph.shape(nodes[b.0].inputs[0]) == graph.shape(b) {
+        b = nodes[b.0].inputs[0];
+    }
+    if graph.shape(b).len() != 2 {
+        return None;
+    }
+    readers[b.0].iter().copied().find(|&m| {
+        matches!(nodes[m].op, Op::MatMul { trans_b: false, .. })
+            && nodes[m].inputs[1] == b
+            && nodes[m].shape.len() == 2
+            && graph.shape(nodes[m].inputs[0]).len() == 2
+    })
 }
 
 /// The activation (ReLU, tanh or GELU) that reads node `v`, if there is exactly one and every
@@ -264,7 +337,7 @@ mod tests {
     #[test]
     fn tanh_layer_fuses_forward_and_backward_and_stores_nothing_extra() {
         let (g, zb, loss) = two_layer(UnaryOp::Tanh);
-        let f = Fusion::find(&g, &[loss]);
+        let f = Fusion::find(&g, &[loss], |_| true);
         let forward = f
             .chains
             .values()
@@ -291,9 +364,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bias_gradient_joins_its_weight_gradient() {
+        let (g, _, loss) = two_layer(UnaryOp::Tanh);
+        let nodes = g.nodes();
+        let w0 = g.find("w0").unwrap().index();
+        let b0 = g.find("b0").unwrap().index();
+        let f = Fusion::find(&g, &[loss], |_| true);
+        let Some(&Chain::ColumnSums { matmul, sums }) = f
+            .chains
+            .values()
+            .find(|c| matches!(c, Chain::ColumnSums { .. }))
+        else {
+            panic!("no column sums: {:?}", f.chains)
+        };
+        // dW0 = xᵀ·dZ and db0 = Σ_rows dZ, the gradients the graph accumulates for w0 and b0.
+        assert_eq!(nodes[matmul].shape, nodes[w0].shape);
+        assert_eq!(nodes[sums].shape, nodes[b0].shape);
+        assert!(!f.unstored[matmul] && !f.unstored[sums]);
+        let end = matmul.max(sums);
+        assert_eq!((f.runs_at[matmul], f.runs_at[sums]), (end, end));
+        // Where the adapter cannot fit the sums, the two run apart.
+        let apart = Fusion::find(&g, &[loss], |_| false);
+        assert!(apart
+            .chains
+            .values()
+            .all(|c| !matches!(c, Chain::ColumnSums { .. })));
+    }
+
+    #[test]
     fn relu_layer_stores_its_argument_for_the_backward_pass() {
         let (g, zb, loss) = two_layer(UnaryOp::Relu);
-        let f = Fusion::find(&g, &[loss]);
+        let f = Fusion::find(&g, &[loss], |_| true);
         let chain = f.chains[&f.runs_at[zb.index()]];
         assert!(!f.unstored[zb.index()], "ReluBackward reads z + b");
         assert_eq!(chain.stored_before_end(&f.unstored), Some(zb.index()));
@@ -302,7 +403,7 @@ mod tests {
     #[test]
     fn kept_values_and_shared_products_are_not_fused_away() {
         let (g, zb, loss) = two_layer(UnaryOp::Tanh);
-        let f = Fusion::find(&g, &[loss, zb]);
+        let f = Fusion::find(&g, &[loss, zb], |_| true);
         assert!(!f.unstored[zb.index()]);
         // A product read twice is stored: no chain starts at it.
         let mut g = Graph::new();
@@ -311,14 +412,14 @@ mod tests {
         let p = g.matmul(x, w, false, false).unwrap();
         let t = g.tanh(p).unwrap();
         let s = g.add(p, t).unwrap();
-        let f = Fusion::find(&g, &[s]);
+        let f = Fusion::find(&g, &[s], |_| true);
         assert!(f.chains.is_empty() || !f.unstored[p.index()]);
     }
 
     #[test]
     fn expand_runs_whole_chains_and_their_inputs() {
         let (g, zb, loss) = two_layer(UnaryOp::Relu);
-        let f = Fusion::find(&g, &[loss]);
+        let f = Fusion::find(&g, &[loss], |_| true);
         let mut needed = vec![false; g.nodes().len()];
         needed[zb.index()] = true;
         let run = f.expand(&g, &needed);

@@ -169,9 +169,12 @@ impl<'a> Lowering<'a> {
                     saved: self.input(rule_node, 0)?,
                 }
             }
+            Chain::ColumnSums { sums, .. } => Epilogue::ColumnSums {
+                sums: self.out(sums)?,
+            },
         };
         let (a, b) = (self.input(node, 0)?, self.input(node, 1)?);
-        let c = self.out(chain.end())?;
+        let c = self.out(chain.product())?;
         fused_matmul_dispatch(self.device, &dims, [a, b, c], epilogue, None)
     }
 

@@ -68,6 +68,10 @@ pub struct PlanOptions {
     /// Update every parameter of an optimizer rule in one launch, over arenas that pack the
     /// parameters, gradients and state.
     pub pack_updates: bool,
+    /// Give values buffers of their own where that lets a launch run beside the one before
+    /// it, between the same two barriers (see [`Placement::overlap`]): more memory, fewer
+    /// points per step where the device drains.
+    pub overlap: bool,
 }
 
 impl Default for PlanOptions {
@@ -75,6 +79,7 @@ impl Default for PlanOptions {
         PlanOptions {
             fuse: true,
             pack_updates: true,
+            overlap: true,
         }
     }
 }
@@ -182,7 +187,9 @@ impl GpuPlan {
         // The losses keep their buffers: the status checks read them after the backward pass.
         let kept = [outputs, graph.losses()].concat();
         let fusion = if options.fuse {
-            Fusion::find(graph, &kept)
+            Fusion::find(graph, &kept, |k| {
+                crate::kernels::matmul::column_sums_fit(device, k)
+            })
         } else {
             Fusion::none(graph)
         };
@@ -192,6 +199,7 @@ impl GpuPlan {
             Packing::none(graph)
         };
         let mut placement = Placement::plain(graph);
+        placement.overlap = options.overlap;
         fusion.place(&mut placement);
         packing.place(graph, &mut placement);
         let layout = Layout::placed(graph, &kept, &placement)?;
@@ -333,6 +341,22 @@ impl GpuPlan {
                 Recorded::Solve(_) => "eigh",
             })
             .collect()
+    }
+
+    /// The kernels a step launches, as [`GpuPlan::launches`] names them, grouped into the
+    /// stretches that run between two pipeline barriers: the launches of one stretch have no
+    /// data between them and may run at the same time on the device (see
+    /// [`PlanStats::barriers_per_step`]). An eigendecomposition is a stretch of its own.
+    pub fn stretches(&self) -> Vec<Vec<&'static str>> {
+        let barriers = stats::barriers(self.recorded(None), &self.solves);
+        let mut stretches: Vec<Vec<&'static str>> = Vec::new();
+        for (name, barrier) in self.launches().into_iter().zip(barriers) {
+            match stretches.last_mut() {
+                Some(last) if !barrier => last.push(name),
+                _ => stretches.push(vec![name]),
+            }
+        }
+        stretches
     }
 
     /// Cost figures of the plan.

@@ -33,6 +33,27 @@ pub struct PlanStats {
     pub pipelines_built_at_compile: usize,
 }
 
+/// For each item of `recording`, whether wgpu puts a barrier before it (see
+/// [`BufferUses`]); an eigendecomposition, whose launches each wait for the one before, counts
+/// as one item with a barrier.
+pub(super) fn barriers<'r>(
+    recording: impl Iterator<Item = &'r Recorded>,
+    solves: &Solves,
+) -> Vec<bool> {
+    let mut uses = BufferUses::default();
+    recording
+        .map(|r| match r {
+            Recorded::Dispatch(d) => uses.dispatch(d),
+            Recorded::Solve(k) => {
+                for b in solves.get(*k).copied() {
+                    uses.set(b, LastUse::Copy);
+                }
+                true
+            }
+        })
+        .collect()
+}
+
 impl PlanStats {
     /// The figures of a plan of `graph` laid out as `layout` that records `recording` per
     /// step, whose compilation built `pipelines_built` pipelines.
@@ -43,20 +64,14 @@ impl PlanStats {
         solves: &Solves,
         pipelines_built: usize,
     ) -> PlanStats {
-        let mut uses = BufferUses::default();
-        let mut barriers_per_step = 0;
-        for r in recording.clone() {
-            match r {
-                Recorded::Dispatch(d) => barriers_per_step += usize::from(uses.dispatch(d)),
-                Recorded::Solve(k) => {
-                    let solve = solves.get(*k);
-                    barriers_per_step += solve.dispatches();
-                    for b in solve.copied() {
-                        uses.set(b, LastUse::Copy);
-                    }
-                }
-            }
-        }
+        let barriers_per_step = barriers(recording.clone(), solves)
+            .iter()
+            .zip(recording.clone())
+            .map(|(&barrier, r)| match r {
+                Recorded::Dispatch(_) => usize::from(barrier),
+                Recorded::Solve(k) => solves.get(*k).dispatches(),
+            })
+            .sum();
         let input_bytes: u64 = graph
             .nodes()
             .iter()
