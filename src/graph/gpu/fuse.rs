@@ -196,7 +196,8 @@ impl Fusion {
             };
             let k = graph.shape(node.inputs[0])[0];
             let free = |j: usize| fusion.runs_at[j] == j && !fusion.chains.contains_key(&j);
-            if param_only[matmul] != param_only[r] || !free(matmul) || !column_sums_fit(k) {
+            // Batch work only: it runs in graph order, where "after `end`" means later.
+            if param_only[matmul] || param_only[r] || !free(matmul) || !column_sums_fit(k) {
                 continue;
             }
             let chain = Chain::ColumnSums { matmul, sums: r };
