@@ -438,7 +438,7 @@ pub enum Epilogue<'a> {
     /// k): a dense layer's weight gradient Xᵀ·dZ and its bias gradient Σ_rows dZ in one
     /// launch. Unbatched products only (batch 1).
     ColumnSums {
-        /// Receives Σ_p op(B)[p][j] for every column j.
+        /// Receives Σ_p op(B)\[p\]\[j\] for every column j.
         sums: Region<'a>,
     },
 }

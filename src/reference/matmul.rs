@@ -106,7 +106,7 @@ pub fn fused<T: Real>(
     }
 }
 
-/// Σ_p op(B)[p][j] for every column j of op(B) (k×n) of the first batch item.
+/// Σ_p op(B)\[p\]\[j\] for every column j of op(B) (k×n) of the first batch item.
 pub fn column_sums<T: Real>(b: &[T], dims: &MatmulDims) -> Vec<T> {
     let &MatmulDims { n, k, trans_b, .. } = dims;
     (0..n)
