@@ -190,13 +190,23 @@ fn deep_mlp_quick() {
         // point: after two epochs (16 steps) from s = 0.5 they must be well above it. From
         // s = 2 every variant, the shallow one included, learns slower in so few steps (Adam
         // moves each weight by about lr, a 4× smaller relative step): above chance there.
-        let floor = if name.starts_with("eigen") && name.ends_with(" 0.5") {
+        // `Normalize` draws its raw weight at s = 2 at least, so it is the s = 2 network
+        // from both scales (checked below).
+        let from_small = name.ends_with(" 0.5") && !name.starts_with("eigen-normalize");
+        let floor = if name.starts_with("eigen") && from_small {
             0.5
         } else {
             0.15
         };
         assert!(*acc > floor, "{name}: test accuracy {acc}");
     }
+    let normalize: Vec<_> = runs
+        .iter()
+        .filter(|r| r.0.starts_with("eigen-normalize"))
+        .map(|r| (r.2, r.3))
+        .collect();
+    assert_eq!(normalize.len(), 2);
+    assert_eq!(normalize[0], normalize[1], "Normalize from s = 0.5 and 2");
     let (h, rows) = read_csv(&out.join("gradnorms.csv"));
     assert_eq!(
         rows.len(),
