@@ -26,6 +26,18 @@ use std::time::Instant;
 /// Values written at every step, with their data.
 type Inputs = Vec<(Value, Vec<f32>)>;
 
+/// A regression graph's start: input `x` and target `t`, both `[batch, width]`, and the
+/// Gaussian initialisation N(0, 1/width) its square layers use.
+fn regression_graph(batch: usize, width: usize) -> BenchResult<(Graph, Value, Value, Init)> {
+    let mut g = Graph::new();
+    let x = g.input("x", &[batch, width])?;
+    let t = g.input("target", &[batch, width])?;
+    let init = Init::Normal {
+        std: 1.0 / (width as f32).sqrt(),
+    };
+    Ok((g, x, t, init))
+}
+
 /// The training step the layer rows time: MSE of `y` against target `t`, plain SGD (lr 1e-2),
 /// and seeded Gaussian data for the input `x` and the target.
 fn regression_step(
@@ -275,12 +287,7 @@ impl Bench {
         ];
         for &width in &self.sizes.layer_widths.clone() {
             for (name, mode) in modes {
-                let mut g = Graph::new();
-                let x = g.input("x", &[batch, width])?;
-                let t = g.input("target", &[batch, width])?;
-                let init = Init::Normal {
-                    std: 1.0 / (width as f32).sqrt(),
-                };
+                let (mut g, x, t, init) = regression_graph(batch, width)?;
                 let mut s = Scope::new(&mut g, Mode::Train);
                 let (y, eigen) = match mode {
                     None => {
@@ -311,12 +318,7 @@ impl Bench {
     pub fn whiten(&mut self) -> BenchResult<()> {
         let (batch, features, groups) = self.sizes.whiten.clone();
         for group in groups {
-            let mut g = Graph::new();
-            let x = g.input("x", &[batch, features])?;
-            let t = g.input("target", &[batch, features])?;
-            let init = Init::Normal {
-                std: 1.0 / (features as f32).sqrt(),
-            };
+            let (mut g, x, t, init) = regression_graph(batch, features)?;
             let mut s = Scope::new(&mut g, Mode::Train);
             let h = Linear::new(&mut s.scope("l"), features, features, init)?.forward(&mut s, x)?;
             let mode = WhitenMode::Zca { eps: 1e-3 };
