@@ -11,22 +11,22 @@
 //! 97.2% from s = 0.5 / 2 — margins of 7 to 15 of the 360 test images — with the gains
 //! grown to 1.26–1.40 (the first layer's from s = 2 fell to 0.85).
 //!
-//! `Normalize` (W/σ_max) is held to the same target. It contracts by design — for a random W
-//! the root-mean-square of σ/σ_max is about ½ (the Marchenko–Pastur edge) — so its gains start
-//! at 1 + √(min/max) of each weight's shape ([`EigenMode::initial_gain`], 2 for the square
-//! hidden layers): with gains starting at 1 the signal started ~2¹⁵ times too small at depth
-//! 16 and it reached only 23% / 67% / 71% from s = 0.5 / 1 / 2 in this budget. And since
-//! W/σ_max does not depend on the scale of W, the layer draws a raw weight smaller than
-//! s = 2 at that scale ([`EigenMode::raw_weight_init`]), where Adam's steps do not take over
-//! its spectrum: from s = 0.5 and 2 this test runs the same network, 94.4% (a margin of 5
-//! test images), the gains ending at 1.7–2.2.
+//! `Normalize` (W/σ_max) is held to the same target. W/σ_max keeps the ratios of W's singular
+//! values and does not depend on W's scale, so the layer draws its own raw weight whatever s
+//! is — nearly orthogonal, singular values within 10% of σ_max, entries of root-mean-square ½
+//! ([`EigenMode::raw_weight_init`]) — and starts its gain at σ_max/σ_rms of it
+//! ([`EigenMode::initial_gain`]), so every layer starts passing the signal's scale on. With
+//! gains starting at 1 on a Gaussian W (σ_rms/σ_max ≈ ½) the signal started ~2¹⁵ times too
+//! small at depth 16 and it reached 23% / 67% / 71% from s = 0.5 / 1 / 2 in this budget. From
+//! s = 0.5 and 2 this test now runs one network: 96.1% (a margin of 11 test images), the gains
+//! ending at 1.2–1.5.
 
 mod common;
 use common::device;
 use eigengrad::data::{digits, Batcher, Dataset, Standardizer, DIGITS_SPLIT_SEED};
 use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Graph, Plan};
-use eigengrad::nn::{Activation, EigenMode, GainPlacement, LayerKind, MlpSpec};
+use eigengrad::nn::{scaled_normal, Activation, EigenMode, GainPlacement, LayerKind, MlpSpec};
 use eigengrad::optim::Adam;
 
 /// Depth, width and budget of every case.
@@ -136,7 +136,8 @@ fn reaches_target_from_both_scales(mode: EigenMode) {
             "{mode:?} from s = {scale}: accuracy {:.3} < {TARGET}",
             out.accuracy
         );
-        // The gains start where the mode says: 1 + √c for Normalize, 1 otherwise.
+        // The gains start where the mode says: σ_max/σ_rms of the raw weight for Normalize,
+        // 1 otherwise.
         let expected: Vec<f32> = (0..out.gains.len())
             .map(|i| {
                 let inputs = if i == 0 { FEATURES } else { WIDTH };
@@ -145,7 +146,8 @@ fn reaches_target_from_both_scales(mode: EigenMode) {
                 } else {
                     WIDTH
                 };
-                mode.initial_gain(inputs, outputs)
+                let raw = mode.raw_weight_init(scaled_normal(inputs, scale), inputs, outputs);
+                mode.initial_gain(&raw, inputs, outputs)
             })
             .collect();
         assert_eq!(out.initial_gains, expected, "{mode:?}: initial gains");

@@ -190,8 +190,8 @@ fn deep_mlp_quick() {
         // point: after two epochs (16 steps) from s = 0.5 they must be well above it. From
         // s = 2 every variant, the shallow one included, learns slower in so few steps (Adam
         // moves each weight by about lr, a 4× smaller relative step): above chance there.
-        // `Normalize` draws its raw weight at s = 2 at least, so it is the s = 2 network
-        // from both scales (checked below).
+        // `Normalize` draws its own nearly orthogonal raw weight whatever s is, so it is one
+        // network from both scales (checked below), held to the s = 2 floor.
         let from_small = name.ends_with(" 0.5") && !name.starts_with("eigen-normalize");
         let floor = if name.starts_with("eigen") && from_small {
             0.5

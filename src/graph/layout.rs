@@ -298,22 +298,23 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
                 .collect()
         }
         Init::Orthogonal { gain } => {
-            // QR of a tall Gaussian matrix; Q's columns are orthonormal. Signs follow diag(R)
-            // so the result is Haar-distributed.
-            let (tall, short) = (rows.max(cols), rows.min(cols));
-            let g =
-                nalgebra::DMatrix::<f64>::from_fn(tall, short, |_, _| rng.sample(StandardNormal));
-            let qr = g.qr();
-            let (mut q, r) = (qr.q(), qr.r());
-            for j in 0..short {
-                if r[(j, j)] < 0.0 {
-                    q.column_mut(j).neg_mut();
-                }
-            }
-            let q = if rows >= cols { q } else { q.transpose() };
+            let q = orthonormal(&mut rng, rows, cols);
             (0..n)
                 .map(|i| (*gain as f64 * q[(i / cols, i % cols)]) as f32)
                 .collect()
+        }
+        Init::OrthogonalSpread { gain, spread } => {
+            let r = rows.min(cols);
+            let u = orthonormal(&mut rng, rows, r);
+            let v = orthonormal(&mut rng, cols, r);
+            let sigma = nalgebra::DVector::from_iterator(
+                r,
+                spread_spectrum(*gain, *spread, r)
+                    .into_iter()
+                    .map(f64::from),
+            );
+            let w = u * nalgebra::DMatrix::from_diagonal(&sigma) * v.transpose();
+            (0..n).map(|i| w[(i / cols, i % cols)] as f32).collect()
         }
         Init::Data(d) => {
             if d.len() != n {
@@ -325,6 +326,32 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
             d.clone()
         }
     })
+}
+
+/// A Haar-distributed `rows × cols` matrix with orthonormal columns (rows ≥ cols) or rows:
+/// the Q of a Gaussian matrix's QR, its signs following diag(R).
+fn orthonormal(rng: &mut StdRng, rows: usize, cols: usize) -> nalgebra::DMatrix<f64> {
+    let (tall, short) = (rows.max(cols), rows.min(cols));
+    let g = nalgebra::DMatrix::<f64>::from_fn(tall, short, |_, _| rng.sample(StandardNormal));
+    let qr = g.qr();
+    let (mut q, r) = (qr.q(), qr.r());
+    for j in 0..short {
+        if r[(j, j)] < 0.0 {
+            q.column_mut(j).neg_mut();
+        }
+    }
+    if rows >= cols {
+        q
+    } else {
+        q.transpose()
+    }
+}
+
+/// The `r` singular values [`Init::OrthogonalSpread`] draws, largest first: evenly spaced
+/// from `gain` down to `gain·(1 − spread)` (just `gain` for r = 1).
+pub fn spread_spectrum(gain: f32, spread: f32, r: usize) -> Vec<f32> {
+    let step = if r > 1 { spread / (r - 1) as f32 } else { 0.0 };
+    (0..r).map(|i| gain * (1.0 - step * i as f32)).collect()
 }
 
 #[cfg(test)]
@@ -469,6 +496,26 @@ mod tests {
         let q = init_values(&Init::Orthogonal { gain: 3.0 }, &[2, 5], 1).unwrap();
         let dot = |i: usize, j: usize| (0..5).map(|k| q[i * 5 + k] * q[j * 5 + k]).sum::<f32>();
         assert!((dot(0, 0) - 9.0).abs() < 1e-4 && dot(0, 1).abs() < 1e-4);
+        // OrthogonalSpread: exactly the spectrum it promises, on tall, wide, square and 1×1.
+        for (rows, cols, spread) in [(7, 3, 0.5), (3, 7, 0.2), (13, 13, 0.1), (1, 1, 0.3)] {
+            let w = init_values(
+                &Init::OrthogonalSpread { gain: 2.5, spread },
+                &[rows, cols],
+                4,
+            )
+            .unwrap();
+            let m = nalgebra::DMatrix::from_row_slice(rows, cols, &w).map(f64::from);
+            let mut sigma: Vec<f64> = m.singular_values().iter().copied().collect();
+            sigma.sort_by(|a, b| b.total_cmp(a));
+            let want = spread_spectrum(2.5, spread, rows.min(cols));
+            for (got, want) in sigma.iter().zip(&want) {
+                assert!(
+                    (got - *want as f64).abs() < 1e-5,
+                    "{rows}×{cols}: {sigma:?} vs {want:?}"
+                );
+            }
+        }
+        assert_eq!(spread_spectrum(4.0, 0.5, 3), [4.0, 3.0, 2.0]);
         assert!(matches!(
             init_values(&Init::Data(vec![1.0; 3]), &[2, 2], 0),
             Err(Error::Shape { .. })

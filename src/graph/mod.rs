@@ -76,6 +76,16 @@ pub enum Init {
         /// The common singular value.
         gain: f32,
     },
+    /// U·diag(σ)·Vᵀ with random orthonormal U and V (QR of Gaussians) and the singular values
+    /// σ evenly spaced from `gain` down to `gain·(1 − spread)`: a nearly orthogonal matrix
+    /// whose largest singular value is simple (for `spread > 0`) and whose spectrum is known
+    /// exactly, for layers that divide by σ_max (see `nn::EigenMode::Normalize`).
+    OrthogonalSpread {
+        /// The largest singular value.
+        gain: f32,
+        /// How far below `gain` the smallest singular value lies, as a fraction of `gain`.
+        spread: f32,
+    },
     /// `gain` on the diagonal, zero elsewhere (a rectangular identity).
     Identity {
         /// The diagonal value.

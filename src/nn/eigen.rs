@@ -3,6 +3,7 @@
 
 use super::{Linear, Scope};
 use crate::error::{Error, Result};
+use crate::graph::layout::{init_values, spread_spectrum};
 use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::jacobi::WarmStart;
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
@@ -33,12 +34,13 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// can undo.
 ///
 /// `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every initial
-/// scale, but both sit at or below criticality: they rely on the gains. `Normalize`
-/// contracts — for a random W the root-mean-square of σ/σ_max is about ½ (the quarter-circle
-/// law) — so its gains start at [`EigenMode::initial_gain`] (2 for a square W) rather than 1:
-/// from 1 the signal halved per layer until Adam, moving a parameter by about its learning
-/// rate per step, had grown every gain to about 2, hundreds of steps (at depth 16 on the
-/// digits, 23–71% after 230 steps against 93–94% from the compensating gains).
+/// scale, but both sit at or below criticality: they rely on the gains. `Normalize` keeps the
+/// ratios of W's singular values, so the shape of W's initial spectrum decides how it starts:
+/// it draws its raw weight nearly orthogonal ([`EigenMode::raw_weight_init`]: singular values
+/// within 10% of σ_max, not the quarter-circle spread of a Gaussian draw, which 64 layers
+/// multiply into a map that loses most of its input) and starts its gain at σ_max/σ_rms of
+/// that weight ([`EigenMode::initial_gain`]), so that every layer starts with a spectrum of
+/// root-mean-square 1 instead of shrinking the signal.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EigenMode {
     /// Every singular value of W' lies in [lo, hi] (null directions stay 0).
@@ -68,72 +70,99 @@ impl EigenMode {
         hi: Self::DEFAULT_CLAMP_HI,
     };
 
-    /// The initial value of a layer's gain for an `inputs × outputs` weight: 1, except for
-    /// `Normalize`, whose W/σ_max has a root-mean-square singular value of about
-    /// 1/(1 + √(min/max)) for a random W (the Marchenko–Pastur edge: σ_max ≈ σ_rms·(1 + √c),
-    /// c the aspect ratio min(inputs, outputs)/max(inputs, outputs)). Its gain starts at
-    /// 1 + √c, so that at initialisation the layer passes on the signal's scale as one of
-    /// unit root-mean-square spectrum does instead of halving it (for a square W).
-    pub fn initial_gain(self, inputs: usize, outputs: usize) -> f32 {
-        match self {
-            EigenMode::Normalize => {
-                let (small, large) = (inputs.min(outputs), inputs.max(outputs));
-                1.0 + (small as f32 / large.max(1) as f32).sqrt()
+    /// The initial value of a layer's gain, for a raw `inputs × outputs` weight drawn by `raw`
+    /// (the initialiser [`EigenMode::raw_weight_init`] returns): 1, except for `Normalize`,
+    /// where it is σ_max/σ_rms of the raw weight, so that γ·W/σ_max starts with a spectrum of
+    /// root-mean-square 1 — it passes on the signal's scale instead of shrinking it by
+    /// σ_rms/σ_max at every layer. The ratio is exact where the initialiser fixes the
+    /// spectrum ([`Init::OrthogonalSpread`], `Orthogonal`, `Identity`, `Constant`, `Data`)
+    /// and the Marchenko–Pastur edge 1 + √c (c = min/max of the shape) for Gaussian and
+    /// uniform draws.
+    pub fn initial_gain(self, raw: &Init, inputs: usize, outputs: usize) -> f32 {
+        if self != EigenMode::Normalize {
+            return 1.0;
+        }
+        let r = inputs.min(outputs);
+        let top_to_rms = |sigma: &[f32]| {
+            let top = sigma.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+            let rms = (sigma.iter().map(|s| s * s).sum::<f32>() / sigma.len().max(1) as f32).sqrt();
+            if rms > 0.0 {
+                top / rms
+            } else {
+                1.0
             }
-            _ => 1.0,
+        };
+        match raw {
+            Init::Normal { .. } | Init::Uniform { .. } => {
+                1.0 + (r as f32 / inputs.max(outputs).max(1) as f32).sqrt()
+            }
+            Init::Orthogonal { .. } | Init::Identity { .. } | Init::Zeros => 1.0,
+            Init::OrthogonalSpread { gain, spread } => {
+                top_to_rms(&spread_spectrum(*gain, *spread, r))
+            }
+            Init::Constant(_) | Init::Data(_) => {
+                // Deterministic: the matrix itself (a wrong-sized Data fails later, at build).
+                match init_values(raw, &[inputs, outputs], 0) {
+                    Ok(w) => {
+                        let m = nalgebra::DMatrix::from_row_slice(inputs, outputs, &w);
+                        let sigma: Vec<f32> = m.singular_values().iter().copied().collect();
+                        top_to_rms(&sigma)
+                    }
+                    Err(_) => 1.0,
+                }
+            }
         }
     }
 
-    /// The smallest initial scale s a `Normalize` layer draws its raw weight at: entries of
-    /// root-mean-square at least s/√inputs (see [`EigenMode::raw_weight_init`]).
-    pub const NORMALIZE_MIN_INIT_SCALE: f32 = 2.0;
+    /// The root-mean-square of the entries of a `Normalize` layer's raw weight at
+    /// initialisation (see [`EigenMode::raw_weight_init`]).
+    pub const NORMALIZE_RAW_RMS: f32 = 0.5;
+
+    /// The spread of a `Normalize` layer's initial raw spectrum: its singular values run
+    /// evenly from σ_max down to σ_max·(1 − spread) (see [`EigenMode::raw_weight_init`]).
+    pub const NORMALIZE_RAW_SPREAD: f32 = 0.1;
 
     /// The initialiser a layer of this mode draws its raw `inputs × outputs` weight with:
-    /// `init` itself, except that `Normalize` scales a smaller one up to entries of
-    /// root-mean-square [`EigenMode::NORMALIZE_MIN_INIT_SCALE`]/√inputs — the same matrix up
-    /// to a factor, hence the same W/σ_max and the same network function at initialisation.
+    /// `init` itself, except that `Normalize` replaces a random draw (`Normal`, `Uniform`,
+    /// `Orthogonal`) by a nearly orthogonal one, [`Init::OrthogonalSpread`] with entries of
+    /// root-mean-square [`EigenMode::NORMALIZE_RAW_RMS`] and singular values spread
+    /// [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Deterministic initialisers and
+    /// an explicit `OrthogonalSpread` are kept.
     ///
-    /// Why: W/σ_max does not depend on the scale of W, but training does. Adam moves every
-    /// entry by about its learning rate per step, in a pattern close to the gradient's few
-    /// leading directions, so relative to a small W the steps are large and their directions
-    /// soon hold σ_max: W/σ_max then keeps a few singular values near 1 and shrinks the rest,
-    /// and a deep stack loses every other direction of its signal. From N(0, s²/fan_in) at
-    /// width 64 (σ_max ≈ 2s) one step of 2e-3 adds up to 0.13 to σ_max along the gradient,
-    /// the size of σ_max itself after a few steps at s = 0.5: a 32-deep network on a
-    /// Fashion-MNIST subset stayed at 19% from s = 0.5 and reached 76% from s = 2 (78% from
-    /// s = 8, while a 16-deep network on the small digits, which has fewer steps to learn
-    /// in, fell from 94% at s = 2 to 91% at s = 5.7: larger is slower). Scales at or above
-    /// the floor are kept. `Zeros` is left as it is.
+    /// Why the shape of the spectrum: W/σ_max keeps the ratios of W's singular values, and
+    /// a random Gaussian W spreads them from 0 to σ_max (the quarter-circle law): 64 such
+    /// layers multiply into a map that loses most directions of its input, and a 64-deep
+    /// network trained from it stayed near 20% on a Fashion-MNIST subset where `Clamp` and
+    /// `Orthogonal` reached 72–80%. A nearly flat spectrum starts the network isometric; the
+    /// spread keeps σ_max simple (an exactly orthogonal W repeats it, and the gradient then
+    /// follows whichever top singular vector the solver returns).
+    ///
+    /// Why the scale: W/σ_max does not depend on the scale of W, but training does. Adam moves
+    /// every entry by about its learning rate per step, in a pattern close to the gradient's
+    /// few leading directions, so relative to a small W the steps are large and their
+    /// directions soon hold σ_max: W/σ_max then keeps a few singular values near 1 and
+    /// shrinks the rest. Entries of root-mean-square ½ (σ = 4 at width 64) keep those steps a
+    /// small fraction of W; larger raw weights turn more slowly still and learn more slowly.
+    /// The measurements behind both choices are in the `deep_mlp` documentation.
     pub fn raw_weight_init(self, init: Init, inputs: usize, outputs: usize) -> Init {
         if self != EigenMode::Normalize {
             return init;
         }
-        let floor = Self::NORMALIZE_MIN_INIT_SCALE / (inputs.max(1) as f32).sqrt();
-        // Root-mean-square of the entries: a matrix with min(inputs, outputs) singular values
-        // `gain` has Σw² = gain²·min.
-        let cells = (inputs * outputs).max(1) as f32;
-        let rms = match &init {
-            Init::Normal { std } => std.abs(),
-            Init::Uniform { limit } => limit.abs() / 3f32.sqrt(),
-            Init::Orthogonal { gain } | Init::Identity { gain } => {
-                gain.abs() * (inputs.min(outputs) as f32 / cells).sqrt()
-            }
-            Init::Constant(v) => v.abs(),
-            Init::Data(d) => (d.iter().map(|x| x * x).sum::<f32>() / cells).sqrt(),
-            Init::Zeros => 0.0,
-        };
-        if !(rms > 0.0 && rms < floor) {
-            return init;
-        }
-        let k = floor / rms;
         match init {
-            Init::Normal { std } => Init::Normal { std: std * k },
-            Init::Uniform { limit } => Init::Uniform { limit: limit * k },
-            Init::Orthogonal { gain } => Init::Orthogonal { gain: gain * k },
-            Init::Identity { gain } => Init::Identity { gain: gain * k },
-            Init::Constant(v) => Init::Constant(v * k),
-            Init::Data(d) => Init::Data(d.iter().map(|x| x * k).collect()),
-            Init::Zeros => Init::Zeros,
+            Init::Normal { .. } | Init::Uniform { .. } | Init::Orthogonal { .. } => {
+                // A matrix with r singular values of root-mean-square σ_rms has entries of
+                // root-mean-square σ_rms·√(r/(inputs·outputs)).
+                let r = inputs.min(outputs).max(1);
+                let sigma_rms =
+                    Self::NORMALIZE_RAW_RMS * ((inputs * outputs).max(1) as f32 / r as f32).sqrt();
+                let shape = spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r);
+                let shape_rms = (shape.iter().map(|s| s * s).sum::<f32>() / r as f32).sqrt();
+                Init::OrthogonalSpread {
+                    gain: sigma_rms / shape_rms,
+                    spread: Self::NORMALIZE_RAW_SPREAD,
+                }
+            }
+            kept => kept,
         }
     }
 
@@ -213,6 +242,7 @@ impl EigenLayer {
         with_gain: bool,
     ) -> Result<EigenLayer> {
         let init = mode.raw_weight_init(init, inputs, outputs);
+        let initial_gain = mode.initial_gain(&init, inputs, outputs);
         let linear = Linear::new(scope, inputs, outputs, init)?;
         let w = linear.weight;
         let small_side = outputs <= inputs;
@@ -228,7 +258,7 @@ impl EigenLayer {
         let (effective_weight, gain) = if with_gain {
             // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
             // the one-element γ.
-            let gain = Init::Constant(mode.initial_gain(inputs, outputs));
+            let gain = Init::Constant(initial_gain);
             let gain = scope.param("gain", &[1], gain)?;
             let column = scope.reshape(effective_weight, &[inputs * outputs, 1])?;
             let scaled = scope.mul(column, gain)?;
@@ -309,58 +339,84 @@ mod tests {
     use super::*;
     use crate::graph::layout::init_values;
 
-    /// Root-mean-square of the entries `init` draws for an `inputs × outputs` weight.
-    fn rms_of(init: &Init, inputs: usize, outputs: usize) -> f32 {
+    /// Singular values of the `inputs × outputs` matrix `init` draws, largest first.
+    fn spectrum_of(init: &Init, inputs: usize, outputs: usize) -> Vec<f32> {
         let w = init_values(init, &[inputs, outputs], 3).unwrap();
-        (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt()
+        let m = nalgebra::DMatrix::from_row_slice(inputs, outputs, &w);
+        let mut sigma: Vec<f32> = m.singular_values().iter().copied().collect();
+        sigma.sort_by(|a, b| b.total_cmp(a));
+        sigma
     }
 
     #[test]
-    fn normalize_draws_small_raw_weights_at_its_floor_and_keeps_larger_ones() {
-        let (inputs, outputs) = (64, 48);
-        let floor = EigenMode::NORMALIZE_MIN_INIT_SCALE / (inputs as f32).sqrt();
-        let small = [
-            Init::Normal { std: 0.01 },
-            Init::Uniform { limit: 0.02 },
-            Init::Orthogonal { gain: 0.1 },
-            Init::Identity { gain: 0.5 },
-            Init::Constant(-0.01),
-            Init::Data(vec![0.001; inputs * outputs]),
-        ];
-        for init in small {
-            let raised = EigenMode::Normalize.raw_weight_init(init.clone(), inputs, outputs);
-            // The same matrix up to a positive factor (sampled with the same seed).
-            let (a, b) = (
-                init_values(&init, &[inputs, outputs], 3).unwrap(),
-                init_values(&raised, &[inputs, outputs], 3).unwrap(),
-            );
-            let k = rms_of(&raised, inputs, outputs) / rms_of(&init, inputs, outputs);
-            assert!(k > 1.0, "{init:?} → {raised:?}");
-            for (x, y) in a.iter().zip(&b) {
+    fn normalize_draws_a_nearly_orthogonal_raw_weight_and_keeps_explicit_ones() {
+        for (inputs, outputs) in [(64, 64), (784, 64), (32, 10), (3, 7), (1, 1)] {
+            for random in [
+                Init::Normal { std: 0.01 },
+                Init::Uniform { limit: 3.0 },
+                Init::Orthogonal { gain: 1.0 },
+            ] {
+                let raw = EigenMode::Normalize.raw_weight_init(random.clone(), inputs, outputs);
+                let sigma = spectrum_of(&raw, inputs, outputs);
+                let r = sigma.len();
+                // Entries of root-mean-square NORMALIZE_RAW_RMS: Σσ² = rms²·inputs·outputs.
+                let sum_sq: f32 = sigma.iter().map(|s| s * s).sum();
+                let rms = (sum_sq / (inputs * outputs) as f32).sqrt();
                 assert!(
-                    (x * k - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                    "{init:?}: {x}·{k} vs {y}"
+                    (rms / EigenMode::NORMALIZE_RAW_RMS - 1.0).abs() < 1e-4,
+                    "{inputs}×{outputs} from {random:?}: rms {rms}"
+                );
+                // Spread below σ_max by NORMALIZE_RAW_SPREAD, the top simple (one singular
+                // value for a 1×1 weight).
+                if r > 1 {
+                    let floor = sigma[0] * (1.0 - EigenMode::NORMALIZE_RAW_SPREAD);
+                    assert!((sigma[r - 1] - floor).abs() < 1e-4 * sigma[0], "{sigma:?}");
+                    assert!(
+                        sigma[0] - sigma[1] > 1e-3 * sigma[0],
+                        "a repeated top: {sigma:?}"
+                    );
+                }
+                // The gain makes γ·W/σ_max a spectrum of root-mean-square 1.
+                let gain = EigenMode::Normalize.initial_gain(&raw, inputs, outputs);
+                let effective_rms = gain * (sum_sq / r as f32).sqrt() / sigma[0];
+                assert!(
+                    (effective_rms - 1.0).abs() < 1e-4,
+                    "{inputs}×{outputs}: gain {gain} gives rms {effective_rms}"
                 );
             }
-            let rms = rms_of(&raised, inputs, outputs);
-            // Sampled initialisers hit the floor on average: within 5% over 3,072 entries.
-            assert!(
-                (rms / floor - 1.0).abs() < 0.05,
-                "{init:?}: rms {rms} vs {floor}"
-            );
         }
-        for large in [
-            Init::Normal { std: 1.0 },
-            Init::Orthogonal { gain: 3.0 },
+        // Deterministic initialisers and an explicit spectrum are kept, with exact gains.
+        let (inputs, outputs) = (6, 4);
+        for kept in [
+            Init::Identity { gain: 0.5 },
+            Init::Constant(-0.01),
+            Init::Data((0..24).map(|i| (i as f32 * 0.37).sin()).collect()),
+            Init::OrthogonalSpread {
+                gain: 2.0,
+                spread: 0.9,
+            },
             Init::Zeros,
         ] {
-            let kept = EigenMode::Normalize.raw_weight_init(large.clone(), inputs, outputs);
-            assert_eq!(kept, large);
+            let raw = EigenMode::Normalize.raw_weight_init(kept.clone(), inputs, outputs);
+            assert_eq!(raw, kept);
+            let sigma = spectrum_of(&raw, inputs, outputs);
+            let rms = (sigma.iter().map(|s| s * s).sum::<f32>() / sigma.len() as f32).sqrt();
+            let want = if rms > 0.0 { sigma[0] / rms } else { 1.0 };
+            let gain = EigenMode::Normalize.initial_gain(&raw, inputs, outputs);
+            assert!(
+                (gain - want).abs() < 1e-4 * want,
+                "{kept:?}: {gain} vs {want}"
+            );
         }
-        // The other modes keep what they are given.
+        // Gaussian draws (reachable only by calling initial_gain directly): the
+        // Marchenko–Pastur edge, 2 for a square weight.
+        let square = EigenMode::Normalize.initial_gain(&Init::Normal { std: 1.0 }, 8, 8);
+        assert_eq!(square, 2.0);
+        // The other modes keep what they are given and start their gains at 1.
         for mode in [EigenMode::Orthogonal, EigenMode::DEFAULT_CLAMP] {
             let init = Init::Normal { std: 0.01 };
-            assert_eq!(mode.raw_weight_init(init.clone(), inputs, outputs), init);
+            assert_eq!(mode.raw_weight_init(init.clone(), 64, 48), init);
+            assert_eq!(mode.initial_gain(&init, 64, 48), 1.0);
         }
     }
 }
