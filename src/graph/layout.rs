@@ -347,6 +347,16 @@ fn orthonormal(rng: &mut StdRng, rows: usize, cols: usize) -> nalgebra::DMatrix<
     }
 }
 
+/// The singular values of the row-major `rows × cols` matrix `values`, largest first: how
+/// initialisers with a prescribed spectrum are checked, and how a layer reads the spectrum of
+/// a deterministic initialiser.
+pub fn singular_values(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let m = nalgebra::DMatrix::from_row_slice(rows, cols, values);
+    let mut sigma: Vec<f32> = m.singular_values().iter().copied().collect();
+    sigma.sort_by(|a, b| b.total_cmp(a));
+    sigma
+}
+
 /// The `r` singular values [`Init::OrthogonalSpread`] draws, largest first: evenly spaced
 /// from `gain` down to `gain·(1 − spread)` (just `gain` for r = 1).
 pub fn spread_spectrum(gain: f32, spread: f32, r: usize) -> Vec<f32> {
@@ -504,13 +514,13 @@ mod tests {
                 4,
             )
             .unwrap();
-            let m = nalgebra::DMatrix::from_row_slice(rows, cols, &w).map(f64::from);
-            let mut sigma: Vec<f64> = m.singular_values().iter().copied().collect();
-            sigma.sort_by(|a, b| b.total_cmp(a));
+            let sigma = singular_values(&w, rows, cols);
             let want = spread_spectrum(2.5, spread, rows.min(cols));
+            assert_eq!(sigma.len(), want.len());
             for (got, want) in sigma.iter().zip(&want) {
+                // An f32 matrix and an f32 SVD: 1e-5 is about 40 ulps of σ_max = 2.5.
                 assert!(
-                    (got - *want as f64).abs() < 1e-5,
+                    (got - want).abs() < 1e-5,
                     "{rows}×{cols}: {sigma:?} vs {want:?}"
                 );
             }

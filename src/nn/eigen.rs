@@ -3,7 +3,7 @@
 
 use super::{Linear, Scope};
 use crate::error::{Error, Result};
-use crate::graph::layout::{init_values, spread_spectrum};
+use crate::graph::layout::{init_values, singular_values, spread_spectrum};
 use crate::graph::{Graph, Init, Plan, Value};
 use crate::kernels::jacobi::WarmStart;
 use crate::kernels::spectral::{SpectralFn, SpectrumScale};
@@ -85,7 +85,7 @@ impl EigenMode {
         let r = inputs.min(outputs);
         let top_to_rms = |sigma: &[f32]| {
             let top = sigma.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-            let rms = (sigma.iter().map(|s| s * s).sum::<f32>() / sigma.len().max(1) as f32).sqrt();
+            let rms = root_mean_square(sigma);
             if rms > 0.0 {
                 top / rms
             } else {
@@ -100,17 +100,11 @@ impl EigenMode {
             Init::OrthogonalSpread { gain, spread } => {
                 top_to_rms(&spread_spectrum(*gain, *spread, r))
             }
-            Init::Constant(_) | Init::Data(_) => {
-                // Deterministic: the matrix itself (a wrong-sized Data fails later, at build).
-                match init_values(raw, &[inputs, outputs], 0) {
-                    Ok(w) => {
-                        let m = nalgebra::DMatrix::from_row_slice(inputs, outputs, &w);
-                        let sigma: Vec<f32> = m.singular_values().iter().copied().collect();
-                        top_to_rms(&sigma)
-                    }
-                    Err(_) => 1.0,
-                }
-            }
+            // Deterministic: the matrix itself (a wrong-sized Data fails later, at build).
+            Init::Constant(_) | Init::Data(_) => match init_values(raw, &[inputs, outputs], 0) {
+                Ok(w) => top_to_rms(&singular_values(&w, inputs, outputs)),
+                Err(_) => 1.0,
+            },
         }
     }
 
@@ -155,8 +149,8 @@ impl EigenMode {
                 let r = inputs.min(outputs).max(1);
                 let sigma_rms =
                     Self::NORMALIZE_RAW_RMS * ((inputs * outputs).max(1) as f32 / r as f32).sqrt();
-                let shape = spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r);
-                let shape_rms = (shape.iter().map(|s| s * s).sum::<f32>() / r as f32).sqrt();
+                let shape_rms =
+                    root_mean_square(&spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r));
                 Init::OrthogonalSpread {
                     gain: sigma_rms / shape_rms,
                     spread: Self::NORMALIZE_RAW_SPREAD,
@@ -320,6 +314,11 @@ impl EigenLayer {
     }
 }
 
+/// √(Σx²/n) (0 for no values).
+fn root_mean_square(xs: &[f32]) -> f32 {
+    (xs.iter().map(|x| x * x).sum::<f32>() / xs.len().max(1) as f32).sqrt()
+}
+
 /// σ(W) = √λ and σ(W') = g(λ)·√λ from the Gram eigenvalues λ of W (for `Normalize`,
 /// σ/σ_max: g = 1/√λ_max for every λ).
 pub(crate) fn singular_values_from(f: SpectralFn, lambda: &[f32]) -> (Vec<f32>, Vec<f32>) {
@@ -337,15 +336,11 @@ pub(crate) fn singular_values_from(f: SpectralFn, lambda: &[f32]) -> (Vec<f32>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::layout::init_values;
 
     /// Singular values of the `inputs × outputs` matrix `init` draws, largest first.
     fn spectrum_of(init: &Init, inputs: usize, outputs: usize) -> Vec<f32> {
         let w = init_values(init, &[inputs, outputs], 3).unwrap();
-        let m = nalgebra::DMatrix::from_row_slice(inputs, outputs, &w);
-        let mut sigma: Vec<f32> = m.singular_values().iter().copied().collect();
-        sigma.sort_by(|a, b| b.total_cmp(a));
-        sigma
+        singular_values(&w, inputs, outputs)
     }
 
     #[test]
@@ -400,7 +395,7 @@ mod tests {
             let raw = EigenMode::Normalize.raw_weight_init(kept.clone(), inputs, outputs);
             assert_eq!(raw, kept);
             let sigma = spectrum_of(&raw, inputs, outputs);
-            let rms = (sigma.iter().map(|s| s * s).sum::<f32>() / sigma.len() as f32).sqrt();
+            let rms = root_mean_square(&sigma);
             let want = if rms > 0.0 { sigma[0] / rms } else { 1.0 };
             let gain = EigenMode::Normalize.initial_gain(&raw, inputs, outputs);
             assert!(
