@@ -181,6 +181,32 @@ fn transpose_and_reshape() {
     });
 }
 
+/// Slices of a stack (one slice selected twice, one never) and a stack of values, each used
+/// non-linearly, and the per-row product: the gathered Stack gradient with its zero slots, the
+/// sum of repeated selects, and the Select gradient of a stack.
+#[test]
+fn select_stack_and_per_row_product() {
+    gradcheck("select and stack", &[&[4, 2, 3], &[2, 3]], |g, p| {
+        let a = g.select(p[0], 0).unwrap();
+        let b = g.select(p[0], 2).unwrap();
+        let b_again = g.select(p[0], 2).unwrap();
+        let bb = g.mul(b, b_again).unwrap();
+        let t = g.tanh(a).unwrap();
+        let s = g.stack(&[t, bb, p[1]]).unwrap();
+        g.tanh(s).unwrap()
+    });
+    gradcheck("select from a vector", &[&[5]], |g, p| {
+        let x = g.select(p[0], 3).unwrap();
+        let y = g.select(p[0], 1).unwrap();
+        let xy = g.mul(x, y).unwrap();
+        g.stack(&[xy, x]).unwrap()
+    });
+    gradcheck("per-row product", &[&[3, 4], &[3]], |g, p| {
+        let y = g.mul_rows(p[0], p[1]).unwrap();
+        g.tanh(y).unwrap()
+    });
+}
+
 #[test]
 fn losses() {
     gradcheck("softmax xent", &[&[4, 5]], |g, p| {

@@ -59,20 +59,34 @@ impl Graph {
         let seed = self.constant(&loss_shape, 1.0)?;
         let mut grads: BTreeMap<Value, Value> = BTreeMap::new();
         grads.insert(loss, seed);
+        // The gradients of the slices selected from each stack, by index: they become one
+        // Stack when the walk reaches the stack (after every slice of it, which come later).
+        let mut slices: BTreeMap<Value, Vec<Option<Value>>> = BTreeMap::new();
         for i in (0..n).rev() {
             let v = Value(i);
             if !needs[i] {
                 continue;
             }
+            if let Some(parts) = slices.remove(&v) {
+                let stacked = self.stack_slices(v, parts)?;
+                self.accumulate(&mut grads, v, stacked)?;
+            }
             let Some(&dy) = grads.get(&v) else { continue };
             let node = self.nodes[i].clone();
+            if let Op::Select { index } = node.op {
+                let source = node.inputs[0];
+                let parts = slices
+                    .entry(source)
+                    .or_insert_with(|| vec![None; self.nodes[source.0].shape[0]]);
+                parts[index] = Some(match parts[index] {
+                    Some(prev) => self.add(prev, dy)?,
+                    None => dy,
+                });
+                continue;
+            }
             let contributions = self.backward_rule(v, &node.op, &node.inputs, dy, &needs)?;
             for (input, g) in contributions {
-                let total = match grads.get(&input) {
-                    Some(&prev) => self.add(prev, g)?,
-                    None => g,
-                };
-                grads.insert(input, total);
+                self.accumulate(&mut grads, input, g)?;
             }
         }
         grads.retain(|v, _| needs[v.0]);
@@ -80,6 +94,47 @@ impl Graph {
             self.losses.push(loss);
         }
         Ok(Gradients { map: grads })
+    }
+
+    /// Adds the contribution `g` to the gradient of `v` (the first one is the gradient).
+    fn accumulate(&mut self, grads: &mut BTreeMap<Value, Value>, v: Value, g: Value) -> Result<()> {
+        let total = match grads.get(&v) {
+            Some(&prev) => self.add(prev, g)?,
+            None => g,
+        };
+        grads.insert(v, total);
+        Ok(())
+    }
+
+    /// The gradient of `stack` from those of its selected slices: one Stack of them, with
+    /// zeros for the slices nothing selected.
+    fn stack_slices(&mut self, stack: Value, parts: Vec<Option<Value>>) -> Result<Value> {
+        let mut slice_shape = self.shape(stack)[1..].to_vec();
+        if slice_shape.is_empty() {
+            slice_shape.push(1);
+        }
+        let mut zeros = None;
+        let mut values = Vec::with_capacity(parts.len());
+        for part in parts {
+            values.push(match part {
+                Some(g) => g,
+                None => match zeros {
+                    Some(z) => z,
+                    None => {
+                        let z = self.constant(&slice_shape, 0.0)?;
+                        zeros = Some(z);
+                        z
+                    }
+                },
+            });
+        }
+        let stacked = self.stack(&values)?;
+        let shape = self.shape(stack).to_vec();
+        if self.shape(stacked) == shape {
+            Ok(stacked)
+        } else {
+            self.reshape(stacked, &shape)
+        }
     }
 
     /// The gradient contributions of one op to those of its inputs that need them: one arm
@@ -118,6 +173,16 @@ impl Graph {
             }
             Op::Reduce { op, axis } => self.reduce_backward(*op, *axis, inputs[0], dy),
             Op::Transpose => Ok(vec![(inputs[0], self.transpose(dy)?)]),
+            // Select is gathered into one Stack per source by `backward` itself.
+            Op::Select { .. } => Err(Error::InvalidArgument(
+                "backward: a Select's gradient is gathered by its stack".into(),
+            )),
+            Op::Stack => inputs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| want(k))
+                .map(|(k, &x)| Ok((x, self.select(dy, k)?)))
+                .collect(),
             Op::Reshape => {
                 let shape = self.shape(inputs[0]).to_vec();
                 Ok(vec![(inputs[0], self.reshape(dy, &shape)?)])

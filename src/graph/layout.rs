@@ -9,6 +9,7 @@
 
 use super::{Graph, Init, Op, Value};
 use crate::error::{Error, Result};
+use crate::kernels::REGION_ALIGNMENT;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -26,6 +27,24 @@ pub enum Storage {
     /// Never stored: the value lives only inside the fused kernel that computes it and its
     /// one consumer (see [`Placement`]).
     Fused,
+    /// Part of an earlier value's storage: a [`Op::Select`] whose slice starts at a byte
+    /// offset (counted from `of`'s start) that is a multiple of [`REGION_ALIGNMENT`], read
+    /// in place.
+    Slice {
+        /// The value whose storage holds the slice (never itself a reshape or a slice).
+        of: Value,
+        /// Byte offset of the slice in `of`.
+        offset: u64,
+    },
+    /// Part of a later value's storage: an input of a [`Op::Stack`] that the op computing it
+    /// writes straight into its slot of the stack (see [`stacked_in_place`]), so the stack
+    /// needs no copy.
+    Within {
+        /// The stack.
+        stack: Value,
+        /// Byte offset of the slot in the stack.
+        offset: u64,
+    },
     /// A range of one of the shared buffers the executor packs values into (see
     /// [`Placement`]), by buffer index and byte offset.
     Packed {
@@ -125,11 +144,14 @@ impl Layout {
                 )));
             }
         }
-        let root = |mut v: Value| {
-            while nodes[v.0].op == Op::Reshape {
-                v = nodes[v.0].inputs[0];
+        let slices = slices_in_place(graph);
+        let within = stacked_in_place(graph, placement);
+        let root = |mut v: Value| loop {
+            match nodes[v.0].op {
+                Op::Reshape => v = nodes[v.0].inputs[0],
+                Op::Select { .. } if slices[v.0].is_some() => v = nodes[v.0].inputs[0],
+                _ => return v,
             }
-            v
         };
         // When each value is read for the last time (the position its reader runs at).
         let mut last_use = vec![None::<usize>; nodes.len()];
@@ -158,7 +180,7 @@ impl Layout {
         // work), so they get buffers of their own instead of pool slots.
         let param_only = graph.param_only();
         let waits = if placement.overlap {
-            waits_for_previous(graph, placement, &param_only, root)
+            waits_for_previous(graph, placement, &param_only, &slices, root)
         } else {
             vec![true; nodes.len()]
         };
@@ -182,7 +204,22 @@ impl Layout {
                     Storage::Owned
                 }
                 Op::Reshape => Storage::Alias(root(Value(i))),
-                _ if param_only[i] => {
+                Op::Select { .. } if slices[i].is_some() => Storage::Slice {
+                    of: root(Value(i)),
+                    offset: slices[i].expect("checked"),
+                },
+                _ if within[i].is_some() => {
+                    let (stack, offset) = within[i].expect("checked");
+                    Storage::Within { stack, offset }
+                }
+                // A stack that inputs write in place lives for the whole step: they are
+                // computed before it, at different times.
+                _ if param_only[i]
+                    || (n.op == Op::Stack
+                        && within
+                            .iter()
+                            .any(|w| w.is_some_and(|(stack, _)| stack.0 == i))) =>
+                {
                     owned_bytes += bytes;
                     unpooled_bytes += bytes;
                     Storage::Owned
@@ -220,10 +257,11 @@ impl Layout {
         })
     }
 
-    /// The value whose storage `v` uses (itself unless it is a reshape).
+    /// The value whose storage `v` uses (itself unless it is a reshape or a slice read in
+    /// place).
     pub fn root(&self, v: Value) -> Value {
         match self.storage[v.0] {
-            Storage::Alias(r) => r,
+            Storage::Alias(r) | Storage::Slice { of: r, .. } => r,
             _ => v,
         }
     }
@@ -242,11 +280,14 @@ fn waits_for_previous(
     graph: &Graph,
     placement: &Placement,
     param_only: &[bool],
+    slices: &[Option<u64>],
     root: impl Fn(Value) -> Value,
 ) -> Vec<bool> {
     let nodes = graph.nodes();
     let batch_work = |j: usize| {
-        !param_only[j] && !matches!(nodes[j].op, Op::Input | Op::Param { .. } | Op::Reshape)
+        !param_only[j]
+            && slices[j].is_none()
+            && !matches!(nodes[j].op, Op::Input | Op::Param { .. } | Op::Reshape)
     };
     // The nodes whose work runs at each position.
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
@@ -265,6 +306,72 @@ fn waits_for_previous(
         previous = Some(position);
     }
     waits
+}
+
+/// For each node: the byte offset within its root's storage at which a [`Op::Select`] is read
+/// in place — where that offset (the slices of selects of selects add up) is a multiple of
+/// [`REGION_ALIGNMENT`], so the slice binds as a region of its own. Other selects (and every
+/// other node) get `None`: the executor copies them.
+pub fn slices_in_place(graph: &Graph) -> Vec<Option<u64>> {
+    let nodes = graph.nodes();
+    let mut out: Vec<Option<u64>> = vec![None; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if let Op::Select { index } = n.op {
+            let source = n.inputs[0];
+            let base = out[source.0].unwrap_or(0);
+            let offset = base + index as u64 * value_bytes(&n.shape);
+            if offset.is_multiple_of(REGION_ALIGNMENT) {
+                out[i] = Some(offset);
+            }
+        }
+    }
+    out
+}
+
+/// For each node: the stack and byte offset it is written to directly, if it is an input of
+/// an [`Op::Stack`] that can be. An input qualifies when an op computes it into storage of its
+/// own (not an input, a resident tensor, a reshape or slice, a value the executor fuses away or
+/// packs), it appears in exactly one stack slot of the graph, and its slot starts at a
+/// multiple of [`REGION_ALIGNMENT`]. The stack then lives for the whole step; the inputs that
+/// do not qualify are copied into it by the stack's own launches.
+pub fn stacked_in_place(graph: &Graph, placement: &Placement) -> Vec<Option<(Value, u64)>> {
+    let nodes = graph.nodes();
+    let mut slots = vec![0usize; nodes.len()];
+    for n in nodes.iter().filter(|n| n.op == Op::Stack) {
+        n.inputs.iter().for_each(|v| slots[v.0] += 1);
+    }
+    let mut out = vec![None; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if n.op != Op::Stack
+            || placement.packed[i].is_some_and(|(_, o)| !o.is_multiple_of(REGION_ALIGNMENT))
+        {
+            continue;
+        }
+        let slot_bytes = value_bytes(&nodes[n.inputs[0].0].shape);
+        for (k, &v) in n.inputs.iter().enumerate() {
+            let offset = k as u64 * slot_bytes;
+            let computed = !matches!(
+                nodes[v.0].op,
+                Op::Input
+                    | Op::Param { .. }
+                    | Op::Reshape
+                    | Op::Select { .. }
+                    | Op::Stack
+                    | Op::Update(_)
+                    | Op::ClipGradients { .. }
+                    | Op::Ema { .. }
+            );
+            if computed
+                && slots[v.0] == 1
+                && !placement.unstored[v.0]
+                && placement.packed[v.0].is_none()
+                && offset.is_multiple_of(REGION_ALIGNMENT)
+            {
+                out[v.0] = Some((Value(i), offset));
+            }
+        }
+    }
+    out
 }
 
 /// The initial values of a resident tensor: deterministic for a given `seed`, identical for

@@ -169,6 +169,17 @@ pub enum Op {
     Transpose,
     /// The same buffer under another shape (no kernel).
     Reshape,
+    /// Matrix `index` of a stack: the input `[n, …]` without its first dimension, `[…]`.
+    /// Where the slice starts at an aligned byte offset (see [`layout::Storage::Slice`]) the
+    /// GPU executor reads it in place, without a kernel. Its gradient is a [`Op::Stack`].
+    Select {
+        /// Which slice along the first dimension.
+        index: usize,
+    },
+    /// Stacks its inputs (all of one shape `[…]`) along a new first dimension, `[k, …]`: the
+    /// adjoint of [`Op::Select`]. The GPU executor lets an input that an op computes write
+    /// its slice of the stack directly (see [`layout::Storage::Within`]) and copies the others.
+    Stack,
     /// Per-row softmax cross-entropy of logits (input 0) against soft targets (input 1).
     SoftmaxXent,
     /// Gradient of [`Op::SoftmaxXent`] w.r.t. the logits: inputs logits, targets, dloss.
@@ -687,6 +698,76 @@ impl Graph {
             ));
         }
         self.push(Op::Reshape, vec![x], shape.to_vec())
+    }
+
+    /// Slice `index` of `x` along its first dimension: `x[index]`, of `x`'s shape without the
+    /// first dimension (a stack of matrices `[n, r, c]` gives the matrix `[r, c]`; a vector
+    /// `[n]` gives `[1]`).
+    pub fn select(&mut self, x: Value, index: usize) -> Result<Value> {
+        self.check_value("Select", x)?;
+        let shape = self.shape(x).to_vec();
+        if index >= shape[0] {
+            return Err(Error::shape(
+                "Select",
+                format!("index {index} of a stack {shape:?}"),
+            ));
+        }
+        let rest = if shape.len() == 1 {
+            vec![1]
+        } else {
+            shape[1..].to_vec()
+        };
+        self.push(Op::Select { index }, vec![x], rest)
+    }
+
+    /// The values `xs` (at least one, all of one shape `s`) stacked along a new first
+    /// dimension, shape `[xs.len(), s…]`; [`Graph::select`] takes them apart again.
+    pub fn stack(&mut self, xs: &[Value]) -> Result<Value> {
+        let Some(&first) = xs.first() else {
+            return Err(Error::InvalidArgument("Stack: no values to stack".into()));
+        };
+        for &x in xs {
+            self.check_value("Stack", x)?;
+            if self.shape(x) != self.shape(first) {
+                return Err(Error::shape(
+                    "Stack",
+                    format!(
+                        "every value needs one shape, got {:?} and {:?}",
+                        self.shape(first),
+                        self.shape(x)
+                    ),
+                ));
+            }
+        }
+        let mut shape = vec![xs.len()];
+        shape.extend_from_slice(self.shape(first));
+        self.push(Op::Stack, xs.to_vec(), shape)
+    }
+
+    /// a ∘ b with one value of b per row of a: a viewed as `[rows, cols]` (cols = last
+    /// dimension), b of `rows` elements, each scaling its row — e.g. one gain per matrix of a
+    /// stack viewed as `[matrices, elements]`.
+    pub fn mul_rows(&mut self, a: Value, b: Value) -> Result<Value> {
+        self.check_value("MulRows", a)?;
+        self.check_value("MulRows", b)?;
+        let (rows, cols) = rows_cols(self.shape(a));
+        let b_len: usize = self.shape(b).iter().product();
+        if b_len != rows {
+            return Err(Error::shape(
+                "MulRows",
+                format!("{b_len} factors for the {rows} rows of {:?}", self.shape(a)),
+            ));
+        }
+        let shape = self.shape(a).to_vec();
+        let b_from = Broadcast::column_vector(rows, cols);
+        self.push(
+            Op::Binary {
+                op: BinaryOp::Mul,
+                b_from,
+            },
+            vec![a, b],
+            shape,
+        )
     }
 
     /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or

@@ -190,7 +190,9 @@ impl<T: Real> ReferencePlan<T> {
             Op::Input | Op::Param { .. } => return Ok(()),
             Op::MatMul { trans_a, trans_b } => matmul(&ops, *trans_a, *trans_b)?,
             Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => elementwise(&ops),
-            Op::Reduce { .. } | Op::Transpose | Op::Reshape => arrange(&ops),
+            Op::Reduce { .. } | Op::Transpose | Op::Reshape | Op::Select { .. } | Op::Stack => {
+                arrange(&ops)
+            }
             Op::SoftmaxXent | Op::SoftmaxXentBackward => softmax(&ops),
             Op::Dropout { rate, seed } => {
                 r::dropout::dropout(ops.x(0), *rate, *seed, self.state.steps())
@@ -252,7 +254,8 @@ fn elementwise<T: Real>(ops: &Operands<T>) -> Vec<T> {
     }
 }
 
-/// Ops that rearrange or reduce their input: reductions, transposes, reshapes.
+/// Ops that rearrange or reduce their input: reductions, transposes, reshapes, slices and
+/// stacks.
 fn arrange<T: Real>(ops: &Operands<T>) -> Vec<T> {
     let s = ops.shape(0);
     match &ops.node.op {
@@ -266,6 +269,13 @@ fn arrange<T: Real>(ops: &Operands<T>) -> Vec<T> {
             r::transpose::transpose(ops.x(0), batch, rows, cols)
         }
         Op::Reshape => ops.x(0).to_vec(),
+        Op::Select { index } => {
+            let n = ops.node.shape.iter().product::<usize>();
+            ops.x(0)[index * n..(index + 1) * n].to_vec()
+        }
+        Op::Stack => (0..ops.node.inputs.len())
+            .flat_map(|k| ops.x(k).iter().copied())
+            .collect(),
         other => unreachable!("{} does not rearrange", other.name()),
     }
 }

@@ -1,5 +1,6 @@
-//! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`) and binary (add,
-//! sub, mul with a broadcast right operand, and the activations' backward rules).
+//! Elementwise maps: unary (scale, relu, tanh, gelu), broadcast (`expand`), binary (add,
+//! sub, mul with a broadcast right operand, and the activations' backward rules) and the
+//! range copy that moves a slice out of or into a stack.
 //!
 //! The activations and their backward rules propagate NaN on every adapter: a NaN input (or
 //! upstream gradient) gives a NaN output, so a diverged network never reads as finite.
@@ -26,6 +27,10 @@ const BINARY: Shader = Shader {
         include_str!("../../shaders/elementwise_binary.wgsl")
     ),
 };
+const COPY: Shader = Shader {
+    name: "copy",
+    source: include_str!("../../shaders/copy.wgsl"),
+};
 /// Invocations per workgroup of every elementwise kernel.
 const WG: [u32; 3] = [64, 1, 1];
 
@@ -40,9 +45,10 @@ const MUL: Kernel<BinaryParams> = Kernel::new(&BINARY, "mul", WG);
 const RELU_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "relu_backward", WG);
 const TANH_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "tanh_backward", WG);
 const GELU_BACKWARD: Kernel<BinaryParams> = Kernel::new(&BINARY, "gelu_backward", WG);
+const COPY_RANGE: Kernel<CopyParams> = Kernel::new(&COPY, "copy_range", WG);
 
 /// The kernels of this module, for the contract checks.
-pub(super) const KERNELS: [KernelSpec; 11] = [
+pub(super) const KERNELS: [KernelSpec; 12] = [
     SCALE.spec(),
     RELU.spec(),
     TANH.spec(),
@@ -54,12 +60,14 @@ pub(super) const KERNELS: [KernelSpec; 11] = [
     RELU_BACKWARD.spec(),
     TANH_BACKWARD.spec(),
     GELU_BACKWARD.spec(),
+    COPY_RANGE.spec(),
 ];
 
 /// The shaders' workgroup size constant, which their flat index uses.
-pub(super) const CONSTANTS: [SharedConstant; 2] = [
+pub(super) const CONSTANTS: [SharedConstant; 3] = [
     SharedConstant::u32(&UNARY, "WG", WG[0]),
     SharedConstant::u32(&BINARY, "WG", WG[0]),
+    SharedConstant::u32(&COPY, "WG", WG[0]),
 ];
 
 /// A unary elementwise map y = f(x).
@@ -188,6 +196,14 @@ crate::wgsl_params! {
     }
 }
 
+crate::wgsl_params! {
+    struct CopyParams {
+        n: u32,
+        src_offset: u32,
+        dst_offset: u32,
+    }
+}
+
 /// Shape rule of a binary op: `b` has `a`'s shape, or is a suffix of it (broadcast along the
 /// leading dimensions, e.g. a bias `[cols]` against `[rows, cols]`). Returns `a`'s shape.
 pub fn binary_shape(op: BinaryOp, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
@@ -269,6 +285,38 @@ pub fn binary_dispatch<'a>(
     };
     let grid = kernel.grid(device, n as u64)?;
     kernel.dispatch(device, &params, &[a, b, out], grid)
+}
+
+/// A launch copying `n` elements of `x` from element `src_offset` into `y` from element
+/// `dst_offset` (both ranges must lie inside their regions).
+pub fn copy_dispatch<'a>(
+    device: &Device,
+    x: impl Into<Region<'a>>,
+    src_offset: usize,
+    y: impl Into<Region<'a>>,
+    dst_offset: usize,
+    n: usize,
+) -> Result<Dispatch> {
+    let x: Region<'a> = x.into();
+    let y: Region<'a> = y.into();
+    for (what, region, offset) in [("source", &x, src_offset), ("destination", &y, dst_offset)] {
+        if offset
+            .checked_add(n)
+            .is_none_or(|end| end as u64 > region.len())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "copy of {n} elements from element {offset}: the {what} holds {}",
+                region.len()
+            )));
+        }
+    }
+    let params = CopyParams {
+        n: to_u32("copy", n)?,
+        src_offset: to_u32("copy", src_offset)?,
+        dst_offset: to_u32("copy", dst_offset)?,
+    };
+    let grid = COPY_RANGE.grid(device, n as u64)?;
+    COPY_RANGE.dispatch(device, &params, &[x, y], grid)
 }
 
 /// y = op(x), a new tensor of `x`'s shape.

@@ -39,6 +39,15 @@ impl Placed {
         }
     }
 
+    /// `size` bytes of this placement from `offset` (a slice of a stack).
+    fn part(&self, offset: u64, size: u64) -> Placed {
+        Placed {
+            buffer: self.buffer.clone(),
+            offset: self.offset + offset,
+            size,
+        }
+    }
+
     /// The region kernels bind.
     pub fn region(&self) -> Region<'_> {
         Region::new(&self.buffer, self.offset, self.size)
@@ -106,7 +115,8 @@ impl Buffers {
             let placed = match layout.storage[i] {
                 Storage::None | Storage::Fused => None,
                 Storage::Pooled(b) => Some(Placed::whole(pool[b].clone())),
-                Storage::Alias(r) => values[r.0].clone(),
+                // Placed below, once what they are part of is.
+                Storage::Alias(_) | Storage::Slice { .. } | Storage::Within { .. } => None,
                 Storage::Owned => Some(match (residents, &node.op) {
                     (Residents::SharedWith(source, buffers), Op::Param { role, .. })
                         if role.is_saved() =>
@@ -127,6 +137,22 @@ impl Buffers {
                 }),
             };
             values.push(placed);
+        }
+        // Values that are part of another's storage, in graph order: a reshape or a slice is
+        // part of an earlier value (placed by now), a stacked input of a later stack (which
+        // owns or packs its storage, placed above).
+        for (i, node) in graph.nodes().iter().enumerate() {
+            let bytes = value_bytes(&node.shape);
+            values[i] = match layout.storage[i] {
+                Storage::Alias(r) => values[r.0].clone(),
+                Storage::Slice { of, offset } => {
+                    values[of.0].as_ref().map(|p| p.part(offset, bytes))
+                }
+                Storage::Within { stack, offset } => {
+                    values[stack.0].as_ref().map(|p| p.part(offset, bytes))
+                }
+                _ => continue,
+            };
         }
         Ok(Buffers {
             values,

@@ -93,6 +93,8 @@ impl<'a> Lowering<'a> {
             Op::Unary(_) | Op::Binary { .. } | Op::Expand { .. } => self.elementwise(node, i)?,
             Op::Reduce { op, axis } => self.reduce(node, i, *op, *axis)?,
             Op::Transpose => self.transpose(node, i)?,
+            Op::Select { index } => self.select(node, i, *index)?,
+            Op::Stack => self.stack(node, i)?,
             Op::SoftmaxXent | Op::SoftmaxXentBackward => self.softmax(node, i)?,
             Op::Dropout { rate, seed } => self.dropout(node, i, *rate, *seed)?,
             Op::LayerNorm { .. } | Op::LayerNormBackward { .. } => self.norm(node, i)?,
@@ -207,6 +209,39 @@ impl<'a> Lowering<'a> {
             rows,
             cols,
         )?])
+    }
+
+    /// Slice `index` of a stack: nothing where the layout reads it in place, else a copy.
+    fn select(&self, node: &Node, i: usize, index: usize) -> Result<Vec<Dispatch>> {
+        let n = node.shape.iter().product::<usize>();
+        let (x, out) = (self.input(node, 0)?, self.out(i)?);
+        let start = index * n;
+        if in_place(x, start, out) {
+            return Ok(Vec::new());
+        }
+        let d = kernels::elementwise::copy_dispatch(self.device, x, start, out, 0, n)?;
+        Ok(vec![d])
+    }
+
+    /// A stack: a copy of every input that its op did not write into its slot already.
+    fn stack(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+        let n = self.shape(node, 0).iter().product::<usize>();
+        let out = self.out(i)?;
+        let mut launches = Vec::new();
+        for k in 0..node.inputs.len() {
+            let x = self.input(node, k)?;
+            if !in_place(out, k * n, x) {
+                launches.push(kernels::elementwise::copy_dispatch(
+                    self.device,
+                    x,
+                    0,
+                    out,
+                    k * n,
+                    n,
+                )?);
+            }
+        }
+        Ok(launches)
     }
 
     /// Swaps the last two dimensions.
@@ -457,6 +492,12 @@ fn square_dims(batch: usize, n: usize, trans_a: bool, trans_b: bool) -> MatmulDi
         a_batched: true,
         b_batched: true,
     }
+}
+
+/// Whether `part` is the range of `whole` that starts at element `start` (a slice the layout
+/// placed in its stack, or read in place).
+fn in_place(whole: Region, start: usize, part: Region) -> bool {
+    whole.buffer() == part.buffer() && part.offset() == whole.offset() + start as u64 * 4
 }
 
 #[cfg(test)]

@@ -493,7 +493,7 @@ impl GpuPlan {
                 node.name,
                 node.op.name()
             ))),
-            Storage::Owned | Storage::Packed { .. } => Ok(()),
+            Storage::Owned | Storage::Packed { .. } | Storage::Within { .. } => Ok(()),
             _ if self.outputs.iter().any(|&k| self.layout.root(k) == root) => Ok(()),
             _ => Err(Error::InvalidArgument(format!(
                 "read: {} was not named as an output at compile time; its buffer is reused",
