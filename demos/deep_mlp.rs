@@ -307,6 +307,7 @@ fn train_variant(
         kind,
         init_scale,
         gains: args.gains,
+        stack: false,
     };
     // The shallow baseline is there for its accuracy; its layers are not the deep ones.
     let spectra_layers = if variant == Variant::Shallow {

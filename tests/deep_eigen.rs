@@ -71,6 +71,7 @@ fn train(mode: EigenMode, scale: f32, train: &Dataset, test: &Dataset) -> Outcom
         kind: LayerKind::Eigen(mode),
         init_scale: scale,
         gains: GainPlacement::default(),
+        stack: false,
     };
     let mut g = Graph::new();
     let x = g.input("x", &[BATCH, train.features]).unwrap();

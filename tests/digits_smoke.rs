@@ -19,6 +19,7 @@ fn two_layer_mlp_learns_digits() {
         kind: LayerKind::Plain,
         init_scale: 1.0,
         gains: GainPlacement::Logits,
+        stack: false,
     };
     let batch = 64;
     let mut g = Graph::new();

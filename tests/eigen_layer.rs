@@ -334,6 +334,7 @@ fn equal_size_layers_share_one_batched_solve() {
         kind: LayerKind::Eigen(EigenMode::Clamp { lo: 0.8, hi: 1.2 }),
         init_scale: 1.5,
         gains: GainPlacement::Logits,
+        stack: false,
     };
     let mut g = Graph::new();
     let x = g.input("x", &[8, 16]).unwrap();
@@ -568,4 +569,126 @@ fn warm_start_is_set_per_layer() {
         warm_sweeps[1..].iter().all(|&s| s <= 3.0),
         "{warm_sweeps:?}"
     );
+}
+
+/// An MLP whose three 16×16 hidden Eigen layers are one stack trains, step for step, like the
+/// same MLP of separate layers started from the same values, in every mode — on the GPU
+/// (f32, tolerance as above) — and like the f64 reference; the stacked step issues fewer
+/// launches (each of the run's per-layer weight ops runs once for the run). Every member
+/// reports its own spectrum, gain and sweeps.
+#[test]
+fn a_stacked_run_trains_like_separate_layers_with_fewer_launches() {
+    use eigengrad::nn::{Activation, GainPlacement, LayerKind, MlpSpec};
+    let dev = device();
+    let (batch, classes) = (8, 5);
+    for mode in [
+        EigenMode::Orthogonal,
+        EigenMode::DEFAULT_CLAMP,
+        EigenMode::Normalize,
+    ] {
+        let build = |stack: bool| {
+            let spec = MlpSpec {
+                widths: vec![12, 16, 16, 16, 16, classes],
+                activation: Activation::Tanh,
+                kind: LayerKind::Eigen(mode),
+                init_scale: 1.0,
+                gains: GainPlacement::Every,
+                stack,
+            };
+            let mut g = Graph::new();
+            let x = g.input("x", &[batch, 12]).unwrap();
+            let t = g.input("t", &[batch, classes]).unwrap();
+            let net = spec.build(&mut g, x).unwrap();
+            let loss = g.softmax_cross_entropy(net.logits, t).unwrap();
+            Adam::new(0.01).minimize(&mut g, loss).unwrap();
+            (g, x, t, loss, net)
+        };
+        let (gu, xu, tu, lu, nu) = build(false);
+        let (gs, xs, ts, ls, ns) = build(true);
+        let mut separate = GpuPlan::compile(&dev, &gu, &[lu], 3).unwrap();
+        let mut stacked = GpuPlan::compile(&dev, &gs, &[ls], 3).unwrap();
+        let mut reference = ReferencePlan::<f64>::compile(&gs, 3).unwrap();
+        // The stack starts from the separate layers' values.
+        let read = |plan: &GpuPlan, name: &str| plan.read(gu.find(name).unwrap()).unwrap();
+        for node in gs.nodes().iter().filter(|n| n.name.starts_with("layer")) {
+            let Some(v) = gs.find(&node.name) else {
+                continue;
+            };
+            if !gs.trainable_params().contains(&v) {
+                continue;
+            }
+            let values: Vec<f32> = match node.name.as_str() {
+                "layers1-3.weight" => (1..=3)
+                    .flat_map(|l| read(&separate, &format!("layer{l}.weight")))
+                    .collect(),
+                "layers1-3.gain" => (1..=3)
+                    .flat_map(|l| read(&separate, &format!("layer{l}.gain")))
+                    .collect(),
+                name => match name.strip_prefix("layers1-3.bias") {
+                    Some(k) => read(
+                        &separate,
+                        &format!("layer{}.bias", 1 + k.parse::<usize>().unwrap()),
+                    ),
+                    None => read(&separate, name),
+                },
+            };
+            stacked.write(v, &values).unwrap();
+            reference.write(v, &widen(&values)).unwrap();
+        }
+        let mut targets = vec![0.0f32; batch * classes];
+        (0..batch).for_each(|r| targets[r * classes + r % classes] = 1.0);
+        for step in 0..5 {
+            let x = random(step + 10, batch * 12, 1.0);
+            separate.step(&[(xu, &x), (tu, &targets)]).unwrap();
+            step_both(
+                &mut stacked,
+                &mut reference,
+                &[(xs, &x), (ts, &targets)],
+                ls,
+                step,
+            );
+            let (a, b) = (stacked.read(ls).unwrap()[0], separate.read(lu).unwrap()[0]);
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{mode:?}, step {step}: stacked loss {a} vs separate {b}"
+            );
+        }
+        let stacked_weights = stacked.read(gs.find("layers1-3.weight").unwrap()).unwrap();
+        let separate_weights: Vec<f32> = (1..=3)
+            .flat_map(|l| read(&separate, &format!("layer{l}.weight")))
+            .collect();
+        for (a, b) in stacked_weights.iter().zip(&separate_weights) {
+            assert!((a - b).abs() <= 1e-4, "{mode:?}: weights {a} vs {b}");
+        }
+        // Introspection per member: the same spectra, gains and sweep counts shape.
+        for (s, u) in ns.layers.iter().zip(&nu.layers) {
+            let (eigengrad::nn::MlpLayer::Eigen(s), eigengrad::nn::MlpLayer::Eigen(u)) = (s, u)
+            else {
+                panic!("Eigen layers");
+            };
+            let ((raw_s, eff_s), (raw_u, eff_u)) = (
+                s.singular_values(&stacked).unwrap(),
+                u.singular_values(&separate).unwrap(),
+            );
+            assert_eq!((raw_s.len(), eff_s.len()), (raw_u.len(), eff_u.len()));
+            for (a, b) in raw_s.iter().chain(&eff_s).zip(raw_u.iter().chain(&eff_u)) {
+                assert!(
+                    (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                    "{mode:?}: σ {a} vs {b}"
+                );
+            }
+            let (ga, gb) = (
+                s.gain_value(&stacked).unwrap(),
+                u.gain_value(&separate).unwrap(),
+            );
+            assert!(
+                (ga - gb).abs() <= 1e-4 * gb.abs().max(1.0),
+                "{mode:?}: gains {ga} vs {gb}"
+            );
+            assert!(s.sweeps(&stacked).unwrap() >= 0.0);
+        }
+        let (a, b) = (stacked.launches().len(), separate.launches().len());
+        assert!(a + 20 <= b, "{mode:?}: {a} launches stacked, {b} separate");
+        eprintln!("{mode:?}: {a} launches stacked, {b} separate");
+    }
 }

@@ -44,6 +44,7 @@ fn net(kind: LayerKind) -> Net {
         kind,
         init_scale: 1.0,
         gains: GainPlacement::default(),
+        stack: false,
     };
     let mlp = spec.build(&mut g, x).unwrap();
     let loss = g.softmax_cross_entropy(mlp.logits, t).unwrap();

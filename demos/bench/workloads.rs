@@ -357,6 +357,7 @@ impl Bench {
                 kind,
                 init_scale: 1.0,
                 gains: GainPlacement::Logits,
+                stack: false,
             };
             let net = spec.build(&mut g, x)?;
             let loss = g.softmax_cross_entropy(net.logits, t)?;

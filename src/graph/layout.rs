@@ -379,7 +379,7 @@ pub fn stacked_in_place(graph: &Graph, placement: &Placement) -> Vec<Option<(Val
 pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> {
     let n: usize = shape.iter().product();
     let mut rng = StdRng::seed_from_u64(seed);
-    let (rows, cols) = super::rows_cols(shape);
+    let cols = super::rows_cols(shape).1;
     Ok(match init {
         Init::Zeros => vec![0.0; n],
         Init::Constant(v) => vec![*v; n],
@@ -404,25 +404,12 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
                 })
                 .collect()
         }
-        Init::Orthogonal { gain } => {
-            let q = orthonormal(&mut rng, rows, cols);
-            (0..n)
-                .map(|i| (*gain as f64 * q[(i / cols, i % cols)]) as f32)
-                .collect()
-        }
-        Init::OrthogonalSpread { gain, spread } => {
-            let r = rows.min(cols);
-            let u = orthonormal(&mut rng, rows, r);
-            let v = orthonormal(&mut rng, cols, r);
-            let sigma = nalgebra::DVector::from_iterator(
-                r,
-                spread_spectrum(*gain, *spread, r)
-                    .into_iter()
-                    .map(f64::from),
-            );
-            let w = u * nalgebra::DMatrix::from_diagonal(&sigma) * v.transpose();
-            (0..n).map(|i| w[(i / cols, i % cols)] as f32).collect()
-        }
+        Init::Orthogonal { gain } => per_matrix(shape, &mut rng, |rng, r, c| {
+            orthonormal(rng, r, c) * f64::from(*gain)
+        }),
+        Init::OrthogonalSpread { gain, spread } => per_matrix(shape, &mut rng, |rng, r, c| {
+            spread_matrix(rng, r, c, *gain, *spread)
+        }),
         Init::Data(d) => {
             if d.len() != n {
                 return Err(Error::shape(
@@ -433,6 +420,45 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
             d.clone()
         }
     })
+}
+
+/// The values of a tensor of `shape` whose matrices (its last two dimensions; a vector is one
+/// row) are drawn one after another by `draw(rng, rows, cols)`, row-major.
+fn per_matrix(
+    shape: &[usize],
+    rng: &mut StdRng,
+    draw: impl Fn(&mut StdRng, usize, usize) -> nalgebra::DMatrix<f64>,
+) -> Vec<f32> {
+    let (rows, cols) = super::rows_cols(shape);
+    let mat_rows = if shape.len() >= 2 {
+        shape[shape.len() - 2]
+    } else {
+        rows
+    };
+    let mut values = Vec::with_capacity(rows * cols);
+    for _ in 0..rows / mat_rows.max(1) {
+        let w = draw(rng, mat_rows, cols);
+        values.extend((0..mat_rows * cols).map(|i| w[(i / cols, i % cols)] as f32));
+    }
+    values
+}
+
+/// U·diag(σ)·Vᵀ of `rows × cols` with Haar U and V and σ = [`spread_spectrum`].
+fn spread_matrix(
+    rng: &mut StdRng,
+    rows: usize,
+    cols: usize,
+    gain: f32,
+    spread: f32,
+) -> nalgebra::DMatrix<f64> {
+    let r = rows.min(cols);
+    let u = orthonormal(rng, rows, r);
+    let v = orthonormal(rng, cols, r);
+    let sigma = nalgebra::DVector::from_iterator(
+        r,
+        spread_spectrum(gain, spread, r).into_iter().map(f64::from),
+    );
+    u * nalgebra::DMatrix::from_diagonal(&sigma) * v.transpose()
 }
 
 /// A Haar-distributed `rows × cols` matrix with orthonormal columns (rows ≥ cols) or rows:
@@ -633,6 +659,28 @@ mod tests {
             }
         }
         assert_eq!(spread_spectrum(4.0, 0.5, 3), [4.0, 3.0, 2.0]);
+        // A stack draws every matrix on its own, the first as the matrix alone would be.
+        for init in [
+            Init::Orthogonal { gain: 1.5 },
+            Init::OrthogonalSpread {
+                gain: 2.0,
+                spread: 0.3,
+            },
+        ] {
+            let (mats, rows, cols) = (3, 4, 6);
+            let stack = init_values(&init, &[mats, rows, cols], 5).unwrap();
+            let alone = init_values(&init, &[rows, cols], 5).unwrap();
+            assert_eq!(stack[..rows * cols], alone[..], "{init:?}");
+            let first = singular_values(&stack[..rows * cols], rows, cols);
+            for m in stack.chunks(rows * cols).skip(1) {
+                let sigma = singular_values(m, rows, cols);
+                assert!(
+                    sigma.iter().zip(&first).all(|(a, b)| (a - b).abs() < 1e-5),
+                    "{init:?}: {sigma:?} vs {first:?}"
+                );
+                assert_ne!(m, &stack[..rows * cols], "{init:?}: a repeated matrix");
+            }
+        }
         assert!(matches!(
             init_values(&Init::Data(vec![1.0; 3]), &[2, 2], 0),
             Err(Error::Shape { .. })

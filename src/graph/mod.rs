@@ -71,7 +71,8 @@ pub enum Init {
         limit: f32,
     },
     /// A random matrix with orthonormal rows or columns (QR of a Gaussian), times `gain`:
-    /// every singular value equals `gain`.
+    /// every singular value equals `gain`. A stack of matrices (rank 3) draws each on its
+    /// own.
     Orthogonal {
         /// The common singular value.
         gain: f32,
@@ -79,7 +80,8 @@ pub enum Init {
     /// U·diag(σ)·Vᵀ with random orthonormal U and V (QR of Gaussians) and the singular values
     /// σ evenly spaced from `gain` down to `gain·(1 − spread)`: a nearly orthogonal matrix
     /// whose largest singular value is simple (for `spread > 0`) and whose spectrum is known
-    /// exactly, for layers that divide by σ_max (see `nn::EigenMode::Normalize`).
+    /// exactly, for layers that divide by σ_max (see `nn::EigenMode::Normalize`). A stack of
+    /// matrices (rank 3) draws each on its own.
     OrthogonalSpread {
         /// The largest singular value.
         gain: f32,

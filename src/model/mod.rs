@@ -21,6 +21,7 @@
 //!     kind: LayerKind::Plain,
 //!     init_scale: 1.0,
 //!     gains: GainPlacement::None,
+//!     stack: false,
 //! };
 //! let shape = ClassifierShape::of(&train, 32);
 //! let mut training = TrainingPlan::new(&device, &model, shape, &Adam::new(1e-2), 0)?;

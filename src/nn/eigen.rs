@@ -191,12 +191,20 @@ pub struct EigenLayer {
     pub linear: Linear,
     /// The effective weight W' (the gain included), `[inputs, outputs]`.
     pub effective_weight: Value,
-    /// The learnable gain γ, shape `[1]`, if the layer has one.
+    /// The learnable gain γ, if the layer has one: shape `[1]`, or for a member of an
+    /// [`EigenStack`] the stack's gains `[layers]`, this layer's at [`EigenLayer::slot`].
     pub gain: Option<Value>,
-    /// The spectral-function node h(G) of the Gram matrix G (its eigenvalues are σ(W)²).
+    /// The spectral-function node h(G) of the Gram matrix G (its eigenvalues are σ(W)²); for
+    /// a member of an [`EigenStack`], the stack's batch of them.
     pub spectral: Value,
     /// What the layer does to the spectrum.
     pub mode: EigenMode,
+    /// Where this layer's matrix is in the batch of `spectral` (and its gain in `gain`): 0
+    /// for a layer of its own, its position for a member of an [`EigenStack`].
+    pub slot: usize,
+    /// How many layers share `spectral` and `gain`: 1 for a layer of its own, the stack's
+    /// depth for a member of an [`EigenStack`].
+    pub slots: usize,
 }
 
 impl EigenLayer {
@@ -238,36 +246,16 @@ impl EigenLayer {
         let init = mode.raw_weight_init(init, inputs, outputs);
         let initial_gain = mode.initial_gain(&init, inputs, outputs);
         let linear = Linear::new(scope, inputs, outputs, init)?;
-        let w = linear.weight;
-        let small_side = outputs <= inputs;
-        let gram = scope.matmul(w, w, small_side, !small_side)?;
-        scope.name(gram, "gram")?;
-        let h = scope.spectral_fn(gram, mode.spectral_fn())?;
-        scope.name(h, "spectral")?;
-        let effective_weight = if small_side {
-            scope.matmul(w, h, false, false)?
-        } else {
-            scope.matmul(h, w, false, false)?
-        };
-        let (effective_weight, gain) = if with_gain {
-            // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
-            // the one-element γ.
-            let gain = Init::Constant(initial_gain);
-            let gain = scope.param("gain", &[1], gain)?;
-            let column = scope.reshape(effective_weight, &[inputs * outputs, 1])?;
-            let scaled = scope.mul(column, gain)?;
-            (scope.reshape(scaled, &[inputs, outputs])?, Some(gain))
-        } else {
-            (effective_weight, None)
-        };
-        scope.name(effective_weight, "effective_weight")?;
+        let gain = with_gain.then(|| Init::Constant(initial_gain));
+        let r = Reparametrised::build(scope, linear.weight, mode, gain)?;
         Ok(EigenLayer {
             linear,
-            effective_weight,
-            gain,
-
-            spectral: h,
+            effective_weight: r.effective_weight,
+            gain: r.gain,
+            spectral: r.spectral,
             mode,
+            slot: 0,
+            slots: 1,
         })
     }
 
@@ -281,8 +269,9 @@ impl EigenLayer {
     /// the layer has a gain) at the last step, both ascending (read from the layer's
     /// eigendecomposition, on either executor).
     pub fn singular_values(&self, plan: &dyn Plan) -> Result<(Vec<f32>, Vec<f32>)> {
-        let lambda = plan.eigenvalues(self.spectral)?;
-        let (raw, mut effective) = singular_values_from(self.mode.spectral_fn(), &lambda);
+        let all = plan.eigenvalues(self.spectral)?;
+        let lambda = self.own_part(&all, "eigenvalues")?;
+        let (raw, mut effective) = singular_values_from(self.mode.spectral_fn(), lambda);
         let gain = self.gain_value(plan)?.abs();
         effective.iter_mut().for_each(|s| *s *= gain);
         Ok((raw, effective))
@@ -291,9 +280,25 @@ impl EigenLayer {
     /// The current gain γ (1 for a layer without one).
     pub fn gain_value(&self, plan: &dyn Plan) -> Result<f32> {
         match self.gain {
-            Some(v) => Ok(plan.read(v)?[0]),
+            Some(v) => Ok(self.own_part(&plan.read(v)?, "gains")?[0]),
             None => Ok(1.0),
         }
+    }
+
+    /// This layer's part of `all`, values read for every matrix of `spectral`'s batch in
+    /// equal parts.
+    fn own_part<'a, T>(&self, all: &'a [T], what: &str) -> Result<&'a [T]> {
+        let part = all.len() / self.slots.max(1);
+        all.get(self.slot * part..(self.slot + 1) * part)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} {what} for {} layers: none for layer {}",
+                    all.len(),
+                    self.slots,
+                    self.slot
+                ))
+            })
     }
 
     /// Sets where this layer's eigendecomposition starts each step on the GPU (default
@@ -306,11 +311,78 @@ impl EigenLayer {
 
     /// Mean Jacobi sweeps of this layer's solve at the last step.
     pub fn sweeps(&self, plan: &dyn Plan) -> Result<f32> {
-        let s = plan.sweeps(self.spectral)?;
-        if s.is_empty() {
-            return Err(Error::InvalidArgument("no sweeps recorded".into()));
-        }
+        let all = plan.sweeps(self.spectral)?;
+        let s = self.own_part(&all, "sweep counts")?;
         Ok(s.iter().sum::<u32>() as f32 / s.len() as f32)
+    }
+}
+
+/// The Eigen reparametrisation of a raw weight `[inputs, outputs]`, or of a stack of them
+/// `[layers, inputs, outputs]` (batched: one launch per op for the whole stack).
+pub(super) struct Reparametrised {
+    /// W' = γ·W·h(WᵀW) (or γ·h(WWᵀ)·W), of the raw weight's shape.
+    pub effective_weight: Value,
+    /// γ: `[1]` for one matrix, `[layers]` for a stack.
+    pub gain: Option<Value>,
+    /// h(G) of the Gram matrices, `[n, n]` or `[layers, n, n]`.
+    pub spectral: Value,
+}
+
+impl Reparametrised {
+    /// Builds W' from the raw weight `w` in `scope` (nodes `gram`, `spectral`,
+    /// `effective_weight`), with a learnable gain `gain` filled by `gain_init` if given. The
+    /// Gram matrix is taken on the smaller side.
+    pub fn build(
+        scope: &mut Scope,
+        w: Value,
+        mode: EigenMode,
+        gain_init: Option<Init>,
+    ) -> Result<Reparametrised> {
+        let shape = scope.try_shape(w)?.to_vec();
+        let (inputs, outputs) = match shape[..] {
+            [inputs, outputs] | [_, inputs, outputs] => (inputs, outputs),
+            _ => {
+                return Err(Error::shape(
+                    "Eigen layer",
+                    format!("a raw weight is a matrix or a stack of them, got {shape:?}"),
+                ))
+            }
+        };
+        let small_side = outputs <= inputs;
+        let gram = scope.matmul(w, w, small_side, !small_side)?;
+        scope.name(gram, "gram")?;
+        let h = scope.spectral_fn(gram, mode.spectral_fn())?;
+        scope.name(h, "spectral")?;
+        let effective_weight = if small_side {
+            scope.matmul(w, h, false, false)?
+        } else {
+            scope.matmul(h, w, false, false)?
+        };
+        let (effective_weight, gain) = match gain_init {
+            None => (effective_weight, None),
+            // γ·W' as a broadcast product: W' viewed as a column [inputs·outputs, 1] times
+            // the one-element γ.
+            Some(init) if shape.len() == 2 => {
+                let gain = scope.param("gain", &[1], init)?;
+                let column = scope.reshape(effective_weight, &[inputs * outputs, 1])?;
+                let scaled = scope.mul(column, gain)?;
+                (scope.reshape(scaled, &shape)?, Some(gain))
+            }
+            // One γ per matrix of the stack, each scaling its row of W' viewed as
+            // [layers, inputs·outputs].
+            Some(init) => {
+                let gain = scope.param("gain", &[shape[0]], init)?;
+                let rows = scope.reshape(effective_weight, &[shape[0], inputs * outputs])?;
+                let scaled = scope.mul_rows(rows, gain)?;
+                (scope.reshape(scaled, &shape)?, Some(gain))
+            }
+        };
+        scope.name(effective_weight, "effective_weight")?;
+        Ok(Reparametrised {
+            effective_weight,
+            gain,
+            spectral: h,
+        })
     }
 }
 

@@ -36,10 +36,12 @@
 //! ```
 
 mod eigen;
+mod eigen_stack;
 mod module;
 mod whiten;
 
 pub use eigen::{EigenLayer, EigenMode};
+pub use eigen_stack::EigenStack;
 pub use module::{Mode, Module, Scope};
 pub use whiten::{EigenWhiten, WhitenMode};
 
@@ -375,6 +377,13 @@ pub struct MlpSpec {
     pub init_scale: f32,
     /// Which Eigen layers carry a learnable gain (ignored for plain layers).
     pub gains: GainPlacement,
+    /// Whether each run of two or more consecutive Eigen layers of one shape (and one gain
+    /// placement) is built as one [`EigenStack`], named `layers{first}-{last}` (its biases
+    /// `bias0`, …): the same function, with one batched launch per op for the run's weights
+    /// instead of one per layer — a 64-deep network of width 64 steps with about 1,200
+    /// fewer launches. Its raw weights are drawn per stack, so a stacked network starts from
+    /// other random values than the unstacked one of the same spec.
+    pub stack: bool,
 }
 
 /// One built weight layer of an MLP.
@@ -476,7 +485,67 @@ impl MlpSpec {
                 ),
             ));
         }
-        self.sequential().build(scope, x)
+        match self.kind {
+            LayerKind::Eigen(mode) if self.stack => self.build_stacked(scope, x, mode),
+            _ => self.sequential().build(scope, x),
+        }
+    }
+
+    /// The runs of layers built as one stack (two or more consecutive layers of one shape
+    /// and gain), and the single layers between them, as (first layer, layers).
+    fn runs(&self) -> Vec<(usize, usize)> {
+        let depth = self.widths.len() - 1;
+        let key = |i: usize| {
+            (
+                self.widths[i],
+                self.widths[i + 1],
+                self.gains.applies_to(i, depth),
+            )
+        };
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in 0..depth {
+            match runs.last_mut() {
+                Some((first, len)) if key(*first) == key(i) => *len += 1,
+                _ => runs.push((i, 1)),
+            }
+        }
+        runs
+    }
+
+    /// [`MlpSpec::build_in`] for Eigen layers with `stack` set: each run of equal layers one
+    /// [`EigenStack`], the other layers as [`Sequential`] builds them.
+    fn build_stacked(&self, scope: &mut Scope, x: Value, mode: EigenMode) -> Result<Mlp> {
+        let depth = self.widths.len() - 1;
+        let mut net = Mlp {
+            layers: Vec::new(),
+            whitens: Vec::new(),
+            norms: Vec::new(),
+            logits: x,
+        };
+        for (first, len) in self.runs() {
+            let (inputs, outputs) = (self.widths[first], self.widths[first + 1]);
+            let init = scaled_normal(inputs, self.init_scale);
+            let gain = self.gains.applies_to(first, depth);
+            let layers = if len == 1 {
+                let mut s = scope.scope(&format!("layer{first}"));
+                vec![if gain {
+                    EigenLayer::with_gain(&mut s, inputs, outputs, mode, init)?
+                } else {
+                    EigenLayer::new(&mut s, inputs, outputs, mode, init)?
+                }]
+            } else {
+                let mut s = scope.scope(&format!("layers{first}-{}", first + len - 1));
+                EigenStack::new(&mut s, len, inputs, outputs, mode, init, gain)?.layers
+            };
+            for layer in layers {
+                net.logits = layer.forward(scope, net.logits)?;
+                net.layers.push(MlpLayer::Eigen(layer));
+                if net.layers.len() < depth {
+                    net.logits = self.activation.apply(scope, net.logits)?;
+                }
+            }
+        }
+        Ok(net)
     }
 }
 
@@ -507,6 +576,7 @@ mod tests {
             kind: LayerKind::Plain,
             init_scale: 1.0,
             gains: GainPlacement::Every,
+            stack: false,
         };
         let seq = spec.sequential();
         assert_eq!(seq.layers.len(), 3);
