@@ -106,6 +106,10 @@ struct Args {
     /// Which Eigen layers carry a learnable gain: none, logits or every.
     #[arg(long, default_value = "every")]
     gains: GainPlacement,
+    /// Build the equal hidden Eigen layers as one stack (`MlpSpec::stack`): the same network
+    /// with one batched launch per weight op for all of them, from other random draws.
+    #[arg(long)]
+    stack: bool,
     /// Test accuracy whose first epoch the summary reports.
     #[arg(long, default_value_t = 0.8)]
     target: f64,
@@ -307,7 +311,7 @@ fn train_variant(
         kind,
         init_scale,
         gains: args.gains,
-        stack: false,
+        stack: args.stack,
     };
     // The shallow baseline is there for its accuracy; its layers are not the deep ones.
     let spectra_layers = if variant == Variant::Shallow {
@@ -463,11 +467,12 @@ fn run(args: Args) -> DemoResult<()> {
     standardize(&mut s.train, &mut s.test)?;
     let scales: Vec<String> = args.init_scale.iter().map(|s| s.to_string()).collect();
     println!(
-        "model: tanh MLP, {} weight layers of width {} (init N(0, s²/fan_in), s ∈ {{{}}}), gains on {:?} Eigen layers, Adam lr {}, batch {}, {} epochs; shallow baseline: 2 weight layers",
+        "model: tanh MLP, {} weight layers of width {} (init N(0, s²/fan_in), s ∈ {{{}}}), gains on {:?} Eigen layers{}, Adam lr {}, batch {}, {} epochs; shallow baseline: 2 weight layers",
         cfg.depth,
         cfg.width,
         scales.join(", "),
         args.gains,
+        if args.stack { ", hidden ones stacked" } else { "" },
         args.lr,
         args.batch,
         cfg.epochs

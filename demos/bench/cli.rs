@@ -13,6 +13,7 @@ pub enum Workload {
     Layer,
     Whiten,
     Mlp,
+    Deep,
 }
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,8 @@ pub struct Sizes {
     pub layer_batch: usize,
     pub whiten: (usize, usize, Vec<usize>),
     pub mlp: (Vec<usize>, usize),
+    /// Weight layers, width and batch of the deep narrow networks.
+    pub deep: (usize, usize, usize),
     /// At least this many timed runs (one where a run is slow, see [`repeat`]), at most
     /// `max_runs`, stopping after `budget`.
     pub min_runs: usize,
@@ -69,6 +72,7 @@ impl Sizes {
                 layer_batch: 32,
                 whiten: (32, 32, vec![16]),
                 mlp: (vec![48, 32, 32, 10], 16),
+                deep: (6, 16, 8),
                 min_runs: 1,
                 max_runs: 2,
                 budget: Duration::from_millis(50),
@@ -81,6 +85,7 @@ impl Sizes {
                 layer_batch: 256,
                 whiten: (256, 256, vec![16, 64]),
                 mlp: (vec![784, 256, 256, 256, 10], 128),
+                deep: (16, 64, 128),
                 min_runs: 2,
                 max_runs: 5,
                 budget: Duration::from_millis(600),
@@ -93,6 +98,7 @@ impl Sizes {
                 layer_batch: 256,
                 whiten: (256, 512, vec![16, 64]),
                 mlp: (vec![784, 512, 512, 512, 10], 256),
+                deep: (64, 64, 128),
                 min_runs: 3,
                 max_runs: 7,
                 budget: Duration::from_secs(4),

@@ -123,6 +123,10 @@ fn run(args: Args) -> BenchResult<()> {
         eprintln!("mlp");
         bench.mlp()?;
     }
+    if wanted(Workload::Deep) {
+        eprintln!("deep");
+        bench.deep()?;
+    }
     let load_end = load_average();
     let elapsed = bench.report.started.elapsed().as_secs_f64();
     println!();

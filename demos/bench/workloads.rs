@@ -340,7 +340,6 @@ impl Bench {
 
     pub fn mlp(&mut self) -> BenchResult<()> {
         let (widths, batch) = self.sizes.mlp.clone();
-        let classes = *widths.last().expect("widths");
         for (name, kind) in [
             ("mlp plain", LayerKind::Plain),
             (
@@ -348,9 +347,6 @@ impl Bench {
                 LayerKind::Eigen(EigenMode::Clamp { lo: 0.9, hi: 1.1 }),
             ),
         ] {
-            let mut g = Graph::new();
-            let x = g.input("x", &[batch, widths[0]])?;
-            let t = g.input("targets", &[batch, classes])?;
             let spec = MlpSpec {
                 widths: widths.clone(),
                 activation: Activation::Tanh,
@@ -359,45 +355,94 @@ impl Bench {
                 gains: GainPlacement::Logits,
                 stack: false,
             };
-            let net = spec.build(&mut g, x)?;
-            let loss = g.softmax_cross_entropy(net.logits, t)?;
-            Adam::new(1e-3).minimize(&mut g, loss)?;
-            let mut rng = StdRng::seed_from_u64(7);
-            let xs: Vec<f32> = (0..batch * widths[0])
-                .map(|_| rng.random_range(0.0..1.0))
-                .collect();
-            let mut ts = vec![0.0; batch * classes];
-            for r in 0..batch {
-                ts[r * classes + rng.random_range(0..classes)] = 1.0;
-            }
-            let spectral = net.layers.iter().find_map(|l| match l {
-                eigengrad::nn::MlpLayer::Eigen(e) => Some(e.spectral),
-                _ => None,
-            });
-            let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-            let size = format!("{}, batch {batch}", sizes.join("-"));
-            let inputs = [(x, xs), (t, ts)];
             // The plain network also without fusion and packing: what they save, same run.
-            let mut runs = vec![PlanOptions::default()];
-            if spectral.is_none() {
-                runs.push(PlanOptions {
-                    fuse: false,
-                    pack_updates: false,
-                    overlap: false,
-                });
-            }
-            for options in runs {
-                self.plan_rows(
-                    name,
-                    &size,
-                    &g,
-                    &[loss],
-                    &inputs,
-                    spectral,
-                    "Adam training step",
-                    options,
-                )?;
-            }
+            self.classifier_rows(name, &spec, batch, kind == LayerKind::Plain)?;
+        }
+        Ok(())
+    }
+
+    /// The deep narrow networks: `depth` tanh layers of `width` between 784 inputs and 10
+    /// classes, plain, with Eigen layers, and with the hidden Eigen layers stacked.
+    pub fn deep(&mut self) -> BenchResult<()> {
+        let (depth, width, batch) = self.sizes.deep;
+        let mut widths = vec![784];
+        widths.extend(std::iter::repeat_n(width, depth - 1));
+        widths.push(10);
+        let eigen = LayerKind::Eigen(EigenMode::DEFAULT_CLAMP);
+        for (name, kind, stack) in [
+            ("deep plain", LayerKind::Plain, false),
+            ("deep Eigen Clamp", eigen, false),
+            ("deep Eigen Clamp stacked", eigen, true),
+        ] {
+            let spec = MlpSpec {
+                widths: widths.clone(),
+                activation: Activation::Tanh,
+                kind,
+                init_scale: 1.0,
+                gains: GainPlacement::Every,
+                stack,
+            };
+            self.classifier_rows(name, &spec, batch, false)?;
+        }
+        Ok(())
+    }
+
+    /// Times an Adam step of `spec` on random images and labels at `batch` (and, with
+    /// `unfused_too`, the same plan without fusion, packing and overlap).
+    fn classifier_rows(
+        &mut self,
+        name: &str,
+        spec: &MlpSpec,
+        batch: usize,
+        unfused_too: bool,
+    ) -> BenchResult<()> {
+        let widths = &spec.widths;
+        let classes = *widths.last().expect("widths");
+        let mut g = Graph::new();
+        let x = g.input("x", &[batch, widths[0]])?;
+        let t = g.input("targets", &[batch, classes])?;
+        let net = spec.build(&mut g, x)?;
+        let loss = g.softmax_cross_entropy(net.logits, t)?;
+        Adam::new(1e-3).minimize(&mut g, loss)?;
+        let mut rng = StdRng::seed_from_u64(7);
+        let xs: Vec<f32> = (0..batch * widths[0])
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        let mut ts = vec![0.0; batch * classes];
+        for r in 0..batch {
+            ts[r * classes + rng.random_range(0..classes)] = 1.0;
+        }
+        let spectral = net.layers.iter().find_map(|l| match l {
+            eigengrad::nn::MlpLayer::Eigen(e) => Some(e.spectral),
+            _ => None,
+        });
+        let size = if widths.len() > 6 {
+            let hidden = widths.len() - 2;
+            format!("{} x{hidden} {}, batch {batch}", widths[0], widths[1])
+        } else {
+            let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
+            format!("{}, batch {batch}", sizes.join("-"))
+        };
+        let inputs = [(x, xs), (t, ts)];
+        let mut runs = vec![PlanOptions::default()];
+        if unfused_too {
+            runs.push(PlanOptions {
+                fuse: false,
+                pack_updates: false,
+                overlap: false,
+            });
+        }
+        for options in runs {
+            self.plan_rows(
+                name,
+                &size,
+                &g,
+                &[loss],
+                &inputs,
+                spectral,
+                "Adam training step",
+                options,
+            )?;
         }
         Ok(())
     }

@@ -56,16 +56,17 @@ impl<T> Trainer<T> {
         let built = build(&mut g, x, true)?;
         let loss = g.softmax_cross_entropy(built.logits, targets)?;
         let gradients = adam.minimize(&mut g, loss)?;
-        let grads = built
-            .tracked
-            .iter()
-            .map(|&w| {
-                gradients.get(w).ok_or_else(|| {
+        // A stacked layer's weight is a slice of its stack: its gradient the same slice.
+        let mut grads = Vec::with_capacity(built.tracked.len());
+        for &w in &built.tracked {
+            match gradients.get_or_slice(&mut g, w)? {
+                Some(grad) => grads.push(grad),
+                None => {
                     let name = g.try_node(w).map_or("?", |n| n.name.as_str());
-                    format!("weight {name} has no gradient")
-                })
-            })
-            .collect::<Result<Vec<Value>, String>>()?;
+                    return Err(format!("weight {name} has no gradient").into());
+                }
+            }
+        }
         let mut outputs = vec![loss];
         outputs.extend(&grads);
         let plan = GpuPlan::compile(device, &g, &outputs, seed)?;

@@ -21,6 +21,25 @@ impl Gradients {
         self.map.get(&v).copied()
     }
 
+    /// The gradient of `v` as [`Gradients::get`] gives it, or where `v` is a slice selected
+    /// from a value that has one — as the weight of a member of an
+    /// [`EigenStack`](crate::nn::EigenStack) is a slice of the stack's — the same slice of that
+    /// gradient, appended to `graph` (read in place where the slice is aligned).
+    pub fn get_or_slice(&self, graph: &mut Graph, v: Value) -> Result<Option<Value>> {
+        if let Some(g) = self.get(v) {
+            return Ok(Some(g));
+        }
+        let node = graph.try_node(v)?;
+        let (Op::Select { index }, Some(&source)) = (&node.op, node.inputs.first()) else {
+            return Ok(None);
+        };
+        let index = *index;
+        match self.get_or_slice(graph, source)? {
+            Some(g) => Ok(Some(graph.select(g, index)?)),
+            None => Ok(None),
+        }
+    }
+
     /// (parameter, gradient) pairs for every value that has a gradient.
     pub fn iter(&self) -> impl Iterator<Item = (Value, Value)> + '_ {
         self.map.iter().map(|(&k, &v)| (k, v))

@@ -246,7 +246,7 @@ impl EigenLayer {
         let init = mode.raw_weight_init(init, inputs, outputs);
         let initial_gain = mode.initial_gain(&init, inputs, outputs);
         let linear = Linear::new(scope, inputs, outputs, init)?;
-        let gain = with_gain.then(|| Init::Constant(initial_gain));
+        let gain = with_gain.then_some(Init::Constant(initial_gain));
         let r = Reparametrised::build(scope, linear.weight, mode, gain)?;
         Ok(EigenLayer {
             linear,
