@@ -240,3 +240,45 @@ fn activations_and_their_gradients_propagate_nan() {
         });
     }
 }
+
+/// The range copy moves any slice of a stack out (source offset) or in (destination offset),
+/// at offsets that are not multiples of anything, bit for bit; a range past either end is an
+/// error, not an out-of-bounds write.
+#[test]
+fn copy_moves_slices_out_of_and_into_stacks() {
+    use eigengrad::kernels::elementwise::copy_dispatch;
+    let dev = device();
+    for (mats, len) in [(1, 1), (3, 7), (5, 31), (2, 65_537)] {
+        let data = random(600 + len as u64, mats * len, 3.0);
+        let stack = Tensor::from_slice(&dev, &[mats * len], &data).unwrap();
+        let slice = Tensor::zeros(&dev, &[len]).unwrap();
+        let rebuilt = Tensor::zeros(&dev, &[mats * len]).unwrap();
+        for k in (0..mats).rev() {
+            let out = copy_dispatch(&dev, stack.buffer(), k * len, slice.buffer(), 0, len).unwrap();
+            let back =
+                copy_dispatch(&dev, slice.buffer(), 0, rebuilt.buffer(), k * len, len).unwrap();
+            eigengrad::kernels::run(&dev, &[&out, &back]).unwrap();
+            assert_eq!(
+                slice.to_vec().unwrap(),
+                data[k * len..(k + 1) * len],
+                "{mats}×{len}, slice {k}"
+            );
+        }
+        assert_eq!(
+            rebuilt.to_vec().unwrap(),
+            data,
+            "{mats}×{len}: stacked again"
+        );
+        let past = copy_dispatch(
+            &dev,
+            stack.buffer(),
+            (mats - 1) * len + 1,
+            slice.buffer(),
+            0,
+            len,
+        );
+        assert!(matches!(past, Err(Error::InvalidArgument(_))), "{past:?}");
+        let past = copy_dispatch(&dev, slice.buffer(), 0, stack.buffer(), mats * len, 1);
+        assert!(matches!(past, Err(Error::InvalidArgument(_))));
+    }
+}

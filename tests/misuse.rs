@@ -66,6 +66,11 @@ fn graph_builder_rejects_values_of_another_graph() {
     assert_invalid("mean_all", "MeanAll", g.mean_all(f));
     assert_invalid("transpose", "Transpose", g.transpose(f));
     assert_invalid("reshape", "Reshape", g.reshape(f, &[9]));
+    assert_invalid("select", "Select", g.select(f, 0));
+    assert_invalid("stack first", "Stack", g.stack(&[f, x]));
+    assert_invalid("stack later", "Stack", g.stack(&[x, f]));
+    assert_invalid("mul_rows a", "MulRows", g.mul_rows(f, x));
+    assert_invalid("mul_rows b", "MulRows", g.mul_rows(x, f));
     assert_invalid("softmax_xent", "SoftmaxXent", g.softmax_xent(f, x));
     assert_invalid("softmax_xent t", "SoftmaxXent", g.softmax_xent(x, f));
     assert_invalid(
@@ -103,6 +108,32 @@ fn graph_builder_rejects_values_of_another_graph() {
     assert_eq!(g.try_node(w).unwrap().name, "w");
     g.set_name(w, "weight").unwrap();
     assert_eq!(g.find("weight"), Some(w));
+}
+
+/// Slices past the end of a stack, stacks of values of different shapes or of none, and
+/// per-row factors that do not match the rows are shape errors naming the op.
+#[test]
+fn select_stack_and_per_row_products_check_their_shapes() {
+    let mut g = Graph::new();
+    let stack = g.input("stack", &[3, 2, 4]).unwrap();
+    let a = g.input("a", &[2, 4]).unwrap();
+    let b = g.input("b", &[4, 2]).unwrap();
+    let rows = g.input("rows", &[2]).unwrap();
+    let shape_error = |what: &str, op: &str, r: eigengrad::Result<Value>| match r {
+        Err(Error::Shape { op: o, .. }) => assert_eq!(o, op, "{what}"),
+        other => panic!("{what}: expected a shape error of {op}, got {other:?}"),
+    };
+    shape_error("past the end", "Select", g.select(stack, 3));
+    shape_error("mixed shapes", "Stack", g.stack(&[a, b]));
+    shape_error("too few factors", "MulRows", g.mul_rows(b, rows));
+    assert_invalid("an empty stack", "Stack", g.stack(&[]));
+    // The valid ones.
+    let slice = g.select(stack, 2).unwrap();
+    assert_eq!(g.try_shape(slice).unwrap(), [2, 4]);
+    let two = g.stack(&[a, slice]).unwrap();
+    assert_eq!(g.try_shape(two).unwrap(), [2, 2, 4]);
+    let scaled = g.mul_rows(a, rows).unwrap();
+    assert_eq!(g.try_shape(scaled).unwrap(), [2, 4]);
 }
 
 /// A value without output (an optimizer update) cannot be an operand.
