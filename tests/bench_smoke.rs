@@ -98,7 +98,7 @@ fn bench_smoke_writes_a_sane_table() {
         assert!(dispatches >= 1.0 && dispatches.fract() == 0.0, "{row:?}");
     }
     let workloads: Vec<&str> = rows.iter().map(|r| r[col("workload")].as_str()).collect();
-    for family in ["matmul", "eigh", "layer ", "whiten", "mlp "] {
+    for family in ["matmul", "eigh", "layer ", "whiten", "mlp ", "deep "] {
         assert!(
             workloads.iter().any(|w| w.starts_with(family)),
             "no {family:?} row in {workloads:?}"
@@ -115,6 +115,21 @@ fn bench_smoke_writes_a_sane_table() {
             );
         }
     }
+    // The deep network's hidden Eigen layers stacked: the same step in fewer launches.
+    let dispatches_of = |workload: &str| {
+        rows.iter()
+            .find(|r| r[col("workload")] == workload && r[col("variant")] == "warm")
+            .and_then(|r| number(r, "dispatches"))
+            .unwrap_or_else(|| panic!("no warm {workload} row"))
+    };
+    let (separate, stacked) = (
+        dispatches_of("deep Eigen Clamp"),
+        dispatches_of("deep Eigen Clamp stacked"),
+    );
+    assert!(
+        stacked < separate,
+        "{stacked} launches stacked, {separate} separate"
+    );
     let md = std::fs::read_to_string(out.join("bench.md")).expect("bench.md");
     assert!(
         md.contains("| workload") && md.contains("load average"),

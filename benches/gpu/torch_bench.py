@@ -11,7 +11,10 @@ files join on (workload, size):
   (Orthogonal), and an SVD clamp of the singular values (Clamp);
 - whiten: Linear + group ZCA whitening through torch.linalg.eigh;
 - mlp: an Adam training step of the MLP 784-512-512-512-10 (tanh), plain and with every
-  weight parametrised as above.
+  weight parametrised as above;
+- deep: an Adam training step of 784 → 63 tanh layers of width 64 → 10, batch 128, plain
+  and with every weight SVD-clamped to [1, 1.25] or orthogonal (eigengrad's rows also carry
+  a learnable gain per layer, and a row with the hidden layers stacked).
 
 Each is timed eagerly and, on CUDA, also replayed from a CUDA graph where capture works (an
 op that synchronises with the host, such as eigh's error check, cannot be captured: that
@@ -39,15 +42,15 @@ SIZES = {
     "smoke": dict(
         matmul=[64, 100], eigh=[(64, 16), (4, 40), (2, 70)], layer_widths=[16, 24],
         layer_batch=32, whiten=(32, 32, [16]), mlp=([48, 32, 32, 10], 16),
-        min_runs=1, max_runs=2, budget=0.05),
+        deep=(6, 16, 8), min_runs=1, max_runs=2, budget=0.05),
     "quick": dict(
         matmul=[256, 512, 1024], eigh=[(1024, 32), (256, 64), (16, 256), (2, 512)],
         layer_widths=[64, 128, 256], layer_batch=256, whiten=(256, 256, [16, 64]),
-        mlp=([784, 256, 256, 256, 10], 128), min_runs=2, max_runs=5, budget=0.6),
+        mlp=([784, 256, 256, 256, 10], 128), deep=(16, 64, 128), min_runs=2, max_runs=5, budget=0.6),
     "full": dict(
         matmul=[256, 512, 1024, 2048, 4096], eigh=[(4096, 32), (1024, 64), (64, 256), (8, 512)],
         layer_widths=[64, 128, 256, 512], layer_batch=256, whiten=(256, 512, [16, 64]),
-        mlp=([784, 512, 512, 512, 10], 256), min_runs=3, max_runs=7, budget=4.0),
+        mlp=([784, 512, 512, 512, 10], 256), deep=(64, 64, 128), min_runs=3, max_runs=7, budget=4.0),
 }
 
 CSV_HEADER = ["workload", "size", "variant", "impl", "device", "wall_ms", "gpu_ms", "notes"]
@@ -111,8 +114,9 @@ def svd_clamp(torch, lo, hi):
     return SvdClamp()
 
 
-def parametrise(torch, linear, kind):
-    """Applies eigengrad layer `kind`'s PyTorch analogue to `linear`; returns (module, impl)."""
+def parametrise(torch, linear, kind, band=(0.9, 1.1)):
+    """Applies eigengrad layer `kind`'s PyTorch analogue to `linear` (a clamp to `band`);
+    returns (module, impl)."""
     P = torch.nn.utils.parametrize
     if kind == "Linear" or kind == "plain":
         return linear, "nn.Linear"
@@ -122,8 +126,8 @@ def parametrise(torch, linear, kind):
     if kind == "Eigen Orthogonal":
         return torch.nn.utils.parametrizations.orthogonal(linear), "orthogonal (default map)"
     if kind == "Eigen Clamp":
-        P.register_parametrization(linear, "weight", svd_clamp(torch, 0.9, 1.1))
-        return linear, "SVD clamp (torch.linalg.svd)"
+        P.register_parametrization(linear, "weight", svd_clamp(torch, *band))
+        return linear, f"SVD clamp to [{band[0]}, {band[1]}] (torch.linalg.svd)"
     raise ValueError(kind)
 
 
@@ -263,24 +267,33 @@ def run(args):
             add(training_rows(torch, timer, device, make, "whiten ZCA",
                               f"{batch}x{features}, group {group}", "torch.linalg.eigh ZCA",
                               "Linear+ZCA fwd+bwd+SGD"))
+    def classifier(workload, size, widths, batch, kind, band=(0.9, 1.1)):
+        def make():
+            layers = []
+            for i in range(len(widths) - 1):
+                lin = torch.nn.Linear(widths[i], widths[i + 1])
+                layers.append(parametrise(torch, lin, kind, band)[0])
+                if i + 2 < len(widths):
+                    layers.append(torch.nn.Tanh())
+            model = torch.nn.Sequential(*layers).to(device)
+            x = torch.rand(batch, widths[0], generator=gen).to(device)
+            labels = torch.randint(0, widths[-1], (batch,), generator=gen).to(device)
+            return model, x, labels, torch.nn.functional.cross_entropy
+        impl = parametrise(torch, torch.nn.Linear(2, 2), kind, band)[1]
+        add(training_rows(torch, timer, device, make, workload, size, impl,
+                          "Adam training step", adam=True))
+
     if want("mlp"):
         widths, batch = s["mlp"]
+        size = "-".join(map(str, widths)) + f", batch {batch}"
         for kind in ["plain", "Eigen Clamp", "Eigen Orthogonal", "Eigen Normalize"]:
-            def make(kind=kind):
-                layers = []
-                for i in range(len(widths) - 1):
-                    lin, _ = parametrise(torch, torch.nn.Linear(widths[i], widths[i + 1]), kind)
-                    layers.append(lin)
-                    if i + 2 < len(widths):
-                        layers.append(torch.nn.Tanh())
-                model = torch.nn.Sequential(*layers).to(device)
-                x = torch.rand(batch, widths[0], generator=gen).to(device)
-                labels = torch.randint(0, widths[-1], (batch,), generator=gen).to(device)
-                return model, x, labels, torch.nn.functional.cross_entropy
-            impl = parametrise(torch, torch.nn.Linear(2, 2), kind)[1]
-            add(training_rows(torch, timer, device, make, f"mlp {kind}",
-                              "-".join(map(str, widths)) + f", batch {batch}", impl,
-                              "Adam training step", adam=True))
+            classifier(f"mlp {kind}", size, widths, batch, kind)
+    if want("deep"):
+        depth, width, batch = s["deep"]
+        widths = [784] + [width] * (depth - 1) + [10]
+        size = f"784 x{depth - 1} {width}, batch {batch}"
+        for kind in ["plain", "Eigen Clamp", "Eigen Orthogonal"]:
+            classifier(f"deep {kind}", size, widths, batch, kind, band=(1.0, 1.25))
 
     os.makedirs(args.out, exist_ok=True)
     fmt = lambda v: "" if v is None else f"{v:.6f}"
@@ -369,7 +382,7 @@ def main(argv):
     size.add_argument("--smoke", action="store_true", help="tiny sizes: a check that all runs")
     p.add_argument("--out", default="out/torch_bench", help="folder for the CSV and Markdown")
     p.add_argument("--only", type=lambda s: s.split(","), default=[],
-                   help="comma-separated subset of matmul,eigh,layer,whiten,mlp")
+                   help="comma-separated subset of matmul,eigh,layer,whiten,mlp,deep")
     return run(p.parse_args(argv))
 
 

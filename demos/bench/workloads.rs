@@ -355,8 +355,10 @@ impl Bench {
                 gains: GainPlacement::Logits,
                 stack: false,
             };
+            let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
+            let size = format!("{}, batch {batch}", sizes.join("-"));
             // The plain network also without fusion and packing: what they save, same run.
-            self.classifier_rows(name, &spec, batch, kind == LayerKind::Plain)?;
+            self.classifier_rows(name, &size, &spec, batch, kind == LayerKind::Plain)?;
         }
         Ok(())
     }
@@ -368,6 +370,7 @@ impl Bench {
         let mut widths = vec![784];
         widths.extend(std::iter::repeat_n(width, depth - 1));
         widths.push(10);
+        let size = format!("784 x{} {width}, batch {batch}", depth - 1);
         let eigen = LayerKind::Eigen(EigenMode::DEFAULT_CLAMP);
         for (name, kind, stack) in [
             ("deep plain", LayerKind::Plain, false),
@@ -382,16 +385,17 @@ impl Bench {
                 gains: GainPlacement::Every,
                 stack,
             };
-            self.classifier_rows(name, &spec, batch, false)?;
+            self.classifier_rows(name, &size, &spec, batch, false)?;
         }
         Ok(())
     }
 
     /// Times an Adam step of `spec` on random images and labels at `batch` (and, with
-    /// `unfused_too`, the same plan without fusion, packing and overlap).
+    /// `unfused_too`, the same plan without fusion, packing and overlap): rows `name`, `size`.
     fn classifier_rows(
         &mut self,
         name: &str,
+        size: &str,
         spec: &MlpSpec,
         batch: usize,
         unfused_too: bool,
@@ -416,13 +420,6 @@ impl Bench {
             eigengrad::nn::MlpLayer::Eigen(e) => Some(e.spectral),
             _ => None,
         });
-        let size = if widths.len() > 6 {
-            let hidden = widths.len() - 2;
-            format!("{} x{hidden} {}, batch {batch}", widths[0], widths[1])
-        } else {
-            let sizes: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-            format!("{}, batch {batch}", sizes.join("-"))
-        };
         let inputs = [(x, xs), (t, ts)];
         let mut runs = vec![PlanOptions::default()];
         if unfused_too {
@@ -435,7 +432,7 @@ impl Bench {
         for options in runs {
             self.plan_rows(
                 name,
-                &size,
+                size,
                 &g,
                 &[loss],
                 &inputs,
