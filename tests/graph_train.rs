@@ -697,3 +697,87 @@ fn stacked_parameters_train_as_the_reference_and_copy_only_unaligned_slices() {
         agrees_with_reference(&m, plain, 4, &format!("{what}, plain"));
     }
 }
+
+/// Slices of slices, through reshapes, read what the reference reads on the GPU: in place
+/// where their offset from the stack's start is aligned (a 64-float row of the second matrix
+/// starts at 1,024 + 256·k bytes), copied where it is not (matrices of 15 floats, rows of 3).
+#[test]
+fn slices_of_reshaped_slices_read_the_right_values() {
+    let mut g = Graph::new();
+    let wide = g
+        .param("wide", &[2, 4, 64], Init::Normal { std: 1.0 })
+        .unwrap();
+    let narrow = g
+        .param("narrow", &[3, 5, 3], Init::Normal { std: 1.0 })
+        .unwrap();
+    let mut outputs = Vec::new();
+    for (stack, rows, cols) in [(wide, 4, 64), (narrow, 5, 3)] {
+        let matrix = g.select(stack, 1).unwrap();
+        let tall = g.reshape(matrix, &[rows, 1, cols]).unwrap();
+        for k in 0..rows {
+            let row = g.select(tall, k).unwrap();
+            outputs.push(g.tanh(row).unwrap());
+        }
+    }
+    let dev = device();
+    let mut gpu = GpuPlan::compile(&dev, &g, &outputs, 5).unwrap();
+    let mut cpu = ReferencePlan::<f32>::compile(&g, 5).unwrap();
+    gpu.forward(&[], &outputs).unwrap();
+    cpu.forward(&[], &outputs).unwrap();
+    for &v in &outputs {
+        let (a, b) = (gpu.read(v).unwrap(), cpu.read(v).unwrap());
+        for (x, y) in a.iter().zip(b.iter()) {
+            // tanh through the driver: 8ε, as the elementwise tests allow.
+            assert!((x - y).abs() <= 8.0 * f32::EPSILON, "{x} vs {y}");
+        }
+    }
+    // The wide matrix and rows are views; of the narrow ones the matrix (at 60 bytes) and
+    // the rows but the first (at 12·k bytes from the copied matrix) are copied.
+    assert_eq!(
+        launches_of(&gpu, "copy_range"),
+        1 + 4,
+        "{:?}",
+        gpu.launches()
+    );
+}
+
+/// A stack whose inputs depend on one another, and parameters stacked directly: every input
+/// whose launch would read the stack's own buffer is copied (one launch may not read and write
+/// one buffer), the others are written in place, and training matches the reference. The
+/// gradients of the stacked parameters are slices of the stack's gradient.
+#[test]
+fn stack_inputs_that_read_the_stack_are_copied() {
+    let (batch, width) = (4, 64);
+    let mut g = Graph::new();
+    let x = g.input("x", &[batch, width]).unwrap();
+    let t = g.input("targets", &[batch, 3 * width]).unwrap();
+    let std = 1.0 / (width as f32).sqrt();
+    let w = g.param("w", &[width, width], Init::Normal { std }).unwrap();
+    let q = g
+        .param("q", &[batch, width], Init::Normal { std: 0.5 })
+        .unwrap();
+    let a = g.matmul(x, w, false, false).unwrap();
+    let b = g.tanh(a).unwrap();
+    let s = g.stack(&[a, b, q]).unwrap();
+    let flat = g.reshape(s, &[batch, 3 * width]).unwrap();
+    let loss = g.mse(flat, t).unwrap();
+    Adam::new(0.01).minimize(&mut g, loss).unwrap();
+    let m = Mlp {
+        graph: g,
+        x,
+        t,
+        loss,
+        params: vec![w, q],
+    };
+    let plan = agrees_with_reference(&m, PlanOptions::default(), 4, "dependent stack inputs");
+    // a is written in place; b reads a's slot, q is a parameter: both copied; and q's
+    // gradient, a slice of the stack's, is copied into the optimizer's gradient arena.
+    assert_eq!(launches_of(&plan, "copy_range"), 3, "{:?}", plan.launches());
+    // Unfused, tanh's own launch reads a's slot: b still cannot be written in place.
+    let plain = PlanOptions {
+        fuse: false,
+        pack_updates: false,
+        overlap: false,
+    };
+    agrees_with_reference(&m, plain, 4, "dependent stack inputs, unfused");
+}

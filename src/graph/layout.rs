@@ -29,7 +29,7 @@ pub enum Storage {
     Fused,
     /// Part of an earlier value's storage: a [`Op::Select`] whose slice starts at a byte
     /// offset (counted from `of`'s start) that is a multiple of [`REGION_ALIGNMENT`], read
-    /// in place.
+    /// in place, or a reshape of one (see [`slices_in_place`]).
     Slice {
         /// The value whose storage holds the slice (never itself a reshape or a slice).
         of: Value,
@@ -144,7 +144,7 @@ impl Layout {
                 )));
             }
         }
-        let slices = slices_in_place(graph);
+        let slices = slices_in_place(graph, placement);
         let within = stacked_in_place(graph, placement);
         let root = |mut v: Value| loop {
             match nodes[v.0].op {
@@ -203,11 +203,11 @@ impl Layout {
                     unpooled_bytes += bytes;
                     Storage::Owned
                 }
-                Op::Reshape => Storage::Alias(root(Value(i))),
-                Op::Select { .. } if slices[i].is_some() => Storage::Slice {
+                Op::Reshape | Op::Select { .. } if slices[i].is_some() => Storage::Slice {
                     of: root(Value(i)),
                     offset: slices[i].expect("checked"),
                 },
+                Op::Reshape => Storage::Alias(root(Value(i))),
                 _ if within[i].is_some() => {
                     let (stack, offset) = within[i].expect("checked");
                     Storage::Within { stack, offset }
@@ -308,21 +308,30 @@ fn waits_for_previous(
     waits
 }
 
-/// For each node: the byte offset within its root's storage at which a [`Op::Select`] is read
-/// in place — where that offset (the slices of selects of selects add up) is a multiple of
-/// [`REGION_ALIGNMENT`], so the slice binds as a region of its own. Other selects (and every
-/// other node) get `None`: the executor copies them.
-pub fn slices_in_place(graph: &Graph) -> Vec<Option<u64>> {
+/// For each node that is part of another value's storage at an offset: the byte offset
+/// within its root's storage of a [`Op::Select`] read in place — where that offset (the
+/// slices of selects of selects add up, through reshapes) is a multiple of
+/// [`REGION_ALIGNMENT`], so the slice binds as a region of its own — and of a reshape of such
+/// a slice. Other selects (and every other node, and values the executor packs or fuses away)
+/// get `None`: the executor copies them.
+pub fn slices_in_place(graph: &Graph, placement: &Placement) -> Vec<Option<u64>> {
     let nodes = graph.nodes();
     let mut out: Vec<Option<u64>> = vec![None; nodes.len()];
     for (i, n) in nodes.iter().enumerate() {
-        if let Op::Select { index } = n.op {
-            let source = n.inputs[0];
-            let base = out[source.0].unwrap_or(0);
-            let offset = base + index as u64 * value_bytes(&n.shape);
-            if offset.is_multiple_of(REGION_ALIGNMENT) {
-                out[i] = Some(offset);
+        if placement.packed[i].is_some() || placement.unstored[i] {
+            continue;
+        }
+        match n.op {
+            Op::Reshape => out[i] = out[n.inputs[0].0],
+            Op::Select { index } => {
+                // The source starts at its own offset if it is such a slice, else at 0.
+                let base = out[n.inputs[0].0].unwrap_or(0);
+                let offset = base + index as u64 * value_bytes(&n.shape);
+                if offset.is_multiple_of(REGION_ALIGNMENT) {
+                    out[i] = Some(offset);
+                }
             }
+            _ => {}
         }
     }
     out
@@ -332,8 +341,9 @@ pub fn slices_in_place(graph: &Graph) -> Vec<Option<u64>> {
 /// an [`Op::Stack`] that can be. An input qualifies when an op computes it into storage of its
 /// own (not an input, a resident tensor, a reshape or slice, a value the executor fuses away or
 /// packs), it appears in exactly one stack slot of the graph, and its slot starts at a
-/// multiple of [`REGION_ALIGNMENT`]. The stack then lives for the whole step; the inputs that
-/// do not qualify are copied into it by the stack's own launches.
+/// multiple of [`REGION_ALIGNMENT`], and its launch reads nothing else stored in the stack's
+/// buffer. The stack then lives for the whole step; the inputs that do not qualify are copied
+/// into it by the stack's own launches.
 pub fn stacked_in_place(graph: &Graph, placement: &Placement) -> Vec<Option<(Value, u64)>> {
     let nodes = graph.nodes();
     let mut slots = vec![0usize; nodes.len()];
@@ -369,6 +379,35 @@ pub fn stacked_in_place(graph: &Graph, placement: &Placement) -> Vec<Option<(Val
             {
                 out[v.0] = Some((Value(i), offset));
             }
+        }
+    }
+    // A launch may not read a buffer it writes (wgpu's rule for one dispatch): an input whose
+    // launch reads a value in the same stack's storage — another slot of it, or for a stack
+    // packed into an arena, anything in that arena — is copied instead.
+    let root = |mut v: Value| {
+        while matches!(nodes[v.0].op, Op::Reshape | Op::Select { .. }) {
+            v = nodes[v.0].inputs[0];
+        }
+        v
+    };
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (j, &at) in placement.runs_at.iter().enumerate() {
+        members[at].push(j);
+    }
+    for v in 0..nodes.len() {
+        let Some((stack, _)) = out[v] else { continue };
+        let arena = placement.packed[stack.0].map(|(arena, _)| arena);
+        let reads_own_buffer = members[placement.runs_at[v]].iter().any(|&j| {
+            nodes[j].inputs.iter().any(|&u| {
+                let r = root(u);
+                r != Value(v)
+                    && (out[r.0].is_some_and(|(s, _)| s == stack)
+                        || arena
+                            .is_some_and(|a| placement.packed[r.0].is_some_and(|(b, _)| a == b)))
+            })
+        });
+        if reads_own_buffer {
+            out[v] = None;
         }
     }
     out

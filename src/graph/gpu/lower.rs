@@ -212,35 +212,58 @@ impl<'a> Lowering<'a> {
     }
 
     /// Slice `index` of a stack: nothing where the layout reads it in place, else a copy.
-    fn select(&self, node: &Node, i: usize, index: usize) -> Result<Vec<Dispatch>> {
+    fn select(&mut self, node: &Node, i: usize, index: usize) -> Result<Vec<Dispatch>> {
         let n = node.shape.iter().product::<usize>();
         let (x, out) = (self.input(node, 0)?, self.out(i)?);
         let start = index * n;
         if in_place(x, start, out) {
             return Ok(Vec::new());
         }
-        let d = kernels::elementwise::copy_dispatch(self.device, x, start, out, 0, n)?;
-        Ok(vec![d])
+        self.copy(x, start, out, 0, n)
     }
 
     /// A stack: a copy of every input that its op did not write into its slot already.
-    fn stack(&self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
+    fn stack(&mut self, node: &Node, i: usize) -> Result<Vec<Dispatch>> {
         let n = self.shape(node, 0).iter().product::<usize>();
         let out = self.out(i)?;
         let mut launches = Vec::new();
         for k in 0..node.inputs.len() {
             let x = self.input(node, k)?;
             if !in_place(out, k * n, x) {
-                launches.push(kernels::elementwise::copy_dispatch(
-                    self.device,
-                    x,
-                    0,
-                    out,
-                    k * n,
-                    n,
-                )?);
+                launches.extend(self.copy(x, 0, out, k * n, n)?);
             }
         }
+        Ok(launches)
+    }
+
+    /// Copies `n` elements of `x` from `src_offset` into `out` from `dst_offset`: one launch,
+    /// or two through a scratch buffer where both live in one buffer (an arena), which one
+    /// launch may not both read and write.
+    fn copy(
+        &mut self,
+        x: Region<'a>,
+        src_offset: usize,
+        out: Region<'a>,
+        dst_offset: usize,
+        n: usize,
+    ) -> Result<Vec<Dispatch>> {
+        use kernels::elementwise::copy_dispatch;
+        if x.buffer() != out.buffer() {
+            return Ok(vec![copy_dispatch(
+                self.device,
+                x,
+                src_offset,
+                out,
+                dst_offset,
+                n,
+            )?]);
+        }
+        let between = scratch(self.device, "copy between ranges of one buffer", n)?;
+        let launches = vec![
+            copy_dispatch(self.device, x, src_offset, &between, 0, n)?,
+            copy_dispatch(self.device, &between, 0, out, dst_offset, n)?,
+        ];
+        self.scratch.push(between);
         Ok(launches)
     }
 
