@@ -26,7 +26,7 @@ use common::train::{Built, Trainer};
 use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::gpu::GpuPlan;
-use eigengrad::graph::Plan;
+use eigengrad::graph::{Plan, Schedule};
 use eigengrad::nn::{Activation, EigenMode, GainPlacement, LayerKind, MlpLayer, MlpSpec};
 use eigengrad::optim::Adam;
 use serde_json::json;
@@ -106,6 +106,10 @@ struct Args {
     /// Which Eigen layers carry a learnable gain: none, logits or every.
     #[arg(long, default_value = "every")]
     gains: GainPlacement,
+    /// Decay the learning rate along a half cosine to 0 at the last step, after a linear
+    /// warmup over the first half epoch (the same for every variant).
+    #[arg(long)]
+    cosine: bool,
     /// Build the equal hidden Eigen layers as one stack (`MlpSpec::stack`): the same network
     /// with one batched launch per weight op for all of them, from other random draws.
     #[arg(long)]
@@ -292,6 +296,21 @@ fn architecture(args: &Args, cfg: &Config, variant: Variant) -> (LayerKind, usiz
     }
 }
 
+/// Adam at `--lr`, with the `--cosine` schedule over `cfg.epochs` epochs of `train_n` images.
+fn adam(args: &Args, cfg: &Config, train_n: usize) -> Adam {
+    let mut adam = Adam::new(args.lr);
+    if args.cosine {
+        // The batcher drops a last partial batch.
+        let steps_per_epoch = (train_n / args.batch) as u64;
+        adam.schedule = Schedule::WarmupCosine {
+            warmup: steps_per_epoch / 2,
+            total: cfg.epochs as u64 * steps_per_epoch,
+            floor: 0.0,
+        };
+    }
+    adam
+}
+
 fn train_variant(
     args: &Args,
     cfg: &Config,
@@ -326,7 +345,7 @@ fn train_variant(
         train.classes,
         args.batch,
         eval_batch,
-        Adam::new(args.lr),
+        adam(args, cfg, train.n),
         args.common.seed,
         |g, x, _train| {
             let net = spec.build(g, x)?;
@@ -467,13 +486,14 @@ fn run(args: Args) -> DemoResult<()> {
     standardize(&mut s.train, &mut s.test)?;
     let scales: Vec<String> = args.init_scale.iter().map(|s| s.to_string()).collect();
     println!(
-        "model: tanh MLP, {} weight layers of width {} (init N(0, s²/fan_in), s ∈ {{{}}}), gains on {:?} Eigen layers{}, Adam lr {}, batch {}, {} epochs; shallow baseline: 2 weight layers",
+        "model: tanh MLP, {} weight layers of width {} (init N(0, s²/fan_in), s ∈ {{{}}}), gains on {:?} Eigen layers{}, Adam lr {}{}, batch {}, {} epochs; shallow baseline: 2 weight layers",
         cfg.depth,
         cfg.width,
         scales.join(", "),
         args.gains,
         if args.stack { ", hidden ones stacked" } else { "" },
         args.lr,
+        if args.cosine { " (half-epoch warmup, cosine to 0)" } else { "" },
         args.batch,
         cfg.epochs
     );

@@ -2,6 +2,8 @@
 //! the smaller side), recomputed from a warm-started GPU eigendecomposition at every step.
 
 use super::{Linear, Scope};
+#[cfg(doc)]
+use super::EigenStack;
 use crate::error::{Error, Result};
 use crate::graph::layout::{init_values, singular_values, spread_spectrum};
 use crate::graph::{Graph, Init, Plan, Value};
@@ -304,7 +306,8 @@ impl EigenLayer {
     /// Sets where this layer's eigendecomposition starts each step on the GPU (default
     /// [`WarmStart::feedback`], see [`Graph::set_warm_start`]): `WarmStart::Off` trades
     /// 1–3 sweeps per step for a solve that carries nothing between steps; a longer
-    /// `cold_restart_every` for fewer cold steps. Call before compiling a plan.
+    /// `cold_restart_every` for fewer cold steps. Call before compiling a plan. A member of
+    /// an [`EigenStack`] shares its solve with the whole stack, so this sets the stack's.
     pub fn set_warm_start(&self, g: &mut Graph, warm_start: WarmStart) -> Result<()> {
         g.set_warm_start(self.spectral, warm_start)
     }
