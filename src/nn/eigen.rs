@@ -1,9 +1,9 @@
 //! The Eigen layer: a dense layer whose effective weight is W' = W·h(WᵀW) (or h(WWᵀ)·W, on
 //! the smaller side), recomputed from a warm-started GPU eigendecomposition at every step.
 
-use super::{Linear, Scope};
 #[cfg(doc)]
 use super::EigenStack;
+use super::{Linear, Scope};
 use crate::error::{Error, Result};
 use crate::graph::layout::{init_values, singular_values, spread_spectrum};
 use crate::graph::{Graph, Init, Plan, Value};
