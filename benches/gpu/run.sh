@@ -10,11 +10,7 @@
 # The bench binary: $EIGENGRAD_BENCH_BIN if set (e.g. built elsewhere with
 # `cargo build --release --example bench` and copied here), else `cargo run --release`.
 #
-# Vulkan loader: if the machine has no libvulkan.so.1, the Debian packages in .gl/ (see the
-# device notes: libvulkan1, libegl1, libglvnd0, libopengl0, libgl1, libglx0, libgles2, fetched
-# with `apt-get download`) are unpacked first. NVIDIA's ICD json is found in the usual places
-# (the driver mount /usr/local/nvidia/share/vulkan/icd.d first) and exported as
-# VK_DRIVER_FILES unless it is already set.
+# Vulkan loader and NVIDIA's ICD: see benches/gpu/vulkan_env.sh.
 set -euo pipefail
 
 size_flag=""
@@ -22,7 +18,7 @@ out="out/gpu-bench"
 for arg in "$@"; do
     case "$arg" in
         --quick|--smoke) size_flag="$arg" ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         -*) echo "run.sh: unknown option $arg" >&2; exit 2 ;;
         *) out="$arg" ;;
     esac
@@ -34,33 +30,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 # --- Vulkan loader and the NVIDIA ICD -------------------------------------------------------
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
-    if compgen -G ".gl/*.deb" >/dev/null; then
-        echo "run.sh: no Vulkan loader; unpacking .gl/*.deb"
-        for f in .gl/*.deb; do dpkg -x "$f" /; done
-        ldconfig
-    else
-        echo "run.sh: no libvulkan.so.1 and no .gl/*.deb to unpack (apt-get install libvulkan1)" >&2
-        exit 1
-    fi
-fi
-if [ -z "${VK_DRIVER_FILES:-}" ]; then
-    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
-               /usr/share/vulkan/icd.d/nvidia_icd.json \
-               /etc/vulkan/icd.d/nvidia_icd.json; do
-        if [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; break; fi
-    done
-fi
-egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-if [ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" ] && [ -f "$egl" ]; then
-    export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
-fi
-echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-<loader default>}"
-if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-else
-    echo "run.sh: no nvidia-smi on this machine"
-fi
+source benches/gpu/vulkan_env.sh
 
 # --- eigengrad ------------------------------------------------------------------------------
 # A shared cache folder for the matmul autotuning, inside the output (the machine may be bare).
