@@ -1,7 +1,8 @@
 //! Layers as graph builders: each declares its parameters in a [`Scope`] (which names them
 //! and says whether the graph is for training or inference), adds its ops to the graph and
 //! returns the value of its output. [`Linear`] is the plain dense layer; [`EigenLayer`]
-//! reparametrises its weight through the spectrum of its Gram matrix; [`EigenWhiten`] whitens
+//! reparametrises its weight through the spectrum of its Gram matrix, and [`EigenStack`] does
+//! so for a run of equal layers at once; [`EigenWhiten`] whitens
 //! or projects activations onto their principal components; [`LayerNorm`] and [`Dropout`]
 //! normalise and regularise.
 //!
@@ -187,6 +188,24 @@ pub enum Layer {
         /// Whether the layer has a learnable scalar gain (see [`EigenLayer`]).
         gain: bool,
     },
+    /// `layers` Eigen layers of `outputs` units, each followed by `activation`, as one
+    /// [`EigenStack`] named `layers{first}-{last}` by the positions of its layers among the
+    /// dense and Eigen layers. Their weights share one shape, so the input width must be
+    /// `outputs` unless there is one layer. Raw weights initialised as `Linear`'s.
+    EigenStack {
+        /// How many layers.
+        layers: usize,
+        /// Units of every layer (and the input width).
+        outputs: usize,
+        /// What the layers do to the singular values.
+        mode: EigenMode,
+        /// Gaussian initialisation scale of the raw weights.
+        init_scale: f32,
+        /// Whether every layer has a learnable scalar gain.
+        gain: bool,
+        /// The nonlinearity after every layer.
+        activation: Activation,
+    },
     /// An [`EigenWhiten`] layer over groups of `group` features.
     Whiten {
         /// Features per group (divides the width).
@@ -212,7 +231,8 @@ pub enum Layer {
 
 /// A model as a stack of [`Layer`]s, each applied to the output of the one before: the MLP
 /// builder with a kind per layer. Parameterised stages are named by kind and position among
-/// their kind: `layer0`, `layer1`, … for dense and Eigen layers (as [`MlpSpec`] names them),
+/// their kind: `layer0`, `layer1`, … for dense and Eigen layers (as [`MlpSpec`] names them;
+/// a stack of them `layers{first}-{last}`),
 /// `whiten0`, … and `norm0`, …; dropout stages `dropout0`, ….
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sequential {
@@ -270,6 +290,43 @@ impl Sequential {
                     };
                     net.layers.push(MlpLayer::Eigen(e));
                     e.forward(scope, h)?
+                }
+                Layer::EigenStack {
+                    layers,
+                    outputs,
+                    mode,
+                    init_scale,
+                    gain,
+                    activation,
+                } => {
+                    if layers > 1 && width != outputs {
+                        return Err(Error::shape(
+                            "Sequential",
+                            format!(
+                                "a stack of {layers} layers of {outputs} units takes {outputs} \
+                                 features, not {width}"
+                            ),
+                        ));
+                    }
+                    let first = net.layers.len();
+                    let name = format!("layers{first}-{}", first + layers.max(1) - 1);
+                    let init = scaled_normal(width, init_scale);
+                    let stack = EigenStack::new(
+                        &mut scope.scope(&name),
+                        layers,
+                        width,
+                        outputs,
+                        mode,
+                        init,
+                        gain,
+                    )?;
+                    let mut y = h;
+                    for layer in stack.layers {
+                        let z = layer.forward(scope, y)?;
+                        y = activation.apply(scope, z)?;
+                        net.layers.push(MlpLayer::Eigen(layer));
+                    }
+                    y
                 }
                 Layer::Whiten {
                     group,
@@ -377,9 +434,9 @@ pub struct MlpSpec {
     pub init_scale: f32,
     /// Which Eigen layers carry a learnable gain (ignored for plain layers).
     pub gains: GainPlacement,
-    /// Whether each run of two or more consecutive Eigen layers of one shape (and one gain
-    /// placement) is built as one [`EigenStack`], named `layers{first}-{last}` (its biases
-    /// `bias0`, …): the same function, with one batched launch per op for the run's weights
+    /// Whether each run of two or more consecutive hidden Eigen layers of one shape (and one
+    /// gain placement) is built as one [`EigenStack`] ([`Layer::EigenStack`]), named
+    /// `layers{first}-{last}` (its biases `bias0`, …; the logits layer stays on its own): the same function, with one batched launch per op for the run's weights
     /// instead of one per layer — a 64-deep network of width 64 steps in 293 launches instead
     /// of 1,452. Its raw weights are drawn per stack, so a stacked network starts from
     /// other random values than the unstacked one of the same spec.
@@ -436,29 +493,64 @@ pub struct Mlp {
 
 impl MlpSpec {
     /// The same network as a [`Sequential`] stack, to change the kind of single layers or
-    /// insert others.
+    /// insert others (with `stack`, each run of equal hidden Eigen layers is one
+    /// [`Layer::EigenStack`]).
     pub fn sequential(&self) -> Sequential {
         let depth = self.widths.len().saturating_sub(1);
         let mut layers = Vec::new();
-        for (i, &outputs) in self.widths.iter().skip(1).enumerate() {
-            let init_scale = self.init_scale;
-            layers.push(match self.kind {
-                LayerKind::Plain => Layer::Linear {
-                    outputs,
-                    init_scale,
-                },
-                LayerKind::Eigen(mode) => Layer::Eigen {
+        for (first, len) in self.runs() {
+            let (outputs, init_scale) = (self.widths[first + 1], self.init_scale);
+            let gain = self.gains.applies_to(first, depth);
+            match self.kind {
+                LayerKind::Eigen(mode) if len > 1 => layers.push(Layer::EigenStack {
+                    layers: len,
                     outputs,
                     mode,
                     init_scale,
-                    gain: self.gains.applies_to(i, depth),
-                },
-            });
-            if i + 1 < depth {
+                    gain,
+                    activation: self.activation,
+                }),
+                LayerKind::Plain => layers.push(Layer::Linear {
+                    outputs,
+                    init_scale,
+                }),
+                LayerKind::Eigen(mode) => layers.push(Layer::Eigen {
+                    outputs,
+                    mode,
+                    init_scale,
+                    gain,
+                }),
+            }
+            if len == 1 && first + 1 < depth {
                 layers.push(Layer::Activation(self.activation));
             }
         }
         Sequential { layers }
+    }
+
+    /// The layers as (first, count): with `stack` and Eigen layers, each run of two or more
+    /// consecutive hidden layers of one shape and gain is one entry; every other layer
+    /// (the logits layer always) an entry of its own.
+    fn runs(&self) -> Vec<(usize, usize)> {
+        let depth = self.widths.len().saturating_sub(1);
+        let stacking = self.stack && matches!(self.kind, LayerKind::Eigen(_));
+        let key = |i: usize| {
+            (
+                self.widths[i],
+                self.widths[i + 1],
+                self.gains.applies_to(i, depth),
+            )
+        };
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in 0..depth {
+            match runs.last_mut() {
+                Some((first, len)) if stacking && i + 1 < depth && key(*first) == key(i) => {
+                    *len += 1
+                }
+                _ => runs.push((i, 1)),
+            }
+        }
+        runs
     }
 
     /// Appends the network applied to `x` `[batch, widths[0]]` (for training: an MLP has no
@@ -485,67 +577,7 @@ impl MlpSpec {
                 ),
             ));
         }
-        match self.kind {
-            LayerKind::Eigen(mode) if self.stack => self.build_stacked(scope, x, mode),
-            _ => self.sequential().build(scope, x),
-        }
-    }
-
-    /// The runs of layers built as one stack (two or more consecutive layers of one shape
-    /// and gain), and the single layers between them, as (first layer, layers).
-    fn runs(&self) -> Vec<(usize, usize)> {
-        let depth = self.widths.len() - 1;
-        let key = |i: usize| {
-            (
-                self.widths[i],
-                self.widths[i + 1],
-                self.gains.applies_to(i, depth),
-            )
-        };
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for i in 0..depth {
-            match runs.last_mut() {
-                Some((first, len)) if key(*first) == key(i) => *len += 1,
-                _ => runs.push((i, 1)),
-            }
-        }
-        runs
-    }
-
-    /// [`MlpSpec::build_in`] for Eigen layers with `stack` set: each run of equal layers one
-    /// [`EigenStack`], the other layers as [`Sequential`] builds them.
-    fn build_stacked(&self, scope: &mut Scope, x: Value, mode: EigenMode) -> Result<Mlp> {
-        let depth = self.widths.len() - 1;
-        let mut net = Mlp {
-            layers: Vec::new(),
-            whitens: Vec::new(),
-            norms: Vec::new(),
-            logits: x,
-        };
-        for (first, len) in self.runs() {
-            let (inputs, outputs) = (self.widths[first], self.widths[first + 1]);
-            let init = scaled_normal(inputs, self.init_scale);
-            let gain = self.gains.applies_to(first, depth);
-            let layers = if len == 1 {
-                let mut s = scope.scope(&format!("layer{first}"));
-                vec![if gain {
-                    EigenLayer::with_gain(&mut s, inputs, outputs, mode, init)?
-                } else {
-                    EigenLayer::new(&mut s, inputs, outputs, mode, init)?
-                }]
-            } else {
-                let mut s = scope.scope(&format!("layers{first}-{}", first + len - 1));
-                EigenStack::new(&mut s, len, inputs, outputs, mode, init, gain)?.layers
-            };
-            for layer in layers {
-                net.logits = layer.forward(scope, net.logits)?;
-                net.layers.push(MlpLayer::Eigen(layer));
-                if net.layers.len() < depth {
-                    net.logits = self.activation.apply(scope, net.logits)?;
-                }
-            }
-        }
-        Ok(net)
+        self.sequential().build(scope, x)
     }
 }
 
@@ -655,6 +687,79 @@ mod tests {
         };
         assert_eq!((dropouts(&train), dropouts(&eval)), (2, 0));
         assert!(train.find("dropout1.dropout").is_some());
+    }
+
+    /// With `stack`, the runs of equal hidden Eigen layers become stacks (the logits layer
+    /// never joins one, a different gain placement splits a run); plain networks and
+    /// single layers are unchanged.
+    #[test]
+    fn stacking_groups_equal_hidden_eigen_layers() {
+        let spec = MlpSpec {
+            widths: vec![8, 8, 8, 8, 8, 3],
+            activation: Activation::Tanh,
+            kind: LayerKind::Eigen(EigenMode::Orthogonal),
+            init_scale: 1.0,
+            gains: GainPlacement::Every,
+            stack: true,
+        };
+        let stacked = |layers: usize, gain: bool| Layer::EigenStack {
+            layers,
+            outputs: 8,
+            mode: EigenMode::Orthogonal,
+            init_scale: 1.0,
+            gain,
+            activation: Activation::Tanh,
+        };
+        assert_eq!(spec.sequential().layers[0], stacked(4, true));
+        assert_eq!(
+            spec.sequential().layers.len(),
+            2,
+            "the stack and the logits layer"
+        );
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 8]).unwrap();
+        let net = spec.build(&mut g, x).unwrap();
+        assert_eq!(net.layers.len(), 5);
+        assert_eq!(g.shape(net.logits), [2, 3]);
+        assert_eq!(
+            names(&g),
+            [
+                "layers0-3.weight",
+                "layers0-3.gain",
+                "layers0-3.bias0",
+                "layers0-3.bias1",
+                "layers0-3.bias2",
+                "layers0-3.bias3",
+                "layer4.weight",
+                "layer4.bias",
+                "layer4.gain"
+            ]
+        );
+        // All square: the logits layer stays on its own; gains on the logits only split the
+        // hidden layers from it too, and give the hidden stack none.
+        let mut square = spec.clone();
+        square.widths = vec![8, 8, 8, 8];
+        square.gains = GainPlacement::Logits;
+        let layers = square.sequential().layers;
+        assert_eq!(layers[0], stacked(2, false));
+        assert!(matches!(layers[1], Layer::Eigen { gain: true, .. }));
+        // Without stacking, or for plain layers, one stage per layer and activation.
+        for (kind, stack) in [(spec.kind, false), (LayerKind::Plain, true)] {
+            let other = MlpSpec {
+                kind,
+                stack,
+                ..spec.clone()
+            };
+            assert_eq!(other.sequential().layers.len(), 9);
+        }
+        // A stack needs inputs of its own width.
+        let bad = Sequential::new().push(stacked(2, true));
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 5]).unwrap();
+        let err = bad
+            .build(&mut Scope::new(&mut g, Mode::Train), x)
+            .unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
     }
 
     #[test]
