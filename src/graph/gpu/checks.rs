@@ -13,7 +13,7 @@ use super::schedule::Slot;
 use super::solve::Solves;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::graph::layout::Layout;
+use crate::graph::layout::{Layout, Storage};
 use crate::graph::status::{StepStatus, StepWatch, Watched};
 use crate::graph::{Graph, Op, Value};
 use crate::kernels::finite::{
@@ -51,6 +51,12 @@ pub(super) fn insert(
     for (position, (slot, _)) in recording.iter().enumerate() {
         if let Slot::Node(i) = *slot {
             last_launch[i] = Some(position);
+        }
+    }
+    // A stack is complete once the inputs written into its slots are.
+    for (i, storage) in layout.storage.iter().enumerate() {
+        if let Storage::Within { stack, .. } = *storage {
+            last_launch[stack.0] = last_launch[stack.0].max(last_launch[i]);
         }
     }
     // Inputs and resident tensors have no launches: they are always ready.
