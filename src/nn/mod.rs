@@ -436,10 +436,11 @@ pub struct MlpSpec {
     pub gains: GainPlacement,
     /// Whether each run of two or more consecutive hidden Eigen layers of one shape (and one
     /// gain placement) is built as one [`EigenStack`] ([`Layer::EigenStack`]), named
-    /// `layers{first}-{last}` (its biases `bias0`, …; the logits layer stays on its own): the same function, with one batched launch per op for the run's weights
-    /// instead of one per layer — a 64-deep network of width 64 steps in 293 launches instead
-    /// of 1,452. Its raw weights are drawn per stack, so a stacked network starts from
-    /// other random values than the unstacked one of the same spec.
+    /// `layers{first}-{last}` (its biases `bias0`, …; the logits layer stays on its own):
+    /// the same function, with one batched launch per op for the run's weights instead of
+    /// one per layer — a 64-deep network of width 64 steps in 293 launches instead of
+    /// 1,452. Its raw weights are drawn per stack, so a stacked network starts from other
+    /// random values than the unstacked one of the same spec.
     pub stack: bool,
 }
 
