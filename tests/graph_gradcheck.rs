@@ -465,3 +465,50 @@ fn layer_norm_alone_and_with_gain_and_bias() {
         g.add(scaled, p[2]).unwrap()
     });
 }
+
+/// The gradient of a slice selected from a trainable stack (a stacked layer's weight) is the
+/// same slice of the stack's gradient: `Gradients::get_or_slice` appends that select (zeros
+/// for a slice the loss does not use); a value with no gradient and no sliced source has none.
+#[test]
+fn the_gradient_of_a_selected_slice_is_the_slice_of_the_gradient() {
+    let mut g = Graph::new();
+    let stack = g
+        .param("stack", &[3, 4, 4], Init::Data(data(7, 48)))
+        .unwrap();
+    let x = g.input("x", &[5, 4]).unwrap();
+    let slices: Vec<Value> = (0..3).map(|k| g.select(stack, k).unwrap()).collect();
+    let mut h = x;
+    for &w in &slices[..2] {
+        let z = g.matmul(h, w, false, false).unwrap();
+        h = g.tanh(z).unwrap();
+    }
+    let flat = g.reshape(h, &[1, 20]).unwrap();
+    let loss = g.reduce(ReduceOp::Sum, Axis::Rows, flat).unwrap();
+    let grads = g.backward(loss).unwrap();
+    let whole = grads.get(stack).expect("the stack's gradient");
+    let parts: Vec<Value> = slices
+        .iter()
+        .map(|&w| {
+            grads
+                .get_or_slice(&mut g, w)
+                .unwrap()
+                .expect("a slice's gradient")
+        })
+        .collect();
+    assert_eq!(grads.get_or_slice(&mut g, x).unwrap(), None);
+    let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
+    let xs: Vec<f64> = data(8, 20).iter().map(|&v| v as f64).collect();
+    let mut outputs = vec![whole];
+    outputs.extend(&parts);
+    plan.forward(&[(x, &xs)], &outputs).unwrap();
+    let whole = plan.read(whole).unwrap().to_vec();
+    for (k, &p) in parts.iter().enumerate() {
+        assert_eq!(
+            plan.read(p).unwrap(),
+            &whole[k * 16..(k + 1) * 16],
+            "slice {k}"
+        );
+    }
+    assert!(whole[32..].iter().all(|&v| v == 0.0), "the unused slice");
+    assert!(whole[..32].iter().any(|&v| v != 0.0));
+}
