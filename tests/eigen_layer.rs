@@ -685,7 +685,12 @@ fn a_stacked_run_trains_like_separate_layers_with_fewer_launches() {
                 (ga - gb).abs() <= 1e-4 * gb.abs().max(1.0),
                 "{mode:?}: gains {ga} vs {gb}"
             );
-            assert!(s.sweeps(&stacked).unwrap() >= 0.0);
+            // Each member's own sweep count, where its separate twin solved the same matrix.
+            let (sa, sb) = (s.sweeps(&stacked).unwrap(), u.sweeps(&separate).unwrap());
+            assert!(
+                sa >= 1.0 && (sa - sb).abs() <= 1.0,
+                "{mode:?}: sweeps {sa} vs {sb}"
+            );
         }
         let (a, b) = (stacked.launches().len(), separate.launches().len());
         assert!(a + 20 <= b, "{mode:?}: {a} launches stacked, {b} separate");

@@ -52,6 +52,15 @@ fn data() -> (Dataset, Dataset) {
 
 const BATCH: usize = 64;
 
+/// `a` and `b` hold the same f32 values bit for bit (and as many).
+fn assert_same_bits(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    assert!(
+        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{what} differ"
+    );
+}
+
 /// Adam with a warmup and a cosine decay over 60 steps.
 fn adam() -> Adam {
     Adam::new(1e-2).with_schedule(Schedule::WarmupCosine {
@@ -130,13 +139,7 @@ fn train_evaluate_save_reload_continue() {
     );
     assert_eq!(report.step, None);
     let reloaded = fresh.logits(&test.images).unwrap();
-    assert!(
-        reloaded
-            .iter()
-            .zip(&logits)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "reloaded predictions differ"
-    );
+    assert_same_bits(&reloaded, &logits, "reloaded predictions");
     assert_eq!(fresh.predict(&test).unwrap(), predictions);
 
     // The f64 reference executor loads the same file and agrees to f32 rounding.
@@ -485,11 +488,5 @@ fn a_stacked_network_trains_shares_and_reloads() {
     // layer0 and layer4: weight, bias, gain each; the stack: weight, gains, three biases.
     assert_eq!(report.loaded.len(), 2 * 3 + 2 + 3);
     let reloaded = fresh.logits(&test.images).unwrap();
-    assert!(
-        reloaded
-            .iter()
-            .zip(&logits)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "reloaded logits differ"
-    );
+    assert_same_bits(&reloaded, &logits, "reloaded logits");
 }

@@ -365,7 +365,7 @@ impl Graph {
     }
 
     /// A binary op with an explicit broadcast of b.
-    fn push_binary(
+    pub(super) fn push_binary(
         &mut self,
         op: BinaryOp,
         a: Value,

@@ -146,6 +146,10 @@ impl Layout {
         }
         let slices = slices_in_place(graph, placement);
         let within = stacked_in_place(graph, placement);
+        let mut has_slots = vec![false; nodes.len()];
+        for &(stack, _) in within.iter().flatten() {
+            has_slots[stack.0] = true;
+        }
         let root = |mut v: Value| loop {
             match nodes[v.0].op {
                 Op::Reshape => v = nodes[v.0].inputs[0],
@@ -214,12 +218,7 @@ impl Layout {
                 }
                 // A stack that inputs write in place lives for the whole step: they are
                 // computed before it, at different times.
-                _ if param_only[i]
-                    || (n.op == Op::Stack
-                        && within
-                            .iter()
-                            .any(|w| w.is_some_and(|(stack, _)| stack.0 == i))) =>
-                {
+                _ if param_only[i] || has_slots[i] => {
                     owned_bytes += bytes;
                     unpooled_bytes += bytes;
                     Storage::Owned
@@ -428,11 +427,7 @@ pub fn init_values(init: &Init, shape: &[usize], seed: u64) -> Result<Vec<f32>> 
         Init::Uniform { limit } => (0..n).map(|_| rng.random_range(-limit..=*limit)).collect(),
         Init::Identity { gain } => {
             // Per matrix of a batch: row index within the matrix against the column index.
-            let mat_rows = if shape.len() >= 2 {
-                shape[shape.len() - 2]
-            } else {
-                1
-            };
+            let mat_rows = matrix_rows(shape);
             (0..n)
                 .map(|i| {
                     if (i / cols) % mat_rows == i % cols {
@@ -469,17 +464,22 @@ fn per_matrix(
     draw: impl Fn(&mut StdRng, usize, usize) -> nalgebra::DMatrix<f64>,
 ) -> Vec<f32> {
     let (rows, cols) = super::rows_cols(shape);
-    let mat_rows = if shape.len() >= 2 {
-        shape[shape.len() - 2]
-    } else {
-        rows
-    };
+    let mat_rows = matrix_rows(shape);
     let mut values = Vec::with_capacity(rows * cols);
     for _ in 0..rows / mat_rows.max(1) {
         let w = draw(rng, mat_rows, cols);
         values.extend((0..mat_rows * cols).map(|i| w[(i / cols, i % cols)] as f32));
     }
     values
+}
+
+/// Rows of one matrix of a tensor of `shape`: its second-to-last dimension (1 for a vector).
+fn matrix_rows(shape: &[usize]) -> usize {
+    if shape.len() >= 2 {
+        shape[shape.len() - 2]
+    } else {
+        1
+    }
 }
 
 /// U·diag(σ)·Vᵀ of `rows × cols` with Haar U and V and σ = [`spread_spectrum`].

@@ -760,16 +760,7 @@ impl Graph {
                 format!("{b_len} factors for the {rows} rows of {:?}", self.shape(a)),
             ));
         }
-        let shape = self.shape(a).to_vec();
-        let b_from = Broadcast::column_vector(rows, cols);
-        self.push(
-            Op::Binary {
-                op: BinaryOp::Mul,
-                b_from,
-            },
-            vec![a, b],
-            shape,
-        )
+        self.push_binary(BinaryOp::Mul, a, b, Broadcast::column_vector(rows, cols))
     }
 
     /// Per-row softmax cross-entropy of `logits` [rows, classes] against `targets` (one-hot or
