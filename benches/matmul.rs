@@ -76,6 +76,7 @@ fn gpu_name(v: MatmulVariant) -> &'static str {
         MatmulVariant::Tiled => "gpu Tiled",
         MatmulVariant::Large => "gpu Large",
         MatmulVariant::Skinny => "gpu Skinny",
+        MatmulVariant::Subgroup => "gpu Subgroup",
     }
 }
 
@@ -91,7 +92,7 @@ fn bench(c: &mut Criterion, device: &Device, records: &Records) {
         let ta = Tensor::from_slice(device, &[n, n], &a).expect("upload a");
         let tb = Tensor::from_slice(device, &[n, n], &b).expect("upload b");
         let tc = Tensor::zeros(device, &[n, n]).expect("allocate c");
-        for &variant in MatmulVariant::ALL {
+        for variant in MatmulVariant::available_on(device.info()) {
             let d = matmul_dispatch_variant(
                 device,
                 &dims,

@@ -167,6 +167,11 @@ pub struct DeviceInfo {
     /// Whether compiled pipelines are kept in a cache on disk between processes (wgpu's
     /// pipeline cache: Vulkan only).
     pub pipeline_cache: bool,
+    /// The smallest and largest subgroup (SIMD group, warp, wave) size where the device has
+    /// subgroup operations (wgpu's `SUBGROUP` feature, requested whenever the adapter offers
+    /// it: Vulkan, Metal and DX12 on most GPUs, lavapipe), else `None` (wgpu's GL backend).
+    /// Kernels that need them are variants the autotuner only tries where they exist.
+    pub subgroup_sizes: Option<(u32, u32)>,
 }
 
 impl DeviceInfo {
@@ -184,7 +189,7 @@ impl fmt::Display for DeviceInfo {
         write!(
             f,
             "{} ({:?}, {:?}, driver {}); max buffer {} MiB, max storage binding {} MiB, \
-             workgroup memory {} KiB, {} invocations/workgroup, timestamps {}",
+             workgroup memory {} KiB, {} invocations/workgroup, timestamps {}, subgroups {}",
             self.name,
             self.backend,
             self.device_type,
@@ -193,7 +198,12 @@ impl fmt::Display for DeviceInfo {
             l.max_storage_buffer_binding_size >> 20,
             l.max_compute_workgroup_storage_size >> 10,
             l.max_compute_invocations_per_workgroup,
-            if self.timestamps { "yes" } else { "no" }
+            if self.timestamps { "yes" } else { "no" },
+            match self.subgroup_sizes {
+                None => "no".to_string(),
+                Some((lo, hi)) if lo == hi => format!("of {lo}"),
+                Some((lo, hi)) => format!("of {lo}–{hi}"),
+            }
         )
     }
 }
@@ -366,7 +376,8 @@ impl Device {
         let limits = adapter.limits();
         let timestamps =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
-        let features = adapter.features() & (timestamps | wgpu::Features::PIPELINE_CACHE);
+        let features = adapter.features()
+            & (timestamps | wgpu::Features::PIPELINE_CACHE | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("eigengrad"),
             required_features: features,
@@ -404,6 +415,10 @@ impl Device {
             },
             timestamps: features.contains(timestamps),
             pipeline_cache: false,
+            subgroup_sizes: features.contains(wgpu::Features::SUBGROUP).then_some((
+                adapter_info.subgroup_min_size,
+                adapter_info.subgroup_max_size,
+            )),
         };
         let disk_cache = features
             .contains(wgpu::Features::PIPELINE_CACHE)

@@ -25,6 +25,11 @@ use std::sync::{Arc, Mutex};
 pub struct Shader {
     /// Unique name of the shader.
     pub name: &'static str,
+    /// Whether the shader uses subgroup operations (`subgroupShuffle`, `subgroup_size`, …):
+    /// it then compiles only on a device with wgpu's `SUBGROUP` feature
+    /// ([`DeviceInfo::subgroup_sizes`](crate::device::DeviceInfo::subgroup_sizes)), and a
+    /// launch of it elsewhere is an error rather than a failed pipeline.
+    pub subgroups: bool,
     /// The WGSL text.
     pub source: &'static str,
 }
@@ -451,6 +456,7 @@ mod tests {
 
     const PROBE: Shader = Shader {
         name: "pipeline_cache_probe",
+        subgroups: false,
         source: "
             struct Params { value: u32 }
             @group(0) @binding(0) var<uniform> p: Params;

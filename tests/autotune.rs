@@ -205,8 +205,9 @@ fn builders_follow_the_chosen_variant() {
         MatmulVariant::Tiled => "matmul_tiled",
         MatmulVariant::Large => "matmul_large",
         MatmulVariant::Skinny => "matmul_skinny",
+        MatmulVariant::Subgroup => "matmul_subgroup",
     };
-    for &v in MatmulVariant::ALL {
+    for v in MatmulVariant::available_on(dev.info()) {
         set_variant::<MatmulSmall>(&dev, v);
         let d = matmul_dispatch(&dev, &dims, x.buffer(), y.buffer(), c.buffer()).unwrap();
         assert_eq!(d.label(), entry(v));

@@ -29,11 +29,28 @@ struct Parsed {
     layouter: Layouter,
 }
 
-/// Parses and validates `source`; the error names `what` and shows naga's diagnostic.
+/// Parses and validates `source` with naga's default capabilities; the error names `what`
+/// and shows naga's diagnostic.
 fn parse(what: &str, source: &str) -> Result<Parsed, String> {
+    parse_with(what, source, false)
+}
+
+/// Parses and validates a shader with the capabilities it declares: subgroup operations only
+/// where [`Shader::subgroups`] says it uses them (the device requests them only then).
+fn parse_shader(shader: &Shader) -> Result<Parsed, String> {
+    parse_with(shader.name, shader.source, shader.subgroups)
+}
+
+/// [`parse`], with subgroup operations allowed when `subgroups`.
+fn parse_with(what: &str, source: &str, subgroups: bool) -> Result<Parsed, String> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| format!("{what}: {}", e.emit_to_string(source)))?;
-    Validator::new(ValidationFlags::all(), Capabilities::default())
+    let capabilities = if subgroups {
+        Capabilities::default() | Capabilities::SUBGROUP
+    } else {
+        Capabilities::default()
+    };
+    Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| format!("{what}: invalid: {e:?}"))?;
     let mut layouter = Layouter::default();
@@ -214,7 +231,7 @@ struct Shaders(HashMap<&'static str, Parsed>);
 impl Shaders {
     fn get(&mut self, shader: &'static Shader) -> Result<&Parsed, String> {
         if !self.0.contains_key(shader.name) {
-            let parsed = parse(shader.name, shader.source)?;
+            let parsed = parse_shader(shader)?;
             self.0.insert(shader.name, parsed);
         }
         Ok(&self.0[shader.name])
@@ -256,12 +273,12 @@ fn every_shader_file_parses_validates_and_has_a_contract() {
         let file = path.file_name().unwrap().to_str().unwrap();
         let text = std::fs::read_to_string(path).unwrap();
         // Every file is compiled: on its own as the source of a kernel, or as a part of the
-        // source of a kernel (the Jacobi shaders, composed from jacobi_common.wgsl and their
-        // files, are checked whole by `kernels_match_their_wgsl`).
-        let whole = c.kernels.iter().any(|k| k.shader.source == text);
+        // source of a kernel (the Jacobi and matmul shaders, composed from a common file and
+        // their own, are checked whole by `kernels_match_their_wgsl`).
+        let whole = c.kernels.iter().find(|k| k.shader.source == text);
         let part = c.kernels.iter().any(|k| k.shader.source.contains(&text));
-        if whole {
-            if let Err(e) = parse(file, &text) {
+        if let Some(k) = whole {
+            if let Err(e) = parse_with(file, &text, k.shader.subgroups) {
                 problems.push(e);
             }
         }
@@ -373,6 +390,7 @@ fn kernels_and_shader_names_are_unique() {
 
 const PROBE: Shader = Shader {
     name: "probe",
+    subgroups: false,
     source: "
         struct Params { n: u32, alpha: f32, shift: i32 }
         @group(0) @binding(0) var<uniform> p: Params;
@@ -542,6 +560,15 @@ fn checker_accepts_a_true_contract_and_rejects_each_kind_of_drift() {
     assert!(check_constant(&p, &SharedConstant::u32(&PROBE, "WG", 32)).is_err());
     assert!(check_constant(&p, &SharedConstant::u32(&PROBE, "NOPE", 1)).is_err());
     assert!(parse("broken", "fn main( {").is_err());
+    // A shader that uses subgroup operations without declaring them is rejected: the device
+    // requests them only for shaders that say so.
+    let subgroup_shader = contracts()
+        .kernels
+        .into_iter()
+        .find(|k| k.shader.subgroups)
+        .expect("a kernel with subgroup operations");
+    assert!(parse_shader(subgroup_shader.shader).is_ok());
+    assert!(parse(subgroup_shader.shader.name, subgroup_shader.shader.source).is_err());
     // A storage buffer at binding 0 is not a uniform parameter block.
     let storage = parse(
         "storage",
@@ -554,6 +581,7 @@ fn checker_accepts_a_true_contract_and_rejects_each_kind_of_drift() {
     // A workgroup size set by overrides is checked with the kernel's override values applied.
     const SIZED: Shader = Shader {
         name: "probe_sized",
+        subgroups: false,
         source: "
             struct Params { n: u32, alpha: f32, shift: i32 }
             @group(0) @binding(0) var<uniform> p: Params;

@@ -33,7 +33,8 @@ const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, tr
 
 /// (m, n, k): 1×1×1; primes; non-multiples of every tile size (RowBlock 16 rows × 256
 /// columns in groups of 4, Tiled 64×64 in 4×4 blocks with k steps of 16, Large 128×128 in 8×8
-/// blocks with k steps of 8, Skinny 32×32 with k steps of 32); tall/skinny and outer/inner
+/// blocks with k steps of 8, Skinny 32×32 with k steps of 32, Subgroup 64×256 in 8×8 blocks
+/// with k steps of 16 shuffled in rounds of the subgroup's width); tall/skinny and outer/inner
 /// products; multiples of 4 that take Large's vec4 loads with partial tiles, and exactly one
 /// Large tile; and the largest, 300³.
 const SHAPES: [(usize, usize, usize); 14] = [
@@ -52,6 +53,12 @@ const SHAPES: [(usize, usize, usize); 14] = [
     (128, 128, 8),
     (300, 300, 300),
 ];
+
+/// Every variant the test device can run: all but `Subgroup` where it lacks subgroup
+/// operations (see `the_subgroup_variant_runs_where_subgroups_exist_and_is_an_error_elsewhere`).
+fn variants() -> Vec<MatmulVariant> {
+    MatmulVariant::available_on(device().info())
+}
 
 /// The dims of one product op(A)·op(B), m×k by k×n.
 fn unbatched(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulDims {
@@ -93,7 +100,7 @@ fn assert_matches_reference(what: &str, gpu: &[f32], a: &[f32], b: &[f32], dims:
 
 #[test]
 fn every_variant_matches_reference_for_all_transposes_and_awkward_shapes() {
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
                 let dims = unbatched(m, n, k, trans_a, trans_b);
@@ -105,7 +112,7 @@ fn every_variant_matches_reference_for_all_transposes_and_awkward_shapes() {
 
 #[test]
 fn batched_with_both_broadcast_patterns() {
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         for &(trans_a, trans_b) in &TRANSPOSES {
             for (a_batched, b_batched) in [(true, true), (true, false), (false, true)] {
                 for (m, n, k) in [(1, 1, 1), (7, 31, 17), (65, 257, 19)] {
@@ -130,7 +137,7 @@ fn batched_with_both_broadcast_patterns() {
 fn more_workgroups_than_one_grid_dimension_allows_are_folded() {
     // Batch past max_compute_workgroups_per_dimension: the one-tile-per-item grid must fold.
     let batch = device().info().limits.max_compute_workgroups_per_dimension as usize + 3;
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         let dims = MatmulDims {
             batch,
             m: 2,
@@ -142,6 +149,40 @@ fn more_workgroups_than_one_grid_dimension_allows_are_folded() {
             b_batched: false,
         };
         check(variant, &dims, 11);
+    }
+}
+
+/// The subgroup variant runs where the device has subgroups of at most 32 lanes — it is then
+/// one of `variants()`, which every test here runs — and is a clear error elsewhere. CI states
+/// which to expect of each adapter it tests on (`EIGENGRAD_EXPECT_SUBGROUPS`: 1 for lavapipe
+/// on Vulkan, 0 for wgpu's GL backend), so that neither path goes untested unnoticed.
+#[test]
+fn the_subgroup_variant_runs_where_subgroups_exist_and_is_an_error_elsewhere() {
+    let dev = device();
+    let available = variants().contains(&MatmulVariant::Subgroup);
+    if let Ok(expected) = std::env::var("EIGENGRAD_EXPECT_SUBGROUPS") {
+        assert_eq!(available, expected == "1", "{}", dev.info());
+    }
+    let dims = unbatched(7, 5, 3, false, false);
+    let (a, b, c) = (
+        Tensor::zeros(&dev, &[dims.a_len()]).unwrap(),
+        Tensor::zeros(&dev, &[dims.b_len()]).unwrap(),
+        Tensor::zeros(&dev, &[dims.c_len()]).unwrap(),
+    );
+    let launch = matmul_dispatch_variant(
+        &dev,
+        &dims,
+        a.buffer(),
+        b.buffer(),
+        c.buffer(),
+        MatmulVariant::Subgroup,
+    );
+    match (available, launch) {
+        (true, Ok(_)) => {}
+        (false, Err(Error::InvalidArgument(why))) => {
+            assert!(why.contains("subgroup"), "{why}")
+        }
+        (available, other) => panic!("available {available}: {other:?}"),
     }
 }
 
@@ -231,7 +272,7 @@ fn dispatch_rejects_zero_dims_and_short_buffers() {
         b_batched: false,
     };
     let buf = small.buffer();
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         // 4 elements per operand fit in 5; a batch of 2 of batched A needs 8.
         assert!(matmul_dispatch_variant(&dev, &dims, buf, buf, buf, variant).is_ok());
         let batched = MatmulDims {
@@ -301,7 +342,7 @@ fn fused_epilogues_match_reference_for_every_variant() {
         (3, 65, 33, 19),
         (1, 130, 129, 40),
     ];
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(batch, m, n, k)) in shapes.iter().enumerate() {
                 let dims = MatmulDims {
@@ -403,7 +444,7 @@ fn column_sums_beside_the_product_match_reference_for_every_variant() {
     // every tile, k past one panel of every variant, n across several column tiles.
     let dev = device();
     let shapes = [(1, 1, 1), (7, 31, 17), (130, 129, 40), (3, 300, 257)];
-    for &variant in MatmulVariant::ALL {
+    for variant in variants() {
         for (t, &(trans_a, trans_b)) in TRANSPOSES.iter().enumerate() {
             for (s, &(m, n, k)) in shapes.iter().enumerate() {
                 let dims = unbatched(m, n, k, trans_a, trans_b);

@@ -1,4 +1,5 @@
-//! Tensors: upload/download round trips and every bad input the constructors can meet.
+//! Tensors and the device: upload/download round trips, every bad input the constructors can
+//! meet, what the device reports, and a kernel that needs one of its optional features.
 
 mod common;
 use common::*;
@@ -97,4 +98,50 @@ fn missing_backend_is_no_adapter_with_install_hint() {
     let err = Device::with_options(&opts).unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err}");
     assert!(err.to_string().contains("mesa-vulkan-drivers"));
+}
+
+/// A kernel whose shader declares subgroup operations runs where the device has them (each
+/// invocation counts its subgroup's lanes, which lie in the range the device reports) and is
+/// an `InvalidArgument` error, not a failed pipeline, where it does not. CI states which to
+/// expect per adapter (`EIGENGRAD_EXPECT_SUBGROUPS`: 1 for lavapipe on Vulkan, 0 for GL).
+#[test]
+fn a_subgroup_kernel_runs_only_where_the_device_has_subgroups() {
+    use eigengrad::kernels::run;
+    use eigengrad::pipeline::{Kernel, Shader};
+    const PROBE: Shader = Shader {
+        name: "subgroup_probe",
+        subgroups: true,
+        source: "
+            struct Params { n: u32 }
+            @group(0) @binding(0) var<uniform> p: Params;
+            @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+            @compute @workgroup_size(64)
+            fn lanes(@builtin(local_invocation_index) i: u32) {
+                let count = subgroupAdd(1.0);
+                if (i < p.n) { out[i] = count; }
+            }
+        ",
+    };
+    eigengrad::wgsl_params! {
+        struct ProbeParams { n: u32 }
+    }
+    const LANES: Kernel<ProbeParams> = Kernel::new(&PROBE, "lanes", [64, 1, 1]);
+
+    let dev = device();
+    let sizes = dev.info().subgroup_sizes;
+    if let Ok(expected) = std::env::var("EIGENGRAD_EXPECT_SUBGROUPS") {
+        assert_eq!(sizes.is_some(), expected == "1", "{}", dev.info());
+    }
+    let out = Tensor::zeros(&dev, &[64]).unwrap();
+    let launch = LANES.dispatch(&dev, &ProbeParams { n: 64 }, &[out.buffer()], [1, 1, 1]);
+    match (sizes, launch) {
+        (Some((least, most)), Ok(d)) => {
+            run(&dev, &[&d]).unwrap();
+            for count in out.to_vec().unwrap() {
+                assert!((least as f32..=most as f32).contains(&count), "{count}");
+            }
+        }
+        (None, Err(Error::InvalidArgument(why))) => assert!(why.contains("subgroup"), "{why}"),
+        (sizes, other) => panic!("subgroups {sizes:?}: {other:?}"),
+    }
 }

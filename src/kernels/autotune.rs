@@ -186,6 +186,22 @@ pub trait Variant: Copy + PartialEq + fmt::Debug + 'static {
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|v| v.name() == name)
     }
+
+    /// Whether the variant can run on a device with `info` (all of them unless a variant
+    /// needs an optional feature, such as subgroup operations).
+    fn available(self, _info: &DeviceInfo) -> bool {
+        true
+    }
+
+    /// The variants that can run on a device with `info`, in the order of [`Variant::ALL`]:
+    /// the ones [`tune`] measures.
+    fn available_on(info: &DeviceInfo) -> Vec<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|v| v.available(info))
+            .collect()
+    }
 }
 
 /// A kernel family whose [`Variant`] is chosen per adapter, by measurement where [`tune`] ran
@@ -204,8 +220,8 @@ pub trait Tunable {
     /// eigensolver.
     type Trial: Trial;
 
-    /// One trial of each variant of [`Variant::ALL`], in that order, on one representative
-    /// problem: what [`tune`] times.
+    /// One trial of each variant of [`Variant::available_on`] the device, in that order, on
+    /// one representative problem: what [`tune`] times.
     fn trials(device: &Device) -> Result<Vec<Self::Trial>>;
 }
 
@@ -229,11 +245,13 @@ impl Trial for Dispatch {
 }
 
 /// The variant of kernel `K` on `device`: the one [`tune`] chose there, if it ran on this
-/// device (or [`set_variant`] forced one), else [`Tunable::default_variant`].
+/// device (or [`set_variant`] forced one) and the device can run it, else
+/// [`Tunable::default_variant`].
 pub fn variant<K: Tunable>(device: &Device) -> K::Variant {
     device
         .tuned_variant(K::KERNEL)
         .and_then(|name| K::Variant::parse(&name))
+        .filter(|v| v.available(device.info()))
         .unwrap_or_else(|| K::default_variant(device.info()))
 }
 
@@ -306,6 +324,7 @@ pub fn tune<K: Tunable>(
         if let Some(v) = device
             .tuned_variant(K::KERNEL)
             .and_then(|n| K::Variant::parse(&n))
+            .filter(|v| v.available(device.info()))
         {
             return done(v, TuneSource::Memory, Vec::new());
         }
@@ -313,7 +332,11 @@ pub fn tune<K: Tunable>(
     let key = adapter_key(device.info());
     let mut file = TuneCache::load(cache);
     if !force {
-        if let Some(v) = file.get(&key, K::KERNEL).and_then(K::Variant::parse) {
+        if let Some(v) = file
+            .get(&key, K::KERNEL)
+            .and_then(K::Variant::parse)
+            .filter(|v| v.available(device.info()))
+        {
             return done(v, TuneSource::Disk, Vec::new());
         }
     }
@@ -354,11 +377,12 @@ pub fn tune_all(
     ])
 }
 
-/// Times every variant's trial: the fastest of [`TUNE_RUNS`] runs each, runs of the variants
-/// interleaved so that a burst of other load hits them alike.
+/// Times the trial of every variant the device can run: the fastest of [`TUNE_RUNS`] runs
+/// each, runs of the variants interleaved so that a burst of other load hits them alike.
 fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
     let trials = K::trials(device)?;
-    debug_assert_eq!(trials.len(), K::Variant::ALL.len());
+    let variants = K::Variant::available_on(device.info());
+    debug_assert_eq!(trials.len(), variants.len());
     let timer = PassTimer::new(device, 1)?;
     let mut best = vec![f64::INFINITY; trials.len()];
     for run in 0..=TUNE_RUNS {
@@ -371,7 +395,7 @@ fn measure<K: Tunable>(device: &Device) -> Result<Vec<(K::Variant, f64)>> {
             }
         }
     }
-    Ok(K::Variant::ALL.iter().copied().zip(best).collect())
+    Ok(variants.into_iter().zip(best).collect())
 }
 
 #[cfg(test)]
@@ -443,11 +467,17 @@ mod tests {
     /// per variant.
     fn follows_the_device<K: Tunable>(device: &Device) {
         assert_eq!(variant::<K>(device), K::default_variant(device.info()));
+        let available = K::Variant::available_on(device.info());
         for &v in K::Variant::ALL {
             set_variant::<K>(device, v);
-            assert_eq!(variant::<K>(device), v);
+            let expected = if available.contains(&v) {
+                v
+            } else {
+                K::default_variant(device.info())
+            };
+            assert_eq!(variant::<K>(device), expected, "forced {v:?}");
         }
-        assert_eq!(K::trials(device).unwrap().len(), K::Variant::ALL.len());
+        assert_eq!(K::trials(device).unwrap().len(), available.len());
     }
 
     #[test]

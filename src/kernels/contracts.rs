@@ -21,6 +21,7 @@ pub struct Contracts {
 /// The parameters, status bits and helpers every Jacobi shader starts with.
 const JACOBI_COMMON: Shader = Shader {
     name: "jacobi_common",
+    subgroups: false,
     source: include_str!("../../shaders/jacobi_common.wgsl"),
 };
 

@@ -15,6 +15,7 @@ use crate::tensor::Tensor;
 
 const SHADER: Shader = Shader {
     name: "dropout",
+    subgroups: false,
     source: include_str!("../../shaders/dropout.wgsl"),
 };
 const DROPOUT: Kernel<Params> = Kernel::new(&SHADER, "dropout", [64, 1, 1]);

@@ -15,6 +15,7 @@ use crate::tensor::Tensor;
 // the matmul epilogue shares.
 const UNARY: Shader = Shader {
     name: "elementwise_unary",
+    subgroups: false,
     source: concat!(
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/elementwise_unary.wgsl")
@@ -22,6 +23,7 @@ const UNARY: Shader = Shader {
 };
 const BINARY: Shader = Shader {
     name: "elementwise_binary",
+    subgroups: false,
     source: concat!(
         include_str!("../../shaders/activation.wgsl"),
         include_str!("../../shaders/elementwise_binary.wgsl")
@@ -29,6 +31,7 @@ const BINARY: Shader = Shader {
 };
 const COPY: Shader = Shader {
     name: "copy",
+    subgroups: false,
     source: include_str!("../../shaders/copy.wgsl"),
 };
 /// Invocations per workgroup of every elementwise kernel.

@@ -26,6 +26,7 @@ use wgpu::util::DeviceExt;
 
 const SHADER: Shader = Shader {
     name: "finite",
+    subgroups: false,
     source: include_str!("../../shaders/finite.wgsl"),
 };
 const FINITE_CHECK: Kernel<Params> = Kernel::new(&SHADER, "finite_check", [64, 1, 1]);

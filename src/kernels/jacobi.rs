@@ -117,6 +117,7 @@ macro_rules! jacobi_shader {
     ($name:literal, $($file:literal),+) => {
         Shader {
             name: $name,
+            subgroups: false,
             source: concat!(
                 include_str!("../../shaders/jacobi_common.wgsl"),
                 $(include_str!(concat!("../../shaders/", $file))),+

@@ -3,20 +3,24 @@
 //! (bias, activation, or an activation's backward rule) applied as C is stored — the fusion
 //! the graph planner uses to save a kernel launch and a round trip through memory.
 //!
-//! Four kernel variants ([`MatmulVariant`]):
+//! Five kernel variants ([`MatmulVariant`]):
 //! - `RowBlock`, barrier-free and without workgroup memory, the choice on CPU adapters
 //!   (llvmpipe runs a workgroup on one thread, where barriers cost more than they save);
 //! - `Tiled`, 64×64 shared-memory tiles with 4×4 register blocks;
 //! - `Large`, 128×128 tiles with 8×8 register blocks, aligned vec4 loads and double-buffered
 //!   workgroup memory, for big products on real GPUs;
 //! - `Skinny`, 32×32 tiles with k split four ways inside the workgroup, for the small
-//!   batch × width products of a training step, where bigger tiles leave a GPU idle.
+//!   batch × width products of a training step, where bigger tiles leave a GPU idle;
+//! - `Subgroup`, 64×256 tiles where only op(B) goes through workgroup memory and op(A) passes
+//!   between the lanes of a subgroup (`subgroupShuffle`): for devices with subgroup
+//!   operations ([`Variant::available`]), and tried only there.
 //!
 //! Which one runs depends on the adapter and on the product's size: a product falls into a
 //! [`MatmulClass`] by how many tiles its outputs fill, and each class has its own choice,
 //! tuned per adapter through [`autotune`] ([`MatmulSmall`], [`MatmulMedium`],
 //! [`MatmulLarge`]): the default is a rule on the adapter's type, and [`autotune::tune`]
-//! replaces it by measuring every variant on a product typical of the class.
+//! replaces it by measuring every variant the device can run on a product typical of the
+//! class.
 //!
 //! Every variant takes any m, n, k ≥ 1: loads clamp into the matrix and stores are masked.
 //! Transposes are a choice of strides made here on the host, so the shaders' inner loops never
@@ -34,28 +38,58 @@ use crate::tensor::Tensor;
 
 const MATMUL: Shader = Shader {
     name: "matmul",
+    subgroups: false,
     source: concat!(
         include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/matmul_common.wgsl"),
         include_str!("../../shaders/matmul.wgsl")
+    ),
+};
+/// The variant that needs subgroup operations, in a module of its own so that devices
+/// without them never compile it.
+const MATMUL_SUBGROUP: Shader = Shader {
+    name: "matmul_subgroup",
+    subgroups: true,
+    source: concat!(
+        include_str!("../../shaders/activation.wgsl"),
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl")
     ),
 };
 const ROW_BLOCK: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_rowblock", [64, 1, 1]);
 const TILED: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_tiled", [16, 16, 1]);
 const LARGE: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_large", [16, 16, 1]);
 const SKINNY: Kernel<MatmulParams> = Kernel::new(&MATMUL, "matmul_skinny", [256, 1, 1]);
+const SUBGROUP: Kernel<MatmulParams> =
+    Kernel::new(&MATMUL_SUBGROUP, "matmul_subgroup", [256, 1, 1]);
 
 /// The kernels of this module, for the contract checks.
-pub(super) const KERNELS: [KernelSpec; 4] =
-    [ROW_BLOCK.spec(), TILED.spec(), LARGE.spec(), SKINNY.spec()];
+pub(super) const KERNELS: [KernelSpec; 5] = [
+    ROW_BLOCK.spec(),
+    TILED.spec(),
+    LARGE.spec(),
+    SKINNY.spec(),
+    SUBGROUP.spec(),
+];
 
 /// Constants the shader declares and this module mirrors: the tile each variant computes and
 /// the epilogue's codes.
-pub(super) const CONSTANTS: [SharedConstant; 15] = [
+pub(super) const CONSTANTS: [SharedConstant; 17] = [
     SharedConstant::u32(&MATMUL, "RB_ROWS", MatmulVariant::RowBlock.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "RB_COLS", MatmulVariant::RowBlock.tile().1 as u32),
     SharedConstant::u32(&MATMUL, "TL_TILE", MatmulVariant::Tiled.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "LG_TILE", MatmulVariant::Large.tile().0 as u32),
     SharedConstant::u32(&MATMUL, "SK_TILE", MatmulVariant::Skinny.tile().0 as u32),
+    SharedConstant::u32(
+        &MATMUL_SUBGROUP,
+        "SG_ROWS",
+        MatmulVariant::Subgroup.tile().0 as u32,
+    ),
+    SharedConstant::u32(
+        &MATMUL_SUBGROUP,
+        "SG_COLS",
+        MatmulVariant::Subgroup.tile().1 as u32,
+    ),
     SharedConstant::u32(&MATMUL, "EPI_BIAS", EPI_BIAS),
     SharedConstant::u32(&MATMUL, "EPI_PRE", EPI_PRE),
     SharedConstant::u32(&MATMUL, "EPI_COLSUMS", EPI_COLSUMS),
@@ -216,6 +250,11 @@ pub enum MatmulVariant {
     /// 32×32 tiles, k split four ways across the 256 threads of a workgroup: many workgroups
     /// for products too small to fill a GPU with bigger tiles.
     Skinny,
+    /// 64×256 tiles, 8×8 outputs per thread: op(B) staged in workgroup memory 16 steps of k
+    /// at a time, op(A) loaded into registers and handed between the lanes of a subgroup with
+    /// `subgroupShuffle`, so that it needs neither workgroup memory nor its reads. Only on
+    /// devices with subgroup operations of at most 32 lanes ([`Variant::available`]).
+    Subgroup,
 }
 
 impl Variant for MatmulVariant {
@@ -224,6 +263,7 @@ impl Variant for MatmulVariant {
         MatmulVariant::Tiled,
         MatmulVariant::Large,
         MatmulVariant::Skinny,
+        MatmulVariant::Subgroup,
     ];
 
     fn name(self) -> &'static str {
@@ -232,6 +272,18 @@ impl Variant for MatmulVariant {
             MatmulVariant::Tiled => "Tiled",
             MatmulVariant::Large => "Large",
             MatmulVariant::Skinny => "Skinny",
+            MatmulVariant::Subgroup => "Subgroup",
+        }
+    }
+
+    /// Every variant runs everywhere except `Subgroup`, which needs subgroup operations with
+    /// subgroups of at most 32 lanes, since a subgroup must lie inside one of its row groups
+    /// of 32 threads (NVIDIA and Intel GPUs and lavapipe qualify; AMD GPUs that may run
+    /// wave64 do not, nor Metal, whose reported range reaches 64).
+    fn available(self, info: &DeviceInfo) -> bool {
+        match self {
+            MatmulVariant::Subgroup => info.subgroup_sizes.is_some_and(|(_, most)| most <= 32),
+            _ => true,
         }
     }
 }
@@ -243,6 +295,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => &TILED,
             MatmulVariant::Large => &LARGE,
             MatmulVariant::Skinny => &SKINNY,
+            MatmulVariant::Subgroup => &SUBGROUP,
         }
     }
 
@@ -254,6 +307,7 @@ impl MatmulVariant {
             MatmulVariant::Tiled => (64, 64),
             MatmulVariant::Large => (128, 128),
             MatmulVariant::Skinny => (32, 32),
+            MatmulVariant::Subgroup => (64, 256),
         }
     }
 }
@@ -316,7 +370,7 @@ impl MatmulClass {
         }
     }
 
-    /// One launch of every variant on this class's trial product.
+    /// One launch of every variant the device can run on this class's trial product.
     fn trials(self, device: &Device) -> Result<Vec<Dispatch>> {
         let (m, n, k) = self.trial_size(device.info());
         let (_, dims) = matmul_shape(&[m, k], &[k, n], false, false)?;
@@ -325,9 +379,9 @@ impl MatmulClass {
         let a = Tensor::from_slice(device, &[m, k], &data(m * k))?;
         let b = Tensor::from_slice(device, &[k, n], &data(k * n))?;
         let c = Tensor::zeros(device, &[m, n])?;
-        MatmulVariant::ALL
-            .iter()
-            .map(|&v| matmul_dispatch_variant(device, &dims, a.buffer(), b.buffer(), c.buffer(), v))
+        MatmulVariant::available_on(device.info())
+            .into_iter()
+            .map(|v| matmul_dispatch_variant(device, &dims, a.buffer(), b.buffer(), c.buffer(), v))
             .collect()
     }
 
@@ -565,8 +619,9 @@ pub fn matmul_dispatch_variant<'a>(
 /// operand of fewer than 4 values, which its vec4 view cannot bind).
 ///
 /// Errors: a zero dimension, buffers smaller than `dims` need, more elements than a `u32`
-/// index reaches, more workgroups than the device can launch, or an epilogue that is not a
-/// bias, an activation or an activation's backward rule.
+/// index reaches, more workgroups than the device can launch, an epilogue that is not a
+/// bias, an activation or an activation's backward rule, or a variant the device cannot run
+/// ([`Variant::available`]).
 pub fn fused_matmul_dispatch(
     device: &Device,
     dims: &MatmulDims,
@@ -575,6 +630,18 @@ pub fn fused_matmul_dispatch(
     variant: Option<MatmulVariant>,
 ) -> Result<Dispatch> {
     let mut variant = variant.unwrap_or_else(|| matmul_variant(device, dims));
+    if !variant.available(device.info()) {
+        return Err(Error::InvalidArgument(format!(
+            "matmul variant {variant:?} needs subgroup operations with at most 32 lanes; {} \
+             ({:?}) offers {}",
+            device.info().name,
+            device.info().backend,
+            match device.info().subgroup_sizes {
+                Some((least, most)) => format!("subgroups of {least} to {most} lanes"),
+                None => "none".to_string(),
+            }
+        )));
+    }
     if variant == MatmulVariant::Large && (a.size() < 16 || b.size() < 16) {
         // Large binds its operands again as vec4 arrays, which need 16 bytes; operands of
         // fewer than 4 values (a product of a few elements) run Tiled instead.

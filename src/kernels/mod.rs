@@ -226,6 +226,13 @@ impl Dispatch {
                 limit: max as u64,
             });
         }
+        if shader.subgroups && device.info().subgroup_sizes.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{entry} uses subgroup operations, which {} ({:?}) does not offer",
+                device.info().name,
+                device.info().backend
+            )));
+        }
         let _gl = device.gl_guard();
         let pipeline = device.pipeline(shader, id);
         // Uniform buffers are padded to 16 bytes, the strictest alignment WGSL asks of a struct.

@@ -13,6 +13,7 @@ use crate::tensor::Tensor;
 
 const SHADER: Shader = Shader {
     name: "layer_norm",
+    subgroups: false,
     source: include_str!("../../shaders/layer_norm.wgsl"),
 };
 /// Invocations per workgroup (`WG` in the shader), the most lanes a row can have.

@@ -15,6 +15,7 @@ use crate::pipeline::{KernelSpec, SharedConstant};
 
 const SHADER: Shader = Shader {
     name: "optim",
+    subgroups: false,
     source: include_str!("../../shaders/optim.wgsl"),
 };
 const SGD: Kernel<Params> = Kernel::new(&SHADER, "sgd", [64, 1, 1]);

@@ -37,6 +37,7 @@ use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
     name: "reduce",
+    subgroups: false,
     source: include_str!("../../shaders/reduce.wgsl"),
 };
 /// Invocations per workgroup of the cooperative kernels (`WG` in the shader).

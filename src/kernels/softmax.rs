@@ -28,6 +28,7 @@ use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
     name: "softmax_xent",
+    subgroups: false,
     source: include_str!("../../shaders/softmax_xent.wgsl"),
 };
 /// Invocations per workgroup of the cooperative kernels (`WG` in the shader).

@@ -56,6 +56,7 @@ use crate::tensor::Tensor;
 
 const SHADER: Shader = Shader {
     name: "spectral",
+    subgroups: false,
     source: include_str!("../../shaders/spectral.wgsl"),
 };
 const SCALE_COLUMNS: Kernel<Params> = Kernel::new(&SHADER, "scale_columns", [64, 1, 1]);

@@ -15,6 +15,7 @@ use crate::tensor::{numel, Tensor};
 
 const SHADER: Shader = Shader {
     name: "transpose",
+    subgroups: false,
     source: include_str!("../../shaders/transpose.wgsl"),
 };
 const TILE: usize = 32;
