@@ -2,7 +2,8 @@
 # The deep-network results on the full Fashion-MNIST, on a Linux machine with a GPU: the
 # `deep_mlp` demo at depth 32 and 64 (width 64, batch 128, 10 epochs), every variant from
 # s = 0.5, 1 and 2, the hidden Eigen layers stacked; the shallow baseline at Adam 2e-3, the
-# deep networks at the rate their depth needs (2e-3 at depth 32, 5e-4 at depth 64).
+# deep networks at the rate their depth needs (2e-3 at depth 32, 5e-4 at depth 64, 2e-4 from
+# depth 256, the stretch: DEPTHS="256").
 #
 #   benches/gpu/deep_mlp.sh DATA_DIR [OUT_DIR]      (default OUT_DIR: out/gpu-deep-mlp)
 #
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,14p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
 fi
 data="$(cd "$1" && pwd)"
@@ -42,6 +43,7 @@ common+=("${extra[@]}")
 for depth in ${DEPTHS:-32 64}; do
     lr=2e-3
     [ "$depth" -ge 64 ] && lr=5e-4
+    [ "$depth" -ge 256 ] && lr=2e-4
     deep_mlp "${common[@]}" --depth "$depth" --variants shallow \
         --out "$out/depth$depth-shallow" | tee "$out/depth$depth-shallow.log"
     deep_mlp "${common[@]}" --depth "$depth" --lr "$lr" --stack \

@@ -248,11 +248,14 @@ impl Trial for Dispatch {
 /// device (or [`set_variant`] forced one) and the device can run it, else
 /// [`Tunable::default_variant`].
 pub fn variant<K: Tunable>(device: &Device) -> K::Variant {
-    device
-        .tuned_variant(K::KERNEL)
-        .and_then(|name| K::Variant::parse(&name))
-        .filter(|v| v.available(device.info()))
+    runnable::<K>(device, device.tuned_variant(K::KERNEL).as_deref())
         .unwrap_or_else(|| K::default_variant(device.info()))
+}
+
+/// The variant of `K` called `name`, if there is one and `device` can run it.
+fn runnable<K: Tunable>(device: &Device, name: Option<&str>) -> Option<K::Variant> {
+    name.and_then(K::Variant::parse)
+        .filter(|v| v.available(device.info()))
 }
 
 /// Makes `v` the variant of kernel `K` on `device` (for kernels built afterwards), as if
@@ -321,22 +324,14 @@ pub fn tune<K: Tunable>(
         })
     };
     if !force {
-        if let Some(v) = device
-            .tuned_variant(K::KERNEL)
-            .and_then(|n| K::Variant::parse(&n))
-            .filter(|v| v.available(device.info()))
-        {
+        if let Some(v) = runnable::<K>(device, device.tuned_variant(K::KERNEL).as_deref()) {
             return done(v, TuneSource::Memory, Vec::new());
         }
     }
     let key = adapter_key(device.info());
     let mut file = TuneCache::load(cache);
     if !force {
-        if let Some(v) = file
-            .get(&key, K::KERNEL)
-            .and_then(K::Variant::parse)
-            .filter(|v| v.available(device.info()))
-        {
+        if let Some(v) = runnable::<K>(device, file.get(&key, K::KERNEL)) {
             return done(v, TuneSource::Disk, Vec::new());
         }
     }
