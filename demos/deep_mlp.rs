@@ -22,10 +22,9 @@ use clap::{Parser, ValueEnum};
 use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
 use common::plot::{plot_panels, training_curve_panels, Panel, Series, PALETTE};
 use common::table::{fmt, write_csv, write_json, Table};
-use common::train::{Built, Trainer};
+use common::train::{Built, Executor, Trainer};
 use common::DemoResult;
 use eigengrad::data::Batcher;
-use eigengrad::graph::gpu::GpuPlan;
 use eigengrad::graph::{Plan, Schedule};
 use eigengrad::nn::{Activation, EigenMode, GainPlacement, LayerKind, MlpLayer, MlpSpec};
 use eigengrad::optim::Adam;
@@ -124,6 +123,11 @@ struct Args {
     /// Training images used to measure the training loss after each epoch.
     #[arg(long, default_value_t = 2000)]
     eval_train: usize,
+    /// Which executor trains: the GPU plan, or the CPU reference executor (f32, the same
+    /// graph), which on a machine without a GPU runs these narrow networks many times faster
+    /// than lavapipe (it counts no Jacobi sweeps).
+    #[arg(long, value_enum, default_value = "gpu")]
+    executor: Executor,
 }
 
 /// Numbers of one epoch of one variant (epoch 0: at initialisation).
@@ -224,7 +228,7 @@ impl Run {
 /// eigendecomposition on the device (at the last step, W' with its gain), a plain layer's σ(W)
 /// by an SVD of its current W on the CPU.
 fn layer_spectrum(
-    plan: &GpuPlan,
+    plan: &dyn Plan,
     layers: &[MlpLayer],
     l: usize,
     epoch: usize,
@@ -263,7 +267,7 @@ fn layer_spectrum(
 }
 
 /// Mean Jacobi sweeps over the Eigen layers of the last step.
-fn mean_sweeps(plan: &GpuPlan, layers: &[MlpLayer]) -> DemoResult<Option<f32>> {
+fn mean_sweeps(plan: &dyn Plan, layers: &[MlpLayer]) -> DemoResult<Option<f32>> {
     let mut s = Vec::new();
     for l in layers {
         if let MlpLayer::Eigen(e) = l {
@@ -340,6 +344,7 @@ fn train_variant(
     };
     let eval_batch = 500.min(test.n.max(args.eval_train.min(train.n)));
     let mut trainer = Trainer::new(
+        args.executor,
         &s.device,
         train.features,
         train.classes,
@@ -388,7 +393,7 @@ fn train_variant(
     if variant.is_plain() {
         for &l in spectra_layers {
             run.spectra
-                .push(layer_spectrum(&trainer.plan, &trainer.net, l, 0)?);
+                .push(layer_spectrum(trainer.plan.as_ref(), &trainer.net, l, 0)?);
         }
     }
     'epochs: for epoch in 1..=cfg.epochs {
@@ -405,14 +410,18 @@ fn train_variant(
                 run.grad_start = trainer.grad_norms()?;
                 if !variant.is_plain() {
                     for &l in spectra_layers {
-                        run.spectra
-                            .push(layer_spectrum(&trainer.plan, &trainer.net, l, 0)?);
+                        run.spectra.push(layer_spectrum(
+                            trainer.plan.as_ref(),
+                            &trainer.net,
+                            l,
+                            0,
+                        )?);
                     }
                 }
                 introspection += secs(t);
             }
-            if step % args.sweep_every == 0 {
-                if let Some(sw) = mean_sweeps(&trainer.plan, &trainer.net)? {
+            if args.executor == Executor::Gpu && step % args.sweep_every == 0 {
+                if let Some(sw) = mean_sweeps(trainer.plan.as_ref(), &trainer.net)? {
                     run.sweeps.push(sw);
                 }
             }
@@ -439,8 +448,12 @@ fn train_variant(
         );
         run.rows.push(row);
         for &l in spectra_layers {
-            run.spectra
-                .push(layer_spectrum(&trainer.plan, &trainer.net, l, epoch)?);
+            run.spectra.push(layer_spectrum(
+                trainer.plan.as_ref(),
+                &trainer.net,
+                l,
+                epoch,
+            )?);
         }
         if run.failure.is_some() {
             break 'epochs;
@@ -450,7 +463,7 @@ fn train_variant(
     for (l, layer) in trainer.net.iter().enumerate() {
         if let MlpLayer::Eigen(e) = layer {
             if e.gain.is_some() {
-                run.gains.push((l, e.gain_value(&trainer.plan)?));
+                run.gains.push((l, e.gain_value(trainer.plan.as_ref())?));
             }
         }
     }

@@ -19,7 +19,7 @@ use clap::{Parser, ValueEnum};
 use common::cli::{log_line, progress, secs, setup, standardize, CommonArgs, Setup};
 use common::plot::{plot_panels, plot_training_curves, Panel, Series, PALETTE};
 use common::table::{fmt, write_csv, write_json, Table};
-use common::train::{Built, Trainer};
+use common::train::{Built, Executor, Trainer};
 use common::DemoResult;
 use eigengrad::data::Batcher;
 use eigengrad::graph::Plan;
@@ -140,6 +140,7 @@ fn train_variant(args: &Args, cfg: &Config, s: &Setup, variant: Variant) -> Demo
     let eval_batch = 500.min(test.n.max(args.eval_train.min(train.n)));
     let classes = train.classes;
     let mut trainer = Trainer::new(
+        Executor::Gpu,
         &s.device,
         train.features,
         classes,

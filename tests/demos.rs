@@ -277,6 +277,49 @@ fn deep_mlp_quick() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// `--executor reference` trains the same networks on the CPU reference executor: the same
+/// graph from the same draws, so every epoch's numbers agree with the GPU run's up to f32
+/// rounding — losses within 1e-3, accuracies within 2 of the 256 test images (a rounding
+/// difference can flip an image whose two top logits tie to a few ulps).
+#[test]
+fn deep_mlp_on_the_reference_executor_matches_the_gpu() {
+    let args = [
+        "--quick",
+        "--epochs",
+        "2",
+        "--init-scale",
+        "1",
+        "--variants",
+        "shallow,clamp,orthogonal,normalize",
+    ];
+    let (gpu_out, _) = run("deep_mlp", &args);
+    let (ref_out, _) = run(
+        "deep_mlp",
+        &[&args[..], &["--executor", "reference"]].concat(),
+    );
+    let (h, gpu_rows) = read_csv(&gpu_out.join("metrics.csv"));
+    let (h_ref, ref_rows) = read_csv(&ref_out.join("metrics.csv"));
+    assert_eq!(h, h_ref);
+    assert_eq!(gpu_rows.len(), ref_rows.len());
+    assert_eq!(gpu_rows.len(), 4 * 3, "4 variants × epochs 0 to 2");
+    for (name, tolerance) in [
+        ("train_loss", 1e-3),
+        ("test_loss", 1e-3),
+        ("test_accuracy", 2.0 / 256.0 + 1e-9),
+    ] {
+        let (g, r) = (column(&h, &gpu_rows, name), column(&h, &ref_rows, name));
+        for (k, (a, b)) in g.iter().zip(&r).enumerate() {
+            assert!(
+                (a - b).abs() <= tolerance,
+                "{name} of {:?}: GPU {a}, reference {b}",
+                &gpu_rows[k][..3]
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(gpu_out);
+    let _ = std::fs::remove_dir_all(ref_out);
+}
+
 #[test]
 fn pca_quick() {
     let (out, _) = run("pca", &["--quick"]);

@@ -2,7 +2,8 @@
 //! evaluate through an inference plan that shares the training plan's weights (batches of any
 //! size), save the parameters, reload them into a fresh inference plan (identical
 //! predictions) and into a fresh training plan (training continues); checkpoint strictness,
-//! name reports and mismatches; duplicate names; the learning-rate schedule on the GPU.
+//! name reports and mismatches; duplicate names; the learning-rate schedule on the GPU; a plan
+//! behind a `Box<dyn Plan>`.
 
 mod common;
 use common::device;
@@ -489,4 +490,46 @@ fn a_stacked_network_trains_shares_and_reloads() {
     assert_eq!(report.loaded.len(), 2 * 3 + 2 + 3);
     let reloaded = fresh.logits(&test.images).unwrap();
     assert_same_bits(&reloaded, &logits, "reloaded logits");
+}
+
+/// A boxed plan is a plan (`impl Plan for Box<P>`, for code that picks its executor at run
+/// time): stepped, read and evaluated through the box, it gives bit for bit what the plan it
+/// holds gives.
+#[test]
+fn a_boxed_plan_runs_as_the_plan_it_holds() {
+    let (train, test) = data();
+    let shape = ClassifierShape::of(&train, 16);
+    let sgd = Sgd::new(0.05);
+    let reference = || TrainingPlan::<ReferencePlan<f32>>::reference(&model(), shape, &sgd, 3);
+    let mut direct = reference().unwrap();
+    let held = reference().unwrap();
+    let (x, targets, loss) = (held.x, held.targets, held.loss);
+    let mut boxed: Box<dyn Plan> = Box::new(held.plan);
+    for batch in Batcher::new(&train, 16, 4).unwrap().epoch().take(3) {
+        direct.step(&batch).unwrap();
+        boxed
+            .step(&[(x, &batch.images), (targets, &batch.targets)])
+            .unwrap();
+        assert_same_bits(
+            &boxed.read(loss).unwrap(),
+            &[direct.loss().unwrap()],
+            "loss",
+        );
+    }
+    assert_eq!(
+        (boxed.steps(), boxed.graph().nodes().len()),
+        (3, direct.plan.graph().nodes().len())
+    );
+
+    let evaluation =
+        || InferencePlan::<ReferencePlan<f32>>::reference(&model(), shape.with_batch(50), 5);
+    let mut direct = evaluation().unwrap();
+    let held = evaluation().unwrap();
+    let mut boxed =
+        InferencePlan::wrap(Box::new(held.plan) as Box<dyn Plan>, held.x, held.logits).unwrap();
+    assert_same_bits(
+        &boxed.logits(&test.images).unwrap(),
+        &direct.logits(&test.images).unwrap(),
+        "logits",
+    );
 }

@@ -130,6 +130,51 @@ pub trait Plan {
     }
 }
 
+/// A boxed plan is a plan: code that picks its executor at run time (the GPU, or the CPU
+/// reference where no GPU is worth using) holds a `Box<dyn Plan>` and passes it wherever a
+/// plan is taken, e.g. to [`InferencePlan`](crate::model::InferencePlan).
+impl<P: Plan + ?Sized> Plan for Box<P> {
+    fn state(&self) -> &PlanState {
+        (**self).state()
+    }
+
+    fn state_mut(&mut self) -> &mut PlanState {
+        (**self).state_mut()
+    }
+
+    fn step(&mut self, inputs: &[(Value, &[f32])]) -> Result<()> {
+        (**self).step(inputs)
+    }
+
+    fn forward(&mut self, inputs: &[(Value, &[f32])], outputs: &[Value]) -> Result<()> {
+        (**self).forward(inputs, outputs)
+    }
+
+    fn read(&self, v: Value) -> Result<Vec<f32>> {
+        (**self).read(v)
+    }
+
+    fn write(&mut self, v: Value, data: &[f32]) -> Result<()> {
+        (**self).write(v, data)
+    }
+
+    fn check_status(&self) -> Result<()> {
+        (**self).check_status()
+    }
+
+    fn eigenvalues(&self, v: Value) -> Result<Vec<f32>> {
+        (**self).eigenvalues(v)
+    }
+
+    fn eigenvectors(&self, v: Value) -> Result<Vec<f32>> {
+        (**self).eigenvectors(v)
+    }
+
+    fn sweeps(&self, v: Value) -> Result<Vec<u32>> {
+        (**self).sweeps(v)
+    }
+}
+
 /// What every plan keeps besides its tensors: the graph it runs, the step count, the base
 /// learning rate and its schedule. Embedded by each executor and reached through
 /// [`Plan::state`].
