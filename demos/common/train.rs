@@ -35,8 +35,9 @@ pub struct Built<T> {
 }
 
 /// A training plan and an evaluation plan built by the same function, so they share
-/// parameter (and running-statistic) names: the evaluation plan runs on the training plan's
-/// resident buffers.
+/// parameter (and running-statistic) names: on the GPU the evaluation plan runs on the
+/// training plan's resident buffers; on the reference executor it is given a copy of the
+/// weights before each evaluation.
 pub struct Trainer<T> {
     /// The training plan (forward, backward, Adam updates; on the GPU in one submission per
     /// step).
@@ -143,7 +144,7 @@ impl<T> Trainer<T> {
     }
 
     /// Loss and accuracy on `data` (at most `limit` samples, from the start) with the current
-    /// weights, which the evaluation plan shares.
+    /// weights.
     pub fn evaluate(&mut self, data: &Dataset, limit: usize) -> DemoResult<Evaluation> {
         if self.copies_weights {
             self.copy_weights_to_eval()?;
