@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The deep-network results on the full Fashion-MNIST, on a Linux machine with a GPU: the
 # `deep_mlp` demo at depth 32 and 64 (width 64, batch 128, 10 epochs), every variant from
-# s = 0.5, 1 and 2, the hidden Eigen layers stacked; the shallow baseline at Adam 2e-3, the
-# deep networks at the rate their depth needs (2e-3 at depth 32, 5e-4 at depth 64, 2e-4 from
-# depth 256, the stretch: DEPTHS="256").
+# s = 0.5, 1 and 2, the hidden Eigen layers stacked, the learning rate warmed up for half an
+# epoch and decayed along a cosine (`--cosine`); the shallow baseline at Adam 2e-3, the deep
+# networks at the rate their depth needs (2e-3 at depth 32, 5e-4 at depth 64, 2e-4 from depth
+# 256, the stretch: DEPTHS="256").
 #
 #   benches/gpu/deep_mlp.sh DATA_DIR [OUT_DIR]      (default OUT_DIR: out/gpu-deep-mlp)
 #
@@ -37,7 +38,7 @@ deep_mlp() {
 }
 
 common=(--backend vulkan --data "$data" --width 64 --batch 128 --epochs "${EPOCHS:-10}"
-        --init-scale 0.5,1,2)
+        --init-scale 0.5,1,2 --cosine)
 read -ra extra <<<"${DEEP_MLP_ARGS:-}"
 common+=("${extra[@]}")
 for depth in ${DEPTHS:-32 64}; do
