@@ -14,6 +14,9 @@
 //! ```text
 //! cargo run --release --example deep_mlp          # embedded digits, depth 16, width 32
 //! cargo run --release --example deep_mlp -- --fashion --depth 32 --width 64 --train-size 20000
+//! # the full Fashion-MNIST at depth 64 on the CPU reference executor (no GPU needed)
+//! cargo run --release --example deep_mlp -- --fashion --depth 64 --width 64 --batch 128 \
+//!     --stack --cosine --lr 5e-4 --executor reference
 //! ```
 
 mod common;
