@@ -10,10 +10,17 @@ mod common;
 use common::example;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh output folder for one demo run.
+/// A fresh output folder for one demo run: its own, though tests run the same demo at the
+/// same time.
 fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eigengrad-demo-{name}-{}", std::process::id()));
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "eigengrad-demo-{name}-{}-{run}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
