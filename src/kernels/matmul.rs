@@ -632,14 +632,9 @@ pub fn fused_matmul_dispatch(
     let mut variant = variant.unwrap_or_else(|| matmul_variant(device, dims));
     if !variant.available(device.info()) {
         return Err(Error::InvalidArgument(format!(
-            "matmul variant {variant:?} needs subgroup operations with at most 32 lanes; {} \
-             ({:?}) offers {}",
-            device.info().name,
-            device.info().backend,
-            match device.info().subgroup_sizes {
-                Some((least, most)) => format!("subgroups of {least} to {most} lanes"),
-                None => "none".to_string(),
-            }
+            "matmul variant {variant:?} needs subgroup operations with at most 32 lanes; the \
+             device is {}",
+            device.info()
         )));
     }
     if variant == MatmulVariant::Large && (a.size() < 16 || b.size() < 16) {
