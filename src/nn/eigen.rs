@@ -110,9 +110,10 @@ impl EigenMode {
         }
     }
 
-    /// The root-mean-square of the entries of a `Normalize` layer's raw weight at
-    /// initialisation (see [`EigenMode::raw_weight_init`]).
-    pub const NORMALIZE_RAW_RMS: f32 = 0.5;
+    /// The root-mean-square of the singular values of a `Normalize` layer's raw weight at
+    /// initialisation (see [`EigenMode::raw_weight_init`]): 1, the scale of a fan-in Gaussian
+    /// draw at s = 1.
+    pub const NORMALIZE_RAW_SIGMA: f32 = 1.0;
 
     /// The spread of a `Normalize` layer's initial raw spectrum: its singular values run
     /// evenly from σ_max down to σ_max·(1 − spread) (see [`EigenMode::raw_weight_init`]).
@@ -120,8 +121,8 @@ impl EigenMode {
 
     /// The initialiser a layer of this mode draws its raw `inputs × outputs` weight with:
     /// `init` itself, except that `Normalize` replaces a random draw (`Normal`, `Uniform`,
-    /// `Orthogonal`) by a nearly orthogonal one, [`Init::OrthogonalSpread`] with entries of
-    /// root-mean-square [`EigenMode::NORMALIZE_RAW_RMS`] and singular values spread
+    /// `Orthogonal`) by a nearly orthogonal one, [`Init::OrthogonalSpread`] with singular
+    /// values of root-mean-square [`EigenMode::NORMALIZE_RAW_SIGMA`] spread
     /// [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Deterministic initialisers and
     /// an explicit `OrthogonalSpread` are kept.
     ///
@@ -134,11 +135,14 @@ impl EigenMode {
     /// follows whichever top singular vector the solver returns).
     ///
     /// Why the scale: W/σ_max does not depend on the scale of W, but training does. Adam moves
-    /// every entry by about its learning rate per step, in a pattern close to the gradient's
-    /// few leading directions, so relative to a small W the steps are large and their
-    /// directions soon hold σ_max: W/σ_max then keeps a few singular values near 1 and
-    /// shrinks the rest. Entries of root-mean-square ½ (σ = 4 at width 64) keep those steps a
-    /// small fraction of W; larger raw weights turn more slowly still and learn more slowly.
+    /// every entry by about its learning rate per step whatever the entry's size, so scaling
+    /// W by c turns W/σ_max as dividing the raw weight's rate by c would (the gains and biases
+    /// keep theirs). The scale is therefore part of the rate: at σ_rms = 1 a `Normalize`
+    /// layer turns as fast relative to its size as a `Clamp` or `Orthogonal` layer drawn
+    /// at s = 1, in every layer whatever its shape (fixing the entries' size instead would
+    /// make a 784-input layer's σ 3.5 times a square one's and slow it by as much), so the rate
+    /// that suits a depth suits all three modes. Raw weights several times larger learn too
+    /// slowly (the network underfits); much smaller ones let a large rate's steps dominate W.
     /// The measurements behind both choices are in the `deep_mlp` documentation.
     pub fn raw_weight_init(self, init: Init, inputs: usize, outputs: usize) -> Init {
         if self != EigenMode::Normalize {
@@ -146,15 +150,11 @@ impl EigenMode {
         }
         match init {
             Init::Normal { .. } | Init::Uniform { .. } | Init::Orthogonal { .. } => {
-                // A matrix with r singular values of root-mean-square σ_rms has entries of
-                // root-mean-square σ_rms·√(r/(inputs·outputs)).
                 let r = inputs.min(outputs).max(1);
-                let sigma_rms =
-                    Self::NORMALIZE_RAW_RMS * ((inputs * outputs).max(1) as f32 / r as f32).sqrt();
                 let shape_rms =
                     root_mean_square(&spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r));
                 Init::OrthogonalSpread {
-                    gain: sigma_rms / shape_rms,
+                    gain: Self::NORMALIZE_RAW_SIGMA / shape_rms,
                     spread: Self::NORMALIZE_RAW_SPREAD,
                 }
             }
@@ -429,11 +429,11 @@ mod tests {
                 let raw = EigenMode::Normalize.raw_weight_init(random.clone(), inputs, outputs);
                 let sigma = spectrum_of(&raw, inputs, outputs);
                 let r = sigma.len();
-                // Entries of root-mean-square NORMALIZE_RAW_RMS: Σσ² = rms²·inputs·outputs.
+                // Singular values of root-mean-square NORMALIZE_RAW_SIGMA, whatever the shape.
                 let sum_sq: f32 = sigma.iter().map(|s| s * s).sum();
-                let rms = (sum_sq / (inputs * outputs) as f32).sqrt();
+                let rms = (sum_sq / r as f32).sqrt();
                 assert!(
-                    (rms / EigenMode::NORMALIZE_RAW_RMS - 1.0).abs() < 1e-4,
+                    (rms / EigenMode::NORMALIZE_RAW_SIGMA - 1.0).abs() < 1e-4,
                     "{inputs}×{outputs} from {random:?}: rms {rms}"
                 );
                 // Spread below σ_max by NORMALIZE_RAW_SPREAD, the top simple (one singular
