@@ -197,9 +197,12 @@ fn deep_mlp_quick() {
         // point: after two epochs (16 steps) from s = 0.5 they must be well above it. From
         // s = 2 every variant, the shallow one included, learns slower in so few steps (Adam
         // moves each weight by about lr, a 4× smaller relative step): above chance there.
-        // `Normalize` draws its own nearly orthogonal raw weight whatever s is, so it is one
-        // network from both scales (checked below), held to the s = 2 floor.
-        let from_small = name.ends_with(" 0.5") && !name.starts_with("eigen-normalize");
+        // `Orthogonal` and `Normalize` draw their raw weights at a scale of their own whatever
+        // s is, so each is one network from both scales (checked below), held to the s = 2
+        // floor.
+        let scale_free =
+            name.starts_with("eigen-orthogonal") || name.starts_with("eigen-normalize");
+        let from_small = name.ends_with(" 0.5") && !scale_free;
         let floor = if name.starts_with("eigen") && from_small {
             0.5
         } else {
@@ -207,13 +210,15 @@ fn deep_mlp_quick() {
         };
         assert!(*acc > floor, "{name}: test accuracy {acc}");
     }
-    let normalize: Vec<_> = runs
-        .iter()
-        .filter(|r| r.0.starts_with("eigen-normalize"))
-        .map(|r| (r.2, r.3))
-        .collect();
-    assert_eq!(normalize.len(), 2);
-    assert_eq!(normalize[0], normalize[1], "Normalize from s = 0.5 and 2");
+    for scale_free in ["eigen-orthogonal", "eigen-normalize"] {
+        let outcomes: Vec<_> = runs
+            .iter()
+            .filter(|r| r.0.starts_with(scale_free))
+            .map(|r| (r.2, r.3))
+            .collect();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0], outcomes[1], "{scale_free} from s = 0.5 and 2");
+    }
     let (h, rows) = read_csv(&out.join("gradnorms.csv"));
     assert_eq!(
         rows.len(),

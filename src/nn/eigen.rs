@@ -36,7 +36,9 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// can undo.
 ///
 /// `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every initial
-/// scale, but both sit at or below criticality: they rely on the gains. `Normalize` keeps the
+/// scale — so they draw their raw weights at one scale of their own, which sets how fast
+/// training turns them ([`EigenMode::raw_weight_init`]) — but both sit at or below
+/// criticality: they rely on the gains. `Normalize` keeps the
 /// ratios of W's singular values, so the shape of W's initial spectrum decides how it starts:
 /// it draws its raw weight nearly orthogonal ([`EigenMode::raw_weight_init`]: singular values
 /// within 10% of σ_max, not the quarter-circle spread of a Gaussian draw, which 64 layers
@@ -110,21 +112,23 @@ impl EigenMode {
         }
     }
 
-    /// The root-mean-square of the singular values of a `Normalize` layer's raw weight at
-    /// initialisation (see [`EigenMode::raw_weight_init`]): 1, the scale of a fan-in Gaussian
-    /// draw at s = 1.
-    pub const NORMALIZE_RAW_SIGMA: f32 = 1.0;
+    /// The root-mean-square of the singular values of the raw weight of an `Orthogonal` or
+    /// `Normalize` layer at initialisation, whatever scale it is asked for (see
+    /// [`EigenMode::raw_weight_init`]): 1, the scale of a fan-in Gaussian draw at s = 1.
+    pub const SCALE_FREE_RAW_SIGMA: f32 = 1.0;
 
     /// The spread of a `Normalize` layer's initial raw spectrum: its singular values run
     /// evenly from σ_max down to σ_max·(1 − spread) (see [`EigenMode::raw_weight_init`]).
     pub const NORMALIZE_RAW_SPREAD: f32 = 0.1;
 
-    /// The initialiser a layer of this mode draws its raw `inputs × outputs` weight with:
-    /// `init` itself, except that `Normalize` replaces a random draw (`Normal`, `Uniform`,
-    /// `Orthogonal`) by a nearly orthogonal one, [`Init::OrthogonalSpread`] with singular
-    /// values of root-mean-square [`EigenMode::NORMALIZE_RAW_SIGMA`] spread
-    /// [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Deterministic initialisers and
-    /// an explicit `OrthogonalSpread` are kept.
+    /// The initialiser a layer of this mode draws its raw `inputs × outputs` weight with.
+    /// `Clamp` draws with `init` itself. The two modes whose effective weight does not depend
+    /// on the scale of W draw at the scale [`EigenMode::SCALE_FREE_RAW_SIGMA`] (singular
+    /// values of that root-mean-square) whatever the scale of `init`: `Orthogonal` rescales a
+    /// random draw (`Normal`, `Uniform`, `Orthogonal`) to it, keeping its kind; `Normalize`
+    /// replaces one by a nearly orthogonal draw, [`Init::OrthogonalSpread`] with singular
+    /// values spread [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Both keep
+    /// deterministic initialisers and an explicit `OrthogonalSpread`.
     ///
     /// Why the shape of the spectrum: W/σ_max keeps the ratios of W's singular values, and
     /// a random Gaussian W spreads them from 0 to σ_max (the quarter-circle law): 64 such
@@ -134,31 +138,41 @@ impl EigenMode {
     /// spread keeps σ_max simple (an exactly orthogonal W repeats it, and the gradient then
     /// follows whichever top singular vector the solver returns).
     ///
-    /// Why the scale: W/σ_max does not depend on the scale of W, but training does. Adam moves
-    /// every entry by about its learning rate per step whatever the entry's size, so scaling
-    /// W by c turns W/σ_max as dividing the raw weight's rate by c would (the gains and biases
-    /// keep theirs). The scale is therefore part of the rate: at σ_rms = 1 a `Normalize`
-    /// layer turns as fast relative to its size as a `Clamp` or `Orthogonal` layer drawn
-    /// at s = 1, in every layer whatever its shape (fixing the entries' size instead would
-    /// make a 784-input layer's σ 3.5 times a square one's and slow it by as much), so the rate
-    /// that suits a depth suits all three modes. Raw weights several times larger learn too
-    /// slowly (the network underfits); much smaller ones let a large rate's steps dominate W.
-    /// The measurements behind both choices are in the `deep_mlp` documentation.
+    /// Why the scale: the polar factor of W and W/σ_max do not depend on the scale of W, but
+    /// training does. Adam moves every entry by about its learning rate per step whatever the
+    /// entry's size, so scaling W by c turns the layer as dividing the raw weight's rate by c
+    /// would (the gains and biases keep theirs): for these modes the initial scale is not a
+    /// property of the function but a hidden factor of the rate. At σ_rms = 1 in every layer,
+    /// whatever its shape (fixing the entries' size instead would make a 784-input layer's σ
+    /// 3.5 times a square one's and slow it by as much), the layers turn as a `Clamp` layer
+    /// drawn at s = 1 does, and the rate that suits a depth suits all three modes. Raw weights
+    /// several times larger learn too slowly (the network underfits); much smaller ones let a
+    /// large rate's steps dominate W. The measurements behind both choices are in the
+    /// `deep_mlp` documentation.
     pub fn raw_weight_init(self, init: Init, inputs: usize, outputs: usize) -> Init {
-        if self != EigenMode::Normalize {
-            return init;
-        }
-        match init {
-            Init::Normal { .. } | Init::Uniform { .. } | Init::Orthogonal { .. } => {
+        let sigma = Self::SCALE_FREE_RAW_SIGMA;
+        // An i.i.d. draw of variance v has singular values of mean square v·max(inputs, outputs).
+        let iid_std = sigma / (inputs.max(outputs).max(1) as f32).sqrt();
+        match (self, init) {
+            (EigenMode::Clamp { .. }, init) => init,
+            (EigenMode::Orthogonal, Init::Normal { .. }) => Init::Normal { std: iid_std },
+            (EigenMode::Orthogonal, Init::Uniform { .. }) => Init::Uniform {
+                limit: 3f32.sqrt() * iid_std,
+            },
+            (EigenMode::Orthogonal, Init::Orthogonal { .. }) => Init::Orthogonal { gain: sigma },
+            (
+                EigenMode::Normalize,
+                Init::Normal { .. } | Init::Uniform { .. } | Init::Orthogonal { .. },
+            ) => {
                 let r = inputs.min(outputs).max(1);
                 let shape_rms =
                     root_mean_square(&spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r));
                 Init::OrthogonalSpread {
-                    gain: Self::NORMALIZE_RAW_SIGMA / shape_rms,
+                    gain: sigma / shape_rms,
                     spread: Self::NORMALIZE_RAW_SPREAD,
                 }
             }
-            kept => kept,
+            (_, kept) => kept,
         }
     }
 
@@ -210,9 +224,9 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Declares the layer's raw weight `weight` (filled by `init`, rescaled for `Normalize`,
-    /// see [`EigenMode::raw_weight_init`]) and `bias` in `scope`,
-    /// without gain; W' is built in the graph at once, its nodes named `gram`, `spectral` and
+    /// Declares the layer's raw weight `weight` (filled by `init`, rescaled for `Orthogonal`
+    /// and `Normalize`, see [`EigenMode::raw_weight_init`]) and `bias` in `scope`, without gain;
+    /// W' is built in the graph at once, its nodes named `gram`, `spectral` and
     /// `effective_weight` in the scope. The Gram matrix is taken on the smaller side: WᵀW
     /// (`[outputs, outputs]`) when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
     pub fn new(
@@ -429,11 +443,11 @@ mod tests {
                 let raw = EigenMode::Normalize.raw_weight_init(random.clone(), inputs, outputs);
                 let sigma = spectrum_of(&raw, inputs, outputs);
                 let r = sigma.len();
-                // Singular values of root-mean-square NORMALIZE_RAW_SIGMA, whatever the shape.
+                // Singular values of root-mean-square SCALE_FREE_RAW_SIGMA, whatever the shape.
                 let sum_sq: f32 = sigma.iter().map(|s| s * s).sum();
                 let rms = (sum_sq / r as f32).sqrt();
                 assert!(
-                    (rms / EigenMode::NORMALIZE_RAW_SIGMA - 1.0).abs() < 1e-4,
+                    (rms / EigenMode::SCALE_FREE_RAW_SIGMA - 1.0).abs() < 1e-4,
                     "{inputs}×{outputs} from {random:?}: rms {rms}"
                 );
                 // Spread below σ_max by NORMALIZE_RAW_SPREAD, the top simple (one singular
@@ -482,11 +496,63 @@ mod tests {
         // Marchenko–Pastur edge, 2 for a square weight.
         let square = EigenMode::Normalize.initial_gain(&Init::Normal { std: 1.0 }, 8, 8);
         assert_eq!(square, 2.0);
-        // The other modes keep what they are given and start their gains at 1.
+        // The other modes start their gains at 1, and Clamp keeps what it is given.
         for mode in [EigenMode::Orthogonal, EigenMode::DEFAULT_CLAMP] {
             let init = Init::Normal { std: 0.01 };
-            assert_eq!(mode.raw_weight_init(init.clone(), 64, 48), init);
             assert_eq!(mode.initial_gain(&init, 64, 48), 1.0);
+        }
+        let init = Init::Normal { std: 0.01 };
+        assert_eq!(
+            EigenMode::DEFAULT_CLAMP.raw_weight_init(init.clone(), 64, 48),
+            init
+        );
+    }
+
+    #[test]
+    fn orthogonal_draws_its_raw_weight_at_one_scale_and_keeps_explicit_ones() {
+        let (inputs, outputs) = (64, 48);
+        let at = |init: Init| EigenMode::Orthogonal.raw_weight_init(init, inputs, outputs);
+        // Random draws keep their kind and take singular values of root-mean-square 1
+        // (an i.i.d. draw: mean square v·max(inputs, outputs)).
+        assert_eq!(at(Init::Normal { std: 0.01 }), Init::Normal { std: 0.125 });
+        assert_eq!(at(Init::Normal { std: 7.0 }), Init::Normal { std: 0.125 });
+        assert_eq!(
+            at(Init::Uniform { limit: 3.0 }),
+            Init::Uniform {
+                limit: 3f32.sqrt() * 0.125
+            }
+        );
+        assert_eq!(
+            at(Init::Orthogonal { gain: 2.0 }),
+            Init::Orthogonal { gain: 1.0 }
+        );
+        for random in [
+            Init::Normal { std: 0.01 },
+            Init::Uniform { limit: 3.0 },
+            Init::Orthogonal { gain: 2.0 },
+        ] {
+            let canonical = at(random.clone());
+            let rms = root_mean_square(&spectrum_of(&canonical, inputs, outputs));
+            assert!((rms - 1.0).abs() < 0.05, "{random:?}: rms {rms}");
+            // Only the scale changes: the same draw, so the same polar factor.
+            let drawn = init_values(&random, &[inputs, outputs], 3).unwrap();
+            let scaled = init_values(&canonical, &[inputs, outputs], 3).unwrap();
+            let ratio = scaled[0] / drawn[0];
+            for (a, b) in drawn.iter().zip(&scaled) {
+                assert!((a * ratio - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} {b}");
+            }
+        }
+        // Deterministic initialisers and an explicit spectrum are kept.
+        for kept in [
+            Init::Identity { gain: 0.5 },
+            Init::Constant(-0.01),
+            Init::Zeros,
+            Init::OrthogonalSpread {
+                gain: 2.0,
+                spread: 0.9,
+            },
+        ] {
+            assert_eq!(at(kept.clone()), kept);
         }
     }
 }

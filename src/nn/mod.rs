@@ -183,7 +183,8 @@ pub enum Layer {
         outputs: usize,
         /// What the layer does to the singular values.
         mode: EigenMode,
-        /// Gaussian initialisation scale of the raw weight.
+        /// Gaussian initialisation scale of the raw weight (`Orthogonal` and `Normalize` draw
+        /// at a scale of their own, see [`EigenMode::raw_weight_init`]).
         init_scale: f32,
         /// Whether the layer has a learnable scalar gain (see [`EigenLayer`]).
         gain: bool,
@@ -199,7 +200,7 @@ pub enum Layer {
         outputs: usize,
         /// What the layers do to the singular values.
         mode: EigenMode,
-        /// Gaussian initialisation scale of the raw weights.
+        /// Gaussian initialisation scale of the raw weights (as for [`Layer::Eigen`]).
         init_scale: f32,
         /// Whether every layer has a learnable scalar gain.
         gain: bool,
@@ -430,7 +431,9 @@ pub struct MlpSpec {
     pub activation: Activation,
     /// Plain or Eigen layers.
     pub kind: LayerKind,
-    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in).
+    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in) (`Orthogonal` and
+    /// `Normalize` Eigen layers draw at a scale of their own, see
+    /// [`EigenMode::raw_weight_init`]).
     pub init_scale: f32,
     /// Which Eigen layers carry a learnable gain (ignored for plain layers).
     pub gains: GainPlacement,
