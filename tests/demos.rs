@@ -198,12 +198,13 @@ fn deep_mlp_quick() {
         // s = 2 every variant, the shallow one included, learns slower in so few steps (Adam
         // moves each weight by about lr, a 4× smaller relative step): above chance there.
         // `Orthogonal` and `Normalize` draw their raw weights at a scale of their own whatever
-        // s is, so each is one network from both scales (checked below), held to the s = 2
-        // floor.
+        // s is, so each is one network from both scales (checked below), held to a floor
+        // between the two (measured: 0.70 and 0.50).
         let scale_free =
             name.starts_with("eigen-orthogonal") || name.starts_with("eigen-normalize");
-        let from_small = name.ends_with(" 0.5") && !scale_free;
-        let floor = if name.starts_with("eigen") && from_small {
+        let floor = if scale_free {
+            0.35
+        } else if name.starts_with("eigen") && name.ends_with(" 0.5") {
             0.5
         } else {
             0.15

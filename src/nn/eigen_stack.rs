@@ -40,9 +40,9 @@ pub struct EigenStack {
 
 impl EigenStack {
     /// Declares `layers` Eigen layers `[inputs, outputs]` in `mode` in `scope` (see the type's
-    /// docs for the names), their raw weights drawn by `init` (rescaled for `Orthogonal` and `Normalize`, see
-    /// [`EigenMode::raw_weight_init`]), with a learnable gain each if `with_gain` (initialised
-    /// to [`EigenMode::initial_gain`] of its own matrix).
+    /// docs for the names), their raw weights drawn by `init` (rescaled for `Orthogonal` and
+    /// `Normalize`, see [`EigenMode::raw_weight_init`]), with a learnable gain each if
+    /// `with_gain` (initialised to [`EigenMode::initial_gain`] of its own matrix).
     pub fn new(
         scope: &mut Scope,
         layers: usize,
