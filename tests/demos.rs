@@ -156,6 +156,9 @@ fn demos_print_help_and_reject_bad_options() {
     }
 }
 
+/// The `deep_mlp` variants whose layers draw their raw weights at one scale whatever s is.
+const SCALE_FREE: [&str; 2] = ["eigen-orthogonal", "eigen-normalize"];
+
 #[test]
 fn deep_mlp_quick() {
     let (out, stdout) = run(
@@ -200,9 +203,7 @@ fn deep_mlp_quick() {
         // `Orthogonal` and `Normalize` draw their raw weights at a scale of their own whatever
         // s is, so each is one network from both scales (checked below), held to a floor
         // between the two (measured: 0.70 and 0.50).
-        let scale_free =
-            name.starts_with("eigen-orthogonal") || name.starts_with("eigen-normalize");
-        let floor = if scale_free {
+        let floor = if SCALE_FREE.iter().any(|v| name.starts_with(v)) {
             0.35
         } else if name.starts_with("eigen") && name.ends_with(" 0.5") {
             0.5
@@ -211,7 +212,7 @@ fn deep_mlp_quick() {
         };
         assert!(*acc > floor, "{name}: test accuracy {acc}");
     }
-    for scale_free in ["eigen-orthogonal", "eigen-normalize"] {
+    for scale_free in SCALE_FREE {
         let outcomes: Vec<_> = runs
             .iter()
             .filter(|r| r.0.starts_with(scale_free))

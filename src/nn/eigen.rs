@@ -444,8 +444,7 @@ mod tests {
                 let sigma = spectrum_of(&raw, inputs, outputs);
                 let r = sigma.len();
                 // Singular values of root-mean-square SCALE_FREE_RAW_SIGMA, whatever the shape.
-                let sum_sq: f32 = sigma.iter().map(|s| s * s).sum();
-                let rms = (sum_sq / r as f32).sqrt();
+                let rms = root_mean_square(&sigma);
                 assert!(
                     (rms / EigenMode::SCALE_FREE_RAW_SIGMA - 1.0).abs() < 1e-4,
                     "{inputs}×{outputs} from {random:?}: rms {rms}"
@@ -462,7 +461,7 @@ mod tests {
                 }
                 // The gain makes γ·W/σ_max a spectrum of root-mean-square 1.
                 let gain = EigenMode::Normalize.initial_gain(&raw, inputs, outputs);
-                let effective_rms = gain * (sum_sq / r as f32).sqrt() / sigma[0];
+                let effective_rms = gain * rms / sigma[0];
                 assert!(
                     (effective_rms - 1.0).abs() < 1e-4,
                     "{inputs}×{outputs}: gain {gain} gives rms {effective_rms}"
