@@ -93,8 +93,8 @@ struct Args {
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
     /// Gaussian initialisation scales s, comma-separated: weights ~ N(0, s²/fan_in); every
-    /// variant is trained from each (Eigen `Orthogonal` and `Normalize` layers, whose
-    /// function does not depend on the scale, draw at one scale of their own).
+    /// variant is trained from each (Eigen layers store their raw weights at one scale and
+    /// `Clamp` multiplies its by s; `Orthogonal` and `Normalize` do not depend on s).
     #[arg(long, value_delimiter = ',', default_values_t = [0.5, 1.0, 2.0])]
     init_scale: Vec<f32>,
     /// Lower end of the singular-value band of the clamp variant.

@@ -198,11 +198,12 @@ fn deep_mlp_quick() {
         }
         // 256 test images of 10 balanced classes: chance is 0.1. The Eigen layers are the
         // point: after two epochs (16 steps) from s = 0.5 they must be well above it. From
-        // s = 2 every variant, the shallow one included, learns slower in so few steps (Adam
-        // moves each weight by about lr, a 4× smaller relative step): above chance there.
-        // `Orthogonal` and `Normalize` draw their raw weights at a scale of their own whatever
-        // s is, so each is one network from both scales (checked below), held to a floor
-        // between the two (measured: 0.70 and 0.50).
+        // s = 2 the plain variants, the shallow one included, learn slower in so few steps
+        // (Adam moves each weight by about lr, a 4× smaller relative step), and a `Clamp`
+        // network starts with most singular values cut to the band's ceiling: above chance
+        // there. `Orthogonal` and `Normalize` do not depend on s and store their raw weights
+        // at one scale, so each is one network from both scales (checked below), held to a
+        // floor between the two (measured: 0.70 and 0.50).
         let floor = if SCALE_FREE.iter().any(|v| name.starts_with(v)) {
             0.35
         } else if name.starts_with("eigen") && name.ends_with(" 0.5") {

@@ -431,6 +431,73 @@ fn eigen_layer_gain_on_degenerate_and_random_weights() {
     }
 }
 
+/// A `Clamp` layer from a random initialiser at another scale stores Ŵ = W/c and applies
+/// c·Ŵ·h_{lo/|c|, hi/|c|}(ŴᵀŴ) (see `EigenMode::raw_weight_scale`): at the same W = c·Ŵ it
+/// is the same function as a layer storing W itself, and its gradient with respect to Ŵ (the
+/// constant c included) matches finite differences — on the degenerate and random weights
+/// of [`weight`] (kinds 0–4, so W lands ≥ 5% away from the band's kinks), with a gain, for
+/// c = 2, ½ and a negative −1.5 (a draw of negative scale).
+#[test]
+fn eigen_layer_clamp_with_a_raw_scale() {
+    let n = 4;
+    let mode = EigenMode::Clamp { lo: 0.9, hi: 1.1 };
+    // Ŵ is drawn at singular values of root-mean-square 1: an i.i.d. std of 1/√n = ½.
+    for c in [2.0f32, 0.5, -1.5] {
+        for kind in 0..5 {
+            let w = weight(kind, n);
+            let stored: Vec<f32> = w.iter().map(|v| v / c).collect();
+            let build = |init: Init| {
+                let mut g = Graph::new();
+                let x = g.param("x", &[3, n], Init::Data(data(5, 3 * n))).unwrap();
+                let layer = EigenLayer::with_gain(
+                    &mut Scope::new(&mut g, Mode::Train).scope("layer"),
+                    n,
+                    n,
+                    mode,
+                    init,
+                )
+                .unwrap();
+                let y = layer.forward(&mut g, x).unwrap();
+                (g, x, layer, y)
+            };
+            let (g, x, layer, y) = build(Init::Normal { std: 0.5 * c });
+            assert_eq!(layer.raw_scale, c);
+            // The same W′ as the layer that stores W = c·Ŵ itself (raw scale 1).
+            let (g_w, _, layer_w, _) = build(Init::Data(w.clone()));
+            assert_eq!(layer_w.raw_scale, 1.0);
+            let mut plan = ReferencePlan::<f64>::compile(&g, 0).unwrap();
+            let stored_f64: Vec<f64> = stored.iter().map(|&v| v as f64).collect();
+            plan.write(layer.linear.weight, &stored_f64).unwrap();
+            plan.forward(&[], &[layer.effective_weight]).unwrap();
+            let mut plan_w = ReferencePlan::<f64>::compile(&g_w, 0).unwrap();
+            plan_w.forward(&[], &[layer_w.effective_weight]).unwrap();
+            let (a, b) = (
+                plan.read(layer.effective_weight).unwrap(),
+                plan_w.read(layer_w.effective_weight).unwrap(),
+            );
+            for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                // W/c in f32 is exact for c = 2 and ½, rounded once for −1.5.
+                assert!(
+                    (p - q).abs() <= 1e-6,
+                    "c = {c}, kind {kind}: W'[{i}] {p} vs {q}"
+                );
+            }
+            let gamma = layer.gain.expect("a gain");
+            check_gradients(
+                &format!("{mode:?} at raw scale {c}, weight kind {kind}"),
+                g,
+                y,
+                &[x, layer.linear.weight, gamma, layer.linear.bias],
+                &[
+                    (layer.linear.weight, stored_f64),
+                    (gamma, vec![-0.7]),
+                    (layer.linear.bias, vec![0.1, -0.2, 0.3, 0.05]),
+                ],
+            );
+        }
+    }
+}
+
 #[test]
 fn whitening_spectral_function() {
     gradcheck("InvSqrt of a covariance", &[&[6, 3]], |g, p| {

@@ -35,10 +35,11 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// 1.25, which tanh bounds in the forward pass and the learnable gains (see [`EigenLayer`])
 /// can undo.
 ///
-/// `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every initial
-/// scale — so they draw their raw weights at one scale of their own, which sets how fast
-/// training turns them ([`EigenMode::raw_weight_init`]) — but both sit at or below
-/// criticality: they rely on the gains. `Normalize` keeps the
+/// Every mode stores its raw weight at one scale, which sets how fast training turns it
+/// ([`EigenMode::raw_weight_init`]); `Clamp` keeps the scale it is asked for as a constant
+/// factor ([`EigenMode::raw_weight_scale`]), since its band makes the scale part of the
+/// function. `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every
+/// initial scale, but both sit at or below criticality: they rely on the gains. `Normalize` keeps the
 /// ratios of W's singular values, so the shape of W's initial spectrum decides how it starts:
 /// it draws its raw weight nearly orthogonal ([`EigenMode::raw_weight_init`]: singular values
 /// within 10% of σ_max, not the quarter-circle spread of a Gaussian draw, which 64 layers
@@ -112,58 +113,56 @@ impl EigenMode {
         }
     }
 
-    /// The root-mean-square of the singular values of the raw weight of an `Orthogonal` or
-    /// `Normalize` layer at initialisation, whatever scale it is asked for (see
-    /// [`EigenMode::raw_weight_init`]): 1, the scale of a fan-in Gaussian draw at s = 1.
+    /// The root-mean-square of the singular values of every Eigen layer's stored raw weight
+    /// at initialisation, whatever scale it is asked for (see [`EigenMode::raw_weight_init`]):
+    /// 1, the scale of a fan-in Gaussian draw at s = 1.
     pub const SCALE_FREE_RAW_SIGMA: f32 = 1.0;
 
     /// The spread of a `Normalize` layer's initial raw spectrum: its singular values run
     /// evenly from σ_max down to σ_max·(1 − spread) (see [`EigenMode::raw_weight_init`]).
     pub const NORMALIZE_RAW_SPREAD: f32 = 0.1;
 
-    /// The initialiser a layer of this mode draws its raw `inputs × outputs` weight with.
-    /// `Clamp` draws with `init` itself. The two modes whose effective weight does not depend
-    /// on the scale of W draw at the scale [`EigenMode::SCALE_FREE_RAW_SIGMA`] (singular
-    /// values of that root-mean-square) whatever the scale of `init`: `Orthogonal` rescales a
-    /// random draw (`Normal`, `Uniform`, `Orthogonal`) to it, keeping its kind; `Normalize`
-    /// replaces one by a nearly orthogonal draw, [`Init::OrthogonalSpread`] with singular
-    /// values spread [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Both keep
-    /// deterministic initialisers and an explicit `OrthogonalSpread`.
+    /// The initialiser a layer of this mode draws its stored raw `inputs × outputs` weight Ŵ
+    /// with. A random initialiser (`Normal`, `Uniform`, `Orthogonal`) is drawn at the scale
+    /// [`EigenMode::SCALE_FREE_RAW_SIGMA`] (singular values of that root-mean-square)
+    /// whatever its own scale: `Clamp` and `Orthogonal` rescale it, keeping its kind (the same
+    /// draw, only smaller or larger); `Normalize` replaces it by a nearly orthogonal draw,
+    /// [`Init::OrthogonalSpread`] with singular values spread
+    /// [`EigenMode::NORMALIZE_RAW_SPREAD`] below the largest. Deterministic initialisers and an
+    /// explicit `OrthogonalSpread` are kept. The scale `init` asked for is not lost where the
+    /// function depends on it: a `Clamp` layer multiplies Ŵ by it as a constant
+    /// ([`EigenMode::raw_weight_scale`]), so that its raw weight W = c·Ŵ is the draw `init`
+    /// describes.
     ///
-    /// Why the shape of the spectrum: W/σ_max keeps the ratios of W's singular values, and
-    /// a random Gaussian W spreads them from 0 to σ_max (the quarter-circle law): 64 such
-    /// layers multiply into a map that loses most directions of its input, and a 64-deep
-    /// network trained from it stayed near 20% on a Fashion-MNIST subset where `Clamp` and
-    /// `Orthogonal` reached 72–80%. A nearly flat spectrum starts the network isometric; the
-    /// spread keeps σ_max simple (an exactly orthogonal W repeats it, and the gradient then
+    /// Why the shape of `Normalize`'s spectrum: W/σ_max keeps the ratios of W's singular
+    /// values, and a random Gaussian W spreads them from 0 to σ_max (the quarter-circle law):
+    /// 64 such layers multiply into a map that loses most directions of its input, and a
+    /// 64-deep network trained from it stayed near 20% on a Fashion-MNIST subset where `Clamp`
+    /// and `Orthogonal` reached 72–80%. A nearly flat spectrum starts the network isometric;
+    /// the spread keeps σ_max simple (an exactly orthogonal W repeats it, and the gradient then
     /// follows whichever top singular vector the solver returns).
     ///
-    /// Why the scale: the polar factor of W and W/σ_max do not depend on the scale of W, but
-    /// training does. Adam moves every entry by about its learning rate per step whatever the
-    /// entry's size, so scaling W by c turns the layer as dividing the raw weight's rate by c
-    /// would (the gains and biases keep theirs): for these modes the initial scale is not a
-    /// property of the function but a hidden factor of the rate. At σ_rms = 1 in every layer,
+    /// Why one scale: Adam moves every entry by about its learning rate per step whatever the
+    /// entry's size, so a raw weight c times larger turns c times slower at the same rate (the
+    /// gains and biases keep theirs): the initial scale would be a hidden factor of the rate.
+    /// The polar factor of W and W/σ_max do not depend on the scale of W at all; `Clamp`'s band
+    /// makes the scale part of the function (from a small draw every singular value is lifted
+    /// to the floor, from a large one most are cut to the ceiling), and the constant c keeps
+    /// that while the parameter Adam moves stays at one scale. At σ_rms = 1 in every layer,
     /// whatever its shape (fixing the entries' size instead would make a 784-input layer's σ
-    /// 3.5 times a square one's and slow it by as much), the layers turn as a `Clamp` layer
-    /// drawn at s = 1 does, and the rate that suits a depth suits all three modes. Raw weights
-    /// several times larger learn too slowly (the network underfits); much smaller ones let a
-    /// large rate's steps dominate W. The measurements behind both choices are in the
-    /// `deep_mlp` documentation.
+    /// 3.5 times a square one's and slow it by as much), every layer of every mode turns as a
+    /// layer drawn at s = 1, and the rate that suits a depth suits all three modes. Raw
+    /// weights several times larger learn too slowly (the network underfits); much smaller
+    /// ones let a large rate's steps dominate W. The measurements behind these choices are in
+    /// the `deep_mlp` documentation.
     pub fn raw_weight_init(self, init: Init, inputs: usize, outputs: usize) -> Init {
         let sigma = Self::SCALE_FREE_RAW_SIGMA;
-        // An i.i.d. draw of variance v has singular values of mean square v·max(inputs, outputs).
-        let iid_std = sigma / (inputs.max(outputs).max(1) as f32).sqrt();
+        let iid_std = scale_free_iid_std(inputs, outputs);
+        if random_draw_scale(&init, inputs, outputs).is_none() {
+            return init;
+        }
         match (self, init) {
-            (EigenMode::Clamp { .. }, init) => init,
-            (EigenMode::Orthogonal, Init::Normal { .. }) => Init::Normal { std: iid_std },
-            (EigenMode::Orthogonal, Init::Uniform { .. }) => Init::Uniform {
-                limit: 3f32.sqrt() * iid_std,
-            },
-            (EigenMode::Orthogonal, Init::Orthogonal { .. }) => Init::Orthogonal { gain: sigma },
-            (
-                EigenMode::Normalize,
-                Init::Normal { .. } | Init::Uniform { .. } | Init::Orthogonal { .. },
-            ) => {
+            (EigenMode::Normalize, _) => {
                 let r = inputs.min(outputs).max(1);
                 let shape_rms =
                     root_mean_square(&spread_spectrum(1.0, Self::NORMALIZE_RAW_SPREAD, r));
@@ -172,7 +171,38 @@ impl EigenMode {
                     spread: Self::NORMALIZE_RAW_SPREAD,
                 }
             }
+            (_, Init::Normal { .. }) => Init::Normal { std: iid_std },
+            (_, Init::Uniform { .. }) => Init::Uniform {
+                limit: 3f32.sqrt() * iid_std,
+            },
+            (_, Init::Orthogonal { .. }) => Init::Orthogonal { gain: sigma },
             (_, kept) => kept,
+        }
+    }
+
+    /// The constant c a layer of this mode multiplies its stored raw weight Ŵ by (W = c·Ŵ):
+    /// for `Clamp` from a random initialiser, the ratio of the scale `init` asks for to the
+    /// one Ŵ is drawn at ([`EigenMode::raw_weight_init`]) — 2 for a fan-in Gaussian at s = 2 —
+    /// so that c·Ŵ is `init`'s draw; 1 otherwise. The layer applies it as the band [lo/|c|,
+    /// hi/|c|] on Ŵ's spectrum and a factor c on the result, the same W′ as clamping c·Ŵ.
+    pub fn raw_weight_scale(self, init: &Init, inputs: usize, outputs: usize) -> f32 {
+        match self {
+            EigenMode::Clamp { .. } => random_draw_scale(init, inputs, outputs).unwrap_or(1.0),
+            _ => 1.0,
+        }
+    }
+
+    /// The spectral function g applied to the Gram matrix of the stored raw weight Ŵ of a
+    /// layer whose raw weight is W = c·Ŵ (c = `raw_scale`, see
+    /// [`EigenMode::raw_weight_scale`]): g·c is the mode's function of W's Gram matrix. Only
+    /// `Clamp` depends on c, through its band.
+    pub fn spectral_fn_at(self, raw_scale: f32) -> SpectralFn {
+        match self {
+            EigenMode::Clamp { lo, hi } => SpectralFn::Clamp {
+                lo: lo / raw_scale.abs(),
+                hi: hi / raw_scale.abs(),
+            },
+            other => other.spectral_fn(),
         }
     }
 
@@ -215,6 +245,10 @@ pub struct EigenLayer {
     pub spectral: Value,
     /// What the layer does to the spectrum.
     pub mode: EigenMode,
+    /// The constant c the stored raw weight is multiplied by, W = c·Ŵ (see
+    /// [`EigenMode::raw_weight_scale`]): 1 except for `Clamp` from a random initialiser at
+    /// another scale than the stored one's.
+    pub raw_scale: f32,
     /// Where this layer's matrix is in the batch of `spectral` (and its gain in `gain`): 0
     /// for a layer of its own, its position for a member of an [`EigenStack`].
     pub slot: usize,
@@ -224,8 +258,8 @@ pub struct EigenLayer {
 }
 
 impl EigenLayer {
-    /// Declares the layer's raw weight `weight` (filled by `init`, rescaled for `Orthogonal`
-    /// and `Normalize`, see [`EigenMode::raw_weight_init`]) and `bias` in `scope`, without gain;
+    /// Declares the layer's raw weight `weight` (filled by `init`, a random one drawn at one
+    /// scale, see [`EigenMode::raw_weight_init`]) and `bias` in `scope`, without gain;
     /// W' is built in the graph at once, its nodes named `gram`, `spectral` and
     /// `effective_weight` in the scope. The Gram matrix is taken on the smaller side: WᵀW
     /// (`[outputs, outputs]`) when outputs ≤ inputs, WWᵀ (`[inputs, inputs]`) otherwise.
@@ -259,17 +293,19 @@ impl EigenLayer {
         init: Init,
         with_gain: bool,
     ) -> Result<EigenLayer> {
+        let raw_scale = mode.raw_weight_scale(&init, inputs, outputs);
         let init = mode.raw_weight_init(init, inputs, outputs);
         let initial_gain = mode.initial_gain(&init, inputs, outputs);
         let linear = Linear::new(scope, inputs, outputs, init)?;
         let gain = with_gain.then_some(Init::Constant(initial_gain));
-        let r = Reparametrised::build(scope, linear.weight, mode, gain)?;
+        let r = Reparametrised::build(scope, linear.weight, mode, raw_scale, gain)?;
         Ok(EigenLayer {
             linear,
             effective_weight: r.effective_weight,
             gain: r.gain,
             spectral: r.spectral,
             mode,
+            raw_scale,
             slot: 0,
             slots: 1,
         })
@@ -281,15 +317,18 @@ impl EigenLayer {
         g.add(z, self.linear.bias)
     }
 
-    /// Singular values of the raw weight W and of the effective weight W' (times |γ| where
-    /// the layer has a gain) at the last step, both ascending (read from the layer's
+    /// Singular values of the raw weight W = c·Ŵ and of the effective weight W' (times |γ|
+    /// where the layer has a gain) at the last step, both ascending (read from the layer's
     /// eigendecomposition, on either executor).
     pub fn singular_values(&self, plan: &dyn Plan) -> Result<(Vec<f32>, Vec<f32>)> {
         let all = plan.eigenvalues(self.spectral)?;
         let lambda = self.own_part(&all, "eigenvalues")?;
-        let (raw, mut effective) = singular_values_from(self.mode.spectral_fn(), lambda);
+        let f = self.mode.spectral_fn_at(self.raw_scale);
+        let (mut raw, mut effective) = singular_values_from(f, lambda);
+        let c = self.raw_scale.abs();
         let gain = self.gain_value(plan)?.abs();
-        effective.iter_mut().for_each(|s| *s *= gain);
+        raw.iter_mut().for_each(|s| *s *= c);
+        effective.iter_mut().for_each(|s| *s *= c * gain);
         Ok((raw, effective))
     }
 
@@ -337,22 +376,24 @@ impl EigenLayer {
 /// The Eigen reparametrisation of a raw weight `[inputs, outputs]`, or of a stack of them
 /// `[layers, inputs, outputs]` (batched: one launch per op for the whole stack).
 pub(super) struct Reparametrised {
-    /// W' = γ·W·h(WᵀW) (or γ·h(WWᵀ)·W), of the raw weight's shape.
+    /// W' = γ·c·Ŵ·h(ŴᵀŴ) (or γ·c·h(ŴŴᵀ)·Ŵ), of the raw weight's shape.
     pub effective_weight: Value,
     /// γ: `[1]` for one matrix, `[layers]` for a stack.
     pub gain: Option<Value>,
-    /// h(G) of the Gram matrices, `[n, n]` or `[layers, n, n]`.
+    /// h(G) of the Gram matrices of Ŵ, `[n, n]` or `[layers, n, n]`.
     pub spectral: Value,
 }
 
 impl Reparametrised {
-    /// Builds W' from the raw weight `w` in `scope` (nodes `gram`, `spectral`,
-    /// `effective_weight`), with a learnable gain `gain` filled by `gain_init` if given. The
-    /// Gram matrix is taken on the smaller side.
+    /// Builds W' from the stored raw weight `w` = Ŵ, the layer's raw weight being
+    /// `raw_scale`·Ŵ, in `scope` (nodes `gram`, `spectral`, `effective_weight`), with a
+    /// learnable gain `gain` filled by `gain_init` if given. The Gram matrix is taken on the
+    /// smaller side.
     pub fn build(
         scope: &mut Scope,
         w: Value,
         mode: EigenMode,
+        raw_scale: f32,
         gain_init: Option<Init>,
     ) -> Result<Reparametrised> {
         let shape = scope.try_shape(w)?.to_vec();
@@ -368,12 +409,18 @@ impl Reparametrised {
         let small_side = outputs <= inputs;
         let gram = scope.matmul(w, w, small_side, !small_side)?;
         scope.name(gram, "gram")?;
-        let h = scope.spectral_fn(gram, mode.spectral_fn())?;
+        let h = scope.spectral_fn(gram, mode.spectral_fn_at(raw_scale))?;
         scope.name(h, "spectral")?;
-        let effective_weight = if small_side {
-            scope.matmul(w, h, false, false)?
+        // c·Ŵ·h: the constant on the small n × n factor.
+        let h_scaled = if raw_scale == 1.0 {
+            h
         } else {
-            scope.matmul(h, w, false, false)?
+            scope.scale(h, raw_scale)?
+        };
+        let effective_weight = if small_side {
+            scope.matmul(w, h_scaled, false, false)?
+        } else {
+            scope.matmul(h_scaled, w, false, false)?
         };
         let (effective_weight, gain) = match gain_init {
             None => (effective_weight, None),
@@ -401,6 +448,27 @@ impl Reparametrised {
             spectral: h,
         })
     }
+}
+
+/// The standard deviation of an i.i.d. `inputs × outputs` draw whose singular values have
+/// root-mean-square [`EigenMode::SCALE_FREE_RAW_SIGMA`] (an i.i.d. draw of variance v has
+/// singular values of mean square v·max(inputs, outputs)).
+fn scale_free_iid_std(inputs: usize, outputs: usize) -> f32 {
+    EigenMode::SCALE_FREE_RAW_SIGMA / (inputs.max(outputs).max(1) as f32).sqrt()
+}
+
+/// For a random initialiser, its scale relative to the draw [`EigenMode::raw_weight_init`]
+/// stores (a ratio of standard deviations, exact for a fan-in Gaussian at a power-of-two s);
+/// `None` for a deterministic one, or a random one of zero or non-finite scale.
+fn random_draw_scale(init: &Init, inputs: usize, outputs: usize) -> Option<f32> {
+    let iid_std = scale_free_iid_std(inputs, outputs);
+    let ratio = match *init {
+        Init::Normal { std } => std / iid_std,
+        Init::Uniform { limit } => limit / (3f32.sqrt() * iid_std),
+        Init::Orthogonal { gain } => gain / EigenMode::SCALE_FREE_RAW_SIGMA,
+        _ => return None,
+    };
+    (ratio.is_finite() && ratio != 0.0).then_some(ratio)
 }
 
 /// √(Σx²/n) (0 for no values).
@@ -495,22 +563,24 @@ mod tests {
         // Marchenko–Pastur edge, 2 for a square weight.
         let square = EigenMode::Normalize.initial_gain(&Init::Normal { std: 1.0 }, 8, 8);
         assert_eq!(square, 2.0);
-        // The other modes start their gains at 1, and Clamp keeps what it is given.
+        // The other modes start their gains at 1.
         for mode in [EigenMode::Orthogonal, EigenMode::DEFAULT_CLAMP] {
             let init = Init::Normal { std: 0.01 };
             assert_eq!(mode.initial_gain(&init, 64, 48), 1.0);
         }
-        let init = Init::Normal { std: 0.01 };
-        assert_eq!(
-            EigenMode::DEFAULT_CLAMP.raw_weight_init(init.clone(), 64, 48),
-            init
-        );
     }
 
     #[test]
-    fn orthogonal_draws_its_raw_weight_at_one_scale_and_keeps_explicit_ones() {
+    fn clamp_and_orthogonal_draw_their_raw_weight_at_one_scale_and_keep_explicit_ones() {
+        for mode in [EigenMode::Orthogonal, EigenMode::DEFAULT_CLAMP] {
+            rescales_random_draws_and_keeps_explicit_ones(mode);
+        }
+    }
+
+    /// A random draw stored at one scale, of the same kind; the deterministic ones kept.
+    fn rescales_random_draws_and_keeps_explicit_ones(mode: EigenMode) {
         let (inputs, outputs) = (64, 48);
-        let at = |init: Init| EigenMode::Orthogonal.raw_weight_init(init, inputs, outputs);
+        let at = |init: Init| mode.raw_weight_init(init, inputs, outputs);
         // Random draws keep their kind and take singular values of root-mean-square 1
         // (an i.i.d. draw: mean square v·max(inputs, outputs)).
         assert_eq!(at(Init::Normal { std: 0.01 }), Init::Normal { std: 0.125 });
@@ -541,7 +611,7 @@ mod tests {
                 assert!((a * ratio - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} {b}");
             }
         }
-        // Deterministic initialisers and an explicit spectrum are kept.
+        // Deterministic initialisers, an explicit spectrum and a draw of scale 0 are kept.
         for kept in [
             Init::Identity { gain: 0.5 },
             Init::Constant(-0.01),
@@ -550,8 +620,60 @@ mod tests {
                 gain: 2.0,
                 spread: 0.9,
             },
+            Init::Normal { std: 0.0 },
         ] {
             assert_eq!(at(kept.clone()), kept);
+            assert_eq!(mode.raw_weight_scale(&kept, inputs, outputs), 1.0);
+        }
+    }
+
+    #[test]
+    fn clamp_keeps_the_scale_it_is_asked_for_as_a_constant() {
+        let (inputs, outputs) = (64, 48);
+        let clamp = EigenMode::DEFAULT_CLAMP;
+        for s in [0.5f32, 1.0, 2.0, 3.0] {
+            for init in [
+                crate::nn::scaled_normal(inputs, s),
+                Init::Uniform {
+                    limit: s * 3f32.sqrt() / 8.0,
+                },
+                Init::Orthogonal { gain: s },
+            ] {
+                // c·Ŵ is the draw `init` describes: c = s (exact for powers of two), and the
+                // stored draw is `init`'s divided by it.
+                let c = clamp.raw_weight_scale(&init, inputs, outputs);
+                if s.log2().fract() == 0.0 {
+                    assert_eq!(c, s, "{init:?}");
+                } else {
+                    assert!((c / s - 1.0).abs() < 1e-6, "{init:?}: {c}");
+                }
+                let drawn = init_values(&init, &[inputs, outputs], 3).unwrap();
+                let stored = init_values(
+                    &clamp.raw_weight_init(init.clone(), inputs, outputs),
+                    &[inputs, outputs],
+                    3,
+                )
+                .unwrap();
+                // Entries of size ~s/8: a few f32 roundings of them.
+                for (a, b) in drawn.iter().zip(&stored) {
+                    assert!((a - c * b).abs() <= 1e-6, "{init:?}: {a} vs {c}·{b}");
+                }
+                // The band on Ŵ's spectrum is the band on W's divided by |c|.
+                let band = clamp.spectral_fn_at(c);
+                assert_eq!(
+                    band,
+                    SpectralFn::Clamp {
+                        lo: 1.0 / c,
+                        hi: 1.25 / c
+                    }
+                );
+            }
+            // The modes whose function does not depend on the scale multiply by nothing.
+            for mode in [EigenMode::Orthogonal, EigenMode::Normalize] {
+                let init = crate::nn::scaled_normal(inputs, s);
+                assert_eq!(mode.raw_weight_scale(&init, inputs, outputs), 1.0);
+                assert_eq!(mode.spectral_fn_at(s), mode.spectral_fn());
+            }
         }
     }
 }

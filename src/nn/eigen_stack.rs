@@ -40,8 +40,8 @@ pub struct EigenStack {
 
 impl EigenStack {
     /// Declares `layers` Eigen layers `[inputs, outputs]` in `mode` in `scope` (see the type's
-    /// docs for the names), their raw weights drawn by `init` (rescaled for `Orthogonal` and
-    /// `Normalize`, see [`EigenMode::raw_weight_init`]), with a learnable gain each if
+    /// docs for the names), their raw weights drawn by `init` (a random one at one scale, see
+    /// [`EigenMode::raw_weight_init`]), with a learnable gain each if
     /// `with_gain` (initialised to [`EigenMode::initial_gain`] of its own matrix).
     pub fn new(
         scope: &mut Scope,
@@ -57,10 +57,11 @@ impl EigenStack {
                 "an Eigen stack needs at least one layer".into(),
             ));
         }
+        let raw_scale = mode.raw_weight_scale(&init, inputs, outputs);
         let init = mode.raw_weight_init(init, inputs, outputs);
         let gain_init = with_gain.then(|| initial_gains(mode, &init, layers, inputs, outputs));
         let weight = scope.param("weight", &[layers, inputs, outputs], init)?;
-        let r = Reparametrised::build(scope, weight, mode, gain_init)?;
+        let r = Reparametrised::build(scope, weight, mode, raw_scale, gain_init)?;
         let mut members = Vec::with_capacity(layers);
         for k in 0..layers {
             let linear = Linear {
@@ -73,6 +74,7 @@ impl EigenStack {
                 gain: r.gain,
                 spectral: r.spectral,
                 mode,
+                raw_scale,
                 slot: k,
                 slots: layers,
             });

@@ -183,8 +183,8 @@ pub enum Layer {
         outputs: usize,
         /// What the layer does to the singular values.
         mode: EigenMode,
-        /// Gaussian initialisation scale of the raw weight (`Orthogonal` and `Normalize` draw
-        /// at a scale of their own, see [`EigenMode::raw_weight_init`]).
+        /// Gaussian initialisation scale of the raw weight (stored at one scale, see
+        /// [`EigenMode::raw_weight_init`]; `Orthogonal` and `Normalize` do not depend on it).
         init_scale: f32,
         /// Whether the layer has a learnable scalar gain (see [`EigenLayer`]).
         gain: bool,
@@ -431,9 +431,9 @@ pub struct MlpSpec {
     pub activation: Activation,
     /// Plain or Eigen layers.
     pub kind: LayerKind,
-    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in) (`Orthogonal` and
-    /// `Normalize` Eigen layers draw at a scale of their own, see
-    /// [`EigenMode::raw_weight_init`]).
+    /// Gaussian initialisation scale s: weights ~ N(0, s²/fan_in) (Eigen layers store their
+    /// raw weights at one scale, see [`EigenMode::raw_weight_init`]; `Orthogonal` and
+    /// `Normalize` do not depend on s).
     pub init_scale: f32,
     /// Which Eigen layers carry a learnable gain (ignored for plain layers).
     pub gains: GainPlacement,
