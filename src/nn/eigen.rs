@@ -39,8 +39,9 @@ use crate::kernels::spectral::{SpectralFn, SpectrumScale};
 /// ([`EigenMode::raw_weight_init`]); `Clamp` keeps the scale it is asked for as a constant
 /// factor ([`EigenMode::raw_weight_scale`]), since its band makes the scale part of the
 /// function. `Orthogonal` (every σ = 1) and `Normalize` (σ/σ_max ≤ 1) are the same for every
-/// initial scale, but both sit at or below criticality: they rely on the gains. `Normalize` keeps the
-/// ratios of W's singular values, so the shape of W's initial spectrum decides how it starts:
+/// initial scale, but both sit at or below criticality: they rely on the gains. `Normalize`
+/// keeps the ratios of W's singular values, so the shape of W's initial spectrum decides how
+/// it starts:
 /// it draws its raw weight nearly orthogonal ([`EigenMode::raw_weight_init`]: singular values
 /// within 10% of σ_max, not the quarter-circle spread of a Gaussian draw, which 64 layers
 /// multiply into a map that loses most of its input) and starts its gain at σ_max/σ_rms of
