@@ -186,6 +186,8 @@ impl EigenMode {
     /// one Ŵ is drawn at ([`EigenMode::raw_weight_init`]) — 2 for a fan-in Gaussian at s = 2 —
     /// so that c·Ŵ is `init`'s draw; 1 otherwise. The layer applies it as the band [lo/|c|,
     /// hi/|c|] on Ŵ's spectrum and a factor c on the result, the same W′ as clamping c·Ŵ.
+    /// A checkpoint holds Ŵ (the parameter), not c: load it into a layer built with the same
+    /// mode, shape and initialiser to get the same function back.
     pub fn raw_weight_scale(self, init: &Init, inputs: usize, outputs: usize) -> f32 {
         match self {
             EigenMode::Clamp { .. } => random_draw_scale(init, inputs, outputs).unwrap_or(1.0),
