@@ -197,19 +197,19 @@ fn deep_mlp_quick() {
             assert!(last < first, "{name}: training loss {first} -> {last}");
         }
         // 256 test images of 10 balanced classes: chance is 0.1. The Eigen layers are the
-        // point: after two epochs (16 steps) from s = 0.5 they must be well above it. From
-        // s = 2 the plain variants, the shallow one included, learn slower in so few steps
-        // (Adam moves each weight by about lr, a 4× smaller relative step), and a `Clamp`
-        // network starts with most singular values cut to the band's ceiling: above chance
-        // there. `Orthogonal` and `Normalize` do not depend on s and store their raw weights
-        // at one scale, so each is one network from both scales (checked below), held to a
-        // floor between the two (measured: 0.70 and 0.50).
-        let floor = if SCALE_FREE.iter().any(|v| name.starts_with(v)) {
-            0.35
-        } else if name.starts_with("eigen") && name.ends_with(" 0.5") {
+        // point: after two epochs (16 steps) every one must be well above it — `Clamp` from
+        // s = 0.5 above 0.5 (measured 0.58), every other Eigen run above 0.35 (`Clamp` from
+        // s = 2 0.57: its stored weight turns at the rate of s = 0.5's; `Orthogonal` and
+        // `Normalize`, one network each from both scales (checked below), 0.70 and 0.50).
+        // From s = 2 the plain variants, the shallow one included, learn slower in so few
+        // steps (Adam moves each weight by about lr, a 4× smaller relative step): above
+        // chance there.
+        let floor = if !name.starts_with("eigen") {
+            0.15
+        } else if name == "eigen-clamp 0.5" {
             0.5
         } else {
-            0.15
+            0.35
         };
         assert!(*acc > floor, "{name}: test accuracy {acc}");
     }

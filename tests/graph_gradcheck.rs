@@ -482,6 +482,20 @@ fn eigen_layer_clamp_with_a_raw_scale() {
                     "c = {c}, kind {kind}: W'[{i}] {p} vs {q}"
                 );
             }
+            // Both report the singular values of W = c·Ŵ and of W′, not of Ŵ.
+            let (scaled, direct) = (
+                layer.singular_values(&plan).unwrap(),
+                layer_w.singular_values(&plan_w).unwrap(),
+            );
+            assert_eq!((scaled.0.len(), scaled.1.len()), (n, n));
+            for (p, q) in scaled
+                .0
+                .iter()
+                .chain(&scaled.1)
+                .zip(direct.0.iter().chain(&direct.1))
+            {
+                assert!((p - q).abs() <= 1e-5, "c = {c}, kind {kind}: σ {p} vs {q}");
+            }
             let gamma = layer.gain.expect("a gain");
             check_gradients(
                 &format!("{mode:?} at raw scale {c}, weight kind {kind}"),
